@@ -1,0 +1,181 @@
+"""Fixtures for every test, in one place.
+
+Unit tests need none of the services. Integration tests get a fresh PostgreSQL
+database for the whole test session (created from ``WEALTHALLOC_TEST_DATABASE_ADMIN_URL``
+and dropped at the end), a Redis database index of their own that is flushed,
+and a real local Ray with the API deployed on Ray Serve.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+ADMIN_URL = os.environ.get(
+    "WEALTHALLOC_TEST_DATABASE_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+TEST_REDIS_URL = os.environ.get("WEALTHALLOC_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+
+
+def _database_url(name: str) -> str:
+    base, _, _ = ADMIN_URL.rpartition("/")
+    return f"{base}/{name}"
+
+
+def create_database(prefix: str = "wealthalloc_test") -> str:
+    """Create an empty database with a unique name and return its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return _database_url(name)
+
+
+def drop_database(url: str) -> None:
+    name = url.rpartition("/")[2]
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def empty_database_url() -> Iterator[str]:
+    """A database with nothing in it, dropped after the test."""
+    url = create_database("wealthalloc_empty")
+    try:
+        yield url
+    finally:
+        drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data directory with the bundled market data converted to Parquet."""
+    from wealthalloc.marketdata import load_bundled_datasets
+
+    path = tmp_path_factory.mktemp("data")
+    load_bundled_datasets(path / "prices", progress=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """A migrated database shared by the integration tests of one session."""
+    from wealthalloc.storage.migrate import migrate
+
+    url = create_database()
+    try:
+        migrate(url)
+        yield url
+    finally:
+        drop_database(url)
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """The test Redis database index, flushed before and after each test."""
+    import redis
+
+    client = redis.Redis.from_url(TEST_REDIS_URL)
+    client.flushdb()
+    try:
+        yield TEST_REDIS_URL
+    finally:
+        client.flushdb()
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def session_redis_url() -> Iterator[str]:
+    """The test Redis database index for fixtures that live as long as the session."""
+    import redis
+
+    client = redis.Redis.from_url(TEST_REDIS_URL)
+    client.flushdb()
+    try:
+        yield TEST_REDIS_URL
+    finally:
+        client.flushdb()
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def ray_local() -> Iterator[None]:
+    """A real local Ray for the session (no dashboard: tests need none and it costs start-up time)."""
+    import ray
+
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        namespace=f"wealthalloc-test-{uuid.uuid4().hex[:6]}",
+        log_to_driver=False,
+        runtime_env={"env_vars": {"RAY_USAGE_STATS_ENABLED": "0"}},
+    )
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def api_settings(database_url: str, session_redis_url: str, data_dir: Path) -> dict[str, str]:
+    """Settings overrides that point a deployment at the test session's services."""
+    return {
+        "environment": "test",
+        "database_url": database_url,
+        "redis_url": session_redis_url,
+        "data_dir": str(data_dir),
+        "bcrypt_rounds": "4",
+        "secret_key": "test-secret-key-0123456789abcdef0123456789",
+        "log_level": "WARNING",
+    }
+
+
+@pytest.fixture(scope="session")
+def api_url(ray_local: None, api_settings: dict[str, str]) -> str:
+    """The API deployed on Ray Serve, as a client reaches it over HTTP."""
+    from ray import serve
+
+    from serve_apps.api.deployment import build
+
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.run(build(dict(api_settings)), name="api", route_prefix="/", blocking=False)
+    url = f"http://127.0.0.1:{port}"
+    _wait_for(url + "/health")
+    return url
+
+
+def _wait_for(url: str, timeout_s: float = 90) -> None:
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=5).status_code in (200, 503):
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{url} did not answer in {timeout_s} s")
+
+
+@pytest.fixture
+def http(api_url: str) -> Iterator["httpx.Client"]:  # noqa: F821 - imported lazily
+    import httpx
+
+    with httpx.Client(base_url=api_url, timeout=30) as client:
+        yield client

@@ -1,0 +1,71 @@
+"""The operations surface of the API, served by Ray Serve on real PostgreSQL, Redis and Ray."""
+
+from __future__ import annotations
+
+import httpx
+
+EXPECTED_CHECKS = {"database", "redis", "ray", "broker", "event_bus", "model"}
+
+
+def test_health_is_200_with_every_check_healthy(http: httpx.Client) -> None:
+    response = http.get("/health")
+    assert response.status_code == 200, response.text
+    report = response.json()["data"]
+    assert report["status"] == "healthy"
+    assert set(report["checks"]) == EXPECTED_CHECKS
+    assert all(check["status"] == "healthy" for check in report["checks"].values())
+    assert report["checks"]["ray"]["alive_nodes"] >= 1
+    assert report["checks"]["broker"]["symbols"] == 26
+    assert report["uptime_seconds"] >= 0 and report["memory_mb"] > 0
+
+
+def test_every_response_carries_a_request_id(http: httpx.Client) -> None:
+    first = http.get("/health").headers["x-request-id"]
+    second = http.get("/health").headers["x-request-id"]
+    assert first and second and first != second
+
+
+def test_unknown_path_answers_404_in_the_error_envelope(http: httpx.Client) -> None:
+    response = http.get("/api/v1/does-not-exist")
+    assert response.status_code == 404
+    error = response.json()["error"]
+    assert error["code"] == "NOT_FOUND"
+    assert error["request_id"] == response.headers["x-request-id"]
+
+
+def test_metrics_are_prometheus_text(http: httpx.Client) -> None:
+    http.get("/health")
+    response = http.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    assert 'wealthalloc_http_requests_total{endpoint="/health",method="GET",status="200"}' in response.text
+    assert 'wealthalloc_health_check_up{check="database"} 1.0' in response.text
+
+
+def test_openapi_document_and_docs_are_served(http: httpx.Client) -> None:
+    spec = http.get("/openapi.json")
+    assert spec.status_code == 200
+    assert spec.json()["info"]["title"] == "WealthAlloc API"
+    assert "/health" in spec.json()["paths"]
+    assert http.get("/docs").status_code == 200
+
+
+def test_health_is_503_naming_redis_when_redis_is_dead(
+    ray_local: None, api_url: str, api_settings: dict[str, str]
+) -> None:
+    from ray import serve
+
+    from serve_apps.api.deployment import build
+
+    broken = {**api_settings, "redis_url": "redis://127.0.0.1:1/0"}
+    serve.run(build(broken), name="api-dead-redis", route_prefix="/dead-redis")
+    try:
+        response = httpx.get(f"{api_url}/dead-redis/health", timeout=30)
+        assert response.status_code == 503
+        error = response.json()["error"]
+        assert error["code"] == "SERVICE_UNAVAILABLE"
+        assert set(error["details"]["failing"]) == {"redis", "event_bus"}
+        assert "redis" in error["message"]
+        assert error["details"]["checks"]["database"]["status"] == "healthy"
+    finally:
+        serve.delete("api-dead-redis")

@@ -1,0 +1,98 @@
+"""The `wealthalloc` command fails with one clear line, never a traceback wall."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+CLI = [sys.executable, "-m", "wealthalloc.cli"]
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("WEALTHALLOC_")}
+    return subprocess.run(
+        [*CLI, *args], env={**base, **(env or {})}, capture_output=True, text=True, timeout=120, cwd=cwd
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    for fragment in fragments:
+        assert fragment in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_help_lists_every_command() -> None:
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for command in ("migrate", "data", "demo", "users", "serve", "stop", "doctor"):
+        assert command in result.stdout
+
+
+def test_a_malformed_database_url_is_one_line(tmp_path: Path) -> None:
+    result = run_cli("migrate", env={"WEALTHALLOC_DATABASE_URL": "mysql://root@localhost/x"}, cwd=tmp_path)
+    assert_one_line_error(result, "WEALTHALLOC_DATABASE_URL", "postgresql://")
+
+
+def test_an_unreachable_database_is_one_line(tmp_path: Path) -> None:
+    result = run_cli(
+        "migrate", env={"WEALTHALLOC_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/nowhere"}, cwd=tmp_path
+    )
+    assert_one_line_error(result, "127.0.0.1:1", "does not answer")
+
+
+def test_migrate_twice_changes_nothing_the_second_time(empty_database_url: str, tmp_path: Path) -> None:
+    env = {"WEALTHALLOC_DATABASE_URL": empty_database_url}
+    first = run_cli("migrate", env=env, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "applied" in first.stdout
+    second = run_cli("migrate", env=env, cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert "schema up to date" in second.stdout
+
+
+def test_serve_refuses_a_port_in_use_before_starting_anything(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run_cli(
+            "serve", env={"WEALTHALLOC_HTTP_PORT": str(port), "WEALTHALLOC_DATA_DIR": str(tmp_path)}, cwd=tmp_path
+        )
+    assert_one_line_error(result, f"port {port}", "in use")
+    assert not (tmp_path / "runtime.json").exists()
+
+
+def test_serve_without_embedded_services_names_the_dead_redis(tmp_path: Path) -> None:
+    result = run_cli(
+        "serve",
+        env={
+            "WEALTHALLOC_EMBEDDED_SERVICES": "false",
+            "WEALTHALLOC_REDIS_URL": "redis://127.0.0.1:1/0",
+            "WEALTHALLOC_DATA_DIR": str(tmp_path),
+            "WEALTHALLOC_HTTP_PORT": "1",
+        },
+        cwd=tmp_path,
+    )
+    assert_one_line_error(result, "Redis at redis://127.0.0.1:1/0", "does not answer")
+
+
+def test_doctor_reports_problems_with_exit_1(tmp_path: Path) -> None:
+    result = run_cli(
+        "doctor",
+        env={
+            "WEALTHALLOC_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/nowhere",
+            "WEALTHALLOC_DATA_DIR": str(tmp_path),
+            "WEALTHALLOC_HTTP_PORT": "1",
+        },
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1
+    assert "FAIL" in result.stdout and "postgres" in result.stdout
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,332 @@
+"""The ``wealthalloc`` command: set up, run and inspect the platform.
+
+Every command fails with one line on stderr and a non-zero exit when
+something it needs is missing (a database that does not answer, a port in
+use, a platform already running): the person at the terminal gets the reason,
+not a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import getpass
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from wealthalloc.config import Settings
+
+app = typer.Typer(
+    name="wealthalloc",
+    help="WealthAlloc: portfolios, tax lots, trading and tax-loss harvesting on Ray.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Market data: convert the bundled price history to Parquet.", no_args_is_help=True)
+demo_app = typer.Typer(help="Demo users, portfolios and lots.", no_args_is_help=True)
+users_app = typer.Typer(help="User administration.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(demo_app, name="demo")
+app.add_typer(users_app, name="users")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class CliError(Exception):
+    pass
+
+
+def _friendly(func: F) -> F:
+    """Turn the failures a person can fix into one line and exit code 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import psycopg
+        import pydantic
+        import redis
+
+        from wealthalloc.marketdata import MarketDataError
+        from wealthalloc.runtime.launcher import LaunchError
+        from wealthalloc.runtime.services import ServiceError
+        from wealthalloc.storage.migrate import MigrationError
+
+        try:
+            return func(*args, **kwargs)
+        except pydantic.ValidationError as exc:
+            err = exc.errors()[0]
+            field = "WEALTHALLOC_" + str(err["loc"][0]).upper() if err.get("loc") else "settings"
+            _fail(f"invalid setting {field}: {err['msg']}")
+        except psycopg.Error as exc:
+            _fail(f"database: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}")
+        except redis.RedisError as exc:
+            _fail(f"redis: {exc}")
+        except (CliError, LaunchError, ServiceError, MigrationError, MarketDataError) as exc:
+            _fail(str(exc))
+        except KeyboardInterrupt:
+            _fail("interrupted")
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    raise typer.Exit(1)
+
+
+def _settings(**overrides: Any) -> Settings:
+    from wealthalloc.logging import configure_logging
+
+    settings = Settings(**overrides)
+    configure_logging("WARNING" if settings.log_level == "INFO" else settings.log_level, settings.log_format)
+    return settings
+
+
+def _say(message: str) -> None:
+    typer.echo(message)
+
+
+def _reachable_database(settings: Settings) -> str:
+    """The configured database, or the embedded one that ``wealthalloc serve`` started."""
+    from wealthalloc.runtime.launcher import RuntimeState
+    from wealthalloc.runtime.services import postgres_problem
+
+    problem = postgres_problem(settings.database_url)
+    if problem is None:
+        return settings.database_url
+    state = RuntimeState.load(settings.data_dir)
+    if state is not None and state.embedded_postgres and postgres_problem(state.database_url) is None:
+        return state.database_url
+    raise CliError(f"PostgreSQL at {settings.database_url} does not answer: {problem}")
+
+
+def _load_market(settings: Settings) -> tuple[Any, Any]:
+    from wealthalloc.marketdata import MarketClock, PriceHistory
+
+    prices = PriceHistory(settings.prices_dir)
+    if not prices.symbols():
+        raise CliError(f"no prices in {settings.prices_dir}: run `wealthalloc data load` first")
+    return prices, MarketClock(prices.trading_days(), pinned=settings.market_clock_date)
+
+
+@app.command()
+@_friendly
+def migrate() -> None:
+    """Create the database if needed and apply pending schema migrations (safe to run twice)."""
+    from wealthalloc.storage.migrate import ensure_database
+    from wealthalloc.storage.migrate import migrate as run_migrations
+
+    settings = _settings()
+    url = _reachable_database(settings)
+    if ensure_database(url):
+        _say("created the database")
+    report = run_migrations(url)
+    if report.applied:
+        _say(f"applied {len(report.applied)} migration(s): {', '.join(report.applied)}")
+    else:
+        _say(f"schema up to date ({report.already_applied} migration(s) applied before)")
+
+
+@data_app.command("load")
+@_friendly
+def data_load(
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Convert skfolio's bundled price history (20 S&P 500 stocks, the index, 5 factor ETFs) to Parquet."""
+    from wealthalloc.marketdata import load_bundled_datasets
+
+    settings = _settings()
+    report = load_bundled_datasets(settings.prices_dir, progress=not quiet)
+    _say(
+        f"{len(report.symbols)} symbols, {report.rows} rows, {report.first_date} .. {report.last_date}"
+        f" in {settings.prices_dir}"
+    )
+
+
+@demo_app.command("seed")
+@_friendly
+def demo_seed() -> None:
+    """Create the demo investor, advisor and admin with portfolios and lots (idempotent)."""
+    from wealthalloc.demo.seed import seed_demo
+
+    settings = _settings()
+    url = _reachable_database(settings)
+    prices, clock = _load_market(settings)
+    report = seed_demo(url, prices=prices, clock=clock, bcrypt_rounds=settings.bcrypt_rounds)
+    _say(f"demo data: {report}")
+
+
+@users_app.command("create-admin")
+@_friendly
+def create_admin_cmd(
+    email: Annotated[str, typer.Option(help="The admin's login email.")],
+    password: Annotated[
+        str | None, typer.Option(help="Omit to be asked without echo (preferred over the command line).")
+    ] = None,
+    full_name: Annotated[str | None, typer.Option(help="Display name.")] = None,
+) -> None:
+    """Create an administrator account."""
+    from wealthalloc.demo.seed import create_admin
+
+    settings = _settings()
+    url = _reachable_database(settings)
+    if password is None:
+        if not sys.stdin.isatty():
+            password = sys.stdin.readline().rstrip("\n")
+        else:
+            password = getpass.getpass("Password: ")
+            if password != getpass.getpass("Repeat: "):
+                raise CliError("the passwords differ")
+    user_id = create_admin(
+        url, email=email, password=password, full_name=full_name, bcrypt_rounds=settings.bcrypt_rounds
+    )
+    _say(f"admin {email} ({user_id})")
+
+
+DEMO_LOGINS = (
+    ("investor", "demo@wealthalloc.dev", "Demo-Investor-2026"),
+    ("advisor", "advisor@wealthalloc.dev", "Demo-Advisor-2026"),
+    ("admin", "admin@wealthalloc.dev", "Demo-Admin-2026"),
+)
+
+
+@app.command()
+@_friendly
+def serve(
+    health_timeout: Annotated[float, typer.Option(help="Seconds to wait for /health.")] = 180,
+    skip_setup: Annotated[bool, typer.Option(help="Skip migrate, data load and demo seed.")] = False,
+) -> None:
+    """Bring the platform up: services, schema, data, demo, Ray and Serve; wait until healthy."""
+    from wealthalloc.runtime import launcher, services
+
+    settings = _settings()
+    started = time.monotonic()
+    state = launcher.RuntimeState.load(settings.data_dir)
+    if state is not None and launcher.port_in_use(settings.http_host, settings.http_port):
+        raise CliError(f"WealthAlloc is already running at {state.api_url} (stop it with `make stop`)")
+    if launcher.port_in_use(settings.http_host, settings.http_port):
+        raise CliError(
+            f"port {settings.http_port} on {settings.http_host} is in use by another program"
+            " (set WEALTHALLOC_HTTP_PORT to another port)"
+        )
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+
+    pg = services.resolve_postgres(
+        settings.database_url, settings.data_dir, allow_embedded=settings.embedded_services
+    )
+    _say(f"PostgreSQL: {'embedded, started under ' + str(settings.data_dir / 'postgres') if pg.embedded else 'configured server'}")
+    rd = services.resolve_redis(settings.redis_url, settings.data_dir, allow_embedded=settings.embedded_services)
+    _say(f"Redis:      {'embedded, started under ' + str(settings.data_dir / 'redis') if rd.embedded else 'configured server'}")
+
+    if not skip_setup:
+        from wealthalloc.demo.seed import seed_demo
+        from wealthalloc.marketdata import load_bundled_datasets
+        from wealthalloc.storage.migrate import ensure_database
+        from wealthalloc.storage.migrate import migrate as run_migrations
+
+        ensure_database(pg.url)
+        report = run_migrations(pg.url)
+        _say(f"Schema:     {len(report.applied)} migration(s) applied, {report.already_applied} already")
+        load_bundled_datasets(settings.prices_dir, progress=sys.stderr.isatty())
+        prices, clock = _load_market(settings)
+        _say(f"Market:     {len(prices.symbols())} symbols, market clock at {clock.today()}")
+        seed_demo(pg.url, prices=prices, clock=clock, bcrypt_rounds=settings.bcrypt_rounds)
+        _say("Demo:       seeded")
+
+    env = launcher.platform_env(settings, pg.url, rd.url)
+    address, ray_pid = launcher.start_ray(settings, env)
+    launcher.RuntimeState(
+        database_url=pg.url, redis_url=rd.url, embedded_postgres=pg.embedded, embedded_redis=rd.embedded,
+        api_url=settings.api_url, dashboard_url=settings.dashboard_url, ray_address=address,
+        ray_pid=ray_pid, started_at=time.time(),
+    ).save(settings.data_dir)
+    _say(f"Ray:        started at {address}")
+    launcher.deploy_serve(settings, env)
+    _say("Serve:      application deployed, waiting for /health ...")
+    launcher.wait_for_health(settings.api_url, timeout_s=health_timeout)
+
+    _say("")
+    _say(f"WealthAlloc is up in {time.monotonic() - started:.0f} s")
+    _say(f"  API:        {settings.api_url}   (docs: {settings.api_url}/docs, health: {settings.api_url}/health)")
+    _say(f"  Dashboard:  {settings.dashboard_url}")
+    _say("  Demo logins:")
+    for role, email, password in DEMO_LOGINS:
+        _say(f"    {role:9} {email:26} {password}")
+    _say("  Stop with:  make stop")
+
+
+@app.command()
+@_friendly
+def stop() -> None:
+    """Stop Serve, Ray and the embedded services that `serve` started."""
+    from wealthalloc.runtime import launcher, services
+
+    settings = _settings()
+    state = launcher.RuntimeState.load(settings.data_dir)
+    if state is None:
+        raise CliError(f"nothing to stop: no platform started from {settings.data_dir}")
+    if launcher.stop_ray(state.ray_pid):
+        _say("Ray and Serve stopped")
+    if state is not None:
+        if state.embedded_redis and services.stop_embedded_redis(settings.data_dir):
+            _say("embedded Redis stopped")
+        if state.embedded_postgres and services.stop_embedded_postgres(settings.data_dir):
+            _say("embedded PostgreSQL stopped")
+    launcher.RuntimeState.clear(settings.data_dir)
+
+
+@app.command()
+@_friendly
+def doctor() -> None:
+    """Check settings, services, schema, market data, Ray and the API; exit 1 if anything is wrong."""
+    import httpx
+
+    from wealthalloc.runtime import launcher, services
+    from wealthalloc.storage.migrate import pending
+
+    settings = _settings()
+    state = launcher.RuntimeState.load(settings.data_dir)
+    db_url = state.database_url if state else settings.database_url
+    redis_url = state.redis_url if state else settings.redis_url
+    problems = 0
+
+    def report(name: str, problem: str | None, ok: str = "ok") -> None:
+        nonlocal problems
+        problems += problem is not None
+        mark = typer.style("FAIL", fg=typer.colors.RED) if problem else typer.style(" ok ", fg=typer.colors.GREEN)
+        _say(f"[{mark}] {name:12} {problem or ok}")
+
+    report("python", None if sys.version_info >= (3, 11) else "Python 3.11+ needed", sys.version.split()[0])
+    db_problem = services.postgres_problem(db_url)
+    report("postgres", db_problem)
+    if db_problem is None:
+        try:
+            waiting = pending(db_url)
+            report("schema", f"pending: {', '.join(waiting)}" if waiting else None, "up to date")
+        except Exception as exc:  # doctor reports every failure, whatever its type
+            report("schema", str(exc).splitlines()[0])
+    report("redis", services.redis_problem(redis_url))
+    prices = sorted(Path(settings.prices_dir).glob("*.parquet"))
+    report("market data", None if prices else f"no Parquet in {settings.prices_dir}", f"{len(prices)} symbols")
+    ray_up = launcher.port_in_use("127.0.0.1", settings.ray_port)
+    report("ray", None if ray_up else "not running (make run)", f"GCS on {settings.ray_port}")
+    try:
+        response = httpx.get(f"{settings.api_url}/health", timeout=5)
+        failing = response.json().get("error", {}).get("message") if response.status_code != 200 else None
+        report("api", failing, f"{settings.api_url} healthy")
+    except httpx.HTTPError:
+        report("api", f"no answer at {settings.api_url}")
+    if problems:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""The one settings object of WealthAlloc.
+
+Every knob is read here and nowhere else: the environment (``WEALTHALLOC_*``),
+then a ``.env`` file in the working directory, then the defaults below. Ray
+workers and Serve replicas build their own ``Settings`` from the same
+environment, so a value set when the cluster starts reaches every process.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+VERSION = "0.1.0"
+
+BrokerKind = Literal["paper", "ibkr"]
+LogFormat = Literal["json", "console"]
+
+
+class Settings(BaseSettings):
+    """Configuration for every WealthAlloc process (CLI, actors, Serve replicas)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="WEALTHALLOC_",
+        env_file=".env",
+        extra="ignore",
+        frozen=True,
+    )
+
+    environment: Literal["development", "test", "production"] = "development"
+    data_dir: Path = Field(
+        default=Path(".data"),
+        description="Parquet prices, embedded database and Redis files, model registry.",
+    )
+
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/wealthalloc"
+    database_pool_min: int = Field(default=1, ge=0)
+    database_pool_max: int = Field(default=10, ge=1)
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    embedded_services: bool = Field(
+        default=True,
+        description="Start embedded PostgreSQL/Redis under data_dir when the configured ones do not answer.",
+    )
+
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8000, ge=1, le=65535)
+    dashboard_port: int = Field(default=8265, ge=1, le=65535)
+    ray_port: int = Field(default=6389, ge=1, le=65535, description="Ray's GCS port (6379 is Redis's).")
+    ray_address: str = Field(default="", description="Empty: a local Ray started by `wealthalloc serve`.")
+    ray_namespace: str = "wealthalloc"
+    serve_haproxy: bool = Field(default=True, description="Serve's HAProxy ingress instead of the default proxy.")
+    api_replicas: int = Field(default=1, ge=1)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: LogFormat = "json"
+
+    secret_key: SecretStr = Field(
+        default=SecretStr(""),
+        description="JWT signing key; generated into data_dir on first run when empty.",
+    )
+    bcrypt_rounds: int = Field(default=12, ge=4, le=16)
+
+    broker: BrokerKind = "paper"
+    ib_host: str = "127.0.0.1"
+    ib_port: int = Field(default=4002, ge=1, le=65535)
+    ib_client_id: int = Field(default=17, ge=0)
+
+    market_clock_date: date | None = Field(
+        default=None,
+        description="Pin the market clock to this trading day of the data instead of mapping today onto it.",
+    )
+    shard_count: int = Field(default=4, ge=1)
+    slot_count: int = Field(default=4096, ge=1)
+    model_registry_uri: str = Field(default="", description="Empty: data_dir/models.")
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute_data_dir(cls, value: Path) -> Path:
+        # Ray workers run in another working directory; a relative path would
+        # point somewhere else in each of them.
+        return value.expanduser().resolve()
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: str) -> str:
+        if not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a postgresql:// URL")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+    @property
+    def prices_dir(self) -> Path:
+        return self.data_dir / "prices"
+
+    @property
+    def registry_uri(self) -> str:
+        return self.model_registry_uri or str(self.data_dir / "models")
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.http_host}:{self.http_port}"
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://127.0.0.1:{self.dashboard_port}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

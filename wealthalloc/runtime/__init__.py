@@ -1,0 +1,1 @@
+"""Bringing the platform up and down on one machine: services, Ray, Serve."""

@@ -1,0 +1,215 @@
+"""Ray and Ray Serve on this machine: start, deploy, wait until healthy, stop.
+
+``make run`` calls this through ``wealthalloc serve``; a Ray cluster launched
+from ``ray-cluster.yaml`` runs the same ``cluster/serve-config.yaml``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from wealthalloc.config import Settings
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SERVE_CONFIG = REPO_ROOT / "cluster" / "serve-config.yaml"
+STATE_FILE_NAME = "runtime.json"
+
+
+class LaunchError(Exception):
+    """The platform could not be brought up; the message is for a person."""
+
+
+@dataclass(frozen=True)
+class RuntimeState:
+    """What ``wealthalloc serve`` started, so ``stop`` and ``doctor`` know what is running."""
+
+    database_url: str
+    redis_url: str
+    embedded_postgres: bool
+    embedded_redis: bool
+    api_url: str
+    dashboard_url: str
+    ray_address: str
+    ray_pid: int
+    started_at: float
+
+    def save(self, data_dir: Path) -> None:
+        path = data_dir / STATE_FILE_NAME
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, data_dir: Path) -> RuntimeState | None:
+        try:
+            return cls(**json.loads((data_dir / STATE_FILE_NAME).read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    @staticmethod
+    def clear(data_dir: Path) -> None:
+        (data_dir / STATE_FILE_NAME).unlink(missing_ok=True)
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def _bin(name: str) -> str:
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else name
+
+
+def secret_key(settings: Settings) -> str:
+    """The configured signing key, or one generated once into the data directory.
+
+    Generated rather than defaulted: a key that ships in the repository would
+    let anyone forge tokens for every installation that kept it.
+    """
+    configured = settings.secret_key.get_secret_value()
+    if configured:
+        return configured
+    path = settings.data_dir / "secret_key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+def platform_env(settings: Settings, database_url: str, redis_url: str) -> dict[str, str]:
+    """Environment for Ray and every worker it spawns: the resolved services and Serve's ingress."""
+    env = {
+        "WEALTHALLOC_SECRET_KEY": secret_key(settings),
+        "WEALTHALLOC_DATABASE_URL": database_url,
+        "WEALTHALLOC_REDIS_URL": redis_url,
+        "WEALTHALLOC_DATA_DIR": str(settings.data_dir),
+        "WEALTHALLOC_HTTP_HOST": settings.http_host,
+        "WEALTHALLOC_HTTP_PORT": str(settings.http_port),
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
+    if settings.serve_haproxy:
+        env["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
+        env["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
+    return env
+
+
+def start_ray(settings: Settings, env: dict[str, str], *, timeout_s: float = 60) -> tuple[str, int]:
+    """Start a local Ray head with its dashboard; returns the GCS address and the head's pid.
+
+    ``ray start --block`` runs in its own session and owns every Ray process it
+    starts, so stopping it stops this platform's Ray only, where ``ray stop``
+    would kill every Ray on the machine (a test run's, another checkout's).
+    """
+    for port, what in ((settings.ray_port, "Ray's GCS"), (settings.dashboard_port, "the Ray dashboard")):
+        if port_in_use("127.0.0.1", port):
+            raise LaunchError(
+                f"port {port} for {what} is already in use (another Ray? run `make stop` or `ray stop`)"
+            )
+    log_dir = settings.data_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    args = [
+        _bin("ray"), "start", "--head", "--block",
+        f"--port={settings.ray_port}",
+        "--dashboard-host=127.0.0.1", f"--dashboard-port={settings.dashboard_port}",
+        "--include-dashboard=true", "--disable-usage-stats",
+    ]
+    with open(log_dir / "ray-head.log", "ab") as out:
+        process = subprocess.Popen(
+            args, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+    deadline = time.monotonic() + timeout_s
+    while not (port_in_use("127.0.0.1", settings.ray_port) and port_in_use("127.0.0.1", settings.dashboard_port)):
+        if process.poll() is not None:
+            raise LaunchError(f"`ray start` exited with {process.returncode}; see {log_dir / 'ray-head.log'}")
+        if time.monotonic() > deadline:
+            process.terminate()
+            raise LaunchError(f"Ray did not start in {timeout_s:.0f} s; see {log_dir / 'ray-head.log'}")
+        time.sleep(0.5)
+    return f"127.0.0.1:{settings.ray_port}", process.pid
+
+
+def stop_ray(pid: int, *, timeout_s: float = 30) -> bool:
+    """Stop the Ray head that ``start_ray`` started, and everything it owns."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.2)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+    return True
+
+
+def serve_config(settings: Settings, env: dict[str, str]) -> dict[str, Any]:
+    """cluster/serve-config.yaml with this machine's host, port and environment filled in."""
+    config: dict[str, Any] = yaml.safe_load(SERVE_CONFIG.read_text())
+    config.setdefault("http_options", {}).update({"host": settings.http_host, "port": settings.http_port})
+    # The secret stays out: a Serve config is shown on the dashboard. Replicas
+    # inherit it from the environment `ray start` was given.
+    visible = {k: v for k, v in env.items() if k != "WEALTHALLOC_SECRET_KEY"}
+    for app in config.get("applications", []):
+        runtime_env = app.setdefault("runtime_env", {})
+        runtime_env.setdefault("env_vars", {}).update(visible)
+    return config
+
+
+def deploy_serve(settings: Settings, env: dict[str, str], *, timeout_s: float = 60) -> None:
+    """Submit the Serve config through the dashboard, as ``serve deploy`` does."""
+    config = serve_config(settings, env)
+    url = f"{settings.dashboard_url}/api/serve/applications/"
+    deadline = time.monotonic() + timeout_s
+    last_error = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            response = httpx.put(url, json=config, timeout=10)
+            if response.status_code == 200:
+                return
+            last_error = f"HTTP {response.status_code}: {response.text[:200]}"
+        except httpx.HTTPError as exc:
+            last_error = str(exc)
+        time.sleep(1)
+    raise LaunchError(f"Serve did not accept the config at {url}: {last_error}")
+
+
+def wait_for_health(api_url: str, *, timeout_s: float, on_wait: Any = None) -> dict[str, Any]:
+    """Poll /health until it answers 200; raise with the failing checks when it never does."""
+    deadline = time.monotonic() + timeout_s
+    last = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            response = httpx.get(f"{api_url}/health", timeout=5)
+            body = response.json()
+            if response.status_code == 200:
+                return dict(body["data"])
+            last = body.get("error", {}).get("message", f"HTTP {response.status_code}")
+        except (httpx.HTTPError, ValueError) as exc:
+            last = type(exc).__name__
+        if on_wait is not None:
+            on_wait(last)
+        time.sleep(1)
+    raise LaunchError(f"{api_url}/health did not become healthy in {timeout_s:.0f} s: {last}")
