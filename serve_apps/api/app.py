@@ -32,7 +32,9 @@ response carries `X-Request-ID`; errors use one envelope.
 """
 
 
-def create_app(settings: Settings, *, extra_routers: Sequence[APIRouter] = ()) -> FastAPI:
+def create_app(
+    settings: Settings, *, extra_routers: Sequence[APIRouter] = (), behind_serve: bool = False
+) -> FastAPI:
     configure_logging(settings.log_level, settings.log_format)
     resources = Resources(settings)
 
@@ -55,7 +57,10 @@ def create_app(settings: Settings, *, extra_routers: Sequence[APIRouter] = ()) -
     app.state.resources = resources
     install_error_handlers(app)
     app.add_middleware(
-        RequestContextMiddleware, metrics=resources.metrics, max_body_bytes=settings.max_body_bytes
+        RequestContextMiddleware,
+        metrics=resources.metrics,
+        max_body_bytes=settings.max_body_bytes,
+        behind_serve=behind_serve,
     )
 
     app.include_router(health.router)

@@ -24,7 +24,7 @@ class ApiIngress:
         self._settings = Settings(**overrides)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        return create_app(self._settings)
+        return create_app(self._settings, behind_serve=True)
 
 
 def build(args: dict[str, Any] | None = None) -> Application:

@@ -29,17 +29,20 @@ class _BodyTooLarge(Exception):
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, *, metrics: ApiMetrics, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, metrics: ApiMetrics, max_body_bytes: int, behind_serve: bool) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
+        # Ray Serve puts its request id on the request and echoes it on the
+        # response itself; behind it, adopt that id and add no second header.
+        self.behind_serve = behind_serve
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
 
-        request_id = _request_id(scope)
+        request_id = _request_id(scope, trust_incoming=self.behind_serve)
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status_holder = {"status": 500, "started": False}
@@ -48,9 +51,10 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
                 status_holder["started"] = True
-                headers = list(message.get("headers", []))
-                headers.append((b"x-request-id", request_id.encode()))
-                message = {**message, "headers": headers}
+                if not self.behind_serve:
+                    headers = list(message.get("headers", []))
+                    headers.append((b"x-request-id", request_id.encode()))
+                    message = {**message, "headers": headers}
             await send(message)
 
         declared = _content_length(scope)
@@ -92,11 +96,11 @@ class RequestContextMiddleware:
         return receive_limited
 
 
-def _request_id(scope: Scope) -> str:
+def _request_id(scope: Scope, *, trust_incoming: bool) -> str:
     for name, value in scope.get("headers", []):
         if name == b"x-request-id":
             candidate = value.decode("latin-1")
-            if _CLIENT_REQUEST_ID.match(candidate):
+            if trust_incoming or _CLIENT_REQUEST_ID.match(candidate):
                 return candidate
     return f"req_{uuid.uuid4().hex}"
 

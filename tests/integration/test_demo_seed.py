@@ -106,7 +106,9 @@ def _investor_lots(seeded: Seeded) -> list[dict[str, Any]]:
 
 
 def _gain(lot: dict[str, Any], prices: PriceHistory, today: date) -> Decimal:
-    return lot["shares"] * prices.close_on(lot["symbol"], today) - lot["cost_basis"]
+    shares: Decimal = lot["shares"]
+    cost_basis: Decimal = lot["cost_basis"]
+    return shares * prices.close_on(lot["symbol"], today) - cost_basis
 
 
 def _is_long_term(acquired: date, today: date) -> bool:

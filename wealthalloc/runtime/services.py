@@ -8,6 +8,7 @@ only, so they never collide with a port something else already holds.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -73,6 +74,9 @@ def embedded_postgres(data_dir: Path, database: str) -> ResolvedService:
     """Start (or find running) the embedded PostgreSQL under ``data_dir/postgres``."""
     import pgserver
 
+    # pgserver logs chatty INFO lines from an atexit hook, after a test runner
+    # or the CLI has closed its streams.
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
     pgdata = data_dir / "postgres"
     pgdata.mkdir(parents=True, exist_ok=True)
     try:
