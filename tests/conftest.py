@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -174,8 +174,14 @@ def _wait_for(url: str, timeout_s: float = 90) -> None:
 
 
 @pytest.fixture
-def http(api_url: str) -> Iterator["httpx.Client"]:  # noqa: F821 - imported lazily
+def http(api_url: str) -> Iterator[httpx.Client]:  # noqa: F821 - imported lazily
     import httpx
 
     with httpx.Client(base_url=api_url, timeout=30) as client:
         yield client
+
+
+@pytest.fixture
+def unused_port() -> Callable[[], int]:
+    """A function that returns a loopback port nothing listens on right now."""
+    return free_port

@@ -27,7 +27,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-data_app = typer.Typer(help="Market data: convert the bundled price history to Parquet.", no_args_is_help=True)
+data_app = typer.Typer(
+    help="Market data: convert the bundled price history to Parquet.", no_args_is_help=True
+)
 demo_app = typer.Typer(help="Demo users, portfolios and lots.", no_args_is_help=True)
 users_app = typer.Typer(help="User administration.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -187,6 +189,10 @@ def create_admin_cmd(
     _say(f"admin {email} ({user_id})")
 
 
+def _origin(embedded: bool, where: Path) -> str:
+    return f"embedded, started under {where}" if embedded else "configured server"
+
+
 DEMO_LOGINS = (
     ("investor", "demo@wealthalloc.dev", "Demo-Investor-2026"),
     ("advisor", "advisor@wealthalloc.dev", "Demo-Advisor-2026"),
@@ -218,9 +224,11 @@ def serve(
     pg = services.resolve_postgres(
         settings.database_url, settings.data_dir, allow_embedded=settings.embedded_services
     )
-    _say(f"PostgreSQL: {'embedded, started under ' + str(settings.data_dir / 'postgres') if pg.embedded else 'configured server'}")
-    rd = services.resolve_redis(settings.redis_url, settings.data_dir, allow_embedded=settings.embedded_services)
-    _say(f"Redis:      {'embedded, started under ' + str(settings.data_dir / 'redis') if rd.embedded else 'configured server'}")
+    _say(f"PostgreSQL: {_origin(pg.embedded, settings.data_dir / 'postgres')}")
+    rd = services.resolve_redis(
+        settings.redis_url, settings.data_dir, allow_embedded=settings.embedded_services
+    )
+    _say(f"Redis:      {_origin(rd.embedded, settings.data_dir / 'redis')}")
 
     if not skip_setup:
         from wealthalloc.demo.seed import seed_demo
@@ -240,9 +248,15 @@ def serve(
     env = launcher.platform_env(settings, pg.url, rd.url)
     address, ray_pid = launcher.start_ray(settings, env)
     launcher.RuntimeState(
-        database_url=pg.url, redis_url=rd.url, embedded_postgres=pg.embedded, embedded_redis=rd.embedded,
-        api_url=settings.api_url, dashboard_url=settings.dashboard_url, ray_address=address,
-        ray_pid=ray_pid, started_at=time.time(),
+        database_url=pg.url,
+        redis_url=rd.url,
+        embedded_postgres=pg.embedded,
+        embedded_redis=rd.embedded,
+        api_url=settings.api_url,
+        dashboard_url=settings.dashboard_url,
+        ray_address=address,
+        ray_pid=ray_pid,
+        started_at=time.time(),
     ).save(settings.data_dir)
     _say(f"Ray:        started at {address}")
     launcher.deploy_serve(settings, env)
@@ -251,7 +265,7 @@ def serve(
 
     _say("")
     _say(f"WealthAlloc is up in {time.monotonic() - started:.0f} s")
-    _say(f"  API:        {settings.api_url}   (docs: {settings.api_url}/docs, health: {settings.api_url}/health)")
+    _say(f"  API:        {settings.api_url}   (docs: /docs, health: /health, metrics: /metrics)")
     _say(f"  Dashboard:  {settings.dashboard_url}")
     _say("  Demo logins:")
     for role, email, password in DEMO_LOGINS:
@@ -297,7 +311,11 @@ def doctor() -> None:
     def report(name: str, problem: str | None, ok: str = "ok") -> None:
         nonlocal problems
         problems += problem is not None
-        mark = typer.style("FAIL", fg=typer.colors.RED) if problem else typer.style(" ok ", fg=typer.colors.GREEN)
+        mark = (
+            typer.style("FAIL", fg=typer.colors.RED)
+            if problem
+            else typer.style(" ok ", fg=typer.colors.GREEN)
+        )
         _say(f"[{mark}] {name:12} {problem or ok}")
 
     report("python", None if sys.version_info >= (3, 11) else "Python 3.11+ needed", sys.version.split()[0])
@@ -311,7 +329,9 @@ def doctor() -> None:
             report("schema", str(exc).splitlines()[0])
     report("redis", services.redis_problem(redis_url))
     prices = sorted(Path(settings.prices_dir).glob("*.parquet"))
-    report("market data", None if prices else f"no Parquet in {settings.prices_dir}", f"{len(prices)} symbols")
+    report(
+        "market data", None if prices else f"no Parquet in {settings.prices_dir}", f"{len(prices)} symbols"
+    )
     ray_up = launcher.port_in_use("127.0.0.1", settings.ray_port)
     report("ray", None if ray_up else "not running (make run)", f"GCS on {settings.ray_port}")
     try:

@@ -53,7 +53,9 @@ class Settings(BaseSettings):
     ray_port: int = Field(default=6389, ge=1, le=65535, description="Ray's GCS port (6379 is Redis's).")
     ray_address: str = Field(default="", description="Empty: a local Ray started by `wealthalloc serve`.")
     ray_namespace: str = "wealthalloc"
-    serve_haproxy: bool = Field(default=True, description="Serve's HAProxy ingress instead of the default proxy.")
+    serve_haproxy: bool = Field(
+        default=True, description="Serve's HAProxy ingress instead of the default proxy."
+    )
     api_replicas: int = Field(default=1, ge=1)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
 

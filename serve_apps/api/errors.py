@@ -38,7 +38,12 @@ _STATUS_CODES = {
 
 
 def _respond(
-    request: Request, status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     return JSONResponse(
         error_body(request_id_of(request), code, message, details), status_code=status, headers=headers
@@ -48,7 +53,11 @@ def _respond(
 def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
     # The input value is left out on purpose: it may be a password.
     return [
-        {"field": ".".join(str(p) for p in err.get("loc", ())), "message": err.get("msg", ""), "type": err.get("type")}
+        {
+            "field": ".".join(str(p) for p in err.get("loc", ())),
+            "message": err.get("msg", ""),
+            "type": err.get("type"),
+        }
         for err in exc.errors()
     ]
 

@@ -70,7 +70,9 @@ async def check_broker(res: Resources) -> dict[str, Any]:
         try:
             _, writer = await asyncio.open_connection(settings.ib_host, settings.ib_port)
         except OSError as exc:
-            raise CheckFailed(f"IB Gateway at {settings.ib_host}:{settings.ib_port} unreachable: {exc}") from exc
+            raise CheckFailed(
+                f"IB Gateway at {settings.ib_host}:{settings.ib_port} unreachable: {exc}"
+            ) from exc
         writer.close()
         await writer.wait_closed()
         return {"broker": "ibkr", "gateway": f"{settings.ib_host}:{settings.ib_port}"}

@@ -65,20 +65,28 @@ class RequestContextMiddleware:
         except _BodyTooLarge:
             if not status_holder["started"]:
                 await _send_error(
-                    send_with_id, 413, request_id, "PAYLOAD_TOO_LARGE",
+                    send_with_id,
+                    413,
+                    request_id,
+                    "PAYLOAD_TOO_LARGE",
                     f"The request body is larger than {self.max_body_bytes} bytes.",
                 )
         except Exception:
             log.exception("unhandled_error", path=scope.get("path"), request_id=request_id)
             if not status_holder["started"]:
                 await _send_error(
-                    send_with_id, 500, request_id, "INTERNAL_ERROR",
+                    send_with_id,
+                    500,
+                    request_id,
+                    "INTERNAL_ERROR",
                     "An unexpected error occurred; it has been logged.",
                 )
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            self.metrics.observe(scope["method"], template, int(status_holder["status"]), time.perf_counter() - started)
+            self.metrics.observe(
+                scope["method"], template, int(status_holder["status"]), time.perf_counter() - started
+            )
 
     def _limited(self, receive: Receive) -> Receive:
         limit = self.max_body_bytes

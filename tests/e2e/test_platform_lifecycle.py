@@ -9,13 +9,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-
-from tests.conftest import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -23,21 +21,27 @@ pytestmark = pytest.mark.slow
 def _cli(*args: str, env: dict[str, str], timeout: int = 400) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "wealthalloc.cli", *args],
-        env=env, capture_output=True, text=True, timeout=timeout, cwd=env["WEALTHALLOC_DATA_DIR"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=env["WEALTHALLOC_DATA_DIR"],
     )
 
 
 @pytest.fixture
-def platform_env(tmp_path: Path, database_url: str, session_redis_url: str) -> Iterator[dict[str, str]]:
+def platform_env(
+    tmp_path: Path, database_url: str, session_redis_url: str, unused_port: Callable[[], int]
+) -> Iterator[dict[str, str]]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("WEALTHALLOC_", "RAY_"))}
     env = {
         **base,
         "WEALTHALLOC_DATA_DIR": str(tmp_path),
         "WEALTHALLOC_DATABASE_URL": database_url,
         "WEALTHALLOC_REDIS_URL": session_redis_url,
-        "WEALTHALLOC_HTTP_PORT": str(free_port()),
-        "WEALTHALLOC_DASHBOARD_PORT": str(free_port()),
-        "WEALTHALLOC_RAY_PORT": str(free_port()),
+        "WEALTHALLOC_HTTP_PORT": str(unused_port()),
+        "WEALTHALLOC_DASHBOARD_PORT": str(unused_port()),
+        "WEALTHALLOC_RAY_PORT": str(unused_port()),
         "WEALTHALLOC_BCRYPT_ROUNDS": "4",
     }
     yield env
@@ -59,7 +63,9 @@ def test_serve_comes_up_healthy_refuses_a_second_start_and_stops(platform_env: d
 
     again = _cli("serve", env=platform_env, timeout=60)
     assert again.returncode == 1
-    assert again.stderr.strip().splitlines() == [f"error: WealthAlloc is already running at {api} (stop it with `make stop`)"]
+    assert again.stderr.strip().splitlines() == [
+        f"error: WealthAlloc is already running at {api} (stop it with `make stop`)"
+    ]
 
     down = _cli("stop", env=platform_env, timeout=120)
     assert down.returncode == 0, down.stderr

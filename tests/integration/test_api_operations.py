@@ -69,3 +69,19 @@ def test_health_is_503_naming_redis_when_redis_is_dead(
         assert error["details"]["checks"]["database"]["status"] == "healthy"
     finally:
         serve.delete("api-dead-redis")
+
+
+def test_the_market_clock_maps_today_onto_the_data(http: httpx.Client) -> None:
+    from datetime import date
+
+    body = http.get("/api/v1/market/clock").json()["data"]
+    market_date = date.fromisoformat(body["market_date"])
+    assert date.fromisoformat(body["data_start"]) <= market_date <= date.fromisoformat(body["data_end"])
+    assert date.fromisoformat(body["real_date"]).year - market_date.year == body["offset_years"]
+
+
+def test_securities_carry_sector_and_asset_class(http: httpx.Client) -> None:
+    rows = {row["symbol"]: row for row in http.get("/api/v1/market/securities").json()["data"]}
+    assert len(rows) == 26
+    assert rows["AAPL"]["sector"] == "Information Technology"
+    assert rows["SPX"]["asset_class"] == "index"

@@ -11,7 +11,9 @@ from pathlib import Path
 CLI = [sys.executable, "-m", "wealthalloc.cli"]
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("WEALTHALLOC_")}
     return subprocess.run(
         [*CLI, *args], env={**base, **(env or {})}, capture_output=True, text=True, timeout=120, cwd=cwd
@@ -63,7 +65,9 @@ def test_serve_refuses_a_port_in_use_before_starting_anything(tmp_path: Path) ->
         busy.listen()
         port = busy.getsockname()[1]
         result = run_cli(
-            "serve", env={"WEALTHALLOC_HTTP_PORT": str(port), "WEALTHALLOC_DATA_DIR": str(tmp_path)}, cwd=tmp_path
+            "serve",
+            env={"WEALTHALLOC_HTTP_PORT": str(port), "WEALTHALLOC_DATA_DIR": str(tmp_path)},
+            cwd=tmp_path,
         )
     assert_one_line_error(result, f"port {port}", "in use")
     assert not (tmp_path / "runtime.json").exists()

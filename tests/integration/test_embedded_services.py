@@ -40,7 +40,9 @@ def test_embedded_redis_starts_under_the_data_dir_and_stops(tmp_path: Path) -> N
 def test_embedded_postgres_starts_under_the_data_dir_and_stops(tmp_path: Path) -> None:
     from wealthalloc.storage.migrate import ensure_database, migrate
 
-    resolved = services.resolve_postgres("postgresql://postgres@127.0.0.1:1/wealthalloc", tmp_path, allow_embedded=True)
+    resolved = services.resolve_postgres(
+        "postgresql://postgres@127.0.0.1:1/wealthalloc", tmp_path, allow_embedded=True
+    )
     try:
         assert resolved.embedded
         assert (tmp_path / "postgres" / "PG_VERSION").exists()

@@ -116,7 +116,9 @@ def test_unexpected_exception_is_500_without_a_stack_trace(client: TestClient) -
 
 
 def test_oversized_body_is_413_before_it_is_read(client: TestClient) -> None:
-    response = client.post("/probe/deposit", content=b"x" * 5000, headers={"content-type": "application/json"})
+    response = client.post(
+        "/probe/deposit", content=b"x" * 5000, headers={"content-type": "application/json"}
+    )
     assert response.status_code == 413
     _assert_error_envelope(response.json(), "PAYLOAD_TOO_LARGE")
 
@@ -134,7 +136,7 @@ def test_health_names_the_failing_dependencies_with_503(client: TestClient) -> N
     body = response.json()
     _assert_error_envelope(body, "SERVICE_UNAVAILABLE")
     report = body["error"]["details"]
-    assert {"database", "redis", "ray"} <= set(report["failing"])
+    assert {"database", "redis", "event_bus"} <= set(report["failing"])
     assert report["checks"]["database"]["status"] == "unhealthy"
     assert "database" in body["error"]["message"]
 

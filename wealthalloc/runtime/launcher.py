@@ -126,18 +126,29 @@ def start_ray(settings: Settings, env: dict[str, str], *, timeout_s: float = 60)
     log_dir = settings.data_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     args = [
-        _bin("ray"), "start", "--head", "--block",
+        _bin("ray"),
+        "start",
+        "--head",
+        "--block",
         f"--port={settings.ray_port}",
-        "--dashboard-host=127.0.0.1", f"--dashboard-port={settings.dashboard_port}",
-        "--include-dashboard=true", "--disable-usage-stats",
+        "--dashboard-host=127.0.0.1",
+        f"--dashboard-port={settings.dashboard_port}",
+        "--include-dashboard=true",
+        "--disable-usage-stats",
     ]
     with open(log_dir / "ray-head.log", "ab") as out:
         process = subprocess.Popen(
-            args, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            args,
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
     deadline = time.monotonic() + timeout_s
-    while not (port_in_use("127.0.0.1", settings.ray_port) and port_in_use("127.0.0.1", settings.dashboard_port)):
+    while not (
+        port_in_use("127.0.0.1", settings.ray_port) and port_in_use("127.0.0.1", settings.dashboard_port)
+    ):
         if process.poll() is not None:
             raise LaunchError(f"`ray start` exited with {process.returncode}; see {log_dir / 'ray-head.log'}")
         if time.monotonic() > deadline:

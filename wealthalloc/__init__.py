@@ -1,0 +1,1 @@
+"""WealthAlloc: the domain core and its edges (storage, market data, runtime)."""
