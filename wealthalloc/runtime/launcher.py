@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,17 @@ def _bin(name: str) -> str:
     return str(candidate) if candidate.exists() else name
 
 
+def _generated_secret(path: Path, make: Callable[[], str]) -> str:
+    """A secret made once into ``path`` (mode 0600) and read back on every later start."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(make())
+    return path.read_text().strip()
+
+
 def secret_key(settings: Settings) -> str:
     """The configured signing key, or one generated once into the data directory.
 
@@ -85,13 +97,19 @@ def secret_key(settings: Settings) -> str:
     configured = settings.secret_key.get_secret_value()
     if configured:
         return configured
-    path = settings.data_dir / "secret_key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_urlsafe(48))
-    return path.read_text().strip()
+    return _generated_secret(settings.data_dir / "secret_key", lambda: secrets.token_urlsafe(48))
+
+
+def ray_auth_env(settings: Settings) -> dict[str, str]:
+    """Token authentication for the local Ray (GCS and dashboard), the token kept in the data directory.
+
+    ``ray start --head`` turns token authentication on; every client of the
+    cluster (``serve run``, ``ray job submit``, the CLI) needs these two
+    variables to reach it.
+    """
+    path = settings.data_dir / "ray_auth_token"
+    _generated_secret(path, lambda: secrets.token_hex(32))
+    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(path)}
 
 
 def platform_env(settings: Settings, database_url: str, redis_url: str) -> dict[str, str]:
@@ -104,6 +122,7 @@ def platform_env(settings: Settings, database_url: str, redis_url: str) -> dict[
         "WEALTHALLOC_HTTP_HOST": settings.http_host,
         "WEALTHALLOC_HTTP_PORT": str(settings.http_port),
         "RAY_USAGE_STATS_ENABLED": "0",
+        **ray_auth_env(settings),
     }
     if settings.serve_haproxy:
         env["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
@@ -158,7 +177,7 @@ def start_ray(settings: Settings, env: dict[str, str], *, timeout_s: float = 60)
     return f"127.0.0.1:{settings.ray_port}", process.pid
 
 
-def stop_ray(pid: int, *, timeout_s: float = 30) -> bool:
+def stop_ray(pid: int, *, timeout_s: float = 10) -> bool:
     """Stop the Ray head that ``start_ray`` started, and everything it owns."""
     try:
         os.killpg(pid, signal.SIGTERM)
@@ -189,22 +208,29 @@ def serve_config(settings: Settings, env: dict[str, str]) -> dict[str, Any]:
     return config
 
 
-def deploy_serve(settings: Settings, env: dict[str, str], *, timeout_s: float = 60) -> None:
-    """Submit the Serve config through the dashboard, as ``serve deploy`` does."""
+def deploy_serve(settings: Settings, env: dict[str, str], *, timeout_s: float = 90) -> None:
+    """Deploy cluster/serve-config.yaml (with this machine's values) on the local Ray.
+
+    ``serve run --non-blocking`` talks to Ray's GCS like any driver; the
+    dashboard's REST API (what ``serve deploy`` uses) asks for Ray's
+    authentication token, which a local cluster need not have set up.
+    """
     config = serve_config(settings, env)
-    url = f"{settings.dashboard_url}/api/serve/applications/"
+    path = settings.data_dir / "serve-config.deployed.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    args = [_bin("serve"), "run", str(path), "--non-blocking", "--address", f"127.0.0.1:{settings.ray_port}"]
     deadline = time.monotonic() + timeout_s
     last_error = "no answer"
     while time.monotonic() < deadline:
-        try:
-            response = httpx.put(url, json=config, timeout=10)
-            if response.status_code == 200:
-                return
-            last_error = f"HTTP {response.status_code}: {response.text[:200]}"
-        except httpx.HTTPError as exc:
-            last_error = str(exc)
-        time.sleep(1)
-    raise LaunchError(f"Serve did not accept the config at {url}: {last_error}")
+        result = subprocess.run(
+            args, env={**os.environ, **env}, capture_output=True, text=True, check=False, timeout=120
+        )
+        if result.returncode == 0:
+            return
+        lines = (result.stderr or result.stdout).strip().splitlines()
+        last_error = lines[-1] if lines else f"exit {result.returncode}"
+        time.sleep(2)
+    raise LaunchError(f"`serve run` failed: {last_error}")
 
 
 def wait_for_health(api_url: str, *, timeout_s: float, on_wait: Any = None) -> dict[str, Any]:
