@@ -103,7 +103,7 @@ def main() -> None:
 
     serve_port = _free_port()
     try:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
         serve.start(http_options={"host": "127.0.0.1", "port": serve_port})
         serve.run(build(overrides), name="api", route_prefix="/")
         serve_url, base_url = f"http://127.0.0.1:{serve_port}", f"http://127.0.0.1:{uvicorn_port}"

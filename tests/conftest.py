@@ -116,6 +116,7 @@ def ray_local() -> Iterator[None]:
     import ray
 
     ray.init(
+        address="local",  # a new cluster, never one `make run` left behind
         num_cpus=2,
         include_dashboard=False,
         namespace=f"wealthalloc-test-{uuid.uuid4().hex[:6]}",
