@@ -78,7 +78,7 @@ def main() -> None:
 
     data_dir = Path(tempfile.mkdtemp(prefix="wealthalloc-bench-"))
     load_bundled_datasets(data_dir / "prices", progress=False)
-    overrides = {"data_dir": str(data_dir), "log_level": "WARNING"}
+    overrides = {"data_dir": str(data_dir), "log_level": "WARNING", "database_pool_min": "0"}
 
     uvicorn_port = _free_port()
     baseline = subprocess.Popen(
@@ -87,7 +87,7 @@ def main() -> None:
             "-c",
             "import sys, uvicorn; sys.path.insert(0, sys.argv[1]);"
             "from serve_apps.api.app import create_app; from wealthalloc.config import Settings;"
-            f"uvicorn.run(create_app(Settings(data_dir=sys.argv[2], log_level='WARNING')),"
+            f"uvicorn.run(create_app(Settings(data_dir=sys.argv[2], log_level='WARNING', database_pool_min=0)),"
             f" host='127.0.0.1', port={uvicorn_port}, log_level='warning')",
             str(ROOT),
             str(data_dir),

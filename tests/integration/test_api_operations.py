@@ -85,3 +85,33 @@ def test_securities_carry_sector_and_asset_class(http: httpx.Client) -> None:
     assert len(rows) == 26
     assert rows["AAPL"]["sector"] == "Information Technology"
     assert rows["SPX"]["asset_class"] == "index"
+
+
+def test_prices_on_a_day_are_decimal_strings(http: httpx.Client) -> None:
+    response = http.post("/api/v1/market/prices", json={"symbols": ["aapl", "MSFT"], "on": "2022-11-26"})
+    assert response.status_code == 200, response.text
+    body = response.json()["data"]
+    assert body["closes"]["AAPL"] == "147.6800"  # Saturday: Friday's close
+    assert set(body["closes"]) == {"AAPL", "MSFT"}
+
+
+def test_a_malformed_json_body_answers_400_in_the_envelope(http: httpx.Client) -> None:
+    response = http.post(
+        "/api/v1/market/prices", content=b'{"symbols": ["AAPL"', headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "MALFORMED_JSON"
+
+
+def test_unknown_symbols_wrong_types_and_unknown_fields_are_refused(http: httpx.Client) -> None:
+    unknown = http.post("/api/v1/market/prices", json={"symbols": ["AAPL", "ZZZZ"]})
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["details"] == {"symbols": ["ZZZZ"]}
+    wrong_type = http.post("/api/v1/market/prices", json={"symbols": "AAPL"})
+    assert wrong_type.status_code == 400 and wrong_type.json()["error"]["code"] == "VALIDATION_ERROR"
+    extra = http.post("/api/v1/market/prices", json={"symbols": ["AAPL"], "price": "1"})
+    assert extra.status_code == 400
+    injection = http.post("/api/v1/market/prices", json={"symbols": ["AAPL'; DROP TABLE users;--"]})
+    assert injection.status_code == 400
+    before_data = http.post("/api/v1/market/prices", json={"symbols": ["MTUM"], "on": "2010-01-04"})
+    assert before_data.status_code == 400 and before_data.json()["error"]["code"] == "NO_PRICE"

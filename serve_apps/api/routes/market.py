@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import date
+from typing import Annotated
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from serve_apps.api.envelope import success
+from serve_apps.api.envelope import ApiError, success
 from serve_apps.api.resources import Resources
+from wealthalloc.marketdata import NoPriceError
 
 router = APIRouter(prefix="/api/v1/market", tags=["market"])
 
@@ -43,3 +48,30 @@ async def securities(request: Request) -> JSONResponse:
             }
         )
     return success(request, rows, headers={"Cache-Control": "max-age=300"})
+
+
+class PricesQuery(BaseModel):
+    """Closes of several symbols on one day of the data (the market clock's today when omitted)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    symbols: list[
+        Annotated[str, StringConstraints(strip_whitespace=True, to_upper=True, pattern=r"^[A-Za-z.^-]{1,12}$")]
+    ] = Field(min_length=1, max_length=100)
+    on: date | None = None
+
+
+@router.post("/prices", summary="Closes of several symbols on one trading day, as decimal strings")
+async def prices_on(query: PricesQuery, request: Request) -> JSONResponse:
+    res: Resources = request.app.state.resources
+    day = query.on or res.clock.today()
+    unknown = sorted({s for s in query.symbols if s not in set(res.prices.symbols())})
+    if unknown:
+        raise ApiError(404, "UNKNOWN_SYMBOL", f"No prices for {', '.join(unknown)}.", {"symbols": unknown})
+    closes = {}
+    for symbol in dict.fromkeys(query.symbols):
+        try:
+            closes[symbol] = res.prices.close_on(symbol, day)
+        except NoPriceError as exc:
+            raise ApiError(400, "NO_PRICE", str(exc), {"symbol": symbol, "on": day}) from exc
+    return success(request, {"on": day, "closes": closes})
