@@ -87,8 +87,8 @@ def main() -> None:
             "-c",
             "import sys, uvicorn; sys.path.insert(0, sys.argv[1]);"
             "from serve_apps.api.app import create_app; from wealthalloc.config import Settings;"
-            f"uvicorn.run(create_app(Settings(data_dir=sys.argv[2], log_level='WARNING', database_pool_min=0)),"
-            f" host='127.0.0.1', port={uvicorn_port}, log_level='warning')",
+            "settings = Settings(data_dir=sys.argv[2], log_level='WARNING', database_pool_min=0);"
+            f"uvicorn.run(create_app(settings), host='127.0.0.1', port={uvicorn_port}, log_level='warning')",
             str(ROOT),
             str(data_dir),
         ],

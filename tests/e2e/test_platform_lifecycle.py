@@ -15,8 +15,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-pytestmark = pytest.mark.slow
-
 
 def _cli(*args: str, env: dict[str, str], timeout: int = 400) -> subprocess.CompletedProcess[str]:
     return subprocess.run(

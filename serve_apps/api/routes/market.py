@@ -56,7 +56,9 @@ class PricesQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     symbols: list[
-        Annotated[str, StringConstraints(strip_whitespace=True, to_upper=True, pattern=r"^[A-Za-z.^-]{1,12}$")]
+        Annotated[
+            str, StringConstraints(strip_whitespace=True, to_upper=True, pattern=r"^[A-Za-z.^-]{1,12}$")
+        ]
     ] = Field(min_length=1, max_length=100)
     on: date | None = None
 
