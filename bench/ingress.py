@@ -96,6 +96,8 @@ def main() -> None:
     os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
     os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    os.environ["RAY_SERVE_HAPROXY_STATS_PORT"] = str(_free_port())
+    os.environ["RAY_SERVE_HAPROXY_METRICS_PORT"] = str(_free_port())
     import ray
     from ray import serve
 
@@ -119,6 +121,7 @@ def main() -> None:
         )
     finally:
         baseline.terminate()
+        serve.shutdown()
         ray.shutdown()
 
 

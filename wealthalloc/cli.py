@@ -285,6 +285,8 @@ def stop() -> None:
         raise CliError(f"nothing to stop: no platform started from {settings.data_dir}")
     if launcher.stop_ray(state.ray_pid):
         _say("Ray and Serve stopped")
+    if settings.serve_haproxy:
+        launcher.stop_haproxy(settings.haproxy_stats_port)
     if state is not None:
         if state.embedded_redis and services.stop_embedded_redis(settings.data_dir):
             _say("embedded Redis stopped")

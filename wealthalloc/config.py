@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     serve_haproxy: bool = Field(
         default=True, description="Serve's HAProxy ingress instead of the default proxy."
     )
+    haproxy_stats_port: int = Field(default=8404, ge=1, le=65535)
+    haproxy_metrics_port: int = Field(default=9101, ge=1, le=65535)
     api_replicas: int = Field(default=1, ge=1)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
 

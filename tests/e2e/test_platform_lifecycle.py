@@ -40,6 +40,8 @@ def platform_env(
         "WEALTHALLOC_HTTP_PORT": str(unused_port()),
         "WEALTHALLOC_DASHBOARD_PORT": str(unused_port()),
         "WEALTHALLOC_RAY_PORT": str(unused_port()),
+        "WEALTHALLOC_HAPROXY_STATS_PORT": str(unused_port()),
+        "WEALTHALLOC_HAPROXY_METRICS_PORT": str(unused_port()),
         "WEALTHALLOC_BCRYPT_ROUNDS": "4",
     }
     yield env
@@ -69,3 +71,9 @@ def test_serve_comes_up_healthy_refuses_a_second_start_and_stops(platform_env: d
     assert down.returncode == 0, down.stderr
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{api}/health", timeout=3)
+    import psutil
+
+    stats = int(platform_env["WEALTHALLOC_HAPROXY_STATS_PORT"])
+    assert not [
+        c for c in psutil.net_connections("tcp") if c.laddr and c.laddr.port == stats and c.status == "LISTEN"
+    ]

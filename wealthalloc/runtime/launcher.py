@@ -127,6 +127,8 @@ def platform_env(settings: Settings, database_url: str, redis_url: str) -> dict[
     if settings.serve_haproxy:
         env["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
         env["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
+        env["RAY_SERVE_HAPROXY_STATS_PORT"] = str(settings.haproxy_stats_port)
+        env["RAY_SERVE_HAPROXY_METRICS_PORT"] = str(settings.haproxy_metrics_port)
     return env
 
 
@@ -175,6 +177,23 @@ def start_ray(settings: Settings, env: dict[str, str], *, timeout_s: float = 60)
             raise LaunchError(f"Ray did not start in {timeout_s:.0f} s; see {log_dir / 'ray-head.log'}")
         time.sleep(0.5)
     return f"127.0.0.1:{settings.ray_port}", process.pid
+
+
+def stop_haproxy(stats_port: int) -> None:
+    """Stop the HAProxy that Serve started for this platform: the one holding its stats port.
+
+    Serve spawns HAProxy outside Ray's process group, so stopping Ray can
+    leave it running, holding ports the next start needs.
+    """
+    import psutil
+
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == stats_port and conn.pid:
+            with contextlib.suppress(psutil.Error):
+                process = psutil.Process(conn.pid)
+                if process.name() == "haproxy":
+                    process.terminate()
+                    process.wait(5)
 
 
 def stop_ray(pid: int, *, timeout_s: float = 10) -> bool:
