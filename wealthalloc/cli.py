@@ -287,11 +287,10 @@ def stop() -> None:
         _say("Ray and Serve stopped")
     if settings.serve_haproxy:
         launcher.stop_haproxy(settings.haproxy_stats_port)
-    if state is not None:
-        if state.embedded_redis and services.stop_embedded_redis(settings.data_dir):
-            _say("embedded Redis stopped")
-        if state.embedded_postgres and services.stop_embedded_postgres(settings.data_dir):
-            _say("embedded PostgreSQL stopped")
+    if state.embedded_redis and services.stop_embedded_redis(settings.data_dir):
+        _say("embedded Redis stopped")
+    if state.embedded_postgres and services.stop_embedded_postgres(settings.data_dir):
+        _say("embedded PostgreSQL stopped")
     launcher.RuntimeState.clear(settings.data_dir)
 
 

@@ -67,7 +67,8 @@ class PricesQuery(BaseModel):
 async def prices_on(query: PricesQuery, request: Request) -> JSONResponse:
     res: Resources = request.app.state.resources
     day = query.on or res.clock.today()
-    unknown = sorted({s for s in query.symbols if s not in set(res.prices.symbols())})
+    known = set(res.prices.symbols())  # one directory listing, not one per requested symbol
+    unknown = sorted({s for s in query.symbols if s not in known})
     if unknown:
         raise ApiError(404, "UNKNOWN_SYMBOL", f"No prices for {', '.join(unknown)}.", {"symbols": unknown})
     closes = {}
