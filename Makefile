@@ -38,7 +38,7 @@ bench: $(STAMP)
 lint: $(STAMP)
 	@$(BIN)/ruff check .
 	@$(BIN)/ruff format --check .
-	@$(BIN)/mypy wealthalloc
+	@$(BIN)/mypy wealthalloc serve_apps
 
 clean-data:
 	rm -rf .data

@@ -30,4 +30,6 @@ class ApiIngress:
 def build(args: dict[str, Any] | None = None) -> Application:
     overrides = dict(args or {})
     replicas = int(overrides.pop("num_replicas", 0) or Settings(**overrides).api_replicas)
-    return ApiIngress.options(num_replicas=replicas).bind(overrides)
+    deployment: Any = ApiIngress  # @serve.deployment turns the class into a Deployment
+    application: Application = deployment.options(num_replicas=replicas).bind(overrides)
+    return application

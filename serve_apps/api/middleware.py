@@ -107,7 +107,7 @@ class RequestContextMiddleware:
 def _request_id(scope: Scope, *, trust_incoming: bool) -> str:
     for name, value in scope.get("headers", []):
         if name == b"x-request-id":
-            candidate = value.decode("latin-1")
+            candidate = str(value.decode("latin-1"))
             if trust_incoming or _CLIENT_REQUEST_ID.match(candidate):
                 return candidate
     return f"req_{uuid.uuid4().hex}"

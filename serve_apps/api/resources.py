@@ -11,12 +11,11 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 import redis.asyncio as aioredis
-from psycopg_pool import AsyncConnectionPool
 
 from serve_apps.api.metrics import ApiMetrics
 from wealthalloc.config import Settings
 from wealthalloc.marketdata import MarketClock, PriceHistory, SecurityReference
-from wealthalloc.storage.postgres import async_pool
+from wealthalloc.storage.postgres import AsyncPool, async_pool
 from wealthalloc.storage.redis_client import async_redis
 
 
@@ -25,7 +24,7 @@ class Resources:
     settings: Settings
     metrics: ApiMetrics = field(default_factory=ApiMetrics)
     started_at: float = field(default_factory=time.time)
-    pool: AsyncConnectionPool | None = None
+    pool: AsyncPool | None = None
     redis: aioredis.Redis | None = None
 
     async def open(self) -> None:

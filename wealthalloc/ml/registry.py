@@ -15,7 +15,12 @@ PROMOTED_POINTER = "PROMOTED"
 class ModelRegistry:
     def __init__(self, uri: str) -> None:
         self.uri = uri
-        self._fs, self._root = fs.FileSystem.from_uri(uri) if "://" in uri else (fs.LocalFileSystem(), uri)
+        self._fs: fs.FileSystem
+        self._root: str
+        if "://" in uri:
+            self._fs, self._root = fs.FileSystem.from_uri(uri)
+        else:
+            self._fs, self._root = fs.LocalFileSystem(), uri
 
     def ensure(self) -> None:
         self._fs.create_dir(f"{self._root}/versions", recursive=True)

@@ -47,7 +47,7 @@ def postgres_problem(url: str) -> str | None:
         params = conninfo_to_dict(url)
         params["dbname"] = "postgres"
         params["connect_timeout"] = PROBE_TIMEOUT_S
-        with psycopg.connect(make_conninfo(**params)) as conn:
+        with psycopg.connect(make_conninfo("", **params)) as conn:
             conn.execute("SELECT 1")
     except psycopg.Error as exc:
         return _first_line(str(exc))
@@ -80,7 +80,7 @@ def embedded_postgres(data_dir: Path, database: str) -> ResolvedService:
     pgdata = data_dir / "postgres"
     pgdata.mkdir(parents=True, exist_ok=True)
     try:
-        server = pgserver.get_server(pgdata, cleanup_mode=None)
+        server = pgserver.get_server(pgdata, cleanup_mode=None)  # type: ignore[attr-defined]
     except Exception as exc:  # pgserver raises bare subprocess and assertion errors
         raise ServiceError(f"could not start the embedded PostgreSQL in {pgdata}: {exc}") from exc
     return ResolvedService(url=server.get_uri(database), embedded=True, pid=server.get_pid())
@@ -191,4 +191,4 @@ def _redact(url: str) -> str:
     params = conninfo_to_dict(url)
     if params.get("password"):
         params["password"] = "***"
-    return make_conninfo(**params)
+    return make_conninfo("", **params)
