@@ -69,6 +69,32 @@ class Settings(BaseSettings):
         description="JWT signing key; generated into data_dir on first run when empty.",
     )
     bcrypt_rounds: int = Field(default=12, ge=4, le=16)
+    jwt_previous_keys: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description=(
+            "Retired signing keys by key id, still accepted for tokens they signed. After a rotation keep the"
+            " old secret here (JSON: {kid: secret}) for access_token_minutes, then drop it."
+        ),
+    )
+    access_token_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    refresh_token_days: int = Field(default=30, ge=1, le=365)
+    api_key_days: int = Field(default=90, ge=1, le=365)
+    lockout_threshold: int = Field(default=5, ge=1, description="Failed logins that lock an account.")
+    lockout_minutes: int = Field(default=15, ge=1)
+    login_ip_per_minute: int = Field(
+        default=300,
+        ge=1,
+        description="Login attempts per client address per minute, against password spraying.",
+    )
+    rate_limit_standard: int = Field(default=60, ge=1, description="Requests per minute, standard tier.")
+    rate_limit_premium: int = Field(default=120, ge=1, description="Requests per minute, premium tier.")
+    rate_limit_api_key: int = Field(default=1000, ge=1, description="Requests per minute, per API key.")
+    trusted_proxy_hops: int = Field(
+        default=0,
+        ge=0,
+        description="Proxies in front of the API whose X-Forwarded-For entries are trusted.",
+    )
+    mfa_issuer: str = "WealthAlloc"
 
     broker: BrokerKind = "paper"
     ib_host: str = "127.0.0.1"

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serve_apps.api.envelope import ApiError, error_body, request_id_of
+from wealthalloc.accounts.errors import AccountError
 from wealthalloc.logging import get_logger
 
 log = get_logger(__name__)
@@ -67,6 +68,11 @@ async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     return _respond(request, exc.status_code, exc.code, exc.message, exc.details, exc.headers)
 
 
+async def _account_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AccountError)
+    return _respond(request, exc.status, exc.code, exc.message, exc.details, exc.headers)
+
+
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     details = _validation_details(exc)
@@ -92,6 +98,7 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(AccountError, _account_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)

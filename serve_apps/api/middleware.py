@@ -51,10 +51,9 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
                 status_holder["started"] = True
-                if not self.behind_serve:
-                    headers = list(message.get("headers", []))
-                    headers.append((b"x-request-id", request_id.encode()))
-                    message = {**message, "headers": headers}
+                extra = _extra_headers(scope, request_id, with_request_id=not self.behind_serve)
+                if extra:
+                    message = {**message, "headers": [*message.get("headers", []), *extra]}
             await send(message)
 
         declared = _content_length(scope)
@@ -102,6 +101,18 @@ class RequestContextMiddleware:
             return message
 
         return receive_limited
+
+
+def _extra_headers(scope: Scope, request_id: str, *, with_request_id: bool) -> list[tuple[bytes, bytes]]:
+    """X-Request-ID (unless Serve adds it) and, once a caller is authenticated, its rate-limit state:
+    on every authenticated response, errors included."""
+    extra: list[tuple[bytes, bytes]] = []
+    if with_request_id:
+        extra.append((b"x-request-id", request_id.encode()))
+    limits = scope.get("state", {}).get("rate_limit_headers")
+    if limits:
+        extra.extend((name.lower().encode(), value.encode()) for name, value in limits.items())
+    return extra
 
 
 def _request_id(scope: Scope, *, trust_incoming: bool) -> str:

@@ -6,6 +6,7 @@ typed dependencies in ``deps.py``.
 
 from __future__ import annotations
 
+import secrets
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -13,10 +14,16 @@ from functools import cached_property
 import redis.asyncio as aioredis
 
 from serve_apps.api.metrics import ApiMetrics
+from wealthalloc.accounts.service import AccountService
 from wealthalloc.config import Settings
+from wealthalloc.logging import get_logger
 from wealthalloc.marketdata import MarketClock, PriceHistory, SecurityReference
+from wealthalloc.security.tokens import KeyRing
 from wealthalloc.storage.postgres import AsyncPool, async_pool
+from wealthalloc.storage.rate_limiter import LocalRateLimiter, RateLimiter
 from wealthalloc.storage.redis_client import async_redis
+
+log = get_logger(__name__)
 
 
 @dataclass
@@ -26,6 +33,9 @@ class Resources:
     started_at: float = field(default_factory=time.time)
     pool: AsyncPool | None = None
     redis: aioredis.Redis | None = None
+    limiter: RateLimiter | None = None
+    local_limiter: LocalRateLimiter = field(default_factory=LocalRateLimiter)
+    _accounts: AccountService | None = None
 
     async def open(self) -> None:
         self.pool = async_pool(self.settings)
@@ -33,6 +43,15 @@ class Resources:
         # /health says so instead of the replica crash-looping.
         await self.pool.open(wait=False)
         self.redis = async_redis(self.settings)
+        self.limiter = RateLimiter(self.redis)
+        self._accounts = AccountService(
+            settings=self.settings, pool=self.pool, limiter=self.limiter, keys=signing_keys(self.settings)
+        )
+
+    @property
+    def accounts(self) -> AccountService:
+        assert self._accounts is not None, "Resources.open() has not run"
+        return self._accounts
 
     async def close(self) -> None:
         if self.pool is not None:
@@ -51,3 +70,15 @@ class Resources:
     @cached_property
     def securities(self) -> SecurityReference:
         return SecurityReference()
+
+
+def signing_keys(settings: Settings) -> KeyRing:
+    secret = settings.secret_key.get_secret_value()
+    if not secret:
+        if settings.environment == "production":
+            raise RuntimeError("WEALTHALLOC_SECRET_KEY must be set in production")
+        # Tokens then die with this replica; `wealthalloc serve` always passes a persistent key.
+        log.warning("secret_key_missing_using_ephemeral_key")
+        secret = secrets.token_urlsafe(48)
+    previous = {kid: value.get_secret_value() for kid, value in settings.jwt_previous_keys.items()}
+    return KeyRing.from_secrets(secret, previous)

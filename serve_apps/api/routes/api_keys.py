@@ -1,0 +1,49 @@
+"""API keys for programs acting for a person: created with scopes, shown once, revocable."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from serve_apps.api.deps import ClientIp, CurrentPrincipal, ResourcesDep
+from serve_apps.api.envelope import success
+from wealthalloc.security.access import Scope
+
+router = APIRouter(prefix="/api/v1/api-keys", tags=["api keys"])
+
+
+class NewKeyBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    scopes: list[Scope] = Field(default_factory=lambda: [Scope.READ], min_length=1, max_length=len(Scope))
+
+
+@router.post("", status_code=201, summary="Create a key; the key itself is in this response only")
+async def create_key(
+    body: NewKeyBody, principal: CurrentPrincipal, request: Request, res: ResourcesDep, ip: ClientIp
+) -> JSONResponse:
+    created = await res.accounts.create_api_key(principal, name=body.name, scopes=body.scopes, ip=ip)
+    return success(
+        request,
+        {**created.record, "key": created.key},
+        status_code=201,
+        headers={"Cache-Control": "no-store"},
+        links={"revoke": f"/api/v1/api-keys/{created.record['id']}"},
+    )
+
+
+@router.get("", summary="My keys (never the keys themselves)")
+async def list_keys(principal: CurrentPrincipal, request: Request, res: ResourcesDep) -> JSONResponse:
+    return success(request, await res.accounts.list_api_keys(principal))
+
+
+@router.delete("/{key_id}", summary="Revoke a key at once")
+async def revoke_key(
+    key_id: uuid.UUID, principal: CurrentPrincipal, request: Request, res: ResourcesDep, ip: ClientIp
+) -> JSONResponse:
+    return success(request, await res.accounts.revoke_api_key(principal, key_id, ip=ip))

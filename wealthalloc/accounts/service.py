@@ -1,0 +1,703 @@
+"""Sign-up, sign-in, tokens, MFA, API keys and advisor links: the account rules of the platform.
+
+The service decides; PostgreSQL (users, tokens, keys, the audit chain) and
+Redis (attempt counters and rate-limit buckets) remember. It is used by the API
+replicas, so everything here is async and safe to run concurrently.
+
+Failed logins and lockout
+    Each login attempt on an account is counted in Redis *before* its password
+    is checked, and counting is atomic, so a burst of concurrent guesses gets
+    at most ``lockout_threshold`` password checks however it races. The
+    attempt that reaches the threshold locks the account (``locked_until`` in
+    PostgreSQL, so the lock survives a Redis flush); a correct password resets
+    the count. A separate, much larger budget per client address stops
+    password spraying across many accounts without one person's typos locking
+    out everyone behind the same address.
+
+When Redis is down
+    Logins and registrations answer 503: without the shared counters neither
+    the lockout nor the per-address limit could be enforced, and failing open
+    would hand an attacker unlimited guesses during an outage. Requests with a
+    valid token go on (see ``serve_apps.api.deps``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import redis.exceptions
+
+from wealthalloc.accounts.emails import InvalidEmail, normalise_email
+from wealthalloc.accounts.errors import (
+    AccountError,
+    invalid_credentials,
+    limiter_unavailable,
+    unauthenticated,
+)
+from wealthalloc.config import Settings
+from wealthalloc.logging import get_logger
+from wealthalloc.security import totp
+from wealthalloc.security.access import Principal, Role, Scope, scopes_grantable
+from wealthalloc.security.password_policy import password_problems
+from wealthalloc.security.passwords import hash_password, needs_rehash, verify_password
+from wealthalloc.security.rate_limits import login_ip_limit
+from wealthalloc.security.tokens import (
+    InvalidToken,
+    KeyRing,
+    api_key_prefix,
+    decode_access_token,
+    digest,
+    issue_access_token,
+    new_api_key,
+    new_refresh_token,
+)
+from wealthalloc.storage import accounts as store
+from wealthalloc.storage.audit import append_audit, new_entry
+from wealthalloc.storage.postgres import AsyncPool
+from wealthalloc.storage.rate_limiter import RateLimiter
+
+log = get_logger(__name__)
+
+REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+API_KEY_TOUCH_INTERVAL = timedelta(minutes=1)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    user: dict[str, Any]
+
+    def as_response(self) -> dict[str, Any]:
+        return {
+            "access_token": self.access_token,
+            "refresh_token": self.refresh_token,
+            "token_type": "bearer",
+            "expires_in": self.expires_in,
+        }
+
+
+@dataclass(frozen=True)
+class CreatedApiKey:
+    key: str
+    record: dict[str, Any]
+
+
+def public_user(row: dict[str, Any]) -> dict[str, Any]:
+    """The user as the API shows it: never the password hash, the MFA secret or lockout internals."""
+    return {
+        "id": row["id"],
+        "email": row["email"],
+        "full_name": row["full_name"],
+        "role": row["role"],
+        "tier": row["tier"],
+        "risk_profile": {
+            "risk_tolerance": row["risk_tolerance"],
+            "investment_experience": row["investment_experience"],
+        },
+        "tax_profile": {
+            "filing_status": row["filing_status"],
+            "federal_rate": row["federal_rate"],
+            "state_rate": row["state_rate"],
+            "short_term_rate": row["short_term_rate"],
+            "long_term_rate": row["long_term_rate"],
+        },
+        "mfa_enabled": row["mfa_enabled"],
+        "created_date": row["created_date"],
+    }
+
+
+def _failure_key(user_id: uuid.UUID) -> str:
+    return f"login-fail:{{{user_id}}}"
+
+
+class AccountService:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        pool: AsyncPool,
+        limiter: RateLimiter,
+        keys: KeyRing,
+        now: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._settings = settings
+        self._pool = pool
+        self._limiter = limiter
+        self._keys = keys
+        self._now = now
+        # A hash to check a password against when the address is unknown, so an unknown address
+        # takes as long to refuse as a wrong password and response times do not reveal accounts.
+        self._decoy_hash = hash_password(uuid.uuid4().hex, rounds=settings.bcrypt_rounds)
+
+    # Registration and sign-in --------------------------------------------------------------------
+
+    async def register(
+        self, *, email: str, password: str, full_name: str | None, risk_tolerance: str, ip: str
+    ) -> dict[str, Any]:
+        address = _valid_email(email)
+        problems = password_problems(password, email=address)
+        if problems:
+            raise AccountError(
+                400,
+                "WEAK_PASSWORD",
+                "The password does not meet the policy.",
+                [{"field": "password", "message": p} for p in problems],
+            )
+        await self._check_ip_budget(ip)
+        password_hash = await asyncio.to_thread(hash_password, password, rounds=self._settings.bcrypt_rounds)
+        async with self._pool.connection() as conn, conn.transaction():
+            row = await store.insert_user(
+                conn,
+                email=address,
+                password_hash=password_hash,
+                full_name=full_name,
+                risk_tolerance=risk_tolerance,
+            )
+            if row is None:
+                raise AccountError(409, "EMAIL_TAKEN", "An account with this email already exists.")
+            await append_audit(
+                conn, new_entry("auth.register", actor_id=row["id"], subject=f"user:{row['id']}", ip=ip)
+            )
+        return public_user(row)
+
+    async def login(self, *, email: str, password: str, totp_code: str | None, ip: str) -> TokenPair:
+        await self._check_ip_budget(ip)
+        try:
+            address = normalise_email(email)
+        except InvalidEmail:
+            address = email.strip()
+        async with self._pool.connection() as conn:
+            user = await store.user_by_email(conn, address)
+        if user is None:
+            await asyncio.to_thread(verify_password, password, self._decoy_hash)
+            await self._audit(
+                "auth.login_failed", None, ip, {"email": address[:320], "reason": "unknown_email"}
+            )
+            raise invalid_credentials()
+        user_id: uuid.UUID = user["id"]
+        now = self._now()
+        if user["locked_until"] is not None and user["locked_until"] > now:
+            raise _locked(user["locked_until"], now)
+
+        attempts = await self._count_attempt(user_id)
+        if attempts > self._settings.lockout_threshold:
+            # Concurrent guesses past the threshold: refused without a password check.
+            until = await self._lock(user_id, attempts, ip)
+            raise _locked(until, now)
+
+        if not await asyncio.to_thread(verify_password, password, user["password_hash"]):
+            await self._audit("auth.login_failed", user_id, ip, {"reason": "password", "attempt": attempts})
+            await self._lock_when_due(user_id, attempts, ip, now)
+            raise invalid_credentials()
+
+        if user["mfa_enabled"]:
+            if not totp_code:
+                raise AccountError(
+                    401, "MFA_REQUIRED", "This account uses two-factor authentication: send totp_code."
+                )
+            step = totp.accepted_step(
+                user["mfa_secret"], totp_code, now=now, last_step=user["mfa_last_counter"]
+            )
+            claimed = False
+            if step is not None:
+                async with self._pool.connection() as conn, conn.transaction():
+                    claimed = await store.claim_mfa_step(conn, user_id, step)
+            if not claimed:
+                await self._audit("auth.mfa_failed", user_id, ip, {"attempt": attempts})
+                await self._lock_when_due(user_id, attempts, ip, now)
+                raise AccountError(
+                    401, "INVALID_MFA_CODE", "The two-factor code is not valid or was already used."
+                )
+
+        await self._reset_attempts(user_id)
+        async with self._pool.connection() as conn, conn.transaction():
+            await store.record_login_success(conn, user_id)
+            if needs_rehash(user["password_hash"], rounds=self._settings.bcrypt_rounds):
+                new_hash = await asyncio.to_thread(
+                    hash_password, password, rounds=self._settings.bcrypt_rounds
+                )
+                await store.update_password_hash(conn, user_id, new_hash)
+            pair = await self._issue_pair(conn, user, family_id=uuid.uuid4())
+            await append_audit(
+                conn, new_entry("auth.login", actor_id=user_id, subject=f"user:{user_id}", ip=ip)
+            )
+        return pair
+
+    async def refresh(self, *, refresh_token: str, ip: str) -> TokenPair:
+        token_hash = digest(refresh_token)
+        now = self._now()
+        reused_family: uuid.UUID | None = None
+        async with self._pool.connection() as conn, conn.transaction():
+            row = await store.refresh_token_for_update(conn, token_hash)
+            if row is None or row["revoked_at"] is not None or row["expires_at"] <= now:
+                raise AccountError(
+                    401, "INVALID_REFRESH_TOKEN", "The refresh token is not valid; sign in again."
+                )
+            if row["rotated_at"] is not None:
+                # A rotated token presented again: someone else holds a copy. End the whole login.
+                reused_family = row["family_id"]
+                revoked = await store.revoke_family(conn, row["family_id"])
+                await append_audit(
+                    conn,
+                    new_entry(
+                        "auth.refresh_token_reused",
+                        actor_id=row["user_id"],
+                        subject=f"user:{row['user_id']}",
+                        details={"family_id": str(row["family_id"]), "revoked": revoked},
+                        ip=ip,
+                    ),
+                )
+            else:
+                user = await store.user_by_id(conn, row["user_id"])
+                if user is None:
+                    raise AccountError(
+                        401, "INVALID_REFRESH_TOKEN", "The refresh token is not valid; sign in again."
+                    )
+                pair = await self._issue_pair(conn, user, family_id=row["family_id"], replaces=row["id"])
+        if reused_family is not None:
+            log.warning("refresh_token_reused", family_id=str(reused_family))
+            raise AccountError(
+                401,
+                "REFRESH_TOKEN_REUSED",
+                "This refresh token was already used; every session of this login has been signed out.",
+            )
+        return pair
+
+    async def logout(self, *, refresh_token: str, ip: str) -> None:
+        async with self._pool.connection() as conn, conn.transaction():
+            row = await store.refresh_token_for_update(conn, digest(refresh_token))
+            if row is None or row["revoked_at"] is not None:
+                return  # logging out twice is not an error
+            await store.revoke_family(conn, row["family_id"])
+            await append_audit(
+                conn,
+                new_entry("auth.logout", actor_id=row["user_id"], subject=f"user:{row['user_id']}", ip=ip),
+            )
+
+    # Authenticating requests ---------------------------------------------------------------------
+
+    async def authenticate_bearer(self, token: str) -> Principal:
+        try:
+            claims = decode_access_token(self._keys, token, now=self._now())
+        except InvalidToken as exc:
+            raise unauthenticated(f"token_{exc.reason}") from exc
+        async with self._pool.connection() as conn:
+            user = await store.user_by_id(conn, claims.user_id)
+        if user is None:
+            raise unauthenticated("user_not_found")
+        # The role and tier come from the database, not the token: a demotion takes effect at once.
+        return Principal(
+            user_id=user["id"],
+            email=user["email"],
+            role=Role(user["role"]),
+            tier=user["tier"],
+            token_id=claims.token_id,
+        )
+
+    async def authenticate_api_key(self, key: str) -> Principal:
+        if api_key_prefix(key) is None:
+            raise unauthenticated("api_key_malformed")
+        now = self._now()
+        async with self._pool.connection() as conn:
+            row = await store.api_key_by_hash(conn, digest(key))
+            if row is None or row["deleted_at"] is not None:
+                raise unauthenticated("api_key_unknown")
+            if row["revoked_at"] is not None:
+                raise unauthenticated("api_key_revoked")
+            if row["expires_at"] is not None and row["expires_at"] <= now:
+                raise unauthenticated("api_key_expired")
+            if row["last_used_at"] is None or now - row["last_used_at"] > API_KEY_TOUCH_INTERVAL:
+                await store.touch_api_key(conn, row["key_id"])
+                await conn.commit()
+        return Principal(
+            user_id=row["id"],
+            email=row["email"],
+            role=Role(row["role"]),
+            tier=row["tier"],
+            api_key_id=row["key_id"],
+            scopes=frozenset(Scope(s) for s in row["scopes"]),
+        )
+
+    # Profile -------------------------------------------------------------------------------------
+
+    async def me(self, principal: Principal) -> dict[str, Any]:
+        async with self._pool.connection() as conn:
+            user = await store.user_by_id(conn, principal.user_id)
+        if user is None:
+            raise unauthenticated("user_not_found")
+        return public_user(user)
+
+    async def update_me(self, principal: Principal, changes: dict[str, Any], *, ip: str) -> dict[str, Any]:
+        async with self._pool.connection() as conn, conn.transaction():
+            user = await store.update_profile(conn, principal.user_id, changes)
+            if user is None:
+                raise unauthenticated("user_not_found")
+            await append_audit(
+                conn,
+                new_entry(
+                    "user.profile_updated",
+                    actor_id=principal.user_id,
+                    subject=f"user:{principal.user_id}",
+                    details={"fields": sorted(changes)},
+                    ip=ip,
+                ),
+            )
+        return public_user(user)
+
+    # MFA -----------------------------------------------------------------------------------------
+
+    async def mfa_setup(self, principal: Principal, *, ip: str) -> totp.MfaSetup:
+        setup = totp.new_setup(email=principal.email, issuer=self._settings.mfa_issuer)
+        async with self._pool.connection() as conn, conn.transaction():
+            user = await store.user_by_id(conn, principal.user_id, for_update=True)
+            if user is None:
+                raise unauthenticated("user_not_found")
+            if user["mfa_enabled"]:
+                raise AccountError(409, "MFA_ALREADY_ENABLED", "Two-factor authentication is already on.")
+            await store.set_mfa_secret(conn, principal.user_id, setup.secret)
+            await append_audit(
+                conn,
+                new_entry(
+                    "auth.mfa_setup", actor_id=principal.user_id, subject=f"user:{principal.user_id}", ip=ip
+                ),
+            )
+        return setup
+
+    async def mfa_enable(self, principal: Principal, code: str, *, ip: str) -> None:
+        async with self._pool.connection() as conn, conn.transaction():
+            user = await store.user_by_id(conn, principal.user_id, for_update=True)
+            if user is None:
+                raise unauthenticated("user_not_found")
+            if user["mfa_enabled"]:
+                raise AccountError(409, "MFA_ALREADY_ENABLED", "Two-factor authentication is already on.")
+            if user["mfa_secret"] is None:
+                raise AccountError(400, "MFA_NOT_SET_UP", "Call POST /api/v1/auth/mfa/setup first.")
+            step = totp.accepted_step(
+                user["mfa_secret"], code, now=self._now(), last_step=user["mfa_last_counter"]
+            )
+            if step is None or not await store.claim_mfa_step(conn, principal.user_id, step, enable=True):
+                raise AccountError(
+                    400, "INVALID_MFA_CODE", "The two-factor code is not valid or was already used."
+                )
+            await append_audit(
+                conn,
+                new_entry(
+                    "auth.mfa_enabled", actor_id=principal.user_id, subject=f"user:{principal.user_id}", ip=ip
+                ),
+            )
+
+    # API keys ------------------------------------------------------------------------------------
+
+    async def create_api_key(
+        self, principal: Principal, *, name: str, scopes: Iterable[Scope], ip: str
+    ) -> CreatedApiKey:
+        if principal.api_key_id is not None:
+            raise AccountError(403, "FORBIDDEN", "API keys cannot create API keys; sign in as the person.")
+        wanted = frozenset(scopes)
+        refused = sorted(wanted - scopes_grantable(principal.role))
+        if refused:
+            raise AccountError(
+                403,
+                "SCOPE_NOT_ALLOWED",
+                f"Your role cannot grant: {', '.join(refused)}.",
+                {"scopes": refused},
+            )
+        new = new_api_key()
+        expires_at = self._now() + timedelta(days=self._settings.api_key_days)
+        async with self._pool.connection() as conn, conn.transaction():
+            record = await store.insert_api_key(
+                conn,
+                user_id=principal.user_id,
+                name=name,
+                prefix=new.prefix,
+                key_hash=digest(new.key),
+                scopes=sorted(wanted),
+                expires_at=expires_at,
+            )
+            await append_audit(
+                conn,
+                new_entry(
+                    "auth.api_key_created",
+                    actor_id=principal.user_id,
+                    subject=f"api_key:{record['id']}",
+                    details={"name": name, "scopes": sorted(wanted), "prefix": new.prefix},
+                    ip=ip,
+                ),
+            )
+        return CreatedApiKey(key=new.key, record=record)
+
+    async def list_api_keys(self, principal: Principal) -> list[dict[str, Any]]:
+        async with self._pool.connection() as conn:
+            return await store.api_keys_of(conn, principal.user_id)
+
+    async def revoke_api_key(self, principal: Principal, key_id: uuid.UUID, *, ip: str) -> dict[str, Any]:
+        async with self._pool.connection() as conn, conn.transaction():
+            record = await store.revoke_api_key(conn, principal.user_id, key_id)
+            if record is None:
+                raise AccountError(404, "NOT_FOUND", "No such API key.")
+            await append_audit(
+                conn,
+                new_entry(
+                    "auth.api_key_revoked", actor_id=principal.user_id, subject=f"api_key:{key_id}", ip=ip
+                ),
+            )
+        return record
+
+    # Advisors ------------------------------------------------------------------------------------
+
+    async def link_advisor(
+        self, principal: Principal, *, advisor_email: str, client_email: str | None, ip: str
+    ) -> dict[str, Any]:
+        """An admin links any advisor to any investor; an investor consents to an advisor for themself."""
+        if principal.api_key_id is not None:
+            raise AccountError(
+                403, "FORBIDDEN", "Advisor links are made by a signed-in person, not an API key."
+            )
+        async with self._pool.connection() as conn, conn.transaction():
+            advisor = await store.user_by_email(conn, _lookup_email(advisor_email))
+            if advisor is None or advisor["role"] != Role.ADVISOR:
+                raise AccountError(404, "ADVISOR_NOT_FOUND", "No advisor has this email.")
+            if principal.role is Role.ADMIN:
+                if client_email is None:
+                    raise AccountError(400, "VALIDATION_ERROR", "client_email is required for an admin.")
+                client = await store.user_by_email(conn, _lookup_email(client_email))
+                source = "admin"
+            elif principal.role is Role.INVESTOR:
+                if (
+                    client_email is not None
+                    and _lookup_email(client_email).lower() != principal.email.lower()
+                ):
+                    raise AccountError(
+                        403, "FORBIDDEN", "An investor can consent only for their own account."
+                    )
+                client = await store.user_by_id(conn, principal.user_id)
+                source = "client_consent"
+            else:
+                raise AccountError(403, "FORBIDDEN", "Only an admin or the investor can link an advisor.")
+            if client is None or client["role"] != Role.INVESTOR:
+                raise AccountError(404, "CLIENT_NOT_FOUND", "No investor has this email.")
+            link = await store.link_advisor(
+                conn,
+                advisor_id=advisor["id"],
+                client_id=client["id"],
+                granted_by=principal.user_id,
+                source=source,
+            )
+            await append_audit(
+                conn,
+                new_entry(
+                    "advisor.client_linked",
+                    actor_id=principal.user_id,
+                    subject=f"user:{client['id']}",
+                    details={"advisor_id": str(advisor["id"]), "source": source},
+                    ip=ip,
+                ),
+            )
+        return {**link, "advisor_email": advisor["email"], "client_email": client["email"]}
+
+    async def unlink_advisor(
+        self, principal: Principal, *, advisor_id: uuid.UUID, client_id: uuid.UUID, ip: str
+    ) -> None:
+        allowed = principal.is_admin or (principal.api_key_id is None and principal.user_id == client_id)
+        if not allowed:
+            raise AccountError(404, "NOT_FOUND", "No such advisor link.")
+        async with self._pool.connection() as conn, conn.transaction():
+            if not await store.unlink_advisor(conn, advisor_id=advisor_id, client_id=client_id):
+                raise AccountError(404, "NOT_FOUND", "No such advisor link.")
+            await append_audit(
+                conn,
+                new_entry(
+                    "advisor.client_unlinked",
+                    actor_id=principal.user_id,
+                    subject=f"user:{client_id}",
+                    details={"advisor_id": str(advisor_id)},
+                    ip=ip,
+                ),
+            )
+
+    async def advisor_links(self, principal: Principal) -> list[dict[str, Any]]:
+        async with self._pool.connection() as conn:
+            return await store.links_of(conn, principal.user_id)
+
+    async def may_read_for_client(self, advisor_id: uuid.UUID, client_id: uuid.UUID) -> bool:
+        async with self._pool.connection() as conn:
+            return await store.is_linked(conn, advisor_id=advisor_id, client_id=client_id)
+
+    # User management (admins) -------------------------------------------------------------------
+
+    async def users(self, *, after_email: str | None, limit: int) -> list[dict[str, Any]]:
+        async with self._pool.connection() as conn:
+            return [
+                public_user(row) for row in await store.users_page(conn, after_email=after_email, limit=limit)
+            ]
+
+    async def set_role_and_tier(
+        self, admin: Principal, user_id: uuid.UUID, *, role: Role | None, tier: str | None, ip: str
+    ) -> dict[str, Any]:
+        if admin.user_id == user_id and role is not None and role is not Role.ADMIN:
+            raise AccountError(409, "CONFLICT", "An admin cannot take the admin role from themself.")
+        async with self._pool.connection() as conn, conn.transaction():
+            row = await store.set_role_and_tier(conn, user_id, role=role.value if role else None, tier=tier)
+            if row is None:
+                raise AccountError(404, "NOT_FOUND", "No such user.")
+            await append_audit(
+                conn,
+                new_entry(
+                    "admin.user_updated",
+                    actor_id=admin.user_id,
+                    subject=f"user:{user_id}",
+                    details={"role": role.value if role else None, "tier": tier},
+                    ip=ip,
+                ),
+            )
+        return public_user(row)
+
+    async def delete_user(self, admin: Principal, user_id: uuid.UUID, *, ip: str) -> None:
+        """Soft delete: the address stays reserved; tokens and keys of the user stop working at once."""
+        if admin.user_id == user_id:
+            raise AccountError(409, "CONFLICT", "An admin cannot delete their own account.")
+        async with self._pool.connection() as conn, conn.transaction():
+            if not await store.soft_delete_user(conn, user_id):
+                raise AccountError(404, "NOT_FOUND", "No such user.")
+            await append_audit(
+                conn,
+                new_entry("admin.user_deleted", actor_id=admin.user_id, subject=f"user:{user_id}", ip=ip),
+            )
+
+    # Internals -----------------------------------------------------------------------------------
+
+    async def _issue_pair(
+        self,
+        conn: store.Conn,
+        user: dict[str, Any],
+        *,
+        family_id: uuid.UUID,
+        replaces: uuid.UUID | None = None,
+    ) -> TokenPair:
+        now = self._now()
+        ttl = timedelta(minutes=self._settings.access_token_minutes)
+        access = issue_access_token(
+            self._keys, user_id=user["id"], email=user["email"], role=user["role"], now=now, ttl=ttl
+        )
+        refresh = new_refresh_token()
+        new_id = await store.insert_refresh_token(
+            conn,
+            user_id=user["id"],
+            family_id=family_id,
+            token_hash=digest(refresh),
+            expires_at=now + timedelta(days=self._settings.refresh_token_days),
+        )
+        if replaces is not None:
+            await store.mark_rotated(conn, replaces, new_id)
+        return TokenPair(
+            access_token=access.token,
+            refresh_token=refresh,
+            expires_in=int(ttl.total_seconds()),
+            user=public_user(user),
+        )
+
+    async def _check_ip_budget(self, ip: str) -> None:
+        try:
+            decision = await self._limiter.take(login_ip_limit(ip, self._settings))
+        except REDIS_DOWN as exc:
+            log.error("login_limiter_unavailable", error=str(exc))
+            raise limiter_unavailable() from exc
+        if not decision.allowed:
+            raise AccountError(
+                429,
+                "RATE_LIMITED",
+                "Too many sign-in attempts from this address; slow down.",
+                {"retry_after_seconds": decision.retry_after_s},
+                headers={"Retry-After": str(decision.retry_after_s), **decision.headers()},
+            )
+
+    async def _count_attempt(self, user_id: uuid.UUID) -> int:
+        try:
+            count, _ = await self._limiter.count_attempt(
+                _failure_key(user_id), window_s=self._settings.lockout_minutes * 60
+            )
+        except REDIS_DOWN as exc:
+            raise limiter_unavailable() from exc
+        return count
+
+    async def _reset_attempts(self, user_id: uuid.UUID) -> None:
+        try:
+            await self._limiter.reset(_failure_key(user_id))
+        except REDIS_DOWN as exc:
+            raise limiter_unavailable() from exc
+
+    async def _lock_when_due(self, user_id: uuid.UUID, attempts: int, ip: str, now: datetime) -> None:
+        if attempts >= self._settings.lockout_threshold:
+            until = await self._lock(user_id, attempts, ip)
+            raise _locked(until, now)
+
+    async def _lock(self, user_id: uuid.UUID, attempts: int, ip: str) -> datetime:
+        """Lock the account (once: concurrent callers find it locked and keep the first deadline)."""
+        now = self._now()
+        async with self._pool.connection() as conn, conn.transaction():
+            user = await store.user_by_id(conn, user_id, for_update=True)
+            if user is not None and user["locked_until"] is not None and user["locked_until"] > now:
+                return user["locked_until"]  # type: ignore[no-any-return]
+            until = now + timedelta(minutes=self._settings.lockout_minutes)
+            await store.lock_user(conn, user_id, until=until, failures=attempts)
+            await append_audit(
+                conn,
+                new_entry(
+                    "auth.account_locked",
+                    actor_id=user_id,
+                    subject=f"user:{user_id}",
+                    details={"failed_attempts": attempts, "locked_until": until.isoformat()},
+                    ip=ip,
+                ),
+            )
+        # A fresh count once the lock ends.
+        await self._reset_attempts(user_id)
+        return until
+
+    async def _audit(self, action: str, user_id: uuid.UUID | None, ip: str, details: dict[str, Any]) -> None:
+        async with self._pool.connection() as conn, conn.transaction():
+            subject = f"user:{user_id}" if user_id else None
+            await append_audit(
+                conn, new_entry(action, actor_id=user_id, subject=subject, details=details, ip=ip)
+            )
+
+
+def _valid_email(raw: str) -> str:
+    try:
+        return normalise_email(raw)
+    except InvalidEmail as exc:
+        raise AccountError(
+            400,
+            "VALIDATION_ERROR",
+            "The request is not valid.",
+            [{"field": "body.email", "message": str(exc)}],
+        ) from exc
+
+
+def _lookup_email(raw: str) -> str:
+    try:
+        return normalise_email(raw)
+    except InvalidEmail:
+        return raw.strip()
+
+
+def _locked(until: datetime, now: datetime) -> AccountError:
+    retry_after = max(1, int((until - now).total_seconds()) + 1)
+    return AccountError(
+        423,
+        "ACCOUNT_LOCKED",
+        f"Too many failed sign-ins: the account is locked until {until.isoformat(timespec='seconds')}.",
+        {"locked_until": until},
+        headers={"Retry-After": str(retry_after)},
+    )

@@ -1,0 +1,140 @@
+"""Appending to and reading the hash-chained ``audit_log``.
+
+Writers race for the head of the chain; ``UNIQUE (prev_hash)`` lets exactly
+one of two writers that read the same head append to it, and the loser reads
+the new head and tries again inside a savepoint, so the caller's transaction
+survives. Entries written in a caller's transaction become visible with it.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg import AsyncConnection, Connection
+from psycopg.rows import DictRow
+
+from wealthalloc.events.audit_chain import GENESIS_HASH, AuditEntry, ChainedEntry, entry_hash
+
+MAX_APPEND_ATTEMPTS = 20
+
+_HEAD = "SELECT hash FROM audit_log ORDER BY sequence DESC LIMIT 1"
+_INSERT = """
+INSERT INTO audit_log (id, event_id, actor_id, action, subject, details, ip, prev_hash, hash, created_at)
+VALUES (%(id)s, %(event_id)s, %(actor_id)s, %(action)s, %(subject)s, %(details)s, %(ip)s,
+        %(prev_hash)s, %(hash)s, %(created_at)s)
+"""
+
+
+def new_entry(
+    action: str,
+    *,
+    actor_id: uuid.UUID | None = None,
+    subject: str | None = None,
+    details: Mapping[str, Any] | None = None,
+    ip: str | None = None,
+    event_id: uuid.UUID | None = None,
+) -> AuditEntry:
+    return AuditEntry(
+        id=uuid.uuid4(),
+        action=action,
+        created_at=datetime.now(UTC),
+        actor_id=actor_id,
+        subject=subject,
+        details=dict(details or {}),
+        ip=ip,
+        event_id=event_id,
+    )
+
+
+def _params(entry: AuditEntry, prev_hash: str) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "event_id": entry.event_id,
+        "actor_id": entry.actor_id,
+        "action": entry.action,
+        "subject": entry.subject,
+        "details": json.dumps(entry.details, default=str),
+        "ip": entry.ip,
+        "prev_hash": prev_hash,
+        "hash": entry_hash(prev_hash, entry),
+        "created_at": entry.created_at,
+    }
+
+
+async def append_audit(conn: AsyncConnection[DictRow], entry: AuditEntry) -> str:
+    """Append ``entry`` to the chain in ``conn``'s transaction; returns its hash."""
+    for _ in range(MAX_APPEND_ATTEMPTS):
+        try:
+            async with conn.transaction():
+                cur = await conn.execute(_HEAD)
+                row = await cur.fetchone()
+                prev = row["hash"] if row else GENESIS_HASH
+                params = _params(entry, prev)
+                await conn.execute(_INSERT, params)
+                return str(params["hash"])
+        except psycopg.errors.UniqueViolation:
+            continue
+    raise RuntimeError("could not append to the audit chain: too much contention")
+
+
+def append_audit_sync(conn: Connection[DictRow], entry: AuditEntry) -> str:
+    for _ in range(MAX_APPEND_ATTEMPTS):
+        try:
+            with conn.transaction():
+                row = conn.execute(_HEAD).fetchone()
+                prev = row["hash"] if row else GENESIS_HASH
+                params = _params(entry, prev)
+                conn.execute(_INSERT, params)
+                return str(params["hash"])
+        except psycopg.errors.UniqueViolation:
+            continue
+    raise RuntimeError("could not append to the audit chain: too much contention")
+
+
+def row_to_chained(row: Mapping[str, Any]) -> ChainedEntry:
+    entry = AuditEntry(
+        id=row["id"],
+        action=row["action"],
+        created_at=row["created_at"],
+        actor_id=row["actor_id"],
+        subject=row["subject"],
+        details=row["details"],
+        ip=row["ip"],
+        event_id=row["event_id"],
+    )
+    return ChainedEntry(entry=entry, sequence=row["sequence"], prev_hash=row["prev_hash"], hash=row["hash"])
+
+
+def iter_chain(conn: Connection[DictRow], *, batch: int = 5000) -> Iterator[ChainedEntry]:
+    """Every audit row in sequence order, streamed with a server-side cursor."""
+    with conn.cursor(name="audit_chain") as cur:
+        cur.itersize = batch
+        cur.execute("SELECT * FROM audit_log ORDER BY sequence")
+        for row in cur:
+            yield row_to_chained(row)
+
+
+async def audit_page(
+    conn: AsyncConnection[DictRow],
+    *,
+    before_sequence: int | None,
+    limit: int,
+    actor_id: uuid.UUID | None = None,
+    action: str | None = None,
+) -> list[dict[str, Any]]:
+    """The newest audit rows first, ``limit`` of them, older than ``before_sequence`` when given."""
+    cur = await conn.execute(
+        """SELECT sequence, id, event_id, actor_id, action, subject, details, ip, prev_hash, hash, created_at
+           FROM audit_log
+           WHERE (%(before)s::bigint IS NULL OR sequence < %(before)s::bigint)
+             AND (%(actor)s::uuid IS NULL OR actor_id = %(actor)s::uuid)
+             AND (%(action)s::text IS NULL OR action = %(action)s::text)
+           ORDER BY sequence DESC LIMIT %(limit)s""",
+        {"before": before_sequence, "actor": actor_id, "action": action, "limit": limit},
+    )
+    return await cur.fetchall()
