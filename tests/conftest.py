@@ -138,6 +138,8 @@ def api_settings(database_url: str, session_redis_url: str, data_dir: Path) -> d
         "redis_url": session_redis_url,
         "data_dir": str(data_dir),
         "bcrypt_rounds": "4",
+        # Tests speak for many clients by setting X-Forwarded-For, as a load balancer would.
+        "trusted_proxy_hops": "1",
         "secret_key": "test-secret-key-0123456789abcdef0123456789",
         "log_level": "WARNING",
     }
