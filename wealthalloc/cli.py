@@ -32,7 +32,9 @@ data_app = typer.Typer(
 )
 demo_app = typer.Typer(help="Demo users, portfolios and lots.", no_args_is_help=True)
 users_app = typer.Typer(help="User administration.", no_args_is_help=True)
+audit_app = typer.Typer(help="The hash-chained audit trail.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+app.add_typer(audit_app, name="audit")
 app.add_typer(demo_app, name="demo")
 app.add_typer(users_app, name="users")
 
@@ -183,10 +185,43 @@ def create_admin_cmd(
             password = getpass.getpass("Password: ")
             if password != getpass.getpass("Repeat: "):
                 raise CliError("the passwords differ")
+    from wealthalloc.accounts.emails import InvalidEmail, normalise_email
+    from wealthalloc.security.password_policy import password_problems
+
+    try:
+        email = normalise_email(email)
+    except InvalidEmail as exc:
+        raise CliError(f"the email is not valid: {exc}") from exc
+    problems = password_problems(password, email=email)
+    if problems:
+        raise CliError(f"the password {'; '.join(problems)}")
     user_id = create_admin(
         url, email=email, password=password, full_name=full_name, bcrypt_rounds=settings.bcrypt_rounds
     )
     _say(f"admin {email} ({user_id})")
+
+
+@audit_app.command("verify")
+@_friendly
+def audit_verify() -> None:
+    """Recompute every audit row's hash and walk the chain: exit 1 and say where when it was tampered with."""
+    import psycopg
+    from psycopg.rows import dict_row
+
+    from wealthalloc.events.audit_chain import verify_chain
+    from wealthalloc.storage.audit import iter_chain
+
+    settings = _settings()
+    url = _reachable_database(settings)
+    with psycopg.connect(url, row_factory=dict_row) as conn:
+        report = verify_chain(iter_chain(conn))
+    if not report.intact:
+        for problem in report.problems[:20]:
+            typer.echo(f"  {problem}", err=True)
+        raise CliError(
+            f"the audit chain is broken ({len(report.problems)} problem(s) in {report.entries} entries)"
+        )
+    _say(f"audit chain intact: {report.entries} entries")
 
 
 def _origin(embedded: bool, where: Path) -> str:

@@ -100,3 +100,48 @@ def test_doctor_reports_problems_with_exit_1(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "FAIL" in result.stdout and "postgres" in result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_create_admin_applies_the_password_policy(empty_database_url: str, tmp_path: Path) -> None:
+    env = {"WEALTHALLOC_DATABASE_URL": empty_database_url}
+    assert run_cli("migrate", env=env, cwd=tmp_path).returncode == 0
+    weak = run_cli(
+        "users", "create-admin", "--email", "ops@example.com", "--password", "password123", env=env
+    )
+    assert_one_line_error(weak, "well-known")
+    strong = run_cli(
+        "users",
+        "create-admin",
+        "--email",
+        "ops@example.com",
+        "--password",
+        "a sturdy ops passphrase",
+        env=env,
+    )
+    assert strong.returncode == 0, strong.stderr
+
+
+def test_audit_verify_passes_an_intact_chain_and_names_a_tampered_row(
+    empty_database_url: str, tmp_path: Path
+) -> None:
+    import psycopg
+    from psycopg.rows import dict_row
+
+    from wealthalloc.storage.audit import append_audit_sync, new_entry
+
+    env = {"WEALTHALLOC_DATABASE_URL": empty_database_url}
+    assert run_cli("migrate", env=env, cwd=tmp_path).returncode == 0
+    with psycopg.connect(empty_database_url, row_factory=dict_row) as conn:
+        for n in range(5):
+            append_audit_sync(conn, new_entry("test.action", details={"n": n, "amount": "12.50"}))
+    intact = run_cli("audit", "verify", env=env, cwd=tmp_path)
+    assert intact.returncode == 0, intact.stderr
+    assert "intact: 5 entries" in intact.stdout
+
+    with psycopg.connect(empty_database_url) as conn:
+        conn.execute(
+            """UPDATE audit_log SET details = '{"n": 2, "amount": "1250.00"}' WHERE details->>'n' = '2'"""
+        )
+    tampered = run_cli("audit", "verify", env=env, cwd=tmp_path)
+    assert tampered.returncode == 1
+    assert "altered" in tampered.stderr and "broken" in tampered.stderr

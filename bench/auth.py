@@ -1,0 +1,164 @@
+"""Sign-in and authenticated reads, each beside the same handler without authentication.
+
+Prints one line with four figures from the same run on the same app (uvicorn,
+one process, real PostgreSQL and Redis):
+
+- logins/s through POST /api/v1/auth/login (bcrypt at 12 rounds, the lockout
+  counter, the per-address bucket, the audit row, the token pair), beside a
+  handler that finds the user by email and returns, with no password check;
+- GET /api/v1/me req/s with a bearer token (JWT check, user lookup, Redis
+  token bucket), beside the same profile read for a fixed user, no auth.
+
+Logins are bcrypt-bound by design: 12 rounds cost a quarter of a second of one
+core, which is what makes a stolen hash slow to crack.
+
+    .venv/bin/python bench/auth.py [--seconds 8] [--clients 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import psycopg
+from psycopg import sql
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+ADMIN_URL = os.environ.get(
+    "WEALTHALLOC_TEST_DATABASE_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+REDIS_URL = os.environ.get("WEALTHALLOC_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+EMAIL = "bench-investor@example.com"
+PASSWORD = "a long bench passphrase 2026"
+
+SERVER = """
+import sys, uuid, uvicorn
+sys.path.insert(0, sys.argv[1])
+from fastapi import APIRouter, Request
+from serve_apps.api.app import create_app
+from serve_apps.api.envelope import success
+from wealthalloc.config import Settings
+from wealthalloc.security.access import Principal, Role
+from wealthalloc.storage import accounts as store
+
+settings = Settings(
+    database_url=sys.argv[2], redis_url=sys.argv[3], log_level="WARNING", secret_key="b" * 48,
+    rate_limit_standard=10**9, login_ip_per_minute=10**9, bcrypt_rounds=12,
+)
+baseline = APIRouter()
+
+@baseline.post("/baseline/login")
+async def login(request: Request):
+    body = await request.json()
+    res = request.app.state.resources
+    async with res.pool.connection() as conn:
+        user = await store.user_by_email(conn, body["email"])
+    return success(request, {"id": user["id"]})
+
+@baseline.get("/baseline/me")
+async def me(request: Request):
+    res = request.app.state.resources
+    principal = Principal(user_id=uuid.UUID(sys.argv[5]), email="", role=Role.INVESTOR, tier="standard")
+    return success(request, await res.accounts.me(principal))
+
+uvicorn.run(create_app(settings, extra_routers=[baseline]), host="127.0.0.1", port=int(sys.argv[4]),
+            log_level="warning")
+"""
+
+
+async def _rate(url: str, method: str, path: str, seconds: float, clients: int, **kwargs: object) -> float:
+    done = 0
+    deadline = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
+
+        async def worker() -> None:
+            nonlocal done
+            while time.perf_counter() < deadline:
+                response = await client.request(method, path, **kwargs)  # type: ignore[arg-type]
+                response.raise_for_status()
+                done += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        return done / (time.perf_counter() - started)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=8)
+    parser.add_argument("--clients", type=int, default=16)
+    args = parser.parse_args()
+
+    from wealthalloc.security.passwords import hash_password
+    from wealthalloc.storage.migrate import migrate
+
+    name = f"wealthalloc_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    database_url = ADMIN_URL.rpartition("/")[0] + f"/{name}"
+    port = _free_port()
+    server: subprocess.Popen[bytes] | None = None
+    try:
+        migrate(database_url)
+        with psycopg.connect(database_url) as conn:
+            row = conn.execute(
+                "INSERT INTO users (email, password_hash) VALUES (%s, %s) RETURNING id",
+                (EMAIL, hash_password(PASSWORD, rounds=12)),
+            ).fetchone()
+        assert row is not None
+        server = subprocess.Popen(
+            [sys.executable, "-c", SERVER, str(ROOT), database_url, REDIS_URL, str(port), str(row[0])]
+        )
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(url + "/health", timeout=5)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise SystemExit("the bench server did not start") from None
+                time.sleep(0.3)
+        body = {"email": EMAIL, "password": PASSWORD}
+        token = httpx.post(url + "/api/v1/auth/login", json=body, timeout=30).json()["data"]["access_token"]
+        bearer = {"Authorization": f"Bearer {token}"}
+        asyncio.run(_rate(url, "GET", "/api/v1/me", 1, args.clients, headers=bearer))  # warm-up
+        login_clients = min(args.clients, 4)
+        logins = asyncio.run(_rate(url, "POST", "/api/v1/auth/login", args.seconds, login_clients, json=body))
+        base_logins = asyncio.run(
+            _rate(url, "POST", "/baseline/login", args.seconds, login_clients, json=body)
+        )
+        me = asyncio.run(_rate(url, "GET", "/api/v1/me", args.seconds, args.clients, headers=bearer))
+        base_me = asyncio.run(_rate(url, "GET", "/baseline/me", args.seconds, args.clients))
+        print(
+            f"auth: login {logins:,.1f}/s (bcrypt 12 rounds) vs no-auth lookup {base_logins:,.0f}/s | "
+            f"GET /me authenticated {me:,.0f} req/s vs no auth {base_me:,.0f} req/s "
+            f"({me / base_me:.0%}) x{args.clients} clients"
+        )
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(10)
+        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+if __name__ == "__main__":
+    main()
