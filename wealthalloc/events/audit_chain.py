@@ -84,9 +84,17 @@ def verify_chain(rows: Iterable[ChainedEntry]) -> ChainReport:
         by_prev[row.prev_hash] = row
     reached = 0
     head = GENESIS_HASH
+    last_sequence: int | None = None
     while head in by_prev:
         reached += 1
-        head = by_prev[head].hash
+        row = by_prev[head]
+        # Rows are read and shown in sequence order: the links must run the same way.
+        if last_sequence is not None and row.sequence <= last_sequence:
+            problems.append(
+                f"entry {row.sequence} is linked after entry {last_sequence}: rows were reordered"
+            )
+        last_sequence = row.sequence
+        head = row.hash
         if reached > count:  # a cycle can only come from forged rows
             problems.append("the chain loops back on itself")
             break

@@ -35,7 +35,8 @@ def password_problems(password: str, *, email: str) -> list[str]:
     if lowered == address or (len(local_part) >= 4 and local_part in lowered):
         problems.append("must not contain the email address")
     leaked = common_passwords()
-    if lowered in leaked or _TRAILING_NOISE.sub("", lowered) in leaked:
+    # Only within the length limit: the trailing-noise pattern is quadratic on megabytes of input.
+    if len(password) <= MAX_LENGTH and (lowered in leaked or _TRAILING_NOISE.sub("", lowered) in leaked):
         problems.append("is a well-known password that appears in breach lists")
     if password and len(set(password)) < 4:
         problems.append("must use more than three different characters")

@@ -128,7 +128,7 @@ def decode_access_token(ring: KeyRing, token: str, *, now: datetime) -> AccessCl
         expires_at = datetime.fromtimestamp(int(payload["exp"]), UTC)
         issued_at = datetime.fromtimestamp(int(payload["iat"]), UTC)
         user_id = uuid.UUID(str(payload["sub"]))
-    except (TypeError, ValueError, OverflowError) as exc:
+    except (TypeError, ValueError, OverflowError, OSError) as exc:  # OSError: a time past year 9999
         raise InvalidToken("malformed") from exc
     # Checked against the injected clock, not the wall clock, so tests and replays are deterministic.
     if expires_at <= now:
