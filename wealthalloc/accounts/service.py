@@ -661,8 +661,12 @@ class AccountService:
                     ip=ip,
                 ),
             )
-        # A fresh count once the lock ends.
-        await self._reset_attempts(user_id)
+        # A fresh count once the lock ends, not before: attempts already in flight must still
+        # find the count past the threshold (a reset here would give each of them a new guess).
+        try:
+            await self._limiter.expire_in(_failure_key(user_id), (until - now).total_seconds() - 1)
+        except REDIS_DOWN as exc:
+            raise limiter_unavailable() from exc
         return until
 
     async def _audit(self, action: str, user_id: uuid.UUID | None, ip: str, details: dict[str, Any]) -> None:

@@ -70,6 +70,9 @@ class RateLimiter:
     async def reset(self, key: str) -> None:
         await self._client.delete(key)
 
+    async def expire_in(self, key: str, seconds: float) -> None:
+        await self._client.pexpire(key, max(1, int(seconds * 1000)))
+
 
 def _decision(limit: Limit, allowed: bool, tokens: float, now_s: float, cost: int) -> Decision:
     full_in = (limit.capacity - tokens) / limit.refill_per_s
