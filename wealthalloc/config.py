@@ -107,6 +107,7 @@ class Settings(BaseSettings):
     )
     shard_count: int = Field(default=4, ge=1)
     slot_count: int = Field(default=4096, ge=1)
+    shard_max_books: int = Field(default=10_000, ge=1, description="Books one shard keeps in memory (LRU).")
     model_registry_uri: str = Field(default="", description="Empty: data_dir/models.")
 
     @field_validator("data_dir")

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serve_apps.api.envelope import ApiError, error_body, request_id_of
-from wealthalloc.accounts.errors import AccountError
+from wealthalloc.errors import ServiceError
 from wealthalloc.logging import get_logger
 
 log = get_logger(__name__)
@@ -68,8 +68,8 @@ async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     return _respond(request, exc.status_code, exc.code, exc.message, exc.details, exc.headers)
 
 
-async def _account_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, AccountError)
+async def _service_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServiceError)
     return _respond(request, exc.status, exc.code, exc.message, exc.details, exc.headers)
 
 
@@ -98,7 +98,7 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
-    app.add_exception_handler(AccountError, _account_error)
+    app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -52,5 +52,8 @@ class ApiMetrics:
         self.requests.labels(method, endpoint, str(status)).inc()
         self.latency.labels(method, endpoint).observe(seconds)
 
+    def cache_lookup(self, cache: str, *, hit: bool) -> None:
+        self.cache.labels(cache, "hit" if hit else "miss").inc()
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

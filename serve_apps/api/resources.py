@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import secrets
 import time
+import uuid
 from dataclasses import dataclass, field
 from functools import cached_property
 
 import redis.asyncio as aioredis
 
 from serve_apps.api.metrics import ApiMetrics
+from serve_apps.api.shards import ShardRouter
 from wealthalloc.accounts.service import AccountService
 from wealthalloc.config import Settings
 from wealthalloc.logging import get_logger
@@ -36,6 +38,9 @@ class Resources:
     limiter: RateLimiter | None = None
     local_limiter: LocalRateLimiter = field(default_factory=LocalRateLimiter)
     _accounts: AccountService | None = None
+    _shards: ShardRouter | None = None
+    # Which user owns a portfolio never changes: remembered per replica, bounded.
+    portfolio_owners: dict[uuid.UUID, uuid.UUID] = field(default_factory=dict)
 
     async def open(self) -> None:
         self.pool = async_pool(self.settings)
@@ -47,6 +52,12 @@ class Resources:
         self._accounts = AccountService(
             settings=self.settings, pool=self.pool, limiter=self.limiter, keys=signing_keys(self.settings)
         )
+
+    @property
+    def shards(self) -> ShardRouter:
+        if self._shards is None:
+            self._shards = ShardRouter(self.settings)
+        return self._shards
 
     @property
     def accounts(self) -> AccountService:

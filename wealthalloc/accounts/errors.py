@@ -2,24 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from wealthalloc.errors import ServiceError
 
 
-class AccountError(Exception):
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        details: Any = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.details = details
-        self.headers = headers
+class AccountError(ServiceError):
+    """A refused sign-in, token or account change."""
 
 
 def invalid_credentials() -> AccountError:

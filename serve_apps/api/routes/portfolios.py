@@ -1,73 +1,171 @@
-"""Portfolios as their owner, a linked advisor or an admin sees them.
+"""Portfolios: the book a person sees, changed only through the shard that owns it.
 
-Every route starts from :func:`serve_apps.api.deps.require_access`: someone
-else's portfolio is 404 to an investor, and read-only to a linked advisor.
+Every route that names a portfolio starts from :func:`_owner_checked`: someone
+else's portfolio is 404 to an investor and read-only to a linked advisor
+(``serve_apps.api.deps.require_access``). Reads come from the Redis snapshot
+when it is there and of today's market date, else from the owning shard.
+Changes that move money or shares need an ``Idempotency-Key`` header.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
+from datetime import date
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from serve_apps.api.deps import CurrentPrincipal, ResourcesDep, require_access
 from serve_apps.api.envelope import ApiError, success
 from serve_apps.api.resources import Resources
+from serve_apps.api.schemas import NonNegativeMoney, PositiveShares, SignedCash
+from wealthalloc.portfolios.service import Mutation, snapshot_key
 from wealthalloc.security.access import Principal
-from wealthalloc.storage import portfolios as store
+from wealthalloc.storage import books
 
-router = APIRouter(prefix="/api/v1/portfolios", tags=["portfolios"])
+router = APIRouter(prefix="/api/v1", tags=["portfolios"])
+
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Symbol = Annotated[
+    str, StringConstraints(strip_whitespace=True, to_upper=True, pattern=r"^[A-Za-z.^-]{1,12}$")
+]
+MAX_OWNERS_REMEMBERED = 100_000
 
 
-async def _accessible(res: Resources, principal: Principal, portfolio_id: uuid.UUID, *, write: bool) -> None:
-    assert res.pool is not None
-    async with res.pool.connection() as conn:
-        owner = await store.owner_of(conn, portfolio_id)
+async def _owner_checked(
+    res: Resources, principal: Principal, portfolio_id: uuid.UUID, *, write: bool
+) -> uuid.UUID:
+    owner = res.portfolio_owners.get(portfolio_id)
     if owner is None:
-        raise ApiError(404, "NOT_FOUND", "No such portfolio.")
-    await require_access(res, principal, owner, write=write, what="portfolio")
-
-
-async def _with_holdings(res: Resources, portfolio_id: uuid.UUID) -> dict[str, Any]:
-    assert res.pool is not None
-    async with res.pool.connection() as conn:
-        row = await store.portfolio(conn, portfolio_id)
-        if row is None:
+        assert res.pool is not None
+        async with res.pool.connection() as conn:
+            owner = await books.owner_of(conn, portfolio_id)
+        if owner is None:
             raise ApiError(404, "NOT_FOUND", "No such portfolio.")
-        return {**row, "holdings": await store.holdings(conn, portfolio_id)}
+        if len(res.portfolio_owners) >= MAX_OWNERS_REMEMBERED:
+            res.portfolio_owners.clear()
+        res.portfolio_owners[portfolio_id] = owner
+    await require_access(res, principal, owner, write=write, what="portfolio")
+    return owner
 
 
-@router.get("", summary="My portfolios, or a client's (advisor, admin) with user_id")
+def _mutation(
+    request: Request, principal: Principal, owner: uuid.UUID, key: str | None, body: Any
+) -> Mutation:
+    return Mutation(
+        user_id=owner,
+        actor_id=principal.user_id,
+        idempotency_key=key,
+        method=request.method,
+        path=request.url.path,
+        body=body,
+    )
+
+
+async def _snapshot(res: Resources, owner: uuid.UUID, portfolio_id: uuid.UUID) -> dict[str, Any]:
+    if res.redis is not None:
+        try:
+            cached = await res.redis.get(snapshot_key(owner, portfolio_id))
+        except Exception:  # a dead cache is a slower read, not a failed one
+            cached = None
+        if cached is not None:
+            snapshot: dict[str, Any] = json.loads(cached)
+            if snapshot.get("as_of") == res.clock.today().isoformat():
+                res.metrics.cache_lookup("portfolio_snapshot", hit=True)
+                return snapshot
+        res.metrics.cache_lookup("portfolio_snapshot", hit=False)
+    result: dict[str, Any] = await res.shards.call(owner, "snapshot", owner, portfolio_id)
+    return result
+
+
+# Reads ------------------------------------------------------------------------------------------
+
+
+@router.get("/portfolio", summary="My default portfolio, valued today")
+async def default_portfolio(principal: CurrentPrincipal, request: Request, res: ResourcesDep) -> JSONResponse:
+    data = await res.shards.call(principal.user_id, "snapshot", principal.user_id, None)
+    return success(request, data, links={"portfolio": f"/api/v1/portfolios/{data['id']}"})
+
+
+@router.get("/portfolios", summary="My portfolios, or a client's (advisor, admin) with user_id")
 async def list_portfolios(
     principal: CurrentPrincipal, request: Request, res: ResourcesDep, user_id: uuid.UUID | None = None
 ) -> JSONResponse:
     owner = user_id or principal.user_id
     await require_access(res, principal, owner, write=False, what="user")
-    assert res.pool is not None
-    async with res.pool.connection() as conn:
-        rows = await store.portfolios_of(conn, owner)
-    return success(request, rows)
+    return success(request, await res.shards.call(owner, "portfolios", owner))
 
 
-@router.get("/{portfolio_id}", summary="One portfolio with its holdings")
+@router.get("/portfolios/{portfolio_id}", summary="One portfolio with holdings, valued today")
 async def read_portfolio(
     portfolio_id: uuid.UUID, principal: CurrentPrincipal, request: Request, res: ResourcesDep
 ) -> JSONResponse:
-    await _accessible(res, principal, portfolio_id, write=False)
-    return success(request, await _with_holdings(res, portfolio_id))
+    owner = await _owner_checked(res, principal, portfolio_id, write=False)
+    return success(request, await _snapshot(res, owner, portfolio_id))
+
+
+@router.get("/portfolios/{portfolio_id}/holdings", summary="Holdings derived from the open lots")
+async def holdings(
+    portfolio_id: uuid.UUID, principal: CurrentPrincipal, request: Request, res: ResourcesDep
+) -> JSONResponse:
+    owner = await _owner_checked(res, principal, portfolio_id, write=False)
+    return success(request, (await _snapshot(res, owner, portfolio_id))["holdings"])
+
+
+@router.get("/portfolios/{portfolio_id}/lots", summary="Open tax lots, with term and unrealized gain")
+async def lots(
+    portfolio_id: uuid.UUID,
+    principal: CurrentPrincipal,
+    request: Request,
+    res: ResourcesDep,
+    symbol: Annotated[Symbol | None, Query()] = None,
+) -> JSONResponse:
+    owner = await _owner_checked(res, principal, portfolio_id, write=False)
+    return success(request, await res.shards.call(owner, "lots", owner, portfolio_id, symbol))
+
+
+# Changes ----------------------------------------------------------------------------------------
+
+
+class NewPortfolio(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+    account_type: Literal["taxable", "ira", "roth_ira"] = "taxable"
+    base_currency: Literal["USD"] = "USD"
+    lot_method: Literal["fifo", "hifo", "specific"] = "fifo"
+    is_default: bool = False
+    target_allocation: dict[str, dict[str, str]] = Field(default_factory=dict)
+
+
+@router.post("/portfolios", status_code=201, summary="Open a portfolio (same name again returns it)")
+async def create_portfolio(
+    body: NewPortfolio, principal: CurrentPrincipal, request: Request, res: ResourcesDep
+) -> JSONResponse:
+    await require_access(res, principal, principal.user_id, write=True, what="portfolio")
+    m = _mutation(request, principal, principal.user_id, None, body.model_dump())
+    outcome = await res.shards.outcome(principal.user_id, "create_portfolio", m, body.model_dump())
+    created, status = outcome.unwrap(), outcome.status
+    data = await res.shards.call(
+        principal.user_id, "snapshot", principal.user_id, uuid.UUID(str(created["id"]))
+    )
+    return success(request, data, status_code=status, links={"self": f"/api/v1/portfolios/{data['id']}"})
 
 
 class PortfolioChanges(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)] | None = None
+    name: Name | None = None
     lot_method: Literal["fifo", "hifo", "specific"] | None = None
+    is_default: bool | None = None
+    target_allocation: dict[str, dict[str, str]] | None = None
 
 
-@router.patch("/{portfolio_id}", summary="Rename a portfolio or change its lot relief method")
+@router.patch("/portfolios/{portfolio_id}", summary="Rename, set the lot method, the default or the target")
 async def update_portfolio(
     portfolio_id: uuid.UUID,
     body: PortfolioChanges,
@@ -75,14 +173,87 @@ async def update_portfolio(
     request: Request,
     res: ResourcesDep,
 ) -> JSONResponse:
-    await _accessible(res, principal, portfolio_id, write=True)
-    if body.name is None and body.lot_method is None:
-        raise ApiError(400, "VALIDATION_ERROR", "Give a name or a lot_method to change.")
-    assert res.pool is not None
-    async with res.pool.connection() as conn, conn.transaction():
-        row = await store.rename(
-            conn, portfolio_id, name=body.name, lot_method=body.lot_method, actor_id=principal.user_id
+    owner = await _owner_checked(res, principal, portfolio_id, write=True)
+    changes = body.model_dump(exclude_unset=True)
+    if not changes or any(v is None for v in changes.values()):
+        raise ApiError(400, "VALIDATION_ERROR", "Give at least one field to change, none of them null.")
+    m = _mutation(request, principal, owner, None, changes)
+    return success(request, await res.shards.call(owner, "update_portfolio", m, portfolio_id, changes))
+
+
+@router.delete("/portfolios/{portfolio_id}", status_code=204, summary="Close an empty portfolio")
+async def delete_portfolio(
+    portfolio_id: uuid.UUID, principal: CurrentPrincipal, request: Request, res: ResourcesDep
+) -> Response:
+    owner = await _owner_checked(res, principal, portfolio_id, write=True)
+    await res.shards.call(
+        owner, "delete_portfolio", _mutation(request, principal, owner, None, None), portfolio_id
+    )
+    res.portfolio_owners.pop(portfolio_id, None)
+    return Response(status_code=204)
+
+
+class CashBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    amount: SignedCash = Field(description='Decimal string, cents at most; negative withdraws: "-250.00"')
+    description: Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)] | None = None
+
+
+@router.post("/portfolios/{portfolio_id}/cash", status_code=201, summary="Deposit or withdraw cash")
+async def move_cash(
+    portfolio_id: uuid.UUID,
+    body: CashBody,
+    principal: CurrentPrincipal,
+    request: Request,
+    res: ResourcesDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    owner = await _owner_checked(res, principal, portfolio_id, write=True)
+    _require_key(idempotency_key)
+    m = _mutation(request, principal, owner, idempotency_key, body.model_dump(mode="json"))
+    outcome = await res.shards.outcome(owner, "move_cash", m, portfolio_id, body.amount, body.description)
+    return success(request, outcome.unwrap(), status_code=outcome.status)
+
+
+class LotBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    symbol: Symbol
+    shares: PositiveShares
+    cost_basis: NonNegativeMoney = Field(description="Total cost of the lot, a decimal string")
+    acquired_at: date
+
+    @field_validator("acquired_at")
+    @classmethod
+    def _plausible(cls, value: date) -> date:
+        if value.year < 1900:
+            raise ValueError("must be in 1900 or later")
+        return value
+
+
+@router.post(
+    "/portfolios/{portfolio_id}/lots", status_code=201, summary="Transfer a lot in from another broker"
+)
+async def import_lot(
+    portfolio_id: uuid.UUID,
+    body: LotBody,
+    principal: CurrentPrincipal,
+    request: Request,
+    res: ResourcesDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    owner = await _owner_checked(res, principal, portfolio_id, write=True)
+    _require_key(idempotency_key)
+    m = _mutation(request, principal, owner, idempotency_key, body.model_dump(mode="json"))
+    outcome = await res.shards.outcome(owner, "import_lot", m, portfolio_id, body.model_dump())
+    return success(request, outcome.unwrap(), status_code=outcome.status)
+
+
+def _require_key(key: str | None) -> None:
+    if not key or not key.strip():
+        raise ApiError(
+            400,
+            "IDEMPOTENCY_KEY_REQUIRED",
+            "This request moves money or shares: send an Idempotency-Key header (e.g. a UUID).",
         )
-    if row is None:
-        raise ApiError(404, "NOT_FOUND", "No such portfolio.")
-    return success(request, await _with_holdings(res, portfolio_id))

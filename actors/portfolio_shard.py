@@ -1,0 +1,144 @@
+"""``PortfolioShard``: the Ray actor that owns the books of the users hashed onto it.
+
+Thin on purpose: it builds a :class:`~wealthalloc.portfolios.service.BookService`
+with its own database pool, Redis client and market data, and forwards calls.
+Named and detached so every API replica finds the same one; restarted by Ray
+when it dies (``max_restarts=-1``), with calls in flight retried on the new
+instance (``max_task_retries=-1``) — safe because every change is idempotent
+in PostgreSQL. Refusals travel back as plain data (``Outcome``), not as
+exceptions wrapped by Ray.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import ray
+
+from wealthalloc.config import Settings
+from wealthalloc.errors import ServiceError
+from wealthalloc.logging import configure_logging, get_logger
+from wealthalloc.marketdata import MarketClock, PriceHistory, SecurityReference
+from wealthalloc.portfolios.market import Market
+from wealthalloc.portfolios.service import BookService, Mutation
+from wealthalloc.storage.postgres import async_pool
+from wealthalloc.storage.redis_client import async_redis
+
+log = get_logger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: int
+    data: Any = None
+    error: dict[str, Any] | None = None
+
+    def unwrap(self) -> Any:
+        if self.error is not None:
+            raise ServiceError.from_dict(self.error)
+        return self.data
+
+
+class PortfolioShard:
+    def __init__(self, index: int, overrides: Mapping[str, Any]) -> None:
+        self.index = index
+        self.settings = Settings(**dict(overrides))
+        configure_logging(self.settings.log_level, self.settings.log_format)
+        self._service: BookService | None = None
+
+    async def _svc(self) -> BookService:
+        if self._service is None:
+            pool = async_pool(self.settings, name=f"shard-{self.index}")
+            await pool.open(wait=False)
+            prices = PriceHistory(self.settings.prices_dir)
+            market = Market(
+                prices,
+                MarketClock(prices.trading_days(), pinned=self.settings.market_clock_date),
+                SecurityReference(),
+            )
+            self._service = BookService(
+                pool=pool,
+                redis=async_redis(self.settings),
+                market=market,
+                max_books=self.settings.shard_max_books,
+            )
+            log.info("portfolio_shard_ready", shard=self.index, pid=os.getpid())
+        return self._service
+
+    async def _run(self, call: Callable[[BookService], Awaitable[Any]], status: int = 200) -> Outcome:
+        try:
+            result = await call(await self._svc())
+        except ServiceError as exc:
+            return Outcome(status=exc.status, error=exc.as_dict())
+        if isinstance(result, tuple):
+            return Outcome(status=result[0], data=result[1])
+        return Outcome(status=status, data=result)
+
+    # Reads.
+    async def portfolios(self, user_id: uuid.UUID) -> Outcome:
+        return await self._run(lambda s: s.portfolios(user_id))
+
+    async def snapshot(self, user_id: uuid.UUID, portfolio_id: uuid.UUID | None) -> Outcome:
+        return await self._run(lambda s: s.snapshot(user_id, portfolio_id))
+
+    async def lots(self, user_id: uuid.UUID, portfolio_id: uuid.UUID, symbol: str | None) -> Outcome:
+        return await self._run(lambda s: s.lots(user_id, portfolio_id, symbol))
+
+    async def call(self, method: str, *args: Any) -> Outcome:
+        """Any other read or change of the service by name (performance, allocation, rebalance ...)."""
+        if method.startswith("_") or method not in _PUBLIC:
+            return Outcome(status=404, error={"status": 404, "code": "NOT_FOUND", "message": f"no {method}"})
+        return await self._run(lambda s: getattr(s, method)(*args))
+
+    # Changes.
+    async def create_portfolio(self, m: Mutation, spec: Mapping[str, Any]) -> Outcome:
+        return await self._run(lambda s: s.create_portfolio(m, spec))
+
+    async def update_portfolio(
+        self, m: Mutation, portfolio_id: uuid.UUID, changes: Mapping[str, Any]
+    ) -> Outcome:
+        return await self._run(lambda s: s.update_portfolio(m, portfolio_id, changes))
+
+    async def delete_portfolio(self, m: Mutation, portfolio_id: uuid.UUID) -> Outcome:
+        return await self._run(lambda s: s.delete_portfolio(m, portfolio_id), status=204)
+
+    async def move_cash(
+        self, m: Mutation, portfolio_id: uuid.UUID, amount: Any, description: str | None
+    ) -> Outcome:
+        return await self._run(lambda s: s.move_cash(m, portfolio_id, amount, description))
+
+    async def import_lot(self, m: Mutation, portfolio_id: uuid.UUID, lot: Mapping[str, Any]) -> Outcome:
+        return await self._run(lambda s: s.import_lot(m, portfolio_id, lot))
+
+    # Operations.
+    async def stats(self) -> dict[str, Any]:
+        service = await self._svc()
+        return {"shard": self.index, "pid": os.getpid(), "books_in_memory": service.books_in_memory}
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+_PUBLIC = {"performance", "allocation", "rebalance", "dashboard"}
+
+
+def shard_options(name: str, namespace: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": namespace,
+        "lifetime": "detached",
+        "get_if_exists": True,
+        "max_restarts": -1,
+        "max_task_retries": -1,
+        # I/O-bound: it waits on PostgreSQL and Redis; a whole CPU each would starve small clusters.
+        "num_cpus": 0,
+        "max_concurrency": 1000,
+    }
+
+
+RemoteShard = ray.remote(PortfolioShard)

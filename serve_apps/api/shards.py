@@ -1,0 +1,49 @@
+"""How an API replica reaches the shard that owns a user: slot map, named actor, one call."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import ray
+
+from actors.portfolio_shard import Outcome, RemoteShard, shard_options
+from wealthalloc.config import Settings
+from wealthalloc.domain.sharding import shard_name, shard_of
+
+# Settings a shard must not receive: it signs nothing.
+_PRIVATE = {"secret_key", "jwt_previous_keys"}
+
+
+class ShardRouter:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._overrides = settings.model_dump(mode="json", exclude=_PRIVATE)
+        self._handles: dict[int, Any] = {}
+
+    def index_of(self, user_id: uuid.UUID) -> int:
+        return shard_of(user_id, slot_count=self._settings.slot_count, shard_count=self._settings.shard_count)
+
+    def handle(self, user_id: uuid.UUID) -> Any:
+        return self.handle_for_index(self.index_of(user_id))
+
+    async def outcome(self, user_id: uuid.UUID, method: str, *args: Any) -> Outcome:
+        result: Outcome = await getattr(self.handle(user_id), method).remote(*args)
+        return result
+
+    async def call(self, user_id: uuid.UUID, method: str, *args: Any) -> Any:
+        """The call's data, or its refusal raised as a ServiceError."""
+        return (await self.outcome(user_id, method, *args)).unwrap()
+
+    def all_handles(self) -> list[Any]:
+        return [self.handle_for_index(i) for i in range(self._settings.shard_count)]
+
+    def handle_for_index(self, index: int) -> Any:
+        if index not in self._handles:
+            options = shard_options(shard_name(index), self._settings.ray_namespace)
+            self._handles[index] = RemoteShard.options(**options).remote(index, self._overrides)
+        return self._handles[index]
+
+
+def ray_ready() -> bool:
+    return bool(ray.is_initialized())

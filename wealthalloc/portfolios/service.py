@@ -1,0 +1,559 @@
+"""The portfolio book of each user: reads valued at the market clock, and every change made once.
+
+One ``BookService`` runs inside each ``PortfolioShard`` actor and is the only
+writer for the users of its slots. It keeps their books (portfolios and open
+lots) in memory, least recently used first out, and rebuilds any book from
+PostgreSQL when asked for one it does not hold, so the actor can die at any
+moment: the database is the truth.
+
+Every change follows one path: take the user's lock, open a transaction,
+claim the Idempotency-Key (a repeat returns the stored answer; the same key
+with another body is 409), check the rule in the domain core, write the rows
+and the outbox event, record the answer against the key, commit, drop the
+cached snapshot in Redis, and only then answer. A crash anywhere before the
+commit leaves nothing behind; after it, the retry finds the key.
+
+Snapshots are cached in Redis (cache-aside, 180 s) keyed by user and
+portfolio, and written only under the user's lock, so a reader can never put
+back a snapshot older than a change that has already been acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import redis.asyncio as aioredis
+import redis.exceptions
+
+from wealthalloc.domain.lots import Lot, term
+from wealthalloc.domain.money import money
+from wealthalloc.domain.valuation import Valuation, risk_score, value_lots
+from wealthalloc.errors import ServiceError
+from wealthalloc.logging import get_logger
+from wealthalloc.marketdata import MarketDataError
+from wealthalloc.portfolios.market import Market
+from wealthalloc.storage import books as store
+from wealthalloc.storage import idempotency
+from wealthalloc.storage.outbox import add_event
+from wealthalloc.storage.postgres import AsyncPool
+
+log = get_logger(__name__)
+
+SNAPSHOT_TTL_S = 180
+TOPIC = "portfolio.updates"
+REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+
+
+def snapshot_key(user_id: uuid.UUID, portfolio_id: uuid.UUID) -> str:
+    # The user id in braces is a Redis Cluster hash tag: a user's keys live on one node.
+    return f"snap:{{{user_id}}}:{portfolio_id}"
+
+
+def not_found(what: str = "portfolio") -> ServiceError:
+    return ServiceError(404, "NOT_FOUND", f"No such {what}.")
+
+
+@dataclass
+class Book:
+    user_id: uuid.UUID
+    portfolios: dict[uuid.UUID, dict[str, Any]]
+    lots: dict[uuid.UUID, list[Lot]]
+    loaded_at: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True)
+class Mutation:
+    """What a change needs besides its own arguments: who asks, with which key, for which request."""
+
+    user_id: uuid.UUID
+    actor_id: uuid.UUID
+    idempotency_key: str | None
+    method: str
+    path: str
+    body: Any
+
+
+def jsonable(value: Any) -> Any:
+    """Decimals as strings, UUIDs and dates as ISO strings: the form answers are stored and sent in."""
+    return json.loads(json.dumps(value, default=_encode))
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+class BookService:
+    def __init__(
+        self, *, pool: AsyncPool, redis: aioredis.Redis | None, market: Market, max_books: int = 10_000
+    ) -> None:
+        self._pool = pool
+        self._redis = redis
+        self.market = market
+        self._books: OrderedDict[uuid.UUID, Book] = OrderedDict()
+        self._locks: dict[uuid.UUID, asyncio.Lock] = {}
+        self._max_books = max_books
+
+    # Books ---------------------------------------------------------------------------------------
+
+    def _lock(self, user_id: uuid.UUID) -> asyncio.Lock:
+        lock = self._locks.get(user_id)
+        if lock is None:
+            lock = self._locks[user_id] = asyncio.Lock()
+        return lock
+
+    async def _book(self, user_id: uuid.UUID) -> Book:
+        book = self._books.get(user_id)
+        if book is not None:
+            self._books.move_to_end(user_id)
+            return book
+        async with self._pool.connection() as conn:
+            portfolios = await store.portfolios_of(conn, user_id)
+            lot_rows = await store.open_lots_of_user(conn, user_id)
+        lots: dict[uuid.UUID, list[Lot]] = {p["id"]: [] for p in portfolios}
+        for row in lot_rows:
+            lots.setdefault(row["portfolio_id"], []).append(store.lot_from_row(row))
+        book = Book(user_id=user_id, portfolios={p["id"]: p for p in portfolios}, lots=lots)
+        self._books[user_id] = book
+        while len(self._books) > self._max_books:
+            evicted, _ = self._books.popitem(last=False)
+            lock = self._locks.get(evicted)
+            if lock is not None and not lock.locked():
+                del self._locks[evicted]
+        return book
+
+    def _forget(self, user_id: uuid.UUID) -> None:
+        self._books.pop(user_id, None)
+
+    @property
+    def books_in_memory(self) -> int:
+        return len(self._books)
+
+    # Reads ---------------------------------------------------------------------------------------
+
+    async def portfolios(self, user_id: uuid.UUID) -> list[dict[str, Any]]:
+        async with self._lock(user_id):
+            book = await self._book(user_id)
+            return [jsonable(self._describe(book, p)) for p in book.portfolios.values()]
+
+    async def snapshot(self, user_id: uuid.UUID, portfolio_id: uuid.UUID | None = None) -> dict[str, Any]:
+        """The portfolio valued today, with holdings; the default portfolio when no id is given."""
+        async with self._lock(user_id):
+            book = await self._book(user_id)
+            if portfolio_id is None:
+                default = next((p for p in book.portfolios.values() if p["is_default"]), None)
+                default = default or next(iter(book.portfolios.values()), None)
+                if default is None:
+                    raise not_found()
+                portfolio_id = default["id"]
+            if portfolio_id not in book.portfolios:
+                raise not_found()
+            snapshot: dict[str, Any] = jsonable(self._describe(book, book.portfolios[portfolio_id]))
+            await self._cache_put(user_id, portfolio_id, snapshot)
+            return snapshot
+
+    async def lots(
+        self, user_id: uuid.UUID, portfolio_id: uuid.UUID, symbol: str | None
+    ) -> list[dict[str, Any]]:
+        async with self._lock(user_id):
+            book = await self._book(user_id)
+            if portfolio_id not in book.portfolios:
+                raise not_found()
+            today = self.market.today()
+            rows = []
+            for lot in book.lots.get(portfolio_id, []):
+                if symbol and lot.symbol != symbol:
+                    continue
+                close = self._close_or_none(lot.symbol, today)
+                value = money(lot.shares * close) if close is not None else None
+                rows.append(
+                    {
+                        "id": lot.id,
+                        "symbol": lot.symbol,
+                        "shares": lot.shares,
+                        "acquired_at": lot.acquired_at,
+                        "holding_period_start": lot.holding_period_start,
+                        "cost_basis": lot.cost_basis,
+                        "adjusted_basis": lot.adjusted_basis,
+                        "wash_sale_disallowed": lot.wash_sale_disallowed,
+                        "term": term(lot.holding_period_start, today).value,
+                        "current_price": close,
+                        "market_value": value,
+                        "unrealized_gain_loss": value - lot.adjusted_basis if value is not None else None,
+                    }
+                )
+            return jsonable(rows)  # type: ignore[no-any-return]
+
+    def _close_or_none(self, symbol: str, day: date) -> Decimal | None:
+        try:
+            return self.market.close(symbol, day)
+        except MarketDataError:
+            return None
+
+    def valuation(self, book: Book, portfolio_id: uuid.UUID) -> Valuation:
+        portfolio = book.portfolios[portfolio_id]
+        lots = book.lots.get(portfolio_id, [])
+        today = self.market.today()
+        symbols = {lot.symbol for lot in lots if lot.shares > 0}
+        previous = self.market.previous_day(today)
+        return value_lots(
+            lots,
+            portfolio["cash_balance"],
+            as_of=today,
+            closes=self.market.closes(symbols, today),
+            previous_closes=self.market.closes(symbols, previous),
+            info=self.market.info,
+        )
+
+    def _describe(self, book: Book, portfolio: dict[str, Any]) -> dict[str, Any]:
+        valuation = self.valuation(book, portfolio["id"])
+        weights = {
+            h.symbol: float(h.market_value / valuation.total_value)
+            for h in valuation.holdings
+            if valuation.total_value
+        }
+        score = risk_score(self.market.volatility(weights, valuation.as_of))
+        return {
+            "id": portfolio["id"],
+            "user_id": portfolio["user_id"],
+            "name": portfolio["name"],
+            "account_type": portfolio["account_type"],
+            "base_currency": portfolio["base_currency"],
+            "is_default": portfolio["is_default"],
+            "lot_method": portfolio["lot_method"],
+            "as_of": valuation.as_of,
+            "cash_balance": valuation.cash_balance,
+            "invested_value": valuation.invested_value,
+            "total_value": valuation.total_value,
+            "total_cost_basis": valuation.total_cost_basis,
+            "total_gain_loss": valuation.total_gain_loss,
+            "day_change": valuation.day_change,
+            "risk_score": score,
+            "target_allocation": portfolio["target_allocation"],
+            "last_rebalance_date": portfolio["last_rebalance_date"],
+            "version": portfolio["version"],
+            "created_date": portfolio["created_date"],
+            "updated_date": portfolio["updated_date"],
+            "holdings": [
+                {
+                    "symbol": h.symbol,
+                    "shares": h.shares,
+                    "average_cost": h.average_cost,
+                    "cost_basis": h.cost_basis,
+                    "current_price": h.current_price,
+                    "market_value": h.market_value,
+                    "unrealized_gain_loss": h.unrealized_gain_loss,
+                    "unrealized_gain_loss_pct": h.unrealized_gain_loss_pct,
+                    "day_change": h.day_change,
+                    "weight": h.weight,
+                    "sector": h.sector,
+                    "asset_class": h.asset_class,
+                    "lots": h.lots,
+                }
+                for h in valuation.holdings
+            ],
+        }
+
+    # Changes -------------------------------------------------------------------------------------
+
+    async def create_portfolio(self, m: Mutation, spec: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
+        """Idempotent by its natural key (owner, name): creating the same portfolio twice returns it."""
+        async with self._lock(m.user_id):
+            try:
+                async with self._pool.connection() as conn, conn.transaction():
+                    existing = await store.portfolios_of(conn, m.user_id)
+                    same = next((p for p in existing if p["name"] == spec["name"]), None)
+                    if same is not None:
+                        if same["account_type"] != spec["account_type"]:
+                            raise ServiceError(
+                                409, "CONFLICT", f"You already have a portfolio named {spec['name']!r}."
+                            )
+                        return 200, {"id": same["id"]}
+                    is_default = bool(spec.get("is_default")) or not existing
+                    if is_default:
+                        await store.clear_default(conn, m.user_id)
+                    row = await store.insert_portfolio(
+                        conn,
+                        user_id=m.user_id,
+                        name=spec["name"],
+                        account_type=spec["account_type"],
+                        base_currency=spec["base_currency"],
+                        is_default=is_default,
+                        lot_method=spec["lot_method"],
+                        target_allocation=spec["target_allocation"],
+                    )
+                    if row is None:
+                        raise ServiceError(
+                            409, "CONFLICT", f"You already have a portfolio named {spec['name']!r}."
+                        )
+                    await add_event(
+                        conn,
+                        topic=TOPIC,
+                        event_type="portfolio.created",
+                        user_id=m.user_id,
+                        aggregate_id=row["id"],
+                        payload={"portfolio_id": row["id"], "name": row["name"], "by": m.actor_id},
+                    )
+            finally:
+                self._forget(m.user_id)
+            return 201, {"id": row["id"]}
+
+    async def update_portfolio(
+        self, m: Mutation, portfolio_id: uuid.UUID, changes: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        async with self._lock(m.user_id):
+            try:
+                async with self._pool.connection() as conn, conn.transaction():
+                    row = await store.portfolio_for_update(conn, m.user_id, portfolio_id)
+                    if row is None:
+                        raise not_found()
+                    if changes.get("name") and changes["name"] != row["name"]:
+                        names = {p["name"] for p in await store.portfolios_of(conn, m.user_id)}
+                        if changes["name"] in names:
+                            raise ServiceError(
+                                409, "CONFLICT", f"You already have a portfolio named {changes['name']!r}."
+                            )
+                    if changes.get("is_default") is False and row["is_default"]:
+                        raise ServiceError(
+                            400, "VALIDATION_ERROR", "Make another portfolio the default instead."
+                        )
+                    if changes.get("is_default"):
+                        await store.clear_default(conn, m.user_id)
+                    updated = await store.update_portfolio(conn, portfolio_id, changes)
+                    await add_event(
+                        conn,
+                        topic=TOPIC,
+                        event_type="portfolio.updated",
+                        user_id=m.user_id,
+                        aggregate_id=portfolio_id,
+                        payload={
+                            "portfolio_id": portfolio_id,
+                            "changed": sorted(changes),
+                            "version": updated["version"],
+                        },
+                    )
+                await self._cache_drop(m.user_id, portfolio_id)
+            finally:
+                self._forget(m.user_id)
+        return await self.snapshot(m.user_id, portfolio_id)
+
+    async def delete_portfolio(self, m: Mutation, portfolio_id: uuid.UUID) -> None:
+        async with self._lock(m.user_id):
+            try:
+                async with self._pool.connection() as conn, conn.transaction():
+                    row = await store.portfolio_for_update(conn, m.user_id, portfolio_id)
+                    if row is None:
+                        raise not_found()
+                    open_lots = [lot for lot in await store.all_lots(conn, portfolio_id) if lot["shares"] > 0]
+                    if open_lots:
+                        raise ServiceError(
+                            409,
+                            "PORTFOLIO_NOT_EMPTY",
+                            "Sell or transfer the holdings before deleting this portfolio.",
+                            {"open_lots": len(open_lots)},
+                        )
+                    if row["cash_balance"] != 0:
+                        raise ServiceError(
+                            409,
+                            "PORTFOLIO_NOT_EMPTY",
+                            "Withdraw the cash before deleting this portfolio.",
+                            {"cash_balance": row["cash_balance"]},
+                        )
+                    await store.soft_delete_portfolio(conn, portfolio_id)
+                    if row["is_default"]:
+                        remaining = [
+                            p for p in await store.portfolios_of(conn, m.user_id) if p["id"] != portfolio_id
+                        ]
+                        if remaining:
+                            await store.update_portfolio(conn, remaining[0]["id"], {"is_default": True})
+                    await add_event(
+                        conn,
+                        topic=TOPIC,
+                        event_type="portfolio.deleted",
+                        user_id=m.user_id,
+                        aggregate_id=portfolio_id,
+                        payload={"portfolio_id": portfolio_id, "by": m.actor_id},
+                    )
+                await self._cache_drop(m.user_id, portfolio_id)
+            finally:
+                self._forget(m.user_id)
+
+    async def move_cash(
+        self, m: Mutation, portfolio_id: uuid.UUID, amount: Decimal, description: str | None
+    ) -> tuple[int, Any]:
+        """Deposit (amount > 0) or withdraw (amount < 0); never below zero, never twice for one key."""
+        return await self._idempotent(
+            m, portfolio_id, lambda conn, row: self._cash(conn, m, row, amount, description)
+        )
+
+    async def _cash(
+        self, conn: store.Conn, m: Mutation, row: dict[str, Any], amount: Decimal, description: str | None
+    ) -> tuple[int, Any]:
+        balance = row["cash_balance"] + amount
+        if balance < 0:
+            raise ServiceError(
+                400,
+                "INSUFFICIENT_FUNDS",
+                f"The withdrawal of {-amount} is more than the cash balance of {row['cash_balance']}.",
+                {"cash_balance": str(row["cash_balance"]), "requested": str(-amount)},
+            )
+        await store.set_cash(conn, row["id"], balance)
+        movement = await store.insert_cash_movement(
+            conn,
+            portfolio_id=row["id"],
+            amount=amount,
+            kind="deposit" if amount > 0 else "withdrawal",
+            idempotency_key=m.idempotency_key,
+            description=description,
+            balance_after=balance,
+        )
+        await add_event(
+            conn,
+            topic=TOPIC,
+            event_type="portfolio.cash_moved",
+            user_id=m.user_id,
+            aggregate_id=row["id"],
+            payload={
+                "portfolio_id": row["id"],
+                "movement_id": movement["id"],
+                "amount": amount,
+                "balance": balance,
+            },
+        )
+        return 201, jsonable(
+            {
+                "portfolio_id": row["id"],
+                "movement": movement,
+                "cash_balance": money(balance),
+            }
+        )
+
+    async def import_lot(
+        self, m: Mutation, portfolio_id: uuid.UUID, lot: Mapping[str, Any]
+    ) -> tuple[int, Any]:
+        """A position transferred in from another broker, with its original basis and date."""
+        symbol: str = lot["symbol"]
+        if not self.market.known(symbol):
+            raise ServiceError(404, "UNKNOWN_SYMBOL", f"No security {symbol} is known.", {"symbol": symbol})
+        today = self.market.today()
+        if lot["acquired_at"] > today:
+            raise ServiceError(
+                400,
+                "VALIDATION_ERROR",
+                f"acquired_at {lot['acquired_at']} is after today's market date {today}.",
+                [{"field": "body.acquired_at", "message": "must not be in the future"}],
+            )
+        return await self._idempotent(m, portfolio_id, lambda conn, row: self._lot(conn, m, row, lot))
+
+    async def _lot(
+        self, conn: store.Conn, m: Mutation, row: dict[str, Any], lot: Mapping[str, Any]
+    ) -> tuple[int, Any]:
+        inserted = await store.insert_lot(
+            conn,
+            portfolio_id=row["id"],
+            symbol=lot["symbol"],
+            shares=lot["shares"],
+            cost_basis=lot["cost_basis"],
+            acquired_at=lot["acquired_at"],
+            source="transfer_in",
+        )
+        await store.refresh_holdings(conn, row["id"], lot["symbol"])
+        await conn.execute(
+            "UPDATE portfolios SET version = version + 1, updated_date = now() WHERE id = %s", (row["id"],)
+        )
+        await add_event(
+            conn,
+            topic=TOPIC,
+            event_type="portfolio.lot_transferred_in",
+            user_id=m.user_id,
+            aggregate_id=row["id"],
+            payload={
+                "portfolio_id": row["id"],
+                "lot_id": inserted["id"],
+                "symbol": lot["symbol"],
+                "shares": lot["shares"],
+            },
+        )
+        today = self.market.today()
+        return 201, jsonable(
+            {
+                "id": inserted["id"],
+                "portfolio_id": row["id"],
+                "symbol": inserted["symbol"],
+                "shares": inserted["shares"],
+                "acquired_at": inserted["acquired_at"],
+                "cost_basis": inserted["cost_basis"],
+                "adjusted_basis": inserted["adjusted_basis"],
+                "wash_sale_disallowed": inserted["wash_sale_disallowed"],
+                "term": term(inserted["holding_period_start"], today).value,
+                "source": inserted["source"],
+            }
+        )
+
+    async def _idempotent(self, m: Mutation, portfolio_id: uuid.UUID, work: Any) -> tuple[int, Any]:
+        if not m.idempotency_key:
+            raise ServiceError(
+                400, "IDEMPOTENCY_KEY_REQUIRED", "This request needs an Idempotency-Key header."
+            )
+        fingerprint = idempotency.request_hash(m.method, m.path, m.body)
+        async with self._lock(m.user_id):
+            try:
+                async with self._pool.connection() as conn, conn.transaction():
+                    claimed = await idempotency.claim(
+                        conn,
+                        user_id=m.user_id,
+                        key=m.idempotency_key,
+                        method=m.method,
+                        path=m.path,
+                        fingerprint=fingerprint,
+                    )
+                    if isinstance(claimed, idempotency.Replay):
+                        if not claimed.same_request:
+                            raise ServiceError(
+                                409,
+                                "IDEMPOTENCY_KEY_REUSED",
+                                "This Idempotency-Key was used for a different request.",
+                            )
+                        return claimed.status or 200, claimed.body
+                    row = await store.portfolio_for_update(conn, m.user_id, portfolio_id)
+                    if row is None:
+                        raise not_found()
+                    status, body = await work(conn, row)
+                    await idempotency.complete(conn, claimed, status=status, body=body)
+                await self._cache_drop(m.user_id, portfolio_id)
+            finally:
+                self._forget(m.user_id)
+            return status, body
+
+    # Cache ---------------------------------------------------------------------------------------
+
+    async def _cache_put(self, user_id: uuid.UUID, portfolio_id: uuid.UUID, snapshot: dict[str, Any]) -> None:
+        if self._redis is None:
+            return
+        try:
+            await self._redis.set(
+                snapshot_key(user_id, portfolio_id), json.dumps(snapshot), ex=SNAPSHOT_TTL_S
+            )
+        except REDIS_DOWN as exc:
+            log.warning("snapshot_cache_unavailable", error=str(exc))
+
+    async def _cache_drop(self, user_id: uuid.UUID, portfolio_id: uuid.UUID) -> None:
+        if self._redis is None:
+            return
+        try:
+            await self._redis.delete(snapshot_key(user_id, portfolio_id))
+        except REDIS_DOWN as exc:
+            # The change is committed; a stale snapshot would outlive it. Say so loudly: the TTL bounds it.
+            log.error("snapshot_cache_invalidation_failed", user_id=str(user_id), error=str(exc))

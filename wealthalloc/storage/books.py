@@ -1,0 +1,239 @@
+"""A user's book in PostgreSQL: portfolios, open lots, cash movements and the holdings derived from lots."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.rows import DictRow
+
+from wealthalloc.domain.lots import Lot
+
+Conn = AsyncConnection[DictRow]
+Row = dict[str, Any]
+
+PORTFOLIO_COLUMNS = """
+id, user_id, name, account_type, base_currency, is_default, lot_method, cash_balance, total_value,
+total_gain_loss, risk_score, target_allocation, last_rebalance_date, version, created_date, updated_date
+"""
+
+
+async def portfolios_of(conn: Conn, user_id: uuid.UUID) -> list[Row]:
+    cur = await conn.execute(
+        f"""SELECT {PORTFOLIO_COLUMNS} FROM portfolios WHERE user_id = %s AND deleted_at IS NULL
+            ORDER BY is_default DESC, created_date, id""",
+        (user_id,),
+    )
+    return await cur.fetchall()
+
+
+async def portfolio_for_update(conn: Conn, user_id: uuid.UUID, portfolio_id: uuid.UUID) -> Row | None:
+    cur = await conn.execute(
+        f"""SELECT {PORTFOLIO_COLUMNS} FROM portfolios
+            WHERE id = %s AND user_id = %s AND deleted_at IS NULL FOR UPDATE""",
+        (portfolio_id, user_id),
+    )
+    return await cur.fetchone()
+
+
+async def owner_of(conn: Conn, portfolio_id: uuid.UUID) -> uuid.UUID | None:
+    cur = await conn.execute(
+        "SELECT user_id FROM portfolios WHERE id = %s AND deleted_at IS NULL", (portfolio_id,)
+    )
+    row = await cur.fetchone()
+    return None if row is None else uuid.UUID(str(row["user_id"]))
+
+
+async def open_lots_of_user(conn: Conn, user_id: uuid.UUID) -> list[Row]:
+    cur = await conn.execute(
+        """SELECT l.* FROM lots l JOIN portfolios p ON p.id = l.portfolio_id
+           WHERE p.user_id = %s AND p.deleted_at IS NULL AND l.closed_at IS NULL AND l.shares > 0
+           ORDER BY l.acquired_at, l.id""",
+        (user_id,),
+    )
+    return await cur.fetchall()
+
+
+def lot_from_row(row: Mapping[str, Any]) -> Lot:
+    return Lot(
+        id=row["id"],
+        symbol=row["symbol"],
+        shares=row["shares"],
+        cost_basis=row["cost_basis"],
+        adjusted_basis=row["adjusted_basis"],
+        acquired_at=row["acquired_at"],
+        holding_period_start=row["holding_period_start"],
+        wash_sale_disallowed=row["wash_sale_disallowed"],
+    )
+
+
+async def insert_portfolio(
+    conn: Conn,
+    *,
+    user_id: uuid.UUID,
+    name: str,
+    account_type: str,
+    base_currency: str,
+    is_default: bool,
+    lot_method: str,
+    target_allocation: Mapping[str, Any],
+) -> Row | None:
+    """The new portfolio, or None when the owner already has one with this name."""
+    cur = await conn.execute(
+        f"""INSERT INTO portfolios (user_id, name, account_type, base_currency, is_default, lot_method,
+                                    target_allocation)
+            VALUES (%s, %s, %s, %s, %s, %s, %s)
+            ON CONFLICT (user_id, name) WHERE deleted_at IS NULL DO NOTHING
+            RETURNING {PORTFOLIO_COLUMNS}""",
+        (user_id, name, account_type, base_currency, is_default, lot_method, json.dumps(target_allocation)),
+    )
+    return await cur.fetchone()
+
+
+async def update_portfolio(conn: Conn, portfolio_id: uuid.UUID, changes: Mapping[str, Any]) -> Row:
+    allowed = {"name", "lot_method", "target_allocation", "is_default"}
+    assert set(changes) <= allowed, set(changes) - allowed
+    params = {k: (json.dumps(v) if k == "target_allocation" else v) for k, v in changes.items()}
+    sets = ", ".join(f"{k} = %({k})s" for k in params)
+    cur = await conn.execute(
+        f"""UPDATE portfolios SET {sets}, version = version + 1, updated_date = now()
+            WHERE id = %(__id)s RETURNING {PORTFOLIO_COLUMNS}""",
+        {**params, "__id": portfolio_id},
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return row
+
+
+async def clear_default(conn: Conn, user_id: uuid.UUID) -> None:
+    await conn.execute(
+        "UPDATE portfolios SET is_default = false, updated_date = now() WHERE user_id = %s AND is_default",
+        (user_id,),
+    )
+
+
+async def soft_delete_portfolio(conn: Conn, portfolio_id: uuid.UUID) -> None:
+    await conn.execute(
+        "UPDATE portfolios SET deleted_at = now(), is_default = false, updated_date = now() WHERE id = %s",
+        (portfolio_id,),
+    )
+
+
+async def set_cash(conn: Conn, portfolio_id: uuid.UUID, balance: Decimal) -> None:
+    await conn.execute(
+        "UPDATE portfolios SET cash_balance = %s, version = version + 1, updated_date = now() WHERE id = %s",
+        (balance, portfolio_id),
+    )
+
+
+async def insert_cash_movement(
+    conn: Conn,
+    *,
+    portfolio_id: uuid.UUID,
+    amount: Decimal,
+    kind: str,
+    idempotency_key: str | None,
+    description: str | None,
+    balance_after: Decimal,
+    reference_id: uuid.UUID | None = None,
+) -> Row:
+    cur = await conn.execute(
+        """INSERT INTO cash_movements (portfolio_id, amount, kind, idempotency_key, reference_id, description,
+                                       balance_after)
+           VALUES (%s, %s, %s, %s, %s, %s, %s)
+           RETURNING id, portfolio_id, amount, kind, description, balance_after, created_at""",
+        (portfolio_id, amount, kind, idempotency_key, reference_id, description, balance_after),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return row
+
+
+async def cash_movements(conn: Conn, portfolio_id: uuid.UUID) -> list[Row]:
+    cur = await conn.execute(
+        """SELECT id, amount, kind, description, balance_after, created_at FROM cash_movements
+           WHERE portfolio_id = %s ORDER BY created_at, id""",
+        (portfolio_id,),
+    )
+    return await cur.fetchall()
+
+
+async def insert_lot(
+    conn: Conn,
+    *,
+    portfolio_id: uuid.UUID,
+    symbol: str,
+    shares: Decimal,
+    cost_basis: Decimal,
+    acquired_at: date,
+    source: str,
+) -> Row:
+    cur = await conn.execute(
+        """INSERT INTO lots (portfolio_id, symbol, shares, original_shares, cost_basis, adjusted_basis,
+                             acquired_at, holding_period_start, source)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING *""",
+        (portfolio_id, symbol, shares, shares, cost_basis, cost_basis, acquired_at, acquired_at, source),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return row
+
+
+async def all_lots(conn: Conn, portfolio_id: uuid.UUID, symbol: str | None = None) -> list[Row]:
+    """Open and closed lots (closed ones for history and performance)."""
+    cur = await conn.execute(
+        """SELECT * FROM lots WHERE portfolio_id = %s AND (%s::text IS NULL OR symbol = %s::text)
+           ORDER BY acquired_at, id""",
+        (portfolio_id, symbol, symbol),
+    )
+    return await cur.fetchall()
+
+
+async def refresh_holdings(conn: Conn, portfolio_id: uuid.UUID, symbol: str) -> None:
+    """Recompute one holdings row from the open lots (the table is a view of the lots, kept for queries)."""
+    cur = await conn.execute(
+        """SELECT coalesce(sum(shares), 0) AS shares, coalesce(sum(adjusted_basis), 0) AS basis
+           FROM lots WHERE portfolio_id = %s AND symbol = %s AND closed_at IS NULL""",
+        (portfolio_id, symbol),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    if row["shares"] > 0:
+        await conn.execute(
+            """INSERT INTO holdings (portfolio_id, symbol, shares, average_cost)
+               VALUES (%(p)s, %(s)s, %(shares)s, round(%(basis)s / %(shares)s, 6))
+               ON CONFLICT (portfolio_id, symbol) DO UPDATE
+               SET shares = EXCLUDED.shares, average_cost = EXCLUDED.average_cost, updated_date = now()""",
+            {"p": portfolio_id, "s": symbol, "shares": row["shares"], "basis": row["basis"]},
+        )
+    else:
+        await conn.execute(
+            "DELETE FROM holdings WHERE portfolio_id = %s AND symbol = %s", (portfolio_id, symbol)
+        )
+
+
+async def store_valuation(
+    conn: Conn,
+    portfolio_id: uuid.UUID,
+    *,
+    total_value: Decimal,
+    total_gain_loss: Decimal,
+    risk_score: Decimal | None,
+) -> None:
+    await conn.execute(
+        """UPDATE portfolios SET total_value = %s, total_gain_loss = %s, risk_score = %s WHERE id = %s""",
+        (total_value, total_gain_loss, risk_score, portfolio_id),
+    )
+
+
+async def open_recommendations(conn: Conn, user_id: uuid.UUID) -> int:
+    cur = await conn.execute(
+        "SELECT count(*) AS n FROM ai_recommendations WHERE user_id = %s AND status = 'open'", (user_id,)
+    )
+    row = await cur.fetchone()
+    return int(row["n"]) if row else 0
