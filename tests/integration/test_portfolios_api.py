@@ -347,3 +347,44 @@ def test_killing_the_shard_mid_traffic_loses_nothing_acknowledged_and_applies_no
     assert balance == (Decimal("40.0000"),)
     assert investor.get(f"/api/v1/portfolios/{p['id']}").json()["data"]["cash_balance"] == "40.0000"
     assert ray.get(shard.pid.remote()) != pid_before  # it came back as a new process and answers
+
+
+# Performance ------------------------------------------------------------------------------------
+
+
+def test_performance_of_a_transferred_in_position_matches_the_price_ratio(
+    investor: Investor, http: httpx.Client
+) -> None:
+    p = investor.portfolio()
+    investor.post(
+        f"/api/v1/portfolios/{p['id']}/lots",
+        {"symbol": "MSFT", "shares": "10", "cost_basis": "2000.00", "acquired_at": "2020-01-02"},
+        str(uuid.uuid4()),
+    )
+    response = investor.get(
+        f"/api/v1/portfolios/{p['id']}/performance", params={"start": "2021-06-01", "end": "2022-06-01"}
+    )
+    assert response.status_code == 200, response.text
+    report = response.json()["data"]
+    closes = http.post("/api/v1/market/prices", json={"symbols": ["MSFT"], "on": "2021-06-01"}).json()["data"]
+    start_close = Decimal(closes["closes"]["MSFT"])
+    end_close = Decimal(
+        http.post("/api/v1/market/prices", json={"symbols": ["MSFT"], "on": "2022-06-01"}).json()["data"][
+            "closes"
+        ]["MSFT"]
+    )
+    assert abs(Decimal(report["time_weighted_return"]) - (end_close / start_close - 1)) < Decimal("0.000002")
+    assert report["benchmark"] == "SPX"
+    for field in ("volatility", "sharpe", "sortino", "max_drawdown", "beta", "money_weighted_return"):
+        assert isinstance(report[field], str), field
+    assert len(report["value_series"]) > 200
+
+
+def test_performance_refuses_backwards_periods_and_unknown_benchmarks(investor: Investor) -> None:
+    p = investor.portfolio()
+    backwards = investor.get(
+        f"/api/v1/portfolios/{p['id']}/performance", params={"start": "2022-06-01", "end": "2022-01-01"}
+    )
+    assert backwards.status_code == 400
+    unknown = investor.get(f"/api/v1/portfolios/{p['id']}/performance", params={"benchmark": "ZZZZ"})
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "UNKNOWN_SYMBOL"

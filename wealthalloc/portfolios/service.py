@@ -36,6 +36,7 @@ import redis.exceptions
 
 from wealthalloc.domain.lots import Lot, term
 from wealthalloc.domain.money import money
+from wealthalloc.domain.performance import CashChange, PositionChange, performance, value_history
 from wealthalloc.domain.valuation import Valuation, risk_score, value_lots
 from wealthalloc.errors import ServiceError
 from wealthalloc.logging import get_logger
@@ -265,6 +266,76 @@ class BookService:
                 for h in valuation.holdings
             ],
         }
+
+    async def performance(
+        self,
+        user_id: uuid.UUID,
+        portfolio_id: uuid.UUID,
+        start: date | None,
+        end: date | None,
+        benchmark: str,
+    ) -> dict[str, Any]:
+        """Returns and risk over [start, end] (default: the year to the market clock's today)."""
+        async with self._lock(user_id):
+            book = await self._book(user_id)
+            if portfolio_id not in book.portfolios:
+                raise not_found()
+        async with self._pool.connection() as conn:
+            lots = await store.all_lots(conn, portfolio_id)
+            sales = await store.realized_sales(conn, portfolio_id)
+            movements = await store.cash_movements(conn, portfolio_id)
+        today = self.market.today()
+        end = min(end or today, today)
+        start = start or date(end.year - 1, end.month, min(end.day, 28))
+        if start >= end:
+            raise ServiceError(
+                400, "VALIDATION_ERROR", "start must be before end.", {"start": start, "end": end}
+            )
+        if not self.market.known(benchmark):
+            raise ServiceError(404, "UNKNOWN_SYMBOL", f"No prices for the benchmark {benchmark}.")
+        report = await asyncio.to_thread(self._performance, lots, sales, movements, start, end, benchmark)
+        return jsonable(report)  # type: ignore[no-any-return]
+
+    def _performance(
+        self,
+        lots: list[dict[str, Any]],
+        sales: list[dict[str, Any]],
+        movements: list[dict[str, Any]],
+        start: date,
+        end: date,
+        benchmark: str,
+    ) -> dict[str, Any]:
+        positions = [
+            PositionChange(
+                day=lot["acquired_at"],
+                symbol=lot["symbol"],
+                shares=lot["original_shares"],
+                external=lot["source"] == "transfer_in",
+            )
+            for lot in lots
+        ]
+        positions += [
+            PositionChange(day=sale["sold_at"], symbol=sale["symbol"], shares=-sale["shares"], external=False)
+            for sale in sales
+        ]
+        cash = [
+            CashChange(
+                day=self.market.to_market_date(m["created_at"].date()),
+                amount=m["amount"],
+                external=m["kind"] in ("deposit", "withdrawal"),
+            )
+            for m in movements
+        ]
+        symbols = sorted({p.symbol for p in positions} | {benchmark})
+        closes = self.market.prices.frame(symbols, end=end)
+        try:
+            history = value_history(positions, cash, closes, start=start, end=end)
+            report = performance(history, closes[benchmark].dropna(), benchmark_symbol=benchmark)
+        except ValueError as exc:
+            raise ServiceError(
+                400, "PERFORMANCE_UNAVAILABLE", str(exc), {"start": start, "end": end}
+            ) from exc
+        return report.as_dict()
 
     # Changes -------------------------------------------------------------------------------------
 

@@ -237,3 +237,11 @@ async def open_recommendations(conn: Conn, user_id: uuid.UUID) -> int:
     )
     row = await cur.fetchone()
     return int(row["n"]) if row else 0
+
+
+async def realized_sales(conn: Conn, portfolio_id: uuid.UUID) -> list[Row]:
+    cur = await conn.execute(
+        "SELECT symbol, shares, sold_at FROM realized_lots WHERE portfolio_id = %s ORDER BY sold_at, id",
+        (portfolio_id,),
+    )
+    return await cur.fetchall()

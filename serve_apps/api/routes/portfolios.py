@@ -257,3 +257,23 @@ def _require_key(key: str | None) -> None:
             "IDEMPOTENCY_KEY_REQUIRED",
             "This request moves money or shares: send an Idempotency-Key header (e.g. a UUID).",
         )
+
+
+# Analysis ---------------------------------------------------------------------------------------
+
+
+@router.get(
+    "/portfolios/{portfolio_id}/performance", summary="Returns and risk over a period, with the value series"
+)
+async def performance(
+    portfolio_id: uuid.UUID,
+    principal: CurrentPrincipal,
+    request: Request,
+    res: ResourcesDep,
+    start: date | None = None,
+    end: date | None = None,
+    benchmark: Annotated[Symbol, Query()] = "SPX",
+) -> JSONResponse:
+    owner = await _owner_checked(res, principal, portfolio_id, write=False)
+    data = await res.shards.call(owner, "call", "performance", owner, portfolio_id, start, end, benchmark)
+    return success(request, data)
