@@ -388,3 +388,33 @@ def test_performance_refuses_backwards_periods_and_unknown_benchmarks(investor: 
     assert backwards.status_code == 400
     unknown = investor.get(f"/api/v1/portfolios/{p['id']}/performance", params={"benchmark": "ZZZZ"})
     assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "UNKNOWN_SYMBOL"
+
+
+def test_the_dashboard_adds_up_every_portfolio_and_counts_harvestable_losses(investor: Investor) -> None:
+    taxable = investor.portfolio("Taxable")
+    ira = investor.portfolio("IRA", account_type="ira")
+    investor.deposit(taxable["id"], "1000.00")
+    investor.deposit(ira["id"], "500.00")
+    # Bought near the top: a loss in the taxable account (harvestable) and the same in the IRA (not).
+    for portfolio in (taxable, ira):
+        investor.post(
+            f"/api/v1/portfolios/{portfolio['id']}/lots",
+            {"symbol": "AMD", "shares": "10", "cost_basis": "1500.00", "acquired_at": "2021-11-29"},
+            str(uuid.uuid4()),
+        )
+    board = investor.get("/api/v1/dashboard").json()["data"]
+    values = [
+        Decimal(investor.get(f"/api/v1/portfolios/{p['id']}").json()["data"]["total_value"])
+        for p in (taxable, ira)
+    ]
+    assert Decimal(board["total_value"]) == sum(values)
+    assert Decimal(board["cash_balance"]) == Decimal("1500.00")
+    loss = Decimal("1500.00") - Decimal(
+        investor.get(f"/api/v1/portfolios/{taxable['id']}").json()["data"]["invested_value"]
+    )
+    assert loss > 0
+    assert Decimal(board["harvestable_loss_total"]) == loss
+    classes = {row["key"]: Decimal(row["weight"]) for row in board["allocation"]["asset_class"]}
+    assert set(classes) == {"cash", "equity"} and abs(sum(classes.values()) - 1) < Decimal("0.00001")
+    assert board["top_holdings"][0]["key"] == "AMD"
+    assert board["open_recommendations"] == 0

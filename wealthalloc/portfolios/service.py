@@ -35,7 +35,7 @@ import redis.asyncio as aioredis
 import redis.exceptions
 
 from wealthalloc.domain.lots import Lot, term
-from wealthalloc.domain.money import money
+from wealthalloc.domain.money import money, weight
 from wealthalloc.domain.performance import CashChange, PositionChange, performance, value_history
 from wealthalloc.domain.valuation import Valuation, risk_score, value_lots
 from wealthalloc.errors import ServiceError
@@ -266,6 +266,64 @@ class BookService:
                 for h in valuation.holdings
             ],
         }
+
+    async def dashboard(self, user_id: uuid.UUID) -> dict[str, Any]:
+        """Everything across the user's portfolios on one screen."""
+        async with self._lock(user_id):
+            book = await self._book(user_id)
+            valuations = {pid: self.valuation(book, pid) for pid in book.portfolios}
+        async with self._pool.connection() as conn:
+            open_recommendations = await store.open_recommendations(conn, user_id)
+        total = sum((v.total_value for v in valuations.values()), Decimal(0))
+        by_class: dict[str, Decimal] = {}
+        by_sector: dict[str, Decimal] = {}
+        by_symbol: dict[str, Decimal] = {}
+        for v in valuations.values():
+            by_class["cash"] = by_class.get("cash", Decimal(0)) + v.cash_balance
+            for h in v.holdings:
+                by_class[h.asset_class] = by_class.get(h.asset_class, Decimal(0)) + h.market_value
+                by_sector[h.sector] = by_sector.get(h.sector, Decimal(0)) + h.market_value
+                by_symbol[h.symbol] = by_symbol.get(h.symbol, Decimal(0)) + h.market_value
+        harvestable = Decimal(0)
+        today = self.market.today()
+        for pid, portfolio in book.portfolios.items():
+            if portfolio["account_type"] != "taxable":
+                continue  # losses inside an IRA are not deductible
+            for lot in book.lots.get(pid, []):
+                close = self._close_or_none(lot.symbol, today)
+                if close is not None and lot.shares > 0:
+                    gain = money(lot.shares * close) - lot.adjusted_basis
+                    if gain < 0:
+                        harvestable -= gain
+
+        def weights(values: dict[str, Decimal]) -> list[dict[str, Any]]:
+            rows = sorted(values.items(), key=lambda kv: kv[1], reverse=True)
+            return [
+                {"key": k, "value": v, "weight": weight(v / total) if total else Decimal(0)} for k, v in rows
+            ]
+
+        return jsonable(  # type: ignore[no-any-return]
+            {
+                "as_of": today,
+                "total_value": total,
+                "day_change": sum((v.day_change for v in valuations.values()), Decimal(0)),
+                "total_gain_loss": sum((v.total_gain_loss for v in valuations.values()), Decimal(0)),
+                "cash_balance": sum((v.cash_balance for v in valuations.values()), Decimal(0)),
+                "portfolios": [
+                    {
+                        "id": pid,
+                        "name": book.portfolios[pid]["name"],
+                        "account_type": book.portfolios[pid]["account_type"],
+                        "total_value": v.total_value,
+                    }
+                    for pid, v in valuations.items()
+                ],
+                "allocation": {"asset_class": weights(by_class), "sector": weights(by_sector)},
+                "top_holdings": weights(by_symbol)[:5],
+                "open_recommendations": open_recommendations,
+                "harvestable_loss_total": harvestable,
+            }
+        )
 
     async def performance(
         self,

@@ -91,6 +91,13 @@ async def default_portfolio(principal: CurrentPrincipal, request: Request, res: 
     return success(request, data, links={"portfolio": f"/api/v1/portfolios/{data['id']}"})
 
 
+@router.get(
+    "/dashboard", summary="Totals, allocation, top holdings and harvestable losses across my portfolios"
+)
+async def dashboard(principal: CurrentPrincipal, request: Request, res: ResourcesDep) -> JSONResponse:
+    return success(request, await res.shards.call(principal.user_id, "call", "dashboard", principal.user_id))
+
+
 @router.get("/portfolios", summary="My portfolios, or a client's (advisor, admin) with user_id")
 async def list_portfolios(
     principal: CurrentPrincipal, request: Request, res: ResourcesDep, user_id: uuid.UUID | None = None
