@@ -418,3 +418,59 @@ def test_the_dashboard_adds_up_every_portfolio_and_counts_harvestable_losses(inv
     assert set(classes) == {"cash", "equity"} and abs(sum(classes.values()) - 1) < Decimal("0.00001")
     assert board["top_holdings"][0]["key"] == "AMD"
     assert board["open_recommendations"] == 0
+
+
+# Allocation and rebalancing ---------------------------------------------------------------------
+
+TARGET = {
+    "asset_class": {"equity": "0.90", "cash": "0.10"},
+    "sector": {"Information Technology": "0.45", "Health Care": "0.45"},
+}
+
+
+def test_allocation_shows_drift_and_rebalance_proposes_orders_back_into_the_bands(investor: Investor) -> None:
+    p = investor.portfolio("Growth", target_allocation=TARGET)
+    investor.deposit(p["id"], "1000.00")
+    investor.post(
+        f"/api/v1/portfolios/{p['id']}/lots",
+        {"symbol": "AAPL", "shares": "100", "cost_basis": "10000.00", "acquired_at": "2020-01-02"},
+        str(uuid.uuid4()),
+    )
+    report = investor.get(f"/api/v1/portfolios/{p['id']}/allocation").json()["data"]
+    sectors = {row["key"]: row for row in report["by_sector"]}
+    it = sectors["Information Technology"]
+    assert Decimal(it["target_weight"]) == Decimal("0.45")
+    assert Decimal(it["drift"]) == Decimal(it["current_weight"]) - Decimal("0.45") > Decimal("0.4")
+    assert Decimal(sectors["Health Care"]["current_weight"]) == 0
+
+    plan = investor.post(f"/api/v1/portfolios/{p['id']}/rebalance", json={"dry_run": True}).json()["data"]
+    orders = {o["symbol"]: o for o in plan["orders"]}
+    assert orders["AAPL"]["side"] == "sell"
+    buys = [o for o in plan["orders"] if o["side"] == "buy"]
+    assert buys and all(o["symbol"] != "AAPL" for o in buys)
+    assert Decimal(plan["cash_after"]) >= 0
+    for row in plan["after"]["by_sector"]:
+        if row["target_weight"] is not None:
+            assert abs(Decimal(row["drift"])) <= Decimal("0.05")
+    # Nothing was traded: the portfolio is as it was.
+    assert (
+        investor.get(f"/api/v1/portfolios/{p['id']}").json()["data"]["holdings"][0]["shares"] == "100.000000"
+    )
+
+
+def test_invalid_targets_are_refused_and_rebalancing_without_one_is_409(investor: Investor) -> None:
+    p = investor.portfolio()
+    for target in (
+        {"asset_class": {"equity": "0.8"}},
+        {"sector": {"Energy": "1.5"}},
+        {"asset_class": {"equity": "abc", "cash": "0.1"}},
+        {"colour": {"red": "1"}},
+    ):
+        response = investor.http.patch(
+            f"/api/v1/portfolios/{p['id']}", json={"target_allocation": target}, headers=investor.headers
+        )
+        assert response.status_code == 400, (target, response.text)
+    missing = investor.post(f"/api/v1/portfolios/{p['id']}/rebalance", json={"dry_run": True})
+    assert missing.status_code == 409 and missing.json()["error"]["code"] == "NO_TARGET_ALLOCATION"
+    bad_band = investor.post(f"/api/v1/portfolios/{p['id']}/rebalance", json={"drift_band": "-1"})
+    assert bad_band.status_code == 400

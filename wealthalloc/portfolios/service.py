@@ -34,6 +34,7 @@ from typing import Any
 import redis.asyncio as aioredis
 import redis.exceptions
 
+from wealthalloc.domain.allocation import InvalidTarget, Position, TargetAllocation, allocation, rebalance
 from wealthalloc.domain.lots import Lot, term
 from wealthalloc.domain.money import money, weight
 from wealthalloc.domain.performance import CashChange, PositionChange, performance, value_history
@@ -57,6 +58,26 @@ REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, O
 def snapshot_key(user_id: uuid.UUID, portfolio_id: uuid.UUID) -> str:
     # The user id in braces is a Redis Cluster hash tag: a user's keys live on one node.
     return f"snap:{{{user_id}}}:{portfolio_id}"
+
+
+def valid_target(raw: Mapping[str, Any] | None) -> dict[str, dict[str, str]]:
+    """The target allocation in its stored form, or a 400 that says what is wrong with it."""
+    try:
+        return TargetAllocation.parse(raw or {}).as_json()
+    except InvalidTarget as exc:
+        raise ServiceError(
+            400,
+            "VALIDATION_ERROR",
+            f"target_allocation: {exc}",
+            [{"field": "body.target_allocation", "message": str(exc)}],
+        ) from exc
+
+
+def _target_of(portfolio: Mapping[str, Any]) -> TargetAllocation:
+    try:
+        return TargetAllocation.parse(portfolio["target_allocation"] or {})
+    except InvalidTarget:
+        return TargetAllocation()
 
 
 def not_found(what: str = "portfolio") -> ServiceError:
@@ -325,6 +346,81 @@ class BookService:
             }
         )
 
+    def _positions(self, book: Book, portfolio_id: uuid.UUID) -> tuple[list[Position], Decimal]:
+        valuation = self.valuation(book, portfolio_id)
+        positions = [
+            Position(
+                symbol=h.symbol,
+                shares=h.shares,
+                price=h.current_price,
+                asset_class=h.asset_class,
+                sector=h.sector,
+            )
+            for h in valuation.holdings
+        ]
+        return positions, valuation.cash_balance
+
+    async def allocation(self, user_id: uuid.UUID, portfolio_id: uuid.UUID) -> dict[str, Any]:
+        """Current against target weights by asset class, sector and symbol, with the drift."""
+        async with self._lock(user_id):
+            book = await self._book(user_id)
+            if portfolio_id not in book.portfolios:
+                raise not_found()
+            target = _target_of(book.portfolios[portfolio_id])
+            positions, cash = self._positions(book, portfolio_id)
+        report = allocation(positions, cash, target).as_dict()
+        return jsonable({"as_of": self.market.today(), "target_allocation": target.as_json(), **report})  # type: ignore[no-any-return]
+
+    async def rebalance(
+        self, user_id: uuid.UUID, portfolio_id: uuid.UUID, drift_band: Decimal, whole_shares: bool
+    ) -> dict[str, Any]:
+        """The orders (not placed) that bring out-of-band rows back to target."""
+        async with self._lock(user_id):
+            book = await self._book(user_id)
+            if portfolio_id not in book.portfolios:
+                raise not_found()
+            target = _target_of(book.portfolios[portfolio_id])
+            positions, cash = self._positions(book, portfolio_id)
+        if not (target.asset_class or target.sector or target.symbol):
+            raise ServiceError(
+                409, "NO_TARGET_ALLOCATION", "Set a target_allocation on the portfolio before rebalancing."
+            )
+        plan = rebalance(
+            positions,
+            cash,
+            target,
+            drift_band=drift_band,
+            whole_shares=whole_shares,
+            candidates=self._candidates({p.symbol for p in positions}),
+        )
+        return jsonable(  # type: ignore[no-any-return]
+            {"as_of": self.market.today(), "dry_run": True, "drift_band": drift_band, **plan.as_dict()}
+        )
+
+    def _candidates(self, held: set[str]) -> dict[str, list[Position]]:
+        """Per sector, the securities with a price today that could fill a sector nobody holds yet."""
+        today = self.market.today()
+        out: dict[str, list[Position]] = {}
+        for symbol in self.market.prices.symbols():
+            if symbol in held:
+                continue
+            info = self.market.info(symbol)
+            if info.asset_class not in ("equity", "etf"):
+                continue
+            close = self._close_or_none(symbol, today)
+            if close is None or close <= 0:
+                continue
+            out.setdefault(info.sector, []).append(
+                Position(
+                    symbol=symbol,
+                    shares=Decimal(0),
+                    price=close,
+                    asset_class=info.asset_class,
+                    sector=info.sector,
+                )
+            )
+        return out
+
     async def performance(
         self,
         user_id: uuid.UUID,
@@ -421,7 +517,7 @@ class BookService:
                         base_currency=spec["base_currency"],
                         is_default=is_default,
                         lot_method=spec["lot_method"],
-                        target_allocation=spec["target_allocation"],
+                        target_allocation=valid_target(spec.get("target_allocation")),
                     )
                     if row is None:
                         raise ServiceError(
@@ -460,6 +556,8 @@ class BookService:
                         )
                     if changes.get("is_default"):
                         await store.clear_default(conn, m.user_id)
+                    if "target_allocation" in changes:
+                        changes = {**changes, "target_allocation": valid_target(changes["target_allocation"])}
                     updated = await store.update_portfolio(conn, portfolio_id, changes)
                     await add_event(
                         conn,

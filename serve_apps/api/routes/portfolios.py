@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import date
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -283,4 +284,47 @@ async def performance(
 ) -> JSONResponse:
     owner = await _owner_checked(res, principal, portfolio_id, write=False)
     data = await res.shards.call(owner, "call", "performance", owner, portfolio_id, start, end, benchmark)
+    return success(request, data)
+
+
+@router.get("/portfolios/{portfolio_id}/allocation", summary="Current against target weights, and the drift")
+async def allocation(
+    portfolio_id: uuid.UUID, principal: CurrentPrincipal, request: Request, res: ResourcesDep
+) -> JSONResponse:
+    owner = await _owner_checked(res, principal, portfolio_id, write=False)
+    return success(request, await res.shards.call(owner, "call", "allocation", owner, portfolio_id))
+
+
+class RebalanceBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    dry_run: bool = True
+    drift_band: Annotated[Decimal, Field(gt=0, le=Decimal("0.5"), decimal_places=4)] = Decimal("0.05")
+    whole_shares: bool = True
+
+
+@router.post(
+    "/portfolios/{portfolio_id}/rebalance",
+    summary="The orders that bring the portfolio back within its bands",
+)
+async def rebalance(
+    portfolio_id: uuid.UUID,
+    principal: CurrentPrincipal,
+    request: Request,
+    res: ResourcesDep,
+    body: RebalanceBody | None = None,
+) -> JSONResponse:
+    body = body or RebalanceBody()
+    if not body.dry_run:
+        owner = await _owner_checked(res, principal, portfolio_id, write=True)
+        raise ApiError(
+            409,
+            "ORDER_PLACEMENT_UNAVAILABLE",
+            "Placing rebalancing orders needs the trading service, which this deployment does not run yet; "
+            "send dry_run: true to get the orders.",
+        )
+    owner = await _owner_checked(res, principal, portfolio_id, write=False)
+    data = await res.shards.call(
+        owner, "call", "rebalance", owner, portfolio_id, body.drift_band, body.whole_shares
+    )
     return success(request, data)

@@ -1,0 +1,229 @@
+"""Portfolio reads through Serve and the shards, beside the same read straight from PostgreSQL;
+and committed cash deposits per second with 1, 4 and 16 shards.
+
+One run, one machine, one asyncio client (which shares the cores with the
+servers: compare the figures side by side, not with other machines):
+
+- GET /api/v1/portfolios/{id} as 50 investors, each reading their own
+  portfolio (valued at the market clock, Redis snapshot cache-aside in front
+  of the owning PortfolioShard), beside a route in the same app that selects
+  the portfolio and holdings rows from PostgreSQL and returns them unvalued;
+- POST /api/v1/portfolios/{id}/cash with a fresh Idempotency-Key each time,
+  each one committed (movement, balance, outbox event, key) before it answers,
+  with the API redeployed for 1, 4 and 16 shards.
+
+    .venv/bin/python bench/portfolio.py [--seconds 8] [--clients 50]
+"""
+
+# No ``from __future__ import annotations``: the baseline route below is shipped to the Serve
+# replica by value, and FastAPI must find real types on it, not names to resolve in this module.
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import psycopg
+from psycopg import sql
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+ADMIN_URL = os.environ.get(
+    "WEALTHALLOC_TEST_DATABASE_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+REDIS_URL = os.environ.get("WEALTHALLOC_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+PASSWORD = "a long bench passphrase 2026"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _baseline_router() -> object:
+    from fastapi import APIRouter, Request
+
+    from serve_apps.api.envelope import success
+
+    router = APIRouter()
+
+    @router.get("/baseline/portfolios/{portfolio_id}", response_model=None)
+    async def read(portfolio_id: str, request: Request):  # type: ignore[no-untyped-def]
+        res = request.app.state.resources
+        async with res.pool.connection() as conn:
+            cur = await conn.execute("SELECT * FROM portfolios WHERE id = %s", (portfolio_id,))
+            portfolio = await cur.fetchone()
+            cur = await conn.execute(
+                "SELECT * FROM holdings WHERE portfolio_id = %s ORDER BY symbol", (portfolio_id,)
+            )
+            holdings = await cur.fetchall()
+        return success(request, {**portfolio, "holdings": holdings})
+
+    return router
+
+
+async def _load(
+    url: str, requests: list[tuple[str, str, dict[str, str], object]], seconds: float, clients: int
+) -> tuple[float, float, float]:
+    latencies: list[float] = []
+    deadline = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
+
+        async def worker(n: int) -> None:
+            method, path, headers, body = requests[n % len(requests)]
+            while time.perf_counter() < deadline:
+                if method == "POST":
+                    headers = {**headers, "Idempotency-Key": str(uuid.uuid4())}
+                started = time.perf_counter()
+                response = await client.request(method, path, headers=headers, json=body)
+                if response.status_code >= 400:
+                    raise SystemExit(f"{method} {path}: {response.status_code} {response.text}")
+                latencies.append(time.perf_counter() - started)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(n) for n in range(clients)))
+        elapsed = time.perf_counter() - started
+    latencies.sort()
+    return (
+        len(latencies) / elapsed,
+        statistics.median(latencies) * 1000,
+        latencies[int(len(latencies) * 0.99) - 1] * 1000,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=8)
+    parser.add_argument("--clients", type=int, default=50)
+    args = parser.parse_args()
+
+    from wealthalloc.marketdata import load_bundled_datasets
+    from wealthalloc.security.passwords import hash_password
+    from wealthalloc.storage.migrate import migrate
+
+    data_dir = Path(tempfile.mkdtemp(prefix="wealthalloc-bench-"))
+    load_bundled_datasets(data_dir / "prices", progress=False)
+    name = f"wealthalloc_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    database_url = ADMIN_URL.rpartition("/")[0] + f"/{name}"
+
+    os.environ.update(
+        RAY_SERVE_ENABLE_HA_PROXY="1",
+        RAY_SERVE_THROUGHPUT_OPTIMIZED="1",
+        RAY_USAGE_STATS_ENABLED="0",
+        RAY_SERVE_HAPROXY_STATS_PORT=str(_free_port()),
+        RAY_SERVE_HAPROXY_METRICS_PORT=str(_free_port()),
+    )
+    import ray
+    from ray import serve
+
+    from wealthalloc.config import Settings
+
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        migrate(database_url)
+        password_hash = hash_password(PASSWORD, rounds=4)
+        with psycopg.connect(database_url) as conn:
+            for n in range(args.clients):
+                conn.execute(
+                    "INSERT INTO users (email, password_hash, tier) VALUES (%s, %s, 'premium')",
+                    (f"bench-{n}@example.com", password_hash),
+                )
+        overrides = {
+            "database_url": database_url,
+            "redis_url": REDIS_URL,
+            "data_dir": str(data_dir),
+            "log_level": "WARNING",
+            "secret_key": "b" * 48,
+            "rate_limit_premium": str(10**9),
+            "login_ip_per_minute": str(10**9),
+            "bcrypt_rounds": "4",
+            "ray_namespace": f"bench-{uuid.uuid4().hex[:6]}",
+        }
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+
+        @serve.deployment(name="ApiIngress", max_ongoing_requests=200)
+        @serve.ingress()
+        class BenchIngress:
+            """The API app plus the baseline route, so both are measured behind the same ingress."""
+
+            def __init__(self, settings: dict[str, str]) -> None:
+                self._settings = Settings(**settings)
+
+            def __serve_build_asgi_app__(self) -> object:
+                from serve_apps.api.app import create_app
+
+                return create_app(self._settings, extra_routers=[_baseline_router()], behind_serve=True)
+
+        def deploy(shards: int) -> None:
+            serve.run(
+                BenchIngress.bind({**overrides, "shard_count": str(shards)}), name="api", route_prefix="/"
+            )
+
+        deploy(4)
+        people = []
+        with httpx.Client(base_url=url, timeout=60) as http:
+            for n in range(args.clients):
+                tokens = http.post(
+                    "/api/v1/auth/login", json={"email": f"bench-{n}@example.com", "password": PASSWORD}
+                ).json()["data"]
+                headers = {"Authorization": f"Bearer {tokens['access_token']}"}
+                created = http.post("/api/v1/portfolios", json={"name": "Main"}, headers=headers).json()[
+                    "data"
+                ]
+                pid = created["id"]
+                http.post(
+                    f"/api/v1/portfolios/{pid}/cash",
+                    json={"amount": "10000.00"},
+                    headers={**headers, "Idempotency-Key": str(uuid.uuid4())},
+                )
+                for symbol, shares in (("AAPL", "10"), ("MSFT", "5"), ("JPM", "7"), ("KO", "20")):
+                    http.post(
+                        f"/api/v1/portfolios/{pid}/lots",
+                        json={
+                            "symbol": symbol,
+                            "shares": shares,
+                            "cost_basis": "1000.00",
+                            "acquired_at": "2021-01-04",
+                        },
+                        headers={**headers, "Idempotency-Key": str(uuid.uuid4())},
+                    )
+                people.append((pid, headers))
+        reads = [("GET", f"/api/v1/portfolios/{pid}", h, None) for pid, h in people]
+        baseline = [("GET", f"/baseline/portfolios/{pid}", h, None) for pid, h in people]
+        asyncio.run(_load(url, reads, 2, args.clients))  # warm-up: books loaded, snapshots cached
+        r_rps, r_p50, r_p99 = asyncio.run(_load(url, reads, args.seconds, args.clients))
+        b_rps, b_p50, b_p99 = asyncio.run(_load(url, baseline, args.seconds, args.clients))
+        writes: dict[int, float] = {}
+        for shards in (1, 4, 16):
+            deploy(shards)
+            posts = [("POST", f"/api/v1/portfolios/{pid}/cash", h, {"amount": "1.00"}) for pid, h in people]
+            asyncio.run(_load(url, posts, 1, args.clients))
+            writes[shards] = asyncio.run(_load(url, posts, args.seconds, args.clients))[0]
+        print(
+            f"portfolio x{args.clients} clients: GET via serve+shards {r_rps:,.0f} req/s p50 {r_p50:.1f} ms "
+            f"p99 {r_p99:.1f} ms | baseline PostgreSQL read {b_rps:,.0f} req/s p50 {b_p50:.1f} ms "
+            f"p99 {b_p99:.1f} ms | cash deposits committed/s: "
+            + ", ".join(f"{n} shards {v:,.0f}" for n, v in writes.items())
+        )
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+if __name__ == "__main__":
+    main()
