@@ -6,8 +6,9 @@ servers: compare the figures side by side, not with other machines):
 
 - GET /api/v1/portfolios/{id} as 50 investors, each reading their own
   portfolio (valued at the market clock, Redis snapshot cache-aside in front
-  of the owning PortfolioShard), beside a route in the same app that selects
-  the portfolio and holdings rows from PostgreSQL and returns them unvalued;
+  of the owning PortfolioShard), beside a route in the same app, with the
+  same authentication and rate limit, that selects the portfolio and holdings
+  rows from PostgreSQL and returns them unvalued;
 - POST /api/v1/portfolios/{id}/cash with a fresh Idempotency-Key each time,
   each one committed (movement, balance, outbox event, key) before it answers,
   with the API redeployed for 1, 4 and 16 shards.
@@ -21,10 +22,8 @@ import argparse
 import asyncio
 import os
 import socket
-import statistics
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
@@ -34,6 +33,9 @@ from psycopg import sql
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from loadgen import Request, run  # noqa: E402
 
 ADMIN_URL = os.environ.get(
     "WEALTHALLOC_TEST_DATABASE_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -51,12 +53,13 @@ def _free_port() -> int:
 def _baseline_router() -> object:
     from fastapi import APIRouter, Request
 
+    from serve_apps.api.deps import CurrentPrincipal
     from serve_apps.api.envelope import success
 
     router = APIRouter()
 
     @router.get("/baseline/portfolios/{portfolio_id}", response_model=None)
-    async def read(portfolio_id: str, request: Request):  # type: ignore[no-untyped-def]
+    async def read(portfolio_id: str, request: Request, principal: CurrentPrincipal):  # type: ignore[no-untyped-def]
         res = request.app.state.resources
         async with res.pool.connection() as conn:
             cur = await conn.execute("SELECT * FROM portfolios WHERE id = %s", (portfolio_id,))
@@ -68,36 +71,6 @@ def _baseline_router() -> object:
         return success(request, {**portfolio, "holdings": holdings})
 
     return router
-
-
-async def _load(
-    url: str, requests: list[tuple[str, str, dict[str, str], object]], seconds: float, clients: int
-) -> tuple[float, float, float]:
-    latencies: list[float] = []
-    deadline = time.perf_counter() + seconds
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
-
-        async def worker(n: int) -> None:
-            method, path, headers, body = requests[n % len(requests)]
-            while time.perf_counter() < deadline:
-                if method == "POST":
-                    headers = {**headers, "Idempotency-Key": str(uuid.uuid4())}
-                started = time.perf_counter()
-                response = await client.request(method, path, headers=headers, json=body)
-                if response.status_code >= 400:
-                    raise SystemExit(f"{method} {path}: {response.status_code} {response.text}")
-                latencies.append(time.perf_counter() - started)
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker(n) for n in range(clients)))
-        elapsed = time.perf_counter() - started
-    latencies.sort()
-    return (
-        len(latencies) / elapsed,
-        statistics.median(latencies) * 1000,
-        latencies[int(len(latencies) * 0.99) - 1] * 1000,
-    )
 
 
 def main() -> None:
@@ -201,21 +174,36 @@ def main() -> None:
                         headers={**headers, "Idempotency-Key": str(uuid.uuid4())},
                     )
                 people.append((pid, headers))
-        reads = [("GET", f"/api/v1/portfolios/{pid}", h, None) for pid, h in people]
-        baseline = [("GET", f"/baseline/portfolios/{pid}", h, None) for pid, h in people]
-        asyncio.run(_load(url, reads, 2, args.clients))  # warm-up: books loaded, snapshots cached
-        r_rps, r_p50, r_p99 = asyncio.run(_load(url, reads, args.seconds, args.clients))
-        b_rps, b_p50, b_p99 = asyncio.run(_load(url, baseline, args.seconds, args.clients))
+        reads = [Request("GET", f"/api/v1/portfolios/{pid}", h) for pid, h in people]
+        baseline = [Request("GET", f"/baseline/portfolios/{pid}", h) for pid, h in people]
+        asyncio.run(
+            run(url, reads, seconds=2, clients=args.clients)
+        )  # warm-up: books loaded, snapshots cached
+        read = asyncio.run(run(url, reads, seconds=args.seconds, clients=args.clients))
+        base = asyncio.run(run(url, baseline, seconds=args.seconds, clients=args.clients))
         writes: dict[int, float] = {}
         for shards in (1, 4, 16):
             deploy(shards)
-            posts = [("POST", f"/api/v1/portfolios/{pid}/cash", h, {"amount": "1.00"}) for pid, h in people]
-            asyncio.run(_load(url, posts, 1, args.clients))
-            writes[shards] = asyncio.run(_load(url, posts, args.seconds, args.clients))[0]
+            posts = [
+                Request(
+                    "POST",
+                    f"/api/v1/portfolios/{pid}/cash",
+                    h,
+                    {"amount": "1.00"},
+                    fresh_idempotency_key=True,
+                )
+                for pid, h in people
+            ]
+            asyncio.run(run(url, posts, seconds=1, clients=args.clients))
+            result = asyncio.run(run(url, posts, seconds=args.seconds, clients=args.clients))
+            if result.errors:
+                raise SystemExit(f"{result.errors} deposits failed with {shards} shards")
+            writes[shards] = result.rate
+        if read.errors or base.errors:
+            raise SystemExit(f"read errors: {read.errors} via shards, {base.errors} baseline")
         print(
-            f"portfolio x{args.clients} clients: GET via serve+shards {r_rps:,.0f} req/s p50 {r_p50:.1f} ms "
-            f"p99 {r_p99:.1f} ms | baseline PostgreSQL read {b_rps:,.0f} req/s p50 {b_p50:.1f} ms "
-            f"p99 {b_p99:.1f} ms | cash deposits committed/s: "
+            f"portfolio x{args.clients} clients: {read.line('GET via serve+shards')} | "
+            f"{base.line('baseline PostgreSQL read')} | cash deposits committed/s: "
             + ", ".join(f"{n} shards {v:,.0f}" for n, v in writes.items())
         )
     finally:

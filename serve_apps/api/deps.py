@@ -16,26 +16,29 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import replace
 from typing import Annotated
 
 from fastapi import Depends, Request
 
 from serve_apps.api.envelope import ApiError
-from serve_apps.api.resources import Resources
+from serve_apps.api.resources import PRINCIPAL_CACHE_SECONDS, Resources
 from wealthalloc.accounts.errors import unauthenticated
 from wealthalloc.accounts.service import REDIS_DOWN
 from wealthalloc.logging import get_logger
 from wealthalloc.security.access import Access, Principal, Role, access_to_user_data
-from wealthalloc.security.rate_limits import Decision, request_limit
+from wealthalloc.security.rate_limits import Decision, request_limit, user_generation_key
 
 log = get_logger(__name__)
 
 
-def get_resources(request: Request) -> Resources:
+async def get_resources(request: Request) -> Resources:
     resources: Resources = request.app.state.resources
     return resources
 
 
+# Every dependency is ``async def``: FastAPI runs a plain ``def`` dependency in a thread pool, and
+# that hop costs more than the dependency itself on every request.
 ResourcesDep = Annotated[Resources, Depends(get_resources)]
 
 
@@ -53,7 +56,7 @@ def client_ip(request: Request, trusted_hops: int) -> str:
     return forwarded[0] if forwarded else peer
 
 
-def get_client_ip(request: Request, res: ResourcesDep) -> str:
+async def get_client_ip(request: Request, res: ResourcesDep) -> str:
     return client_ip(request, res.settings.trusted_proxy_hops)
 
 
@@ -65,11 +68,11 @@ async def current_principal(request: Request, res: ResourcesDep) -> Principal:
     authorization = request.headers.get("authorization", "")
     if api_key:
         principal = await res.accounts.authenticate_api_key(api_key.strip())
+        decision = await _spend_request_token(res, principal)
     elif authorization[:7].lower() == "bearer " and authorization[7:].strip():
-        principal = await res.accounts.authenticate_bearer(authorization[7:].strip())
+        principal, decision = await _bearer(res, authorization[7:].strip())
     else:
         raise unauthenticated("credentials_missing")
-    decision = await _spend_request_token(res, principal)
     request.state.rate_limit_headers = decision.headers()
     if not decision.allowed:
         raise ApiError(
@@ -83,11 +86,39 @@ async def current_principal(request: Request, res: ResourcesDep) -> Principal:
     return principal
 
 
-async def _spend_request_token(res: Resources, principal: Principal) -> Decision:
+async def _bearer(res: Resources, token: str) -> tuple[Principal, Decision]:
+    """The caller of a bearer token, from this replica's cache when the user has not changed since.
+
+    The token's signature and expiry are checked on every request. Who the user is (their role,
+    tier, whether they still exist) is cached per replica and re-read from PostgreSQL when the
+    user's generation in Redis moved (an admin deleted or changed them), which comes back in the
+    same round trip as the rate-limit bucket, or after PRINCIPAL_CACHE_SECONDS at the latest.
+    """
+    claims = res.accounts.verify_bearer(token)
+    cached = res.principals.get(claims.user_id)
+    now = time.monotonic()
+    if cached is not None and now - cached.loaded_at < PRINCIPAL_CACHE_SECONDS:
+        decision = await _spend_request_token(res, cached.principal, watch=True)
+        if decision.read_value is not None and decision.read_value == cached.generation:
+            return replace(cached.principal, token_id=claims.token_id), decision
+        principal = await res.accounts.authenticate_bearer(token, claims)
+        if request_limit(principal, res.settings) != request_limit(cached.principal, res.settings):
+            decision = await _spend_request_token(res, principal, watch=True)  # the new tier's bucket
+        res.remember(principal, decision.read_value)
+        return principal, decision
+    principal = await res.accounts.authenticate_bearer(token, claims)
+    decision = await _spend_request_token(res, principal, watch=True)
+    res.remember(principal, decision.read_value)
+    return principal, decision
+
+
+async def _spend_request_token(res: Resources, principal: Principal, *, watch: bool = False) -> Decision:
     limit = request_limit(principal, res.settings)
     if res.limiter is not None:
         try:
-            return await res.limiter.take(limit)
+            return await res.limiter.take(
+                limit, also_read=user_generation_key(principal.user_id) if watch else None
+            )
         except REDIS_DOWN as exc:
             log.warning("rate_limiter_unavailable_using_local_buckets", error=str(exc))
     return res.local_limiter.take(limit, time.time())
@@ -96,7 +127,7 @@ async def _spend_request_token(res: Resources, principal: Principal) -> Decision
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
-def require_admin(principal: CurrentPrincipal) -> Principal:
+async def require_admin(principal: CurrentPrincipal) -> Principal:
     if not principal.is_admin:
         raise ApiError(403, "FORBIDDEN", "This needs the admin role.")
     return principal

@@ -20,12 +20,23 @@ from wealthalloc.accounts.service import AccountService
 from wealthalloc.config import Settings
 from wealthalloc.logging import get_logger
 from wealthalloc.marketdata import MarketClock, PriceHistory, SecurityReference
+from wealthalloc.security.access import Principal
 from wealthalloc.security.tokens import KeyRing
 from wealthalloc.storage.postgres import AsyncPool, async_pool
 from wealthalloc.storage.rate_limiter import LocalRateLimiter, RateLimiter
 from wealthalloc.storage.redis_client import async_redis
 
 log = get_logger(__name__)
+
+PRINCIPAL_CACHE_SECONDS = 30.0
+MAX_PRINCIPALS_CACHED = 50_000
+
+
+@dataclass(frozen=True)
+class CachedPrincipal:
+    principal: Principal
+    generation: str
+    loaded_at: float
 
 
 @dataclass
@@ -41,6 +52,7 @@ class Resources:
     _shards: ShardRouter | None = None
     # Which user owns a portfolio never changes: remembered per replica, bounded.
     portfolio_owners: dict[uuid.UUID, uuid.UUID] = field(default_factory=dict)
+    principals: dict[uuid.UUID, CachedPrincipal] = field(default_factory=dict)
 
     async def open(self) -> None:
         self.pool = async_pool(self.settings)
@@ -52,6 +64,15 @@ class Resources:
         self._accounts = AccountService(
             settings=self.settings, pool=self.pool, limiter=self.limiter, keys=signing_keys(self.settings)
         )
+
+    def remember(self, principal: Principal, generation: str | None) -> None:
+        """Cache who a user is, only when their generation is known (Redis answered)."""
+        if generation is None:
+            self.principals.pop(principal.user_id, None)
+            return
+        if len(self.principals) >= MAX_PRINCIPALS_CACHED:
+            self.principals.clear()
+        self.principals[principal.user_id] = CachedPrincipal(principal, generation, time.monotonic())
 
     @property
     def shards(self) -> ShardRouter:

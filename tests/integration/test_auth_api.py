@@ -681,6 +681,7 @@ def test_a_linked_advisor_reads_but_cannot_write_and_unlinked_ones_see_nothing(
 
 def test_only_admins_reach_user_management_and_the_audit_trail(http: httpx.Client, admin: Person) -> None:
     person = signed_in(http)
+    assert http.get("/api/v1/me", headers=person.headers).headers["x-ratelimit-limit"] == "60"
     assert http.get("/api/v1/admin/audit", headers=person.headers).status_code == 403
     assert http.delete(f"/api/v1/admin/users/{admin.id}", headers=person.headers).status_code == 403
     trail = http.get("/api/v1/admin/audit?limit=50", headers=admin.headers)
@@ -689,6 +690,8 @@ def test_only_admins_reach_user_management_and_the_audit_trail(http: httpx.Clien
     assert {"auth.register", "auth.login"} <= actions
     promoted = http.patch(f"/api/v1/admin/users/{person.id}", json={"tier": "premium"}, headers=admin.headers)
     assert promoted.status_code == 200 and promoted.json()["data"]["tier"] == "premium"
+    # Replicas cache who a user is; the change still shows on the very next request.
+    assert http.get("/api/v1/me", headers=person.headers).headers["x-ratelimit-limit"] == "120"
 
 
 def test_the_audit_chain_verifies_after_all_this(database_url: str, http: httpx.Client) -> None:

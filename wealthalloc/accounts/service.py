@@ -45,8 +45,9 @@ from wealthalloc.security import totp
 from wealthalloc.security.access import Principal, Role, Scope, scopes_grantable
 from wealthalloc.security.password_policy import password_problems
 from wealthalloc.security.passwords import hash_password, needs_rehash, verify_password
-from wealthalloc.security.rate_limits import login_ip_limit
+from wealthalloc.security.rate_limits import login_ip_limit, user_generation_key
 from wealthalloc.security.tokens import (
+    AccessClaims,
     InvalidToken,
     KeyRing,
     api_key_prefix,
@@ -287,11 +288,15 @@ class AccountService:
 
     # Authenticating requests ---------------------------------------------------------------------
 
-    async def authenticate_bearer(self, token: str) -> Principal:
+    def verify_bearer(self, token: str) -> AccessClaims:
+        """The token's claims when it is ours and unexpired; no database involved."""
         try:
-            claims = decode_access_token(self._keys, token, now=self._now())
+            return decode_access_token(self._keys, token, now=self._now())
         except InvalidToken as exc:
             raise unauthenticated(f"token_{exc.reason}") from exc
+
+    async def authenticate_bearer(self, token: str, claims: AccessClaims | None = None) -> Principal:
+        claims = claims or self.verify_bearer(token)
         async with self._pool.connection() as conn:
             user = await store.user_by_id(conn, claims.user_id)
         if user is None:
@@ -561,6 +566,7 @@ class AccountService:
                     ip=ip,
                 ),
             )
+        await self._bump_generation(user_id)
         return public_user(row)
 
     async def delete_user(self, admin: Principal, user_id: uuid.UUID, *, ip: str) -> None:
@@ -574,6 +580,15 @@ class AccountService:
                 conn,
                 new_entry("admin.user_deleted", actor_id=admin.user_id, subject=f"user:{user_id}", ip=ip),
             )
+        await self._bump_generation(user_id)
+
+    async def _bump_generation(self, user_id: uuid.UUID) -> None:
+        """Tell every replica its cached view of this user is stale (see serve_apps.api.deps)."""
+        try:
+            await self._limiter.bump(user_generation_key(user_id))
+        except REDIS_DOWN as exc:
+            # Replicas re-read users at least every PRINCIPAL_CACHE_SECONDS; say that it will be that long.
+            log.error("user_generation_bump_failed", user_id=str(user_id), error=str(exc))
 
     # Internals -----------------------------------------------------------------------------------
 

@@ -35,6 +35,12 @@ def request_limit(principal: Principal, settings: Settings) -> Limit:
     return Limit(f"rl:user:{{{principal.user_id}}}", capacity)
 
 
+def user_generation_key(user_id: object) -> str:
+    """Bumped whenever who a user is changes (deleted, role or tier changed): cached principals
+    of that user in every API replica are stale from then on. Same hash tag as the user's buckets."""
+    return f"user-gen:{{{user_id}}}"
+
+
 def login_ip_limit(ip: str, settings: Settings) -> Limit:
     return Limit(f"rl:login-ip:{{{ip}}}", settings.login_ip_per_minute)
 
@@ -46,6 +52,8 @@ class Decision:
     remaining: int
     reset_epoch_s: int
     retry_after_s: int
+    # The value of a key read in the same round trip (a user's generation), when one was asked for.
+    read_value: str | None = None
 
     def headers(self) -> dict[str, str]:
         return {

@@ -10,13 +10,14 @@ nothing.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import redis.asyncio as aioredis
 
 from wealthalloc.security.rate_limits import Decision, Limit
 
-# KEYS[1] bucket; ARGV: capacity, refill per second, cost. Returns {allowed, tokens_left*1000, now_ms}.
+# KEYS[1] bucket, KEYS[2] (optional) a key to read in the same round trip; ARGV: capacity, refill per
+# second, cost. Returns {allowed, tokens_left*1000, now_ms, value of KEYS[2] or false}.
 _TOKEN_BUCKET = """
 local capacity = tonumber(ARGV[1])
 local rate = tonumber(ARGV[2])
@@ -38,7 +39,9 @@ if tokens >= cost then
 end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', now)
 redis.call('PEXPIRE', KEYS[1], math.ceil((capacity - tokens) / rate * 1000) + 1000)
-return {allowed, math.floor(tokens * 1000), now}
+local generation = false
+if #KEYS > 1 then generation = redis.call('GET', KEYS[2]) end
+return {allowed, math.floor(tokens * 1000), now, generation}
 """
 
 # KEYS[1] counter; ARGV: window ms. One more attempt, counted atomically; the window starts with the first.
@@ -55,17 +58,30 @@ class RateLimiter:
         self._bucket = client.register_script(_TOKEN_BUCKET)
         self._attempt = client.register_script(_COUNT_ATTEMPT)
 
-    async def take(self, limit: Limit, cost: int = 1) -> Decision:
-        allowed, millitokens, now_ms = await self._bucket(
-            keys=[limit.key], args=[limit.capacity, limit.refill_per_s, cost]
+    async def take(self, limit: Limit, cost: int = 1, *, also_read: str | None = None) -> Decision:
+        """Spend ``cost`` tokens; ``also_read`` is a key (same hash tag) whose value comes back too."""
+        keys = [limit.key] if also_read is None else [limit.key, also_read]
+        allowed, millitokens, now_ms, value = await self._bucket(
+            keys=keys, args=[limit.capacity, limit.refill_per_s, cost]
         )
         tokens = int(millitokens) / 1000
-        return _decision(limit, bool(allowed), tokens, int(now_ms) / 1000, cost)
+        decision = _decision(limit, bool(allowed), tokens, int(now_ms) / 1000, cost)
+        if also_read is None:
+            return decision
+        read = (
+            value.decode()
+            if isinstance(value, bytes)
+            else (None if value in (None, 0, False) else str(value))
+        )
+        return replace(decision, read_value=read or "0")
 
     async def count_attempt(self, key: str, window_s: int) -> tuple[int, int]:
         """One more attempt on ``key``: (attempts in the window, seconds the window has left)."""
         count, ttl_ms = await self._attempt(keys=[key], args=[window_s * 1000])
         return int(count), max(1, math.ceil(int(ttl_ms) / 1000))
+
+    async def bump(self, key: str) -> None:
+        await self._client.incr(key)
 
     async def reset(self, key: str) -> None:
         await self._client.delete(key)
