@@ -33,6 +33,9 @@ from psycopg import sql
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from loadgen import Request, run  # noqa: E402
 
 ADMIN_URL = os.environ.get(
     "WEALTHALLOC_TEST_DATABASE_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -76,22 +79,11 @@ uvicorn.run(create_app(settings, extra_routers=[baseline]), host="127.0.0.1", po
 """
 
 
-async def _rate(url: str, method: str, path: str, seconds: float, clients: int, **kwargs: object) -> float:
-    done = 0
-    deadline = time.perf_counter() + seconds
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
-
-        async def worker() -> None:
-            nonlocal done
-            while time.perf_counter() < deadline:
-                response = await client.request(method, path, **kwargs)  # type: ignore[arg-type]
-                response.raise_for_status()
-                done += 1
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(clients)))
-        return done / (time.perf_counter() - started)
+def _rate(url: str, requests: list[Request], seconds: float, clients: int) -> float:
+    result = asyncio.run(run(url, requests, seconds=seconds, clients=clients))
+    if result.errors:
+        raise SystemExit(f"{result.errors} requests to {requests[0].path} failed")
+    return result.rate
 
 
 def _free_port() -> int:
@@ -139,14 +131,13 @@ def main() -> None:
         body = {"email": EMAIL, "password": PASSWORD}
         token = httpx.post(url + "/api/v1/auth/login", json=body, timeout=30).json()["data"]["access_token"]
         bearer = {"Authorization": f"Bearer {token}"}
-        asyncio.run(_rate(url, "GET", "/api/v1/me", 1, args.clients, headers=bearer))  # warm-up
+        me_requests = [Request("GET", "/api/v1/me", bearer)]
+        _rate(url, me_requests, 1, args.clients)  # warm-up
         login_clients = min(args.clients, 4)
-        logins = asyncio.run(_rate(url, "POST", "/api/v1/auth/login", args.seconds, login_clients, json=body))
-        base_logins = asyncio.run(
-            _rate(url, "POST", "/baseline/login", args.seconds, login_clients, json=body)
-        )
-        me = asyncio.run(_rate(url, "GET", "/api/v1/me", args.seconds, args.clients, headers=bearer))
-        base_me = asyncio.run(_rate(url, "GET", "/baseline/me", args.seconds, args.clients))
+        logins = _rate(url, [Request("POST", "/api/v1/auth/login", {}, body)], args.seconds, login_clients)
+        base_logins = _rate(url, [Request("POST", "/baseline/login", {}, body)], args.seconds, login_clients)
+        me = _rate(url, me_requests, args.seconds, args.clients)
+        base_me = _rate(url, [Request("GET", "/baseline/me", {})], args.seconds, args.clients)
         print(
             f"auth: login {logins:,.1f}/s (bcrypt 12 rounds) vs no-auth lookup {base_logins:,.0f}/s | "
             f"GET /me authenticated {me:,.0f} req/s vs no auth {base_me:,.0f} req/s "

@@ -1,8 +1,9 @@
 """GET /api/v1/market/clock through Ray Serve's HAProxy ingress, beside the same app on plain uvicorn.
 
 Prints one line: requests/s and p50/p99 latency at 50 concurrent clients for
-both, measured in the same run by the same asyncio client (which shares the
-machine's cores with the servers, so compare the two figures, not absolutes).
+both, measured in the same run by the same raw-socket client (``loadgen.py``,
+which shares the machine's cores with the servers, so compare the two
+figures, not absolutes).
 
     .venv/bin/python bench/ingress.py [--seconds 10] [--clients 50]
 """
@@ -12,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -23,29 +23,11 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from loadgen import Request, run  # noqa: E402
 
 PATH = "/api/v1/market/clock"
-
-
-async def _load(url: str, seconds: float, clients: int) -> tuple[float, float, float]:
-    latencies: list[float] = []
-    deadline = time.perf_counter() + seconds
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
-
-        async def worker() -> None:
-            while time.perf_counter() < deadline:
-                started = time.perf_counter()
-                response = await client.get(PATH)
-                response.raise_for_status()
-                latencies.append(time.perf_counter() - started)
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(clients)))
-        elapsed = time.perf_counter() - started
-    latencies.sort()
-    p99 = latencies[int(len(latencies) * 0.99) - 1]
-    return len(latencies) / elapsed, statistics.median(latencies) * 1000, p99 * 1000
 
 
 def _wait(url: str, timeout: float = 120) -> None:
@@ -111,13 +93,13 @@ def main() -> None:
         serve_url, base_url = f"http://127.0.0.1:{serve_port}", f"http://127.0.0.1:{uvicorn_port}"
         _wait(serve_url)
         _wait(base_url)
-        asyncio.run(_load(serve_url, 2, args.clients))  # warm-up
-        s_rps, s_p50, s_p99 = asyncio.run(_load(serve_url, args.seconds, args.clients))
-        b_rps, b_p50, b_p99 = asyncio.run(_load(base_url, args.seconds, args.clients))
+        requests = [Request("GET", PATH, {})]
+        asyncio.run(run(serve_url, requests, seconds=2, clients=args.clients))  # warm-up
+        served = asyncio.run(run(serve_url, requests, seconds=args.seconds, clients=args.clients))
+        plain = asyncio.run(run(base_url, requests, seconds=args.seconds, clients=args.clients))
         print(
             f"ingress GET {PATH} x{args.clients} clients: "
-            f"serve+haproxy {s_rps:,.0f} req/s p50 {s_p50:.1f} ms p99 {s_p99:.1f} ms | "
-            f"baseline uvicorn {b_rps:,.0f} req/s p50 {b_p50:.1f} ms p99 {b_p99:.1f} ms"
+            f"{served.line('serve+haproxy')} | {plain.line('baseline uvicorn')}"
         )
     finally:
         baseline.terminate()
