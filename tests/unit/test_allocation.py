@@ -236,9 +236,9 @@ def test_a_report_as_dict_is_json_with_amounts_as_strings() -> None:
     assert data["by_sector"][0] == {
         "key": IT,
         "value": "5000",
-        "current_weight": "0.5",
-        "target_weight": "0.3",
-        "drift": "0.2",
+        "current_weight": "0.500000",
+        "target_weight": "0.300000",
+        "drift": "0.200000",
     }
 
 

@@ -85,7 +85,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation, localcontext
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
 from types import MappingProxyType
 from typing import Any, Final, Literal
 
@@ -277,9 +277,9 @@ class WeightRow:
         return {
             "key": self.key,
             "value": _text(self.value),
-            "current_weight": _text(self.current_weight),
-            "target_weight": None if self.target_weight is None else _text(self.target_weight),
-            "drift": None if self.drift is None else _text(self.drift),
+            "current_weight": _weight_text(self.current_weight),
+            "target_weight": None if self.target_weight is None else _weight_text(self.target_weight),
+            "drift": None if self.drift is None else _weight_text(self.drift),
         }
 
 
@@ -316,7 +316,7 @@ class AllocationReport:
             "by_asset_class": [row.as_dict() for row in self.by_asset_class],
             "by_sector": [row.as_dict() for row in self.by_sector],
             "by_symbol": [row.as_dict() for row in self.by_symbol],
-            "max_drift": _text(self.max_drift),
+            "max_drift": _weight_text(self.max_drift),
         }
 
 
@@ -923,6 +923,11 @@ def _amount(name: str, value: object, where: str) -> Decimal:
 
 def _text(amount: Decimal) -> str:
     return format(amount, "f")
+
+
+def _weight_text(weight: Decimal) -> str:
+    """Weights leave with six decimals (as everywhere in the API); the arithmetic keeps full precision."""
+    return format(weight.quantize(Decimal("0.000001"), rounding=ROUND_HALF_EVEN), "f")
 
 
 def _same(key: str) -> str:
