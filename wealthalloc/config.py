@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     shard_count: int = Field(default=4, ge=1)
     slot_count: int = Field(default=4096, ge=1)
     shard_max_books: int = Field(default=10_000, ge=1, description="Books one shard keeps in memory (LRU).")
+    shard_idle_seconds: float = Field(
+        default=900, gt=0, description="A book untouched this long leaves memory."
+    )
     model_registry_uri: str = Field(default="", description="Empty: data_dir/models.")
 
     @field_validator("data_dir")

@@ -89,7 +89,7 @@ class Book:
     user_id: uuid.UUID
     portfolios: dict[uuid.UUID, dict[str, Any]]
     lots: dict[uuid.UUID, list[Lot]]
-    loaded_at: float = field(default_factory=time.monotonic)
+    used_at: float = field(default_factory=time.monotonic)
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,13 @@ def _encode(value: Any) -> Any:
 
 class BookService:
     def __init__(
-        self, *, pool: AsyncPool, redis: aioredis.Redis | None, market: Market, max_books: int = 10_000
+        self,
+        *,
+        pool: AsyncPool,
+        redis: aioredis.Redis | None,
+        market: Market,
+        max_books: int = 10_000,
+        idle_seconds: float = 900.0,
     ) -> None:
         self._pool = pool
         self._redis = redis
@@ -127,6 +133,7 @@ class BookService:
         self._books: OrderedDict[uuid.UUID, Book] = OrderedDict()
         self._locks: dict[uuid.UUID, asyncio.Lock] = {}
         self._max_books = max_books
+        self._idle_seconds = idle_seconds
 
     # Books ---------------------------------------------------------------------------------------
 
@@ -137,8 +144,10 @@ class BookService:
         return lock
 
     async def _book(self, user_id: uuid.UUID) -> Book:
+        self._evict_idle()
         book = self._books.get(user_id)
         if book is not None:
+            book.used_at = time.monotonic()
             self._books.move_to_end(user_id)
             return book
         async with self._pool.connection() as conn:
@@ -151,10 +160,23 @@ class BookService:
         self._books[user_id] = book
         while len(self._books) > self._max_books:
             evicted, _ = self._books.popitem(last=False)
-            lock = self._locks.get(evicted)
-            if lock is not None and not lock.locked():
-                del self._locks[evicted]
+            self._drop_lock(evicted)
         return book
+
+    def _evict_idle(self) -> None:
+        """Books untouched for ``idle_seconds`` leave memory (oldest first: the dict is in LRU order)."""
+        cutoff = time.monotonic() - self._idle_seconds
+        while self._books:
+            user_id, oldest = next(iter(self._books.items()))
+            if oldest.used_at >= cutoff:
+                break
+            del self._books[user_id]
+            self._drop_lock(user_id)
+
+    def _drop_lock(self, user_id: uuid.UUID) -> None:
+        lock = self._locks.get(user_id)
+        if lock is not None and not lock.locked():
+            del self._locks[user_id]
 
     def _forget(self, user_id: uuid.UUID) -> None:
         self._books.pop(user_id, None)
@@ -182,9 +204,24 @@ class BookService:
                 portfolio_id = default["id"]
             if portfolio_id not in book.portfolios:
                 raise not_found()
-            snapshot: dict[str, Any] = jsonable(self._describe(book, book.portfolios[portfolio_id]))
+            portfolio = book.portfolios[portfolio_id]
+            described = self._describe(book, portfolio)
+            await self._store_totals(portfolio, described)
+            snapshot: dict[str, Any] = jsonable(described)
             await self._cache_put(user_id, portfolio_id, snapshot)
             return snapshot
+
+    async def _store_totals(self, portfolio: dict[str, Any], described: dict[str, Any]) -> None:
+        """Keep the portfolio row's cached totals (the seed's fields) in step with the valuation, for
+        reports that read PostgreSQL directly; only when they changed, so steady reads write nothing."""
+        totals = (described["total_value"], described["total_gain_loss"], described["risk_score"])
+        if totals == (portfolio["total_value"], portfolio["total_gain_loss"], portfolio["risk_score"]):
+            return
+        async with self._pool.connection() as conn, conn.transaction():
+            await store.store_valuation(
+                conn, portfolio["id"], total_value=totals[0], total_gain_loss=totals[1], risk_score=totals[2]
+            )
+        portfolio.update(total_value=totals[0], total_gain_loss=totals[1], risk_score=totals[2])
 
     async def lots(
         self, user_id: uuid.UUID, portfolio_id: uuid.UUID, symbol: str | None

@@ -1,0 +1,98 @@
+"""The book service a PortfolioShard runs, without Ray: bounded memory and the stored totals."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from decimal import Decimal
+from pathlib import Path
+
+import psycopg
+
+from wealthalloc.config import Settings
+from wealthalloc.marketdata import MarketClock, PriceHistory, SecurityReference
+from wealthalloc.portfolios.market import Market
+from wealthalloc.portfolios.service import BookService
+from wealthalloc.storage.postgres import async_pool
+
+
+def _users_with_portfolios(database_url: str, n: int) -> list[uuid.UUID]:
+    ids = []
+    with psycopg.connect(database_url) as conn:
+        for _ in range(n):
+            row = conn.execute(
+                "INSERT INTO users (email, password_hash) VALUES (%s, 'x') RETURNING id",
+                (f"book-{uuid.uuid4().hex[:10]}@example.com",),
+            ).fetchone()
+            assert row is not None
+            portfolio = conn.execute(
+                "INSERT INTO portfolios (user_id, name, is_default, cash_balance)"
+                " VALUES (%s, 'Main', true, 100) RETURNING id",
+                (row[0],),
+            ).fetchone()
+            assert portfolio is not None
+            conn.execute(
+                "INSERT INTO lots (portfolio_id, symbol, shares, original_shares, cost_basis, adjusted_basis,"
+                " acquired_at, holding_period_start, source)"
+                " VALUES (%s, 'KO', 10, 10, 400, 400, '2020-01-02', '2020-01-02', 'transfer_in')",
+                (portfolio[0],),
+            )
+            ids.append(row[0])
+    return ids
+
+
+def _service(database_url: str, data_dir: Path, **kwargs: float) -> tuple[BookService, object]:
+    settings = Settings(database_url=database_url, data_dir=data_dir)
+    prices = PriceHistory(settings.prices_dir)
+    market = Market(prices, MarketClock(prices.trading_days()), SecurityReference())
+    pool = async_pool(settings, name="test-books")
+    return BookService(pool=pool, redis=None, market=market, **kwargs), pool  # type: ignore[arg-type]
+
+
+def test_books_beyond_the_limit_and_idle_books_leave_memory(database_url: str, data_dir: Path) -> None:
+    users = _users_with_portfolios(database_url, 5)
+
+    async def scenario() -> tuple[int, int, int]:
+        service, pool = _service(database_url, data_dir, max_books=3, idle_seconds=0.5)
+        await pool.open()  # type: ignore[attr-defined]
+        try:
+            for user in users:
+                await service.snapshot(user)
+            bounded = service.books_in_memory
+            time.sleep(0.6)
+            await service.snapshot(users[0])  # touching one book sweeps the idle ones
+            after_idle = service.books_in_memory
+            again = await service.snapshot(users[4])  # an evicted book comes back from PostgreSQL
+            return bounded, after_idle, len(again["holdings"])
+        finally:
+            await pool.close()  # type: ignore[attr-defined]
+
+    bounded, after_idle, holdings = asyncio.run(scenario())
+    assert bounded == 3
+    assert after_idle == 1
+    assert holdings == 1
+
+
+def test_a_valued_read_keeps_the_portfolio_rows_totals_in_step(database_url: str, data_dir: Path) -> None:
+    [user] = _users_with_portfolios(database_url, 1)
+
+    async def scenario() -> dict[str, object]:
+        service, pool = _service(database_url, data_dir)
+        await pool.open()  # type: ignore[attr-defined]
+        try:
+            return await service.snapshot(user)
+        finally:
+            await pool.close()  # type: ignore[attr-defined]
+
+    snapshot = asyncio.run(scenario())
+    with psycopg.connect(database_url) as conn:
+        stored = conn.execute(
+            "SELECT total_value, total_gain_loss, risk_score FROM portfolios WHERE user_id = %s", (user,)
+        ).fetchone()
+    assert stored == (
+        Decimal(str(snapshot["total_value"])),
+        Decimal(str(snapshot["total_gain_loss"])),
+        Decimal(str(snapshot["risk_score"])),
+    )
+    assert Decimal(str(snapshot["total_value"])) > 100
