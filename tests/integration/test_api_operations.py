@@ -115,3 +115,13 @@ def test_unknown_symbols_wrong_types_and_unknown_fields_are_refused(http: httpx.
     assert injection.status_code == 400
     before_data = http.post("/api/v1/market/prices", json={"symbols": ["MTUM"], "on": "2010-01-04"})
     assert before_data.status_code == 400 and before_data.json()["error"]["code"] == "NO_PRICE"
+
+
+def test_the_dashboard_page_is_served_at_the_root(http: httpx.Client) -> None:
+    response = http.get("/")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    page = response.text
+    assert "<title>WealthAlloc</title>" in page
+    for path in ("/api/v1/auth/login", "/api/v1/dashboard", "/api/v1/portfolios/"):
+        assert path in page
