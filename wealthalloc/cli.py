@@ -33,6 +33,8 @@ data_app = typer.Typer(
 demo_app = typer.Typer(help="Demo users, portfolios and lots.", no_args_is_help=True)
 users_app = typer.Typer(help="User administration.", no_args_is_help=True)
 audit_app = typer.Typer(help="The hash-chained audit trail.", no_args_is_help=True)
+events_app = typer.Typer(help="The event outbox and its streams.", no_args_is_help=True)
+app.add_typer(events_app, name="events")
 app.add_typer(data_app, name="data")
 app.add_typer(audit_app, name="audit")
 app.add_typer(demo_app, name="demo")
@@ -222,6 +224,40 @@ def audit_verify() -> None:
             f"the audit chain is broken ({len(report.problems)} problem(s) in {report.entries} entries)"
         )
     _say(f"audit chain intact: {report.entries} entries")
+
+
+@events_app.command("replay")
+@_friendly
+def events_replay(
+    from_sequence: Annotated[
+        int, typer.Option("--from", min=1, help="The first outbox sequence number to publish.")
+    ],
+) -> None:
+    """Publish every outbox event from a sequence number on to its stream again (consumers deduplicate)."""
+    import asyncio
+
+    from wealthalloc.events.relay import OutboxRelay
+    from wealthalloc.runtime.services import redis_problem
+    from wealthalloc.storage.postgres import async_pool
+    from wealthalloc.storage.redis_client import async_redis
+
+    settings = _settings()
+    url = _reachable_database(settings)
+    problem = redis_problem(settings.redis_url)
+    if problem is not None:
+        raise CliError(f"Redis at {settings.redis_url} does not answer: {problem}")
+
+    async def replay() -> int:
+        pool = async_pool(settings.model_copy(update={"database_url": url}), name="cli-replay")
+        await pool.open()
+        client = async_redis(settings)
+        try:
+            return await OutboxRelay(pool=pool, redis=client).replay(from_sequence=from_sequence)
+        finally:
+            await client.aclose()
+            await pool.close()
+
+    _say(f"replayed {asyncio.run(replay())} event(s) from sequence {from_sequence}")
 
 
 def _origin(embedded: bool, where: Path) -> str:

@@ -88,6 +88,7 @@ async def check_broker(res: Resources) -> dict[str, Any]:
 
 async def check_event_bus(res: Resources) -> dict[str, Any]:
     assert res.pool is not None and res.redis is not None
+    res.ensure_event_bus()  # a restarted bus actor resumes its loops here
     await res.redis.ping()
     async with res.pool.connection(timeout=CHECK_TIMEOUT_S) as conn:
         cur = await conn.execute(

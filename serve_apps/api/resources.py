@@ -64,6 +64,20 @@ class Resources:
         self._accounts = AccountService(
             settings=self.settings, pool=self.pool, limiter=self.limiter, keys=signing_keys(self.settings)
         )
+        self.ensure_event_bus()
+
+    def ensure_event_bus(self) -> None:
+        """Start the cluster's outbox relay and consumers if they are not running (idempotent)."""
+        import ray
+
+        if not ray.is_initialized():
+            return  # a plain ASGI app (tests, benches): no cluster to run it on
+        from actors.event_bus import ensure_event_bus
+
+        try:
+            ensure_event_bus(self.settings, self.shards.overrides)
+        except Exception as exc:  # the API serves without it; /health reports the growing backlog
+            log.warning("event_bus_unavailable", error=str(exc))
 
     def remember(self, principal: Principal, generation: str | None) -> None:
         """Cache who a user is, only when their generation is known (Redis answered)."""

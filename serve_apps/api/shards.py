@@ -21,6 +21,11 @@ class ShardRouter:
         self._overrides = settings.model_dump(mode="json", exclude=_PRIVATE)
         self._handles: dict[int, Any] = {}
 
+    @property
+    def overrides(self) -> dict[str, Any]:
+        """The settings actors are built with (never the signing keys)."""
+        return dict(self._overrides)
+
     def index_of(self, user_id: uuid.UUID) -> int:
         return shard_of(user_id, slot_count=self._settings.slot_count, shard_count=self._settings.shard_count)
 

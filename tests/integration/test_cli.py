@@ -145,3 +145,36 @@ def test_audit_verify_passes_an_intact_chain_and_names_a_tampered_row(
     tampered = run_cli("audit", "verify", env=env, cwd=tmp_path)
     assert tampered.returncode == 1
     assert "altered" in tampered.stderr and "broken" in tampered.stderr
+
+
+def test_events_replay_publishes_the_outbox_again_from_a_sequence(
+    empty_database_url: str, tmp_path: Path
+) -> None:
+    import json
+    import uuid
+
+    import psycopg
+    import redis
+
+    redis_url = "redis://127.0.0.1:6379/11"
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    env = {"WEALTHALLOC_DATABASE_URL": empty_database_url, "WEALTHALLOC_REDIS_URL": redis_url}
+    assert run_cli("migrate", env=env, cwd=tmp_path).returncode == 0
+    with psycopg.connect(empty_database_url) as conn:
+        for n in range(6):
+            conn.execute(
+                "INSERT INTO events (topic, event_type, user_id, payload)"
+                " VALUES ('trades.executed', 'trade', %s, %s)",
+                (uuid.uuid4(), json.dumps({"n": n})),
+            )
+        third = conn.execute("SELECT sequence FROM events ORDER BY sequence OFFSET 2 LIMIT 1").fetchone()
+    assert third is not None
+    try:
+        result = run_cli("events", "replay", "--from", str(third[0]), env=env, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert "replayed 4 event(s)" in result.stdout
+        assert client.xlen("stream:trades.executed") == 4
+    finally:
+        client.flushdb()
+        client.close()

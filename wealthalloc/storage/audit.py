@@ -21,6 +21,8 @@ from psycopg.rows import DictRow
 from wealthalloc.events.audit_chain import GENESIS_HASH, AuditEntry, ChainedEntry, entry_hash
 
 MAX_APPEND_ATTEMPTS = 20
+# Unique violations that mean "this entry is already in the trail", as opposed to losing the head race.
+ALREADY_THERE = frozenset({"audit_log_event_key", "audit_log_pkey"})
 
 _HEAD = "SELECT hash FROM audit_log ORDER BY sequence DESC LIMIT 1"
 _INSERT = """
@@ -77,7 +79,9 @@ async def append_audit(conn: AsyncConnection[DictRow], entry: AuditEntry) -> str
                 params = _params(entry, prev)
                 await conn.execute(_INSERT, params)
                 return str(params["hash"])
-        except psycopg.errors.UniqueViolation:
+        except psycopg.errors.UniqueViolation as exc:
+            if exc.diag.constraint_name in ALREADY_THERE:
+                raise  # this entry (or its event) is already in the trail: not a race for the head
             continue
     raise RuntimeError("could not append to the audit chain: too much contention")
 

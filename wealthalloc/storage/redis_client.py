@@ -15,10 +15,10 @@ from wealthalloc.config import Settings
 SOCKET_TIMEOUT_S = 1.0
 
 
-def async_redis(settings: Settings) -> aioredis.Redis:
+def async_redis(settings: Settings, *, socket_timeout: float = SOCKET_TIMEOUT_S) -> aioredis.Redis:
     return aioredis.Redis.from_url(
         settings.redis_url,
-        socket_timeout=SOCKET_TIMEOUT_S,
+        socket_timeout=socket_timeout,
         socket_connect_timeout=SOCKET_TIMEOUT_S,
         health_check_interval=30,
         decode_responses=False,

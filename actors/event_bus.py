@@ -1,0 +1,91 @@
+"""``EventBus``: the Ray actor that runs the outbox relay and the consumer groups.
+
+One named, detached actor per cluster (``max_restarts=-1``). Its loops are
+independent: a failing consumer logs, backs off and retries without stopping
+the relay. Everything it does is safe to repeat, so a restart at any moment
+loses nothing: unpublished rows stay in the outbox, unacknowledged messages
+stay pending for their group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import ray
+
+from wealthalloc.config import Settings
+from wealthalloc.events.consumers import AuditLogger, CacheInvalidator
+from wealthalloc.events.relay import OutboxRelay
+from wealthalloc.logging import configure_logging, get_logger
+from wealthalloc.storage.postgres import async_pool
+from wealthalloc.storage.redis_client import async_redis
+
+log = get_logger(__name__)
+
+EVENT_BUS_NAME = "event-bus"
+IDLE_SLEEP_S = 0.2
+ERROR_BACKOFF_S = 2.0
+
+
+class EventBus:
+    def __init__(self, overrides: Mapping[str, Any]) -> None:
+        self.settings = Settings(**dict(overrides))
+        configure_logging(self.settings.log_level, self.settings.log_format)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._counts = {"published": 0, "audited": 0, "invalidated": 0}
+
+    async def start(self) -> bool:
+        if self._tasks:
+            return False
+        pool = async_pool(self.settings, name="event-bus")
+        await pool.open(wait=False)
+        # Reads block on the streams: give the consumers a client with a longer timeout than the API's.
+        redis = async_redis(self.settings, socket_timeout=10.0)
+        relay = OutboxRelay(pool=pool, redis=redis)
+        audit = AuditLogger(pool=pool, redis=redis, name="audit-1")
+        cache = CacheInvalidator(redis=redis, name="cache-1")
+        self._tasks = [
+            asyncio.create_task(self._loop("published", relay.publish_once, sleep_when_idle=True)),
+            asyncio.create_task(self._loop("audited", audit.consume_once)),
+            asyncio.create_task(self._loop("invalidated", cache.consume_once)),
+        ]
+        log.info("event_bus_started")
+        return True
+
+    async def _loop(
+        self, name: str, step: Callable[[], Awaitable[int]], *, sleep_when_idle: bool = False
+    ) -> None:
+        while True:
+            try:
+                done = await step()
+                self._counts[name] += done
+                if not done and sleep_when_idle:
+                    await asyncio.sleep(IDLE_SLEEP_S)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a dead Redis or database: wait and try again
+                log.warning("event_bus_step_failed", step=name, error=str(exc))
+                await asyncio.sleep(ERROR_BACKOFF_S)
+
+    async def stats(self) -> dict[str, int]:
+        return dict(self._counts)
+
+
+RemoteEventBus = ray.remote(EventBus)
+
+
+def ensure_event_bus(settings: Settings, overrides: Mapping[str, Any]) -> Any:
+    """The cluster's event bus, created and started when it is not running yet."""
+    handle: Any = RemoteEventBus.options(
+        name=EVENT_BUS_NAME,
+        namespace=settings.ray_namespace,
+        lifetime="detached",
+        get_if_exists=True,
+        max_restarts=-1,
+        num_cpus=0,
+        max_concurrency=100,
+    ).remote(overrides)
+    handle.start.remote()
+    return handle

@@ -1,0 +1,157 @@
+"""Consumer groups on the event streams: the audit logger and the snapshot-cache invalidator.
+
+Each consumer reads its group's new messages, handles them, and acknowledges
+them only after handling, so a consumer that crashes mid-batch gets the
+unacknowledged messages again (its pending list is read first on restart).
+Handling is idempotent by event id: the audit trail has one row per event id
+at most (a unique index), and dropping a cache key twice is dropping it once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import psycopg
+import redis.asyncio as aioredis
+import redis.exceptions
+
+from wealthalloc.events.audit_chain import AuditEntry
+from wealthalloc.events.relay import TOPICS, Event, stream_key
+from wealthalloc.storage.audit import append_audit
+from wealthalloc.storage.postgres import AsyncPool
+
+
+class StreamConsumer:
+    group = "base"
+
+    def __init__(
+        self, *, redis: aioredis.Redis, name: str, topics: Sequence[str] = TOPICS, block_ms: int = 1000
+    ):
+        self._redis = redis
+        self._name = name
+        self._streams = [stream_key(t) for t in topics]
+        self._block_ms = block_ms
+        self._ready = False
+
+    async def ensure_groups(self) -> None:
+        for stream in self._streams:
+            try:
+                await self._redis.xgroup_create(stream, self.group, id="0", mkstream=True)
+            except redis.exceptions.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+        self._ready = True
+
+    async def consume_once(self, count: int = 200) -> int:
+        """Handle one batch: first anything left pending by an earlier crash, then new messages."""
+        if not self._ready:
+            await self.ensure_groups()
+        handled = 0
+        for start in ("0", ">"):
+            response = await self._redis.xreadgroup(
+                self.group,
+                self._name,
+                dict.fromkeys(self._streams, start),
+                count=count,
+                block=None if start == "0" else self._block_ms,
+            )
+            batches: Any = response or []
+            if isinstance(batches, dict):  # RESP3 answers with a map
+                batches = list(batches.items())
+            for stream, messages in batches:
+                if not messages:
+                    continue
+                await self.handle([Event.from_fields(fields) for _, fields in messages])
+                await self._redis.xack(stream, self.group, *[message_id for message_id, _ in messages])
+                handled += len(messages)
+            if handled:
+                return handled
+        return handled
+
+    async def handle(self, events: list[Event]) -> None:
+        raise NotImplementedError
+
+    async def lag(self) -> dict[str, int]:
+        """Messages not yet delivered to this group, per stream (Redis 7's group lag)."""
+        out: dict[str, int] = {}
+        for stream in self._streams:
+            try:
+                groups = await self._redis.xinfo_groups(stream)
+            except redis.exceptions.ResponseError:
+                continue
+            for group in groups:
+                if _text(group.get("name")) == self.group:
+                    out[stream] = int(group.get("lag") or 0) + int(group.get("pending") or 0)
+        return out
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class AuditLogger(StreamConsumer):
+    """Appends one hash-chained audit row per event (the event id makes a redelivery a no-op)."""
+
+    group = "audit"
+
+    def __init__(self, *, pool: AsyncPool, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._pool = pool
+
+    async def handle(self, events: list[Event]) -> None:
+        for event in sorted(events, key=lambda e: e.sequence):
+            entry = AuditEntry(
+                id=_audit_id(event),
+                action=event.type,
+                created_at=event.occurred_at,
+                actor_id=_actor(event),
+                subject=f"{event.topic}:{event.aggregate_id or event.user_id or ''}",
+                details={
+                    "sequence": event.sequence,
+                    "version": event.version,
+                    "payload": dict(event.payload),
+                },
+                event_id=event.id,
+            )
+            async with self._pool.connection() as conn:
+                try:
+                    async with conn.transaction():
+                        await append_audit(conn, entry)
+                except psycopg.errors.UniqueViolation:
+                    pass  # this event is already in the trail
+
+
+def _audit_id(event: Event) -> Any:
+    import uuid
+
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"wealthalloc:audit:{event.id}")
+
+
+def _actor(event: Event) -> Any:
+    import uuid
+
+    by = event.payload.get("by") if isinstance(event.payload, dict) else None
+    try:
+        return uuid.UUID(str(by)) if by else event.user_id
+    except ValueError:
+        return event.user_id
+
+
+class CacheInvalidator(StreamConsumer):
+    """Drops the Redis snapshot of every portfolio an event says changed."""
+
+    group = "cache"
+
+    async def handle(self, events: list[Event]) -> None:
+        keys = list(_snapshot_keys(events))
+        if keys:
+            await self._redis.delete(*keys)
+
+
+def _snapshot_keys(events: Iterable[Event]) -> Iterable[str]:
+    from wealthalloc.portfolios.service import snapshot_key
+
+    for event in events:
+        if event.topic == "portfolio.updates" and event.user_id and event.aggregate_id:
+            yield snapshot_key(event.user_id, event.aggregate_id)

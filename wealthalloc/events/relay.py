@@ -1,0 +1,166 @@
+"""The outbox relay: events committed with their change are published, in order, to Redis Streams.
+
+Each pass takes the oldest unpublished outbox rows (``FOR UPDATE SKIP LOCKED``,
+so a second relay started by mistake cannot publish the same rows at the same
+time), appends each to its topic's stream with the event id in the message,
+then marks them published and commits. A relay killed between the append and
+the commit publishes those rows again on its next pass: delivery is at least
+once, and every consumer deduplicates by event id. The streams are trimmed by
+length and age; the outbox table stays the long-term record to replay from.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import redis.asyncio as aioredis
+from psycopg import AsyncConnection
+from psycopg.rows import DictRow
+
+from wealthalloc.storage.postgres import AsyncPool
+
+TOPICS = (
+    "portfolio.updates",
+    "trades.executed",
+    "recommendations.generated",
+    "tax_harvests.identified",
+    "prices.updated",
+)
+
+
+def stream_key(topic: str) -> str:
+    return f"stream:{topic}"
+
+
+@dataclass(frozen=True)
+class Event:
+    """An outbox row as it travels on a stream (every field a string, as Redis keeps them)."""
+
+    id: uuid.UUID
+    sequence: int
+    topic: str
+    type: str
+    version: int
+    user_id: uuid.UUID | None
+    aggregate_id: uuid.UUID | None
+    occurred_at: datetime
+    payload: Mapping[str, Any]
+
+    def fields(self) -> dict[Any, Any]:
+        return {
+            "event_id": str(self.id),
+            "sequence": str(self.sequence),
+            "topic": self.topic,
+            "type": self.type,
+            "version": str(self.version),
+            "user_id": str(self.user_id or ""),
+            "aggregate_id": str(self.aggregate_id or ""),
+            "occurred_at": self.occurred_at.isoformat(),
+            "payload": json.dumps(self.payload, sort_keys=True, default=str),
+        }
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[Any, Any]) -> Event:
+        text = {_s(k): _s(v) for k, v in fields.items()}
+        return cls(
+            id=uuid.UUID(text["event_id"]),
+            sequence=int(text["sequence"]),
+            topic=text["topic"],
+            type=text["type"],
+            version=int(text["version"]),
+            user_id=uuid.UUID(text["user_id"]) if text["user_id"] else None,
+            aggregate_id=uuid.UUID(text["aggregate_id"]) if text["aggregate_id"] else None,
+            occurred_at=datetime.fromisoformat(text["occurred_at"]),
+            payload=json.loads(text["payload"]),
+        )
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Event:
+        return cls(
+            id=row["id"],
+            sequence=row["sequence"],
+            topic=row["topic"],
+            type=row["event_type"],
+            version=row["version"],
+            user_id=row["user_id"],
+            aggregate_id=row["aggregate_id"],
+            occurred_at=row["created_at"],
+            payload=row["payload"],
+        )
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+_UNPUBLISHED = """
+SELECT id, sequence, topic, event_type, version, user_id, aggregate_id, payload, created_at
+FROM events WHERE published_at IS NULL ORDER BY sequence LIMIT %s FOR UPDATE SKIP LOCKED
+"""
+
+
+_FROM_SEQUENCE = """
+SELECT id, sequence, topic, event_type, version, user_id, aggregate_id, payload, created_at
+FROM events WHERE sequence > %s ORDER BY sequence LIMIT %s
+"""
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        *,
+        pool: AsyncPool,
+        redis: aioredis.Redis,
+        batch: int = 500,
+        max_stream_length: int = 100_000,
+        max_stream_age_s: int = 7 * 24 * 3600,
+    ) -> None:
+        self._pool = pool
+        self._redis = redis
+        self._batch = batch
+        self._maxlen = max_stream_length
+        self._max_age_ms = max_stream_age_s * 1000
+
+    async def publish_once(self) -> int:
+        """Publish one batch; the number of events published (0: nothing was waiting)."""
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(_UNPUBLISHED, (self._batch,))
+            rows = await cur.fetchall()
+            if not rows:
+                return 0
+            await self._append([Event.from_row(row) for row in rows])
+            await _mark_published(conn, [row["id"] for row in rows])
+        return len(rows)
+
+    async def replay(self, *, from_sequence: int, batch: int = 1000) -> int:
+        """Publish every event from ``from_sequence`` on again, published or not (consumers deduplicate)."""
+        published = 0
+        after = from_sequence - 1
+        while True:
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(_FROM_SEQUENCE, (after, batch))
+                rows = await cur.fetchall()
+            if not rows:
+                return published
+            await self._append([Event.from_row(row) for row in rows])
+            published += len(rows)
+            after = rows[-1]["sequence"]
+
+    async def _append(self, events: list[Event]) -> None:
+        min_id = f"{max(0, int(time.time() * 1000) - self._max_age_ms)}-0"
+        pipe = self._redis.pipeline(transaction=False)
+        for event in events:
+            pipe.xadd(stream_key(event.topic), event.fields(), maxlen=self._maxlen, approximate=True)
+        for topic in {event.topic for event in events}:
+            pipe.xtrim(stream_key(topic), minid=min_id, approximate=True)
+        await pipe.execute()
+
+
+async def _mark_published(conn: AsyncConnection[DictRow], ids: list[uuid.UUID]) -> None:
+    await conn.execute("UPDATE events SET published_at = now() WHERE id = ANY(%s)", (ids,))
