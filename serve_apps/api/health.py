@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse
 from serve_apps.api.envelope import ApiError, success
 from serve_apps.api.resources import Resources
 from wealthalloc.config import VERSION
+from wealthalloc.events.consumers import group_lags
 from wealthalloc.marketdata import MarketDataError
 from wealthalloc.ml.registry import ModelRegistry
 from wealthalloc.storage.migrate import pending
@@ -98,7 +99,10 @@ async def check_event_bus(res: Resources) -> dict[str, Any]:
     assert row is not None
     oldest = row["oldest"]
     lag = 0.0 if oldest is None else max(0.0, time.time() - oldest.timestamp())
-    return {"outbox_backlog": row["backlog"], "outbox_lag_seconds": round(lag, 3)}
+    groups = await group_lags(res.redis)
+    for group, behind in groups.items():
+        res.metrics.consumer_lag.labels(group).set(behind)
+    return {"outbox_backlog": row["backlog"], "outbox_lag_seconds": round(lag, 3), "consumer_lag": groups}
 
 
 async def check_model(res: Resources) -> dict[str, Any]:

@@ -48,6 +48,13 @@ class ApiMetrics:
             registry=self.registry,
         )
 
+        self.consumer_lag = Gauge(
+            "wealthalloc_event_consumer_lag",
+            "Events a consumer group has not handled yet (undelivered plus pending), at the last /health.",
+            ["group"],
+            registry=self.registry,
+        )
+
     def observe(self, method: str, endpoint: str, status: int, seconds: float) -> None:
         self.requests.labels(method, endpoint, str(status)).inc()
         self.latency.labels(method, endpoint).observe(seconds)

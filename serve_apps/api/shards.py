@@ -5,8 +5,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import ray
-
 from actors.portfolio_shard import Outcome, RemoteShard, shard_options
 from wealthalloc.config import Settings
 from wealthalloc.domain.sharding import shard_name, shard_of
@@ -40,15 +38,8 @@ class ShardRouter:
         """The call's data, or its refusal raised as a ServiceError."""
         return (await self.outcome(user_id, method, *args)).unwrap()
 
-    def all_handles(self) -> list[Any]:
-        return [self.handle_for_index(i) for i in range(self._settings.shard_count)]
-
     def handle_for_index(self, index: int) -> Any:
         if index not in self._handles:
             options = shard_options(shard_name(index), self._settings.ray_namespace)
             self._handles[index] = RemoteShard.options(**options).remote(index, self._overrides)
         return self._handles[index]
-
-
-def ray_ready() -> bool:
-    return bool(ray.is_initialized())

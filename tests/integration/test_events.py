@@ -176,3 +176,11 @@ def test_a_deposit_through_the_api_reaches_the_audit_trail(http, database_url: s
     assert row is not None, "the deposit's event never reached the audit trail"
     assert row["action"] == "portfolio.cash_moved"
     assert row["details"]["payload"]["amount"] == "42.00"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        bus = http.get("/health").json()["data"]["checks"]["event_bus"]
+        if bus["consumer_lag"].get("audit") == 0 and bus["outbox_backlog"] == 0:
+            break
+        time.sleep(0.3)
+    assert bus["consumer_lag"] == {"audit": 0, "cache": 0}
+    assert 'wealthalloc_event_consumer_lag{group="audit"} 0.0' in http.get("/metrics").text

@@ -72,18 +72,19 @@ class StreamConsumer:
     async def handle(self, events: list[Event]) -> None:
         raise NotImplementedError
 
-    async def lag(self) -> dict[str, int]:
-        """Messages not yet delivered to this group, per stream (Redis 7's group lag)."""
-        out: dict[str, int] = {}
-        for stream in self._streams:
-            try:
-                groups = await self._redis.xinfo_groups(stream)
-            except redis.exceptions.ResponseError:
-                continue
-            for group in groups:
-                if _text(group.get("name")) == self.group:
-                    out[stream] = int(group.get("lag") or 0) + int(group.get("pending") or 0)
-        return out
+
+async def group_lags(client: aioredis.Redis, topics: Sequence[str] = TOPICS) -> dict[str, int]:
+    """Per consumer group, the messages it has not yet handled (undelivered plus pending) on all streams."""
+    lags: dict[str, int] = {}
+    for topic in topics:
+        try:
+            groups = await client.xinfo_groups(stream_key(topic))
+        except redis.exceptions.ResponseError:
+            continue  # no such stream yet
+        for group in groups:
+            name = _text(group.get("name"))
+            lags[name] = lags.get(name, 0) + int(group.get("lag") or 0) + int(group.get("pending") or 0)
+    return lags
 
 
 def _text(value: Any) -> str:
