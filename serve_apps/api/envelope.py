@@ -18,6 +18,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
 from wealthalloc.config import VERSION
+from wealthalloc.errors import ServiceError
 
 
 def utc_timestamp() -> str:
@@ -64,20 +65,13 @@ def error_body(request_id: str, code: str, message: str, details: Any = None) ->
     }
 
 
-class ApiError(Exception):
-    """An error a route raises on purpose: it becomes the envelope with this status and code."""
+class ApiError(ServiceError):
+    """An error a route raises on purpose: it becomes the envelope with this status and code.
 
-    def __init__(
-        self,
-        status_code: int,
-        code: str,
-        message: str,
-        details: Any = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status_code = status_code
-        self.code = code
-        self.message = message
-        self.details = details
-        self.headers = headers or {}
+    The same mechanism as the services' refusals (one handler renders both); ``status_code``
+    is kept as the name routes and FastAPI use.
+    """
+
+    @property
+    def status_code(self) -> int:
+        return self.status

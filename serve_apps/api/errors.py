@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from serve_apps.api.envelope import ApiError, error_body, request_id_of
+from serve_apps.api.envelope import error_body, request_id_of
 from wealthalloc.errors import ServiceError
 from wealthalloc.logging import get_logger
 
@@ -63,12 +63,8 @@ def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
     ]
 
 
-async def _api_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ApiError)
-    return _respond(request, exc.status_code, exc.code, exc.message, exc.details, exc.headers)
-
-
 async def _service_error(request: Request, exc: Exception) -> JSONResponse:
+    """Every refusal raised on purpose: ApiError from routes, ServiceError from the services."""
     assert isinstance(exc, ServiceError)
     return _respond(request, exc.status, exc.code, exc.message, exc.details, exc.headers)
 
@@ -97,7 +93,6 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -25,7 +25,8 @@ import json
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -180,6 +181,16 @@ class BookService:
 
     def _forget(self, user_id: uuid.UUID) -> None:
         self._books.pop(user_id, None)
+
+    @asynccontextmanager
+    async def _changing(self, user_id: uuid.UUID) -> AsyncIterator[None]:
+        """Hold the user's lock for a change; afterwards (committed or not) the book is re-read
+        from PostgreSQL on next use rather than patched in memory."""
+        async with self._lock(user_id):
+            try:
+                yield
+            finally:
+                self._forget(user_id)
 
     @property
     def books_in_memory(self) -> int:
@@ -532,127 +543,116 @@ class BookService:
 
     async def create_portfolio(self, m: Mutation, spec: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
         """Idempotent by its natural key (owner, name): creating the same portfolio twice returns it."""
-        async with self._lock(m.user_id):
-            try:
-                async with self._pool.connection() as conn, conn.transaction():
-                    existing = await store.portfolios_of(conn, m.user_id)
-                    same = next((p for p in existing if p["name"] == spec["name"]), None)
-                    if same is not None:
-                        if same["account_type"] != spec["account_type"]:
-                            raise ServiceError(
-                                409, "CONFLICT", f"You already have a portfolio named {spec['name']!r}."
-                            )
-                        return 200, {"id": same["id"]}
-                    is_default = bool(spec.get("is_default")) or not existing
-                    if is_default:
-                        await store.clear_default(conn, m.user_id)
-                    row = await store.insert_portfolio(
-                        conn,
-                        user_id=m.user_id,
-                        name=spec["name"],
-                        account_type=spec["account_type"],
-                        base_currency=spec["base_currency"],
-                        is_default=is_default,
-                        lot_method=spec["lot_method"],
-                        target_allocation=valid_target(spec.get("target_allocation")),
-                    )
-                    if row is None:
+        async with self._changing(m.user_id):
+            async with self._pool.connection() as conn, conn.transaction():
+                existing = await store.portfolios_of(conn, m.user_id)
+                same = next((p for p in existing if p["name"] == spec["name"]), None)
+                if same is not None:
+                    if same["account_type"] != spec["account_type"]:
                         raise ServiceError(
                             409, "CONFLICT", f"You already have a portfolio named {spec['name']!r}."
                         )
-                    await add_event(
-                        conn,
-                        topic=TOPIC,
-                        event_type="portfolio.created",
-                        user_id=m.user_id,
-                        aggregate_id=row["id"],
-                        payload={"portfolio_id": row["id"], "name": row["name"], "by": m.actor_id},
+                    return 200, {"id": same["id"]}
+                is_default = bool(spec.get("is_default")) or not existing
+                if is_default:
+                    await store.clear_default(conn, m.user_id)
+                row = await store.insert_portfolio(
+                    conn,
+                    user_id=m.user_id,
+                    name=spec["name"],
+                    account_type=spec["account_type"],
+                    base_currency=spec["base_currency"],
+                    is_default=is_default,
+                    lot_method=spec["lot_method"],
+                    target_allocation=valid_target(spec.get("target_allocation")),
+                )
+                if row is None:
+                    raise ServiceError(
+                        409, "CONFLICT", f"You already have a portfolio named {spec['name']!r}."
                     )
-            finally:
-                self._forget(m.user_id)
+                await add_event(
+                    conn,
+                    topic=TOPIC,
+                    event_type="portfolio.created",
+                    user_id=m.user_id,
+                    aggregate_id=row["id"],
+                    payload={"portfolio_id": row["id"], "name": row["name"], "by": m.actor_id},
+                )
             return 201, {"id": row["id"]}
 
     async def update_portfolio(
         self, m: Mutation, portfolio_id: uuid.UUID, changes: Mapping[str, Any]
     ) -> dict[str, Any]:
-        async with self._lock(m.user_id):
-            try:
-                async with self._pool.connection() as conn, conn.transaction():
-                    row = await store.portfolio_for_update(conn, m.user_id, portfolio_id)
-                    if row is None:
-                        raise not_found()
-                    if changes.get("name") and changes["name"] != row["name"]:
-                        names = {p["name"] for p in await store.portfolios_of(conn, m.user_id)}
-                        if changes["name"] in names:
-                            raise ServiceError(
-                                409, "CONFLICT", f"You already have a portfolio named {changes['name']!r}."
-                            )
-                    if changes.get("is_default") is False and row["is_default"]:
+        async with self._changing(m.user_id):
+            async with self._pool.connection() as conn, conn.transaction():
+                row = await store.portfolio_for_update(conn, m.user_id, portfolio_id)
+                if row is None:
+                    raise not_found()
+                if changes.get("name") and changes["name"] != row["name"]:
+                    names = {p["name"] for p in await store.portfolios_of(conn, m.user_id)}
+                    if changes["name"] in names:
                         raise ServiceError(
-                            400, "VALIDATION_ERROR", "Make another portfolio the default instead."
+                            409, "CONFLICT", f"You already have a portfolio named {changes['name']!r}."
                         )
-                    if changes.get("is_default"):
-                        await store.clear_default(conn, m.user_id)
-                    if "target_allocation" in changes:
-                        changes = {**changes, "target_allocation": valid_target(changes["target_allocation"])}
-                    updated = await store.update_portfolio(conn, portfolio_id, changes)
-                    await add_event(
-                        conn,
-                        topic=TOPIC,
-                        event_type="portfolio.updated",
-                        user_id=m.user_id,
-                        aggregate_id=portfolio_id,
-                        payload={
-                            "portfolio_id": portfolio_id,
-                            "changed": sorted(changes),
-                            "version": updated["version"],
-                        },
-                    )
-                await self._cache_drop(m.user_id, portfolio_id)
-            finally:
-                self._forget(m.user_id)
+                if changes.get("is_default") is False and row["is_default"]:
+                    raise ServiceError(400, "VALIDATION_ERROR", "Make another portfolio the default instead.")
+                if changes.get("is_default"):
+                    await store.clear_default(conn, m.user_id)
+                if "target_allocation" in changes:
+                    changes = {**changes, "target_allocation": valid_target(changes["target_allocation"])}
+                updated = await store.update_portfolio(conn, portfolio_id, changes)
+                await add_event(
+                    conn,
+                    topic=TOPIC,
+                    event_type="portfolio.updated",
+                    user_id=m.user_id,
+                    aggregate_id=portfolio_id,
+                    payload={
+                        "portfolio_id": portfolio_id,
+                        "changed": sorted(changes),
+                        "version": updated["version"],
+                    },
+                )
+            await self._cache_drop(m.user_id, portfolio_id)
         return await self.snapshot(m.user_id, portfolio_id)
 
     async def delete_portfolio(self, m: Mutation, portfolio_id: uuid.UUID) -> None:
-        async with self._lock(m.user_id):
-            try:
-                async with self._pool.connection() as conn, conn.transaction():
-                    row = await store.portfolio_for_update(conn, m.user_id, portfolio_id)
-                    if row is None:
-                        raise not_found()
-                    open_lots = [lot for lot in await store.all_lots(conn, portfolio_id) if lot["shares"] > 0]
-                    if open_lots:
-                        raise ServiceError(
-                            409,
-                            "PORTFOLIO_NOT_EMPTY",
-                            "Sell or transfer the holdings before deleting this portfolio.",
-                            {"open_lots": len(open_lots)},
-                        )
-                    if row["cash_balance"] != 0:
-                        raise ServiceError(
-                            409,
-                            "PORTFOLIO_NOT_EMPTY",
-                            "Withdraw the cash before deleting this portfolio.",
-                            {"cash_balance": row["cash_balance"]},
-                        )
-                    await store.soft_delete_portfolio(conn, portfolio_id)
-                    if row["is_default"]:
-                        remaining = [
-                            p for p in await store.portfolios_of(conn, m.user_id) if p["id"] != portfolio_id
-                        ]
-                        if remaining:
-                            await store.update_portfolio(conn, remaining[0]["id"], {"is_default": True})
-                    await add_event(
-                        conn,
-                        topic=TOPIC,
-                        event_type="portfolio.deleted",
-                        user_id=m.user_id,
-                        aggregate_id=portfolio_id,
-                        payload={"portfolio_id": portfolio_id, "by": m.actor_id},
+        async with self._changing(m.user_id):
+            async with self._pool.connection() as conn, conn.transaction():
+                row = await store.portfolio_for_update(conn, m.user_id, portfolio_id)
+                if row is None:
+                    raise not_found()
+                open_lots = [lot for lot in await store.all_lots(conn, portfolio_id) if lot["shares"] > 0]
+                if open_lots:
+                    raise ServiceError(
+                        409,
+                        "PORTFOLIO_NOT_EMPTY",
+                        "Sell or transfer the holdings before deleting this portfolio.",
+                        {"open_lots": len(open_lots)},
                     )
-                await self._cache_drop(m.user_id, portfolio_id)
-            finally:
-                self._forget(m.user_id)
+                if row["cash_balance"] != 0:
+                    raise ServiceError(
+                        409,
+                        "PORTFOLIO_NOT_EMPTY",
+                        "Withdraw the cash before deleting this portfolio.",
+                        {"cash_balance": row["cash_balance"]},
+                    )
+                await store.soft_delete_portfolio(conn, portfolio_id)
+                if row["is_default"]:
+                    remaining = [
+                        p for p in await store.portfolios_of(conn, m.user_id) if p["id"] != portfolio_id
+                    ]
+                    if remaining:
+                        await store.update_portfolio(conn, remaining[0]["id"], {"is_default": True})
+                await add_event(
+                    conn,
+                    topic=TOPIC,
+                    event_type="portfolio.deleted",
+                    user_id=m.user_id,
+                    aggregate_id=portfolio_id,
+                    payload={"portfolio_id": portfolio_id, "by": m.actor_id},
+                )
+            await self._cache_drop(m.user_id, portfolio_id)
 
     async def move_cash(
         self, m: Mutation, portfolio_id: uuid.UUID, amount: Decimal, description: str | None
@@ -772,33 +772,30 @@ class BookService:
                 400, "IDEMPOTENCY_KEY_REQUIRED", "This request needs an Idempotency-Key header."
             )
         fingerprint = idempotency.request_hash(m.method, m.path, m.body)
-        async with self._lock(m.user_id):
-            try:
-                async with self._pool.connection() as conn, conn.transaction():
-                    claimed = await idempotency.claim(
-                        conn,
-                        user_id=m.user_id,
-                        key=m.idempotency_key,
-                        method=m.method,
-                        path=m.path,
-                        fingerprint=fingerprint,
-                    )
-                    if isinstance(claimed, idempotency.Replay):
-                        if not claimed.same_request:
-                            raise ServiceError(
-                                409,
-                                "IDEMPOTENCY_KEY_REUSED",
-                                "This Idempotency-Key was used for a different request.",
-                            )
-                        return claimed.status or 200, claimed.body
-                    row = await store.portfolio_for_update(conn, m.user_id, portfolio_id)
-                    if row is None:
-                        raise not_found()
-                    status, body = await work(conn, row)
-                    await idempotency.complete(conn, claimed, status=status, body=body)
-                await self._cache_drop(m.user_id, portfolio_id)
-            finally:
-                self._forget(m.user_id)
+        async with self._changing(m.user_id):
+            async with self._pool.connection() as conn, conn.transaction():
+                claimed = await idempotency.claim(
+                    conn,
+                    user_id=m.user_id,
+                    key=m.idempotency_key,
+                    method=m.method,
+                    path=m.path,
+                    fingerprint=fingerprint,
+                )
+                if isinstance(claimed, idempotency.Replay):
+                    if not claimed.same_request:
+                        raise ServiceError(
+                            409,
+                            "IDEMPOTENCY_KEY_REUSED",
+                            "This Idempotency-Key was used for a different request.",
+                        )
+                    return claimed.status or 200, claimed.body
+                row = await store.portfolio_for_update(conn, m.user_id, portfolio_id)
+                if row is None:
+                    raise not_found()
+                status, body = await work(conn, row)
+                await idempotency.complete(conn, claimed, status=status, body=body)
+            await self._cache_drop(m.user_id, portfolio_id)
             return status, body
 
     # Cache ---------------------------------------------------------------------------------------
