@@ -33,7 +33,7 @@ test-all: $(STAMP)
 	@$(BIN)/python -m pytest -m ""
 
 bench: $(STAMP)
-	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+	@for script in bench/[!_]*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 lint: $(STAMP)
 	@$(BIN)/ruff check .

@@ -19,28 +19,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import socket
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import httpx
 import psycopg
-from psycopg import sql
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from loadgen import Request, run  # noqa: E402
+from _loadgen import Request, run  # noqa: E402
+from _support import REDIS_URL, free_port, temporary_database  # noqa: E402
 
-ADMIN_URL = os.environ.get(
-    "WEALTHALLOC_TEST_DATABASE_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
-REDIS_URL = os.environ.get("WEALTHALLOC_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 EMAIL = "bench-investor@example.com"
 PASSWORD = "a long bench passphrase 2026"
 
@@ -86,12 +79,6 @@ def _rate(url: str, requests: list[Request], seconds: float, clients: int) -> fl
     return result.rate
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8)
@@ -99,56 +86,50 @@ def main() -> None:
     args = parser.parse_args()
 
     from wealthalloc.security.passwords import hash_password
-    from wealthalloc.storage.migrate import migrate
 
-    name = f"wealthalloc_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    database_url = ADMIN_URL.rpartition("/")[0] + f"/{name}"
-    port = _free_port()
-    server: subprocess.Popen[bytes] | None = None
-    try:
-        migrate(database_url)
+    with temporary_database() as database_url:
         with psycopg.connect(database_url) as conn:
             row = conn.execute(
                 "INSERT INTO users (email, password_hash) VALUES (%s, %s) RETURNING id",
                 (EMAIL, hash_password(PASSWORD, rounds=12)),
             ).fetchone()
         assert row is not None
+        port = free_port()
         server = subprocess.Popen(
             [sys.executable, "-c", SERVER, str(ROOT), database_url, REDIS_URL, str(port), str(row[0])]
         )
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(url + "/health", timeout=5)
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline:
-                    raise SystemExit("the bench server did not start") from None
-                time.sleep(0.3)
-        body = {"email": EMAIL, "password": PASSWORD}
-        token = httpx.post(url + "/api/v1/auth/login", json=body, timeout=30).json()["data"]["access_token"]
-        bearer = {"Authorization": f"Bearer {token}"}
-        me_requests = [Request("GET", "/api/v1/me", bearer)]
-        _rate(url, me_requests, 1, args.clients)  # warm-up
-        login_clients = min(args.clients, 4)
-        logins = _rate(url, [Request("POST", "/api/v1/auth/login", {}, body)], args.seconds, login_clients)
-        base_logins = _rate(url, [Request("POST", "/baseline/login", {}, body)], args.seconds, login_clients)
-        me = _rate(url, me_requests, args.seconds, args.clients)
-        base_me = _rate(url, [Request("GET", "/baseline/me", {})], args.seconds, args.clients)
-        print(
-            f"auth: login {logins:,.1f}/s (bcrypt 12 rounds) vs no-auth lookup {base_logins:,.0f}/s | "
-            f"GET /me authenticated {me:,.0f} req/s vs no auth {base_me:,.0f} req/s "
-            f"({me / base_me:.0%}) x{args.clients} clients"
-        )
-    finally:
-        if server is not None:
+        try:
+            _measure(f"http://127.0.0.1:{port}", args.seconds, args.clients)
+        finally:
             server.terminate()
             server.wait(10)
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def _measure(url: str, seconds: float, clients: int) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            httpx.get(url + "/health", timeout=5)
+            break
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                raise SystemExit("the bench server did not start") from None
+            time.sleep(0.3)
+    body = {"email": EMAIL, "password": PASSWORD}
+    token = httpx.post(url + "/api/v1/auth/login", json=body, timeout=30).json()["data"]["access_token"]
+    bearer = {"Authorization": f"Bearer {token}"}
+    me_requests = [Request("GET", "/api/v1/me", bearer)]
+    _rate(url, me_requests, 1, clients)  # warm-up
+    login_clients = min(clients, 4)
+    logins = _rate(url, [Request("POST", "/api/v1/auth/login", {}, body)], seconds, login_clients)
+    base_logins = _rate(url, [Request("POST", "/baseline/login", {}, body)], seconds, login_clients)
+    me = _rate(url, me_requests, seconds, clients)
+    base_me = _rate(url, [Request("GET", "/baseline/me", {})], seconds, clients)
+    print(
+        f"auth: login {logins:,.1f}/s (bcrypt 12 rounds) vs no-auth lookup {base_logins:,.0f}/s | "
+        f"GET /me authenticated {me:,.0f} req/s vs no auth {base_me:,.0f} req/s "
+        f"({me / base_me:.0%}) x{clients} clients"
+    )
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """GET /api/v1/market/clock through Ray Serve's HAProxy ingress, beside the same app on plain uvicorn.
 
 Prints one line: requests/s and p50/p99 latency at 50 concurrent clients for
-both, measured in the same run by the same raw-socket client (``loadgen.py``,
+both, measured in the same run by the same raw-socket client (``_loadgen.py``,
 which shares the machine's cores with the servers, so compare the two
 figures, not absolutes).
 
@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from loadgen import Request, run  # noqa: E402
+from _loadgen import Request, run  # noqa: E402
+from _support import free_port  # noqa: E402
 
 PATH = "/api/v1/market/clock"
 
@@ -42,14 +43,6 @@ def _wait(url: str, timeout: float = 120) -> None:
     raise SystemExit(f"{url}{PATH} never answered")
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10)
@@ -62,7 +55,7 @@ def main() -> None:
     load_bundled_datasets(data_dir / "prices", progress=False)
     overrides = {"data_dir": str(data_dir), "log_level": "WARNING", "database_pool_min": "0"}
 
-    uvicorn_port = _free_port()
+    uvicorn_port = free_port()
     baseline = subprocess.Popen(
         [
             sys.executable,
@@ -78,14 +71,14 @@ def main() -> None:
     os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
     os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    os.environ["RAY_SERVE_HAPROXY_STATS_PORT"] = str(_free_port())
-    os.environ["RAY_SERVE_HAPROXY_METRICS_PORT"] = str(_free_port())
+    os.environ["RAY_SERVE_HAPROXY_STATS_PORT"] = str(free_port())
+    os.environ["RAY_SERVE_HAPROXY_METRICS_PORT"] = str(free_port())
     import ray
     from ray import serve
 
     from serve_apps.api.deployment import build
 
-    serve_port = _free_port()
+    serve_port = free_port()
     try:
         ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
         serve.start(http_options={"host": "127.0.0.1", "port": serve_port})

@@ -21,33 +21,23 @@ servers: compare the figures side by side, not with other machines):
 import argparse
 import asyncio
 import os
-import socket
 import sys
 import tempfile
 import uuid
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
 import psycopg
-from psycopg import sql
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from loadgen import Request, run  # noqa: E402
+from _loadgen import Request, run  # noqa: E402
+from _support import REDIS_URL, free_port, temporary_database  # noqa: E402
 
-ADMIN_URL = os.environ.get(
-    "WEALTHALLOC_TEST_DATABASE_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
-REDIS_URL = os.environ.get("WEALTHALLOC_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 PASSWORD = "a long bench passphrase 2026"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _baseline_router() -> object:
@@ -81,31 +71,27 @@ def main() -> None:
 
     from wealthalloc.marketdata import load_bundled_datasets
     from wealthalloc.security.passwords import hash_password
-    from wealthalloc.storage.migrate import migrate
 
     data_dir = Path(tempfile.mkdtemp(prefix="wealthalloc-bench-"))
     load_bundled_datasets(data_dir / "prices", progress=False)
-    name = f"wealthalloc_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    database_url = ADMIN_URL.rpartition("/")[0] + f"/{name}"
+    cleanup = ExitStack()
+    database_url = cleanup.enter_context(temporary_database())
 
     os.environ.update(
         RAY_SERVE_ENABLE_HA_PROXY="1",
         RAY_SERVE_THROUGHPUT_OPTIMIZED="1",
         RAY_USAGE_STATS_ENABLED="0",
-        RAY_SERVE_HAPROXY_STATS_PORT=str(_free_port()),
-        RAY_SERVE_HAPROXY_METRICS_PORT=str(_free_port()),
+        RAY_SERVE_HAPROXY_STATS_PORT=str(free_port()),
+        RAY_SERVE_HAPROXY_METRICS_PORT=str(free_port()),
     )
     import ray
     from ray import serve
 
     from wealthalloc.config import Settings
 
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     try:
-        migrate(database_url)
         password_hash = hash_password(PASSWORD, rounds=4)
         with psycopg.connect(database_url) as conn:
             for n in range(args.clients):
@@ -209,8 +195,7 @@ def main() -> None:
     finally:
         serve.shutdown()
         ray.shutdown()
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        cleanup.close()
 
 
 if __name__ == "__main__":
