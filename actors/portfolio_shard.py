@@ -11,6 +11,7 @@ exceptions wrapped by Ray.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -19,12 +20,15 @@ from typing import Any, TypeVar
 
 import ray
 
+from wealthalloc.brokers.base import Execution, StatusChange, Ticket
+from wealthalloc.brokers.paper import commission_model
 from wealthalloc.config import Settings
 from wealthalloc.errors import ServiceError
 from wealthalloc.logging import configure_logging, get_logger
 from wealthalloc.marketdata import MarketClock, PriceHistory, SecurityReference
 from wealthalloc.portfolios.market import Market
 from wealthalloc.portfolios.service import BookService, Mutation
+from wealthalloc.portfolios.trading import OrderDesk
 from wealthalloc.storage.postgres import async_pool
 from wealthalloc.storage.redis_client import async_redis
 
@@ -48,8 +52,11 @@ class PortfolioShard:
     def __init__(self, index: int, overrides: Mapping[str, Any]) -> None:
         self.index = index
         self.settings = Settings(**dict(overrides))
+        self._overrides = dict(overrides)
         configure_logging(self.settings.log_level, self.settings.log_format)
         self._service: BookService | None = None
+        self._desk: OrderDesk | None = None
+        self._gateway: Any = None
 
     async def _svc(self) -> BookService:
         if self._service is None:
@@ -67,8 +74,36 @@ class PortfolioShard:
                 market=market,
                 max_books=self.settings.shard_max_books,
             )
+            self._desk = OrderDesk(
+                self._service,
+                broker=self.settings.broker,
+                commission=commission_model(self.settings),
+                collar=self.settings.order_price_collar,
+                fractional_shares=self.settings.broker == "paper",
+                submit=self._submit,
+                cancel=self._cancel,
+            )
             log.info("portfolio_shard_ready", shard=self.index, pid=os.getpid())
         return self._service
+
+    def _gateway_handle(self) -> Any:
+        if self._gateway is None:
+            from actors.broker_gateway import gateway_handle
+
+            self._gateway = gateway_handle(self.settings, self._overrides)
+        return self._gateway
+
+    async def _submit(self, ticket: Ticket) -> None:
+        await asyncio.wait_for(self._gateway_handle().submit.remote(ticket), HANDOFF_TIMEOUT_S)
+
+    async def _cancel(self, ticket: Ticket) -> None:
+        await asyncio.wait_for(self._gateway_handle().cancel.remote(ticket), HANDOFF_TIMEOUT_S)
+
+    async def _trading(self, call: Callable[[OrderDesk], Awaitable[Any]], status: int = 200) -> Outcome:
+        await self._svc()
+        desk = self._desk
+        assert desk is not None
+        return await self._run(lambda _: call(desk), status)
 
     async def _run(self, call: Callable[[BookService], Awaitable[Any]], status: int = 200) -> Outcome:
         try:
@@ -115,6 +150,22 @@ class PortfolioShard:
     async def import_lot(self, m: Mutation, portfolio_id: uuid.UUID, lot: Mapping[str, Any]) -> Outcome:
         return await self._run(lambda s: s.import_lot(m, portfolio_id, lot))
 
+    # Orders.
+    async def place_order(self, m: Mutation, portfolio_id: uuid.UUID, spec: Mapping[str, Any]) -> Outcome:
+        return await self._trading(lambda d: d.place(m, portfolio_id, spec))
+
+    async def order(self, user_id: uuid.UUID, order_id: uuid.UUID) -> Outcome:
+        return await self._trading(lambda d: d.order(user_id, order_id))
+
+    async def cancel_order(self, m: Mutation, order_id: uuid.UUID) -> Outcome:
+        return await self._trading(lambda d: d.cancel(m, order_id))
+
+    async def apply_execution(self, user_id: uuid.UUID, execution: Execution) -> Outcome:
+        return await self._trading(lambda d: d.apply_execution(user_id, execution))
+
+    async def apply_status(self, user_id: uuid.UUID, change: StatusChange) -> Outcome:
+        return await self._trading(lambda d: d.apply_status(user_id, change))
+
     # Operations.
     async def stats(self) -> dict[str, Any]:
         service = await self._svc()
@@ -122,6 +173,9 @@ class PortfolioShard:
 
     def pid(self) -> int:
         return os.getpid()
+
+
+HANDOFF_TIMEOUT_S = 10.0
 
 
 _PUBLIC = {"performance", "allocation", "rebalance", "dashboard"}

@@ -9,6 +9,7 @@ environment, so a value set when the cluster starts reaches every process.
 from __future__ import annotations
 
 from datetime import date
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -99,7 +100,42 @@ class Settings(BaseSettings):
     broker: BrokerKind = "paper"
     ib_host: str = "127.0.0.1"
     ib_port: int = Field(default=4002, ge=1, le=65535)
-    ib_client_id: int = Field(default=17, ge=0)
+    ib_client_id: int = Field(default=17, ge=0, description="The first client id of the connection pool.")
+    ib_pool_size: int = Field(
+        default=2, ge=1, le=8, description="IB connections, with client ids ib_client_id onward."
+    )
+    ib_account: str = Field(default="", description="Empty: the first managed account of the gateway.")
+    ib_heartbeat_seconds: float = Field(default=30, gt=0)
+    ib_reconnect_initial_seconds: float = Field(default=1, gt=0)
+    ib_reconnect_max_seconds: float = Field(default=60, gt=0)
+    ib_breaker_failures: int = Field(
+        default=3, ge=1, description="Consecutive failed connects or heartbeats that open the breaker."
+    )
+    ib_order_retries: int = Field(
+        default=3, ge=0, le=3, description="Resends of an order that provably did not reach the venue."
+    )
+    ib_request_timeout_seconds: float = Field(default=10, gt=0)
+    paper_commission_per_share: Decimal = Field(default=Decimal("0.005"), ge=0)
+    paper_commission_minimum: Decimal = Field(default=Decimal("1.00"), ge=0)
+    paper_commission_max_pct: Decimal = Field(
+        default=Decimal("0.01"), ge=0, description="Commission cap as a fraction of the trade value."
+    )
+    paper_max_fill_notional: Decimal = Field(
+        default=Decimal("250000"),
+        gt=0,
+        description="Largest value filled in one step; bigger orders fill in parts, one per tick.",
+    )
+    paper_spread_bps: Decimal = Field(default=Decimal("2"), ge=0, description="Quoted bid/ask spread.")
+    order_price_collar: Decimal = Field(
+        default=Decimal("0.05"),
+        ge=0,
+        le=1,
+        description="Price protection: market and stop buys never fill this far above the reference price.",
+    )
+    broker_tick_seconds: float = Field(
+        default=1.0, gt=0, description="How often open orders are checked against the market."
+    )
+    quote_cache_seconds: int = Field(default=60, ge=1)
 
     market_clock_date: date | None = Field(
         default=None,
@@ -112,6 +148,13 @@ class Settings(BaseSettings):
         default=900, gt=0, description="A book untouched this long leaves memory."
     )
     model_registry_uri: str = Field(default="", description="Empty: data_dir/models.")
+
+    harvest_min_loss: Decimal = Field(
+        default=Decimal("100"), ge=0, description="Smallest unrealised loss (USD) worth harvesting."
+    )
+    harvest_min_loss_pct: Decimal = Field(
+        default=Decimal("0.05"), ge=0, le=1, description="Smallest loss as a fraction of the lots' basis."
+    )
 
     @field_validator("data_dir")
     @classmethod

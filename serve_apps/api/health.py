@@ -66,24 +66,20 @@ async def check_ray(res: Resources) -> dict[str, Any]:
 
 
 async def check_broker(res: Resources) -> dict[str, Any]:
-    settings = res.settings
-    if settings.broker == "ibkr":
-        try:
-            _, writer = await asyncio.open_connection(settings.ib_host, settings.ib_port)
-        except OSError as exc:
-            raise CheckFailed(
-                f"IB Gateway at {settings.ib_host}:{settings.ib_port} unreachable: {exc}"
-            ) from exc
-        writer.close()
-        await writer.wait_closed()
-        return {"broker": "ibkr", "gateway": f"{settings.ib_host}:{settings.ib_port}"}
+    """The gateway actor's own view (breaker state, open orders); a plain app checks prices only."""
+    gateway = res.gateway()
+    if gateway is not None:
+        state: dict[str, Any] = await gateway.health.remote()
+        if state["status"] == "down":
+            raise CheckFailed(f"broker {state['broker']} is down: {state.get('detail')}")
+        return {k: v for k, v in state.items() if k != "status"} | {"state": state["status"]}
     try:
         today = res.clock.today()
         symbols = res.prices.symbols()
     except MarketDataError as exc:
         raise CheckFailed(f"paper broker has no prices: {exc}") from exc
     if not symbols:
-        raise CheckFailed(f"paper broker has no prices in {settings.prices_dir}")
+        raise CheckFailed(f"paper broker has no prices in {res.settings.prices_dir}")
     return {"broker": "paper", "market_date": today.isoformat(), "symbols": len(symbols)}
 
 

@@ -10,16 +10,21 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import cached_property
+from typing import Any
 
 import redis.asyncio as aioredis
 
+from actors.shard_router import ShardRouter
 from serve_apps.api.metrics import ApiMetrics
-from serve_apps.api.shards import ShardRouter
 from wealthalloc.accounts.service import AccountService
+from wealthalloc.brokers.base import Quote
+from wealthalloc.brokers.paper import quote_from_close
 from wealthalloc.config import Settings
 from wealthalloc.logging import get_logger
 from wealthalloc.marketdata import MarketClock, PriceHistory, SecurityReference
+from wealthalloc.marketdata.quotes import QuoteCache
 from wealthalloc.security.access import Principal
 from wealthalloc.security.tokens import KeyRing
 from wealthalloc.storage.postgres import AsyncPool, async_pool
@@ -116,6 +121,30 @@ class Resources:
     @cached_property
     def securities(self) -> SecurityReference:
         return SecurityReference()
+
+    def gateway(self) -> Any:
+        """The cluster's broker gateway actor (created on first use); None outside a cluster."""
+        import ray
+
+        if not ray.is_initialized():
+            return None
+        from actors.broker_gateway import gateway_handle
+
+        return gateway_handle(self.settings, self.shards.overrides)
+
+    @cached_property
+    def quotes(self) -> QuoteCache:
+        return QuoteCache(self.redis, self._provider_quote, ttl_seconds=self.settings.quote_cache_seconds)
+
+    async def _provider_quote(self, symbol: str) -> Quote:
+        if self.settings.broker == "ibkr":
+            gateway = self.gateway()
+            if gateway is None:
+                raise RuntimeError("no broker gateway outside a cluster")
+            quote: Quote = await gateway.quote.remote(symbol)
+            return quote
+        close = self.prices.close_on(symbol, self.clock.today())
+        return quote_from_close(symbol, close, self.settings.paper_spread_bps, datetime.now(UTC))
 
 
 def signing_keys(settings: Settings) -> KeyRing:

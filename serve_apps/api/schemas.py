@@ -25,3 +25,6 @@ def _decimal(places: int, *, allow_negative: bool = False, allow_zero: bool = Fa
 SignedCash = Annotated[Decimal, _decimal(CASH_PLACES, allow_negative=True)]
 PositiveShares = Annotated[Decimal, _decimal(SHARE_PLACES)]
 NonNegativeMoney = Annotated[Decimal, _decimal(4, allow_zero=True)]
+# An order's quantity: the sign and zero are the order rules' to refuse (INVALID_TRADE), not the parser's.
+OrderQuantity = Annotated[Decimal, _decimal(SHARE_PLACES, allow_negative=True, allow_zero=True)]
+PositivePrice = Annotated[Decimal, _decimal(4)]

@@ -14,53 +14,7 @@ import httpx
 import psycopg
 import pytest
 
-PASSWORD = "correct horse battery staple"
-
-
-def fresh_ip() -> str:
-    n = uuid.uuid4().int
-    return f"10.{n % 250}.{(n >> 8) % 250}.{(n >> 16) % 250 + 1}"
-
-
-class Investor:
-    def __init__(self, http: httpx.Client, database_url: str, tier: str = "premium") -> None:
-        self.http = http
-        self.ip = fresh_ip()
-        self.email = f"pf-{uuid.uuid4().hex[:10]}@example.com"
-        created = http.post(
-            "/api/v1/auth/register",
-            json={"email": self.email, "password": PASSWORD},
-            headers={"X-Forwarded-For": self.ip},
-        )
-        assert created.status_code == 201, created.text
-        self.id = created.json()["data"]["id"]
-        with psycopg.connect(database_url) as conn:  # premium: these tests make many requests
-            conn.execute("UPDATE users SET tier = %s WHERE id = %s", (tier, self.id))
-        tokens = http.post(
-            "/api/v1/auth/login",
-            json={"email": self.email, "password": PASSWORD},
-            headers={"X-Forwarded-For": self.ip},
-        ).json()["data"]
-        self.headers = {"Authorization": f"Bearer {tokens['access_token']}", "X-Forwarded-For": self.ip}
-
-    def get(self, path: str, **kw: object) -> httpx.Response:
-        return self.http.get(path, headers=self.headers, **kw)  # type: ignore[arg-type]
-
-    def post(self, path: str, json: object = None, key: str | None = None) -> httpx.Response:
-        headers = dict(self.headers)
-        if key is not None:
-            headers["Idempotency-Key"] = key
-        return self.http.post(path, json=json, headers=headers)
-
-    def portfolio(self, name: str = "Main", **extra: object) -> dict[str, object]:
-        response = self.post("/api/v1/portfolios", json={"name": name, **extra})
-        assert response.status_code in (200, 201), response.text
-        return response.json()["data"]  # type: ignore[no-any-return]
-
-    def deposit(self, portfolio_id: object, amount: str, key: str | None = None) -> httpx.Response:
-        return self.post(
-            f"/api/v1/portfolios/{portfolio_id}/cash", {"amount": amount}, key or str(uuid.uuid4())
-        )
+from tests.integration.people import Investor
 
 
 @pytest.fixture

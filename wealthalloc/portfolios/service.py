@@ -128,7 +128,7 @@ class BookService:
         max_books: int = 10_000,
         idle_seconds: float = 900.0,
     ) -> None:
-        self._pool = pool
+        self.pool = pool
         self._redis = redis
         self.market = market
         self._books: OrderedDict[uuid.UUID, Book] = OrderedDict()
@@ -151,7 +151,7 @@ class BookService:
             book.used_at = time.monotonic()
             self._books.move_to_end(user_id)
             return book
-        async with self._pool.connection() as conn:
+        async with self.pool.connection() as conn:
             portfolios = await store.portfolios_of(conn, user_id)
             lot_rows = await store.open_lots_of_user(conn, user_id)
         lots: dict[uuid.UUID, list[Lot]] = {p["id"]: [] for p in portfolios}
@@ -183,7 +183,7 @@ class BookService:
         self._books.pop(user_id, None)
 
     @asynccontextmanager
-    async def _changing(self, user_id: uuid.UUID) -> AsyncIterator[None]:
+    async def changing(self, user_id: uuid.UUID) -> AsyncIterator[None]:
         """Hold the user's lock for a change; afterwards (committed or not) the book is re-read
         from PostgreSQL on next use rather than patched in memory."""
         async with self._lock(user_id):
@@ -228,7 +228,7 @@ class BookService:
         totals = (described["total_value"], described["total_gain_loss"], described["risk_score"])
         if totals == (portfolio["total_value"], portfolio["total_gain_loss"], portfolio["risk_score"]):
             return
-        async with self._pool.connection() as conn, conn.transaction():
+        async with self.pool.connection() as conn, conn.transaction():
             await store.store_valuation(
                 conn, portfolio["id"], total_value=totals[0], total_gain_loss=totals[1], risk_score=totals[2]
             )
@@ -341,7 +341,7 @@ class BookService:
         async with self._lock(user_id):
             book = await self._book(user_id)
             valuations = {pid: self.valuation(book, pid) for pid in book.portfolios}
-        async with self._pool.connection() as conn:
+        async with self.pool.connection() as conn:
             open_recommendations = await store.open_recommendations(conn, user_id)
         total = sum((v.total_value for v in valuations.values()), Decimal(0))
         by_class: dict[str, Decimal] = {}
@@ -482,7 +482,7 @@ class BookService:
             book = await self._book(user_id)
             if portfolio_id not in book.portfolios:
                 raise not_found()
-        async with self._pool.connection() as conn:
+        async with self.pool.connection() as conn:
             lots = await store.all_lots(conn, portfolio_id)
             sales = await store.realized_sales(conn, portfolio_id)
             movements = await store.cash_movements(conn, portfolio_id)
@@ -543,8 +543,8 @@ class BookService:
 
     async def create_portfolio(self, m: Mutation, spec: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
         """Idempotent by its natural key (owner, name): creating the same portfolio twice returns it."""
-        async with self._changing(m.user_id):
-            async with self._pool.connection() as conn, conn.transaction():
+        async with self.changing(m.user_id):
+            async with self.pool.connection() as conn, conn.transaction():
                 existing = await store.portfolios_of(conn, m.user_id)
                 same = next((p for p in existing if p["name"] == spec["name"]), None)
                 if same is not None:
@@ -583,8 +583,8 @@ class BookService:
     async def update_portfolio(
         self, m: Mutation, portfolio_id: uuid.UUID, changes: Mapping[str, Any]
     ) -> dict[str, Any]:
-        async with self._changing(m.user_id):
-            async with self._pool.connection() as conn, conn.transaction():
+        async with self.changing(m.user_id):
+            async with self.pool.connection() as conn, conn.transaction():
                 row = await store.portfolio_for_update(conn, m.user_id, portfolio_id)
                 if row is None:
                     raise not_found()
@@ -613,12 +613,12 @@ class BookService:
                         "version": updated["version"],
                     },
                 )
-            await self._cache_drop(m.user_id, portfolio_id)
+            await self.drop_snapshot(m.user_id, portfolio_id)
         return await self.snapshot(m.user_id, portfolio_id)
 
     async def delete_portfolio(self, m: Mutation, portfolio_id: uuid.UUID) -> None:
-        async with self._changing(m.user_id):
-            async with self._pool.connection() as conn, conn.transaction():
+        async with self.changing(m.user_id):
+            async with self.pool.connection() as conn, conn.transaction():
                 row = await store.portfolio_for_update(conn, m.user_id, portfolio_id)
                 if row is None:
                     raise not_found()
@@ -652,13 +652,13 @@ class BookService:
                     aggregate_id=portfolio_id,
                     payload={"portfolio_id": portfolio_id, "by": m.actor_id},
                 )
-            await self._cache_drop(m.user_id, portfolio_id)
+            await self.drop_snapshot(m.user_id, portfolio_id)
 
     async def move_cash(
         self, m: Mutation, portfolio_id: uuid.UUID, amount: Decimal, description: str | None
     ) -> tuple[int, Any]:
         """Deposit (amount > 0) or withdraw (amount < 0); never below zero, never twice for one key."""
-        return await self._idempotent(
+        return await self.idempotent(
             m, portfolio_id, lambda conn, row: self._cash(conn, m, row, amount, description)
         )
 
@@ -719,7 +719,7 @@ class BookService:
                 f"acquired_at {lot['acquired_at']} is after today's market date {today}.",
                 [{"field": "body.acquired_at", "message": "must not be in the future"}],
             )
-        return await self._idempotent(m, portfolio_id, lambda conn, row: self._lot(conn, m, row, lot))
+        return await self.idempotent(m, portfolio_id, lambda conn, row: self._lot(conn, m, row, lot))
 
     async def _lot(
         self, conn: store.Conn, m: Mutation, row: dict[str, Any], lot: Mapping[str, Any]
@@ -766,14 +766,14 @@ class BookService:
             }
         )
 
-    async def _idempotent(self, m: Mutation, portfolio_id: uuid.UUID, work: Any) -> tuple[int, Any]:
+    async def idempotent(self, m: Mutation, portfolio_id: uuid.UUID, work: Any) -> tuple[int, Any]:
         if not m.idempotency_key:
             raise ServiceError(
                 400, "IDEMPOTENCY_KEY_REQUIRED", "This request needs an Idempotency-Key header."
             )
         fingerprint = idempotency.request_hash(m.method, m.path, m.body)
-        async with self._changing(m.user_id):
-            async with self._pool.connection() as conn, conn.transaction():
+        async with self.changing(m.user_id):
+            async with self.pool.connection() as conn, conn.transaction():
                 claimed = await idempotency.claim(
                     conn,
                     user_id=m.user_id,
@@ -795,7 +795,7 @@ class BookService:
                     raise not_found()
                 status, body = await work(conn, row)
                 await idempotency.complete(conn, claimed, status=status, body=body)
-            await self._cache_drop(m.user_id, portfolio_id)
+            await self.drop_snapshot(m.user_id, portfolio_id)
             return status, body
 
     # Cache ---------------------------------------------------------------------------------------
@@ -810,7 +810,7 @@ class BookService:
         except REDIS_DOWN as exc:
             log.warning("snapshot_cache_unavailable", error=str(exc))
 
-    async def _cache_drop(self, user_id: uuid.UUID, portfolio_id: uuid.UUID) -> None:
+    async def drop_snapshot(self, user_id: uuid.UUID, portfolio_id: uuid.UUID) -> None:
         if self._redis is None:
             return
         try:

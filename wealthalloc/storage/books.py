@@ -172,12 +172,24 @@ async def insert_lot(
     cost_basis: Decimal,
     acquired_at: date,
     source: str,
+    opened_by_fill_id: uuid.UUID | None = None,
 ) -> Row:
     cur = await conn.execute(
         """INSERT INTO lots (portfolio_id, symbol, shares, original_shares, cost_basis, adjusted_basis,
-                             acquired_at, holding_period_start, source)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING *""",
-        (portfolio_id, symbol, shares, shares, cost_basis, cost_basis, acquired_at, acquired_at, source),
+                             acquired_at, holding_period_start, source, opened_by_fill_id)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING *""",
+        (
+            portfolio_id,
+            symbol,
+            shares,
+            shares,
+            cost_basis,
+            cost_basis,
+            acquired_at,
+            acquired_at,
+            source,
+            opened_by_fill_id,
+        ),
     )
     row = await cur.fetchone()
     assert row is not None

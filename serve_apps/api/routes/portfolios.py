@@ -1,6 +1,6 @@
 """Portfolios: the book a person sees, changed only through the shard that owns it.
 
-Every route that names a portfolio starts from :func:`_owner_checked`: someone
+Every route that names a portfolio starts from :func:`owner_checked`: someone
 else's portfolio is 404 to an investor and read-only to a linked advisor
 (``serve_apps.api.deps.require_access``). Reads come from the Redis snapshot
 when it is there and of today's market date, else from the owning shard.
@@ -37,7 +37,7 @@ Symbol = Annotated[
 MAX_OWNERS_REMEMBERED = 100_000
 
 
-async def _owner_checked(
+async def owner_checked(
     res: Resources, principal: Principal, portfolio_id: uuid.UUID, *, write: bool
 ) -> uuid.UUID:
     owner = res.portfolio_owners.get(portfolio_id)
@@ -112,7 +112,7 @@ async def list_portfolios(
 async def read_portfolio(
     portfolio_id: uuid.UUID, principal: CurrentPrincipal, request: Request, res: ResourcesDep
 ) -> JSONResponse:
-    owner = await _owner_checked(res, principal, portfolio_id, write=False)
+    owner = await owner_checked(res, principal, portfolio_id, write=False)
     return success(request, await _snapshot(res, owner, portfolio_id))
 
 
@@ -120,7 +120,7 @@ async def read_portfolio(
 async def holdings(
     portfolio_id: uuid.UUID, principal: CurrentPrincipal, request: Request, res: ResourcesDep
 ) -> JSONResponse:
-    owner = await _owner_checked(res, principal, portfolio_id, write=False)
+    owner = await owner_checked(res, principal, portfolio_id, write=False)
     return success(request, (await _snapshot(res, owner, portfolio_id))["holdings"])
 
 
@@ -132,7 +132,7 @@ async def lots(
     res: ResourcesDep,
     symbol: Annotated[Symbol | None, Query()] = None,
 ) -> JSONResponse:
-    owner = await _owner_checked(res, principal, portfolio_id, write=False)
+    owner = await owner_checked(res, principal, portfolio_id, write=False)
     return success(request, await res.shards.call(owner, "lots", owner, portfolio_id, symbol))
 
 
@@ -181,7 +181,7 @@ async def update_portfolio(
     request: Request,
     res: ResourcesDep,
 ) -> JSONResponse:
-    owner = await _owner_checked(res, principal, portfolio_id, write=True)
+    owner = await owner_checked(res, principal, portfolio_id, write=True)
     changes = body.model_dump(exclude_unset=True)
     if not changes or any(v is None for v in changes.values()):
         raise ApiError(400, "VALIDATION_ERROR", "Give at least one field to change, none of them null.")
@@ -193,7 +193,7 @@ async def update_portfolio(
 async def delete_portfolio(
     portfolio_id: uuid.UUID, principal: CurrentPrincipal, request: Request, res: ResourcesDep
 ) -> Response:
-    owner = await _owner_checked(res, principal, portfolio_id, write=True)
+    owner = await owner_checked(res, principal, portfolio_id, write=True)
     await res.shards.call(
         owner, "delete_portfolio", _mutation(request, principal, owner, None, None), portfolio_id
     )
@@ -217,7 +217,7 @@ async def move_cash(
     res: ResourcesDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    owner = await _owner_checked(res, principal, portfolio_id, write=True)
+    owner = await owner_checked(res, principal, portfolio_id, write=True)
     _require_key(idempotency_key)
     m = _mutation(request, principal, owner, idempotency_key, body.model_dump(mode="json"))
     outcome = await res.shards.outcome(owner, "move_cash", m, portfolio_id, body.amount, body.description)
@@ -251,7 +251,7 @@ async def import_lot(
     res: ResourcesDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    owner = await _owner_checked(res, principal, portfolio_id, write=True)
+    owner = await owner_checked(res, principal, portfolio_id, write=True)
     _require_key(idempotency_key)
     m = _mutation(request, principal, owner, idempotency_key, body.model_dump(mode="json"))
     outcome = await res.shards.outcome(owner, "import_lot", m, portfolio_id, body.model_dump())
@@ -282,7 +282,7 @@ async def performance(
     end: date | None = None,
     benchmark: Annotated[Symbol, Query()] = "SPX",
 ) -> JSONResponse:
-    owner = await _owner_checked(res, principal, portfolio_id, write=False)
+    owner = await owner_checked(res, principal, portfolio_id, write=False)
     data = await res.shards.call(owner, "call", "performance", owner, portfolio_id, start, end, benchmark)
     return success(request, data)
 
@@ -291,7 +291,7 @@ async def performance(
 async def allocation(
     portfolio_id: uuid.UUID, principal: CurrentPrincipal, request: Request, res: ResourcesDep
 ) -> JSONResponse:
-    owner = await _owner_checked(res, principal, portfolio_id, write=False)
+    owner = await owner_checked(res, principal, portfolio_id, write=False)
     return success(request, await res.shards.call(owner, "call", "allocation", owner, portfolio_id))
 
 
@@ -316,14 +316,14 @@ async def rebalance(
 ) -> JSONResponse:
     body = body or RebalanceBody()
     if not body.dry_run:
-        owner = await _owner_checked(res, principal, portfolio_id, write=True)
+        owner = await owner_checked(res, principal, portfolio_id, write=True)
         raise ApiError(
             409,
             "ORDER_PLACEMENT_UNAVAILABLE",
             "Placing rebalancing orders needs the trading service, which this deployment does not run yet; "
             "send dry_run: true to get the orders.",
         )
-    owner = await _owner_checked(res, principal, portfolio_id, write=False)
+    owner = await owner_checked(res, principal, portfolio_id, write=False)
     data = await res.shards.call(
         owner, "call", "rebalance", owner, portfolio_id, body.drift_band, body.whole_shares
     )

@@ -1,0 +1,285 @@
+"""``BrokerGateway``: the one Ray actor that talks to the broker, and routes what it hears back.
+
+It owns the broker connection (the paper broker by default, Interactive
+Brokers when configured), sends the orders the shards hand it, and delivers
+every fill and status change to the shard that owns the order's user, which
+applies it exactly once. PostgreSQL is its memory: at start it takes back the
+open orders of record (and, for IBKR, reconciles them against the venue),
+and its sweep sends any order that was recorded while it was away. It can
+therefore die at any moment between placing and filling; its successor
+finds the order open and picks it up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import ray
+
+from actors.shard_router import ShardRouter
+from wealthalloc.brokers.base import (
+    Broker,
+    BrokerUnavailable,
+    Execution,
+    OrderRejected,
+    Quote,
+    StatusChange,
+    Ticket,
+)
+from wealthalloc.brokers.paper import PaperBroker, commission_model, quote_from_close
+from wealthalloc.config import Settings
+from wealthalloc.logging import configure_logging, get_logger
+from wealthalloc.marketdata import MarketClock, MarketDataError, PriceHistory
+from wealthalloc.storage import orders as order_store
+from wealthalloc.storage.postgres import AsyncPool, async_pool
+
+log = get_logger(__name__)
+
+GATEWAY_NAME = "broker-gateway"
+SWEEP_AFTER_S = 3.0
+
+
+class ShardSink:
+    """Delivers the broker's news to the owning shard; raises when the shard refused or is away,
+    so the broker does not count it as delivered and says it again."""
+
+    def __init__(self, router: ShardRouter) -> None:
+        self._router = router
+        self.delivered = 0
+
+    async def execution(self, ticket: Ticket, execution: Execution) -> None:
+        await self._router.call(ticket.user_id, "apply_execution", ticket.user_id, execution)
+        self.delivered += 1
+
+    async def status_change(self, ticket: Ticket, change: StatusChange) -> None:
+        await self._router.call(ticket.user_id, "apply_status", ticket.user_id, change)
+
+
+class BrokerGateway:
+    def __init__(self, overrides: Mapping[str, Any]) -> None:
+        self.settings = Settings(**dict(overrides))
+        configure_logging(self.settings.log_level, self.settings.log_format)
+        self._router = ShardRouter(self.settings)
+        self._sink = ShardSink(self._router)
+        self._pool: AsyncPool | None = None
+        self._broker: Broker | None = None
+        self._prices: PriceHistory | None = None
+        self._clock: MarketClock | None = None
+        self._in_flight: set[Any] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._started = asyncio.Event()
+        self._last_tick = 0.0
+        self._adopted = False
+        self._counts = {"submitted": 0, "rejected": 0, "swept": 0, "fills": 0}
+
+    # Life ----------------------------------------------------------------------------------------
+
+    async def start(self) -> bool:
+        """Idempotent; every call into the gateway runs it, so an instance Ray restarted after a crash
+        (which runs ``__init__`` only) starts at its first call."""
+        if self._task is not None:
+            await self._started.wait()
+            return False
+        self._task = asyncio.create_task(self._run())
+        await self._started.wait()
+        return True
+
+    async def _run(self) -> None:
+        settings = self.settings
+        try:
+            self._pool = async_pool(settings, name="broker-gateway")
+            await self._pool.open(wait=False)
+            self._prices = PriceHistory(settings.prices_dir)
+            self._clock = MarketClock(self._prices.trading_days(), pinned=settings.market_clock_date)
+            self._broker = self._make_broker()
+            await self._broker.start()
+            await self._adopt_working_orders()
+            self._adopted = True
+        except Exception as exc:  # answer calls anyway (as unavailable); the tick loop retries adoption
+            log.error("gateway_start_incomplete", error=repr(exc))
+        finally:
+            self._started.set()
+        log.info("broker_gateway_started", broker=self.settings.broker)
+        while True:
+            try:
+                await self._tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database or a shard is away: keep ticking
+                log.warning("gateway_tick_failed", error=repr(exc))
+            await asyncio.sleep(settings.broker_tick_seconds)
+
+    def _make_broker(self) -> Broker:
+        if self.settings.broker == "ibkr":
+            from wealthalloc.brokers.ibkr import IbkrBroker
+
+            return IbkrBroker(self.settings, self._sink, self._working_tickets)
+        return PaperBroker(
+            sink=self._sink,
+            quote=self._paper_quote,
+            today=self._today,
+            commission=commission_model(self.settings),
+            max_fill_notional=self.settings.paper_max_fill_notional,
+        )
+
+    async def _working_tickets(self) -> Sequence[Ticket]:
+        assert self._pool is not None
+        async with self._pool.connection() as conn:
+            rows = await order_store.working_orders(conn, self.settings.broker)
+        return [Ticket.from_row(r) for r in rows]
+
+    async def _adopt_working_orders(self) -> None:
+        """Take back the orders of record the broker holds, and settle what happened while away."""
+        assert self._broker is not None
+        tickets = await self._working_tickets()
+        found = await self._broker.reconcile(tickets)
+        by_id = {t.order_id: t for t in tickets}
+        for execution in found.executions:
+            if execution.order_id in by_id:
+                await self._sink.execution(by_id[execution.order_id], execution)
+        for change in found.status_changes:
+            if change.order_id in by_id:
+                await self._sink.status_change(by_id[change.order_id], change)
+        log.info("gateway_adopted_orders", orders=len(tickets), executions=len(found.executions))
+
+    async def _tick(self) -> None:
+        if not self._adopted and self._broker is not None:
+            await self._adopt_working_orders()
+            self._adopted = True
+        await self._sweep_pending()
+        if isinstance(self._broker, PaperBroker):
+            self._counts["fills"] += await self._broker.tick()
+        self._last_tick = time.time()
+
+    async def _sweep_pending(self) -> None:
+        """Send orders recorded while the gateway was away or the hand-off failed."""
+        assert self._pool is not None
+        async with self._pool.connection() as conn:
+            rows = await order_store.pending_orders(conn, older_than_s=SWEEP_AFTER_S)
+        for row in rows:
+            if row["id"] in self._in_flight:
+                continue
+            self._counts["swept"] += 1
+            await self.submit(Ticket.from_row(row))
+
+    # Orders --------------------------------------------------------------------------------------
+
+    async def submit(self, ticket: Ticket) -> None:
+        """Send an order and record that the broker has it; a paper order gets its first chance to fill."""
+        await self.start()
+        if self._broker is None:
+            raise BrokerUnavailable("the broker gateway could not start its broker")
+        if ticket.order_id in self._in_flight:
+            return
+        self._in_flight.add(ticket.order_id)
+        try:
+            try:
+                broker_order_id = await self._broker.place(ticket)
+            except OrderRejected as exc:
+                self._counts["rejected"] += 1
+                await self._sink.status_change(
+                    ticket, StatusChange(ticket.order_id, "rejected", None, exc.reason)
+                )
+                return
+            except BrokerUnavailable as exc:
+                log.warning("order_not_sent", order_id=str(ticket.order_id), error=str(exc))
+                return  # stays pending; the sweep tries again
+            self._counts["submitted"] += 1
+            await self._sink.status_change(
+                ticket, StatusChange(ticket.order_id, "submitted", broker_order_id)
+            )
+            if isinstance(self._broker, PaperBroker):
+                self._counts["fills"] += await self._broker.step(ticket.order_id)
+        finally:
+            self._in_flight.discard(ticket.order_id)
+
+    async def cancel(self, ticket: Ticket) -> None:
+        await self.start()
+        if self._broker is None:
+            raise BrokerUnavailable("the broker gateway could not start its broker")
+        while ticket.order_id in self._in_flight:  # let a send in progress finish first
+            await asyncio.sleep(0.01)
+        if ticket.broker_order_id is None and ticket.order_id not in self._in_flight:
+            fresh = await self._fresh(ticket)
+            if fresh is None or fresh.broker_order_id is None:
+                # Never reached a broker: cancelling is ours alone.
+                await self._sink.status_change(
+                    ticket, StatusChange(ticket.order_id, "cancelled", None, "cancelled by user")
+                )
+                return
+            ticket = fresh
+        await self._broker.cancel(ticket)
+
+    async def _fresh(self, ticket: Ticket) -> Ticket | None:
+        assert self._pool is not None
+        async with self._pool.connection() as conn:
+            row = await order_store.order(conn, ticket.order_id)
+        return None if row is None else Ticket.from_row(row)
+
+    # Market data ---------------------------------------------------------------------------------
+
+    def _today(self) -> Any:
+        assert self._clock is not None
+        return self._clock.today()
+
+    def _paper_quote(self, symbol: str) -> Quote:
+        assert self._prices is not None
+        try:
+            close = self._prices.close_on(symbol, self._today())
+        except MarketDataError as exc:
+            raise LookupError(str(exc)) from exc
+        return quote_from_close(symbol, close, self.settings.paper_spread_bps, datetime.now(UTC))
+
+    async def quote(self, symbol: str) -> Quote:
+        await self.start()
+        broker: Any = self._broker
+        if hasattr(broker, "quote"):
+            raw = await broker.quote(symbol)
+            return Quote(
+                symbol=symbol,
+                bid=raw["bid"],
+                ask=raw["ask"],
+                last=raw["last"],
+                timestamp=raw["timestamp"],
+                source="ibkr",
+            )
+        return self._paper_quote(symbol)
+
+    # Operations ----------------------------------------------------------------------------------
+
+    async def health(self) -> dict[str, Any]:
+        if self._task is None:
+            asyncio.create_task(self.start())
+        if not self._started.is_set() or self._broker is None:
+            return {"status": "degraded", "broker": self.settings.broker, "detail": "starting"}
+        state = self._broker.health()
+        return {
+            "status": state.status,
+            "broker": self._broker.name,
+            "detail": state.detail,
+            "last_tick_age_s": round(time.time() - self._last_tick, 3) if self._last_tick else None,
+            "counts": dict(self._counts),
+        }
+
+
+RemoteBrokerGateway = ray.remote(BrokerGateway)
+
+
+def gateway_handle(settings: Settings, overrides: Mapping[str, Any]) -> Any:
+    """The cluster's broker gateway, created and started when it is not running yet."""
+    handle: Any = RemoteBrokerGateway.options(
+        name=GATEWAY_NAME,
+        namespace=settings.ray_namespace,
+        lifetime="detached",
+        get_if_exists=True,
+        max_restarts=-1,
+        max_task_retries=-1,
+        num_cpus=0,
+        max_concurrency=1000,
+    ).remote(overrides)
+    handle.start.remote()
+    return handle

@@ -1,0 +1,157 @@
+"""Orders: placed through the shard that owns the portfolio, read straight from PostgreSQL.
+
+A POST needs an ``Idempotency-Key``: the same key returns the same order
+(Serve's proxy may deliver a POST twice), the same key with another body is
+409. Someone else's order is 404, as a portfolio is.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from serve_apps.api.deps import CurrentPrincipal, ResourcesDep, require_access
+from serve_apps.api.envelope import ApiError, success
+from serve_apps.api.routes.portfolios import IdempotencyKey, Symbol, _mutation, _require_key, owner_checked
+from serve_apps.api.schemas import OrderQuantity, PositivePrice
+from wealthalloc.portfolios.trading import describe
+from wealthalloc.storage import orders as order_store
+
+router = APIRouter(prefix="/api/v1", tags=["trades"])
+
+OrderStatus = Literal[
+    "open", "pending", "submitted", "partially_filled", "filled", "cancelled", "rejected", "expired"
+]
+
+
+class TradeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    portfolio_id: uuid.UUID
+    symbol: Symbol
+    side: Literal["buy", "sell"]
+    quantity: OrderQuantity = Field(description='Shares as a decimal string, e.g. "10" or "2.5"')
+    order_type: Literal["market", "limit", "stop", "stop_limit"] = "market"
+    limit_price: PositivePrice | None = None
+    stop_price: PositivePrice | None = None
+    time_in_force: Literal["day", "gtc"] = "day"
+    lot_method: Literal["fifo", "hifo", "specific"] | None = Field(
+        default=None, description="Sells only: override the portfolio's lot relief method"
+    )
+    lot_ids: list[uuid.UUID] | None = Field(
+        default=None, max_length=200, description="Sells only: the lots to sell (specific identification)"
+    )
+
+
+async def _place(
+    body: TradeBody, principal: Any, request: Request, res: Any, key: str | None
+) -> JSONResponse:
+    owner = await owner_checked(res, principal, body.portfolio_id, write=True)
+    _require_key(key)
+    m = _mutation(request, principal, owner, key, body.model_dump(mode="json"))
+    spec = body.model_dump(exclude={"portfolio_id"})
+    outcome = await res.shards.outcome(owner, "place_order", m, body.portfolio_id, spec)
+    data = outcome.unwrap()
+    res.metrics.trades.labels(body.side, body.order_type).inc()
+    return success(request, data, status_code=outcome.status, links={"order": f"/api/v1/trades/{data['id']}"})
+
+
+@router.post("/trades", status_code=201, summary="Place an order (needs an Idempotency-Key)")
+async def place_order(
+    body: TradeBody,
+    principal: CurrentPrincipal,
+    request: Request,
+    res: ResourcesDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    return await _place(body, principal, request, res, idempotency_key)
+
+
+@router.post("/trade", status_code=201, summary="Place an order (alias of POST /trades)")
+async def place_order_alias(
+    body: TradeBody,
+    principal: CurrentPrincipal,
+    request: Request,
+    res: ResourcesDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    return await _place(body, principal, request, res, idempotency_key)
+
+
+def _cursor(row: dict[str, Any]) -> str:
+    raw = f"{row['created_date'].isoformat()}|{row['id']}".encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def _after(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
+    if not cursor:
+        return None
+    try:
+        at, _, ident = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        return datetime.fromisoformat(at), uuid.UUID(ident)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "VALIDATION_ERROR", "cursor is not one this API gave out.") from exc
+
+
+@router.get("/trades", summary="My orders, newest first")
+async def list_orders(
+    principal: CurrentPrincipal,
+    request: Request,
+    res: ResourcesDep,
+    portfolio_id: uuid.UUID | None = None,
+    status: OrderStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> JSONResponse:
+    owner = principal.user_id
+    if portfolio_id is not None:
+        owner = await owner_checked(res, principal, portfolio_id, write=False)
+    assert res.pool is not None
+    async with res.pool.connection() as conn:
+        rows = await order_store.list_orders(
+            conn, user_id=owner, portfolio_id=portfolio_id, status=status, limit=limit, before=_after(cursor)
+        )
+    links = {"next": f"{request.url.path}?{_next_query(request, rows[-1])}"} if len(rows) == limit else {}
+    return success(request, [describe(r, []) | {"fills": None} for r in rows], links=links)
+
+
+def _next_query(request: Request, last: dict[str, Any]) -> str:
+    params = dict(request.query_params)
+    params["cursor"] = _cursor(last)
+    return "&".join(f"{k}={v}" for k, v in params.items())
+
+
+async def _order_of(res: Any, principal: Any, order_id: uuid.UUID, *, write: bool) -> dict[str, Any]:
+    assert res.pool is not None
+    async with res.pool.connection() as conn:
+        row = await order_store.order(conn, order_id)
+    if row is None:
+        raise ApiError(404, "NOT_FOUND", "No such order.")
+    await require_access(res, principal, row["user_id"], write=write, what="order")
+    return row
+
+
+@router.get("/trades/{order_id}", summary="One order with its fills")
+async def read_order(
+    order_id: uuid.UUID, principal: CurrentPrincipal, request: Request, res: ResourcesDep
+) -> JSONResponse:
+    row = await _order_of(res, principal, order_id, write=False)
+    async with res.pool.connection() as conn:  # type: ignore[union-attr]
+        fills = await order_store.fills_of(conn, order_id)
+    return success(request, describe(row, fills))
+
+
+@router.delete("/trades/{order_id}", summary="Cancel an open order")
+async def cancel_order(
+    order_id: uuid.UUID, principal: CurrentPrincipal, request: Request, res: ResourcesDep
+) -> JSONResponse:
+    row = await _order_of(res, principal, order_id, write=True)
+    owner = row["user_id"]
+    m = _mutation(request, principal, owner, None, None)
+    return success(request, await res.shards.call(owner, "cancel_order", m, order_id))

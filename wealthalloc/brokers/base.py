@@ -1,0 +1,171 @@
+"""What every broker speaks: tickets in, executions and status changes out.
+
+The platform's order of record lives in PostgreSQL; a broker only ever sees a
+``Ticket`` (our order id travels with it, as IB's ``orderRef``) and answers
+through the ``BrokerSink`` it was built with. An ``Execution`` carries a
+``fill_id`` that is the same every time the broker reports the same execution
+(IB's execId, the paper broker's order id and step), which is what lets the
+shard apply a fill exactly once however often it hears of it: after a
+reconnect, a restart of the gateway, or a reconciliation.
+
+Errors say whether the order may have reached the venue: ``BrokerUnavailable``
+means it provably did not (safe to retry or leave pending), ``OrderRejected``
+means the venue said no. Anything else is an unknown outcome and is settled
+by reconciliation, never by resending.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Literal, Protocol
+
+Side = Literal["buy", "sell"]
+OrderType = Literal["market", "limit", "stop", "stop_limit"]
+TimeInForce = Literal["day", "gtc"]
+OPEN_STATUSES = ("pending", "submitted", "partially_filled")
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """An order as a broker needs it; ``filled_quantity`` is what we already hold fills for."""
+
+    order_id: uuid.UUID
+    user_id: uuid.UUID
+    portfolio_id: uuid.UUID
+    symbol: str
+    side: Side
+    quantity: Decimal
+    order_type: OrderType
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+    time_in_force: TimeInForce = "day"
+    filled_quantity: Decimal = Decimal(0)
+    broker_order_id: str | None = None
+    created_at: datetime | None = None
+    # A buy never fills above this (price protection); None for sells.
+    price_cap: Decimal | None = None
+    # The trading day the order was placed on: a day order expires once the market clock passes it.
+    market_date: date | None = None
+
+    @property
+    def remaining(self) -> Decimal:
+        return self.quantity - self.filled_quantity
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Ticket:
+        return cls(
+            order_id=row["id"],
+            user_id=row["user_id"],
+            portfolio_id=row["portfolio_id"],
+            symbol=row["symbol"],
+            side=row["side"],
+            quantity=row["quantity"],
+            order_type=row["order_type"],
+            limit_price=row.get("limit_price"),
+            stop_price=row.get("stop_price"),
+            time_in_force=row.get("time_in_force", "day"),
+            filled_quantity=row.get("filled_quantity", Decimal(0)),
+            broker_order_id=row.get("broker_order_id"),
+            created_at=row.get("created_date"),
+            price_cap=row.get("price_cap"),
+            market_date=row.get("market_date"),
+        )
+
+
+@dataclass(frozen=True)
+class Execution:
+    """One fill, as the broker reported it. ``fill_id`` is stable across re-reports."""
+
+    fill_id: str
+    order_id: uuid.UUID
+    quantity: Decimal
+    price: Decimal
+    commission: Decimal
+    executed_at: datetime
+    broker_exec_id: str | None = None
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    """A change of an order's state that is not a fill: accepted, cancelled, rejected, expired."""
+
+    order_id: uuid.UUID
+    status: Literal["submitted", "cancelled", "rejected", "expired"]
+    broker_order_id: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Quote:
+    """Top of book for a symbol; ``stale`` when it is the last cached quote after a provider failed."""
+
+    symbol: str
+    bid: Decimal
+    ask: Decimal
+    last: Decimal
+    timestamp: datetime
+    source: str
+    stale: bool = False
+
+
+@dataclass(frozen=True)
+class BrokerHealth:
+    status: Literal["healthy", "degraded", "down"]
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    """What the broker knows after a reconnect, to compare with the order book of record."""
+
+    executions: Sequence[Execution] = ()
+    status_changes: Sequence[StatusChange] = ()
+    positions: dict[str, Decimal] = field(default_factory=dict)
+
+
+class BrokerError(Exception):
+    pass
+
+
+class BrokerUnavailable(BrokerError):
+    """The order provably did not reach the venue (not connected, breaker open)."""
+
+
+class OrderRejected(BrokerError):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class BrokerSink(Protocol):
+    """Where a broker sends what happens to orders; the gateway routes it to the owning shard."""
+
+    async def execution(self, ticket: Ticket, execution: Execution) -> None: ...
+
+    async def status_change(self, ticket: Ticket, change: StatusChange) -> None: ...
+
+
+class Broker(Protocol):
+    name: str
+
+    async def start(self) -> None:
+        """Connect (or be ready); a broker that cannot connect starts anyway and reports ``down``."""
+        ...
+
+    async def close(self) -> None: ...
+
+    async def place(self, ticket: Ticket) -> str:
+        """Send the order; the broker's order id. Raises BrokerUnavailable or OrderRejected."""
+        ...
+
+    async def cancel(self, ticket: Ticket) -> None: ...
+
+    async def reconcile(self, open_tickets: Sequence[Ticket]) -> Reconciliation:
+        """Executions and final states of these orders that the sink may not have heard of."""
+        ...
+
+    def health(self) -> BrokerHealth: ...

@@ -1,0 +1,207 @@
+"""``PaperBroker``: the embedded default, filling orders at the market clock's prices.
+
+It behaves like a venue, not like a shortcut: market orders take the quoted
+ask or bid (the close plus or minus half the spread), limit orders wait until
+the quote crosses their price, stops wait for the last price to reach them and
+then act as a market (or limit) order, buys never fill above their price cap,
+large orders fill in parts (at most ``max_fill_notional`` per step, one step
+per tick), day orders expire when the clock moves past their day, and every
+fill pays the commission model.
+
+Its book of open orders is only a cache of the platform's open orders in
+PostgreSQL (the gateway hands them back after a restart), and the id of each
+fill is derived from the order and how much of it was already filled, so a
+fill that is emitted again after a crash carries the same id and is applied
+once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import UTC, date, datetime
+from decimal import ROUND_DOWN, ROUND_UP, Decimal
+
+from wealthalloc.brokers.base import (
+    BrokerHealth,
+    BrokerSink,
+    Execution,
+    OrderRejected,
+    Quote,
+    Reconciliation,
+    StatusChange,
+    Ticket,
+)
+from wealthalloc.config import Settings
+from wealthalloc.domain.money import SHARE_PLACES
+from wealthalloc.domain.orders import CommissionModel
+from wealthalloc.logging import get_logger
+
+log = get_logger(__name__)
+
+QuoteSource = Callable[[str], Quote]
+
+
+def commission_model(settings: Settings) -> CommissionModel:
+    """The commission every fill pays (IBKR's fixed schedule by default), from the settings."""
+    return CommissionModel(
+        per_share=settings.paper_commission_per_share,
+        minimum=settings.paper_commission_minimum,
+        max_fraction=settings.paper_commission_max_pct,
+    )
+
+
+def quote_from_close(symbol: str, close: Decimal, spread_bps: Decimal, at: datetime) -> Quote:
+    """A two-sided quote around a close: the paper market's only view of a day."""
+    half = close * spread_bps / Decimal(20_000)
+    cent = Decimal("0.01")
+    bid = max((close - half).quantize(cent, rounding=ROUND_DOWN), cent)
+    ask = (close + half).quantize(cent, rounding=ROUND_UP)
+    return Quote(symbol=symbol, bid=bid, ask=ask, last=close, timestamp=at, source="paper")
+
+
+class PaperBroker:
+    name = "paper"
+
+    def __init__(
+        self,
+        *,
+        sink: BrokerSink,
+        quote: QuoteSource,
+        today: Callable[[], date],
+        commission: CommissionModel,
+        max_fill_notional: Decimal,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._sink = sink
+        self._quote = quote
+        self._today = today
+        self._commission = commission
+        self._max_notional = max_fill_notional
+        self._now = now
+        self._open: dict[uuid.UUID, Ticket] = {}
+        self._triggered: set[uuid.UUID] = set()
+        self._locks: dict[uuid.UUID, asyncio.Lock] = {}
+        self.fills_emitted = 0
+
+    async def start(self) -> None:
+        log.info("paper_broker_ready")
+
+    async def close(self) -> None:
+        self._open.clear()
+
+    def health(self) -> BrokerHealth:
+        return BrokerHealth("healthy", {"broker": "paper", "open_orders": len(self._open)})
+
+    @property
+    def open_orders(self) -> int:
+        return len(self._open)
+
+    async def place(self, ticket: Ticket) -> str:
+        try:
+            self._quote(ticket.symbol)
+        except LookupError as exc:
+            raise OrderRejected(f"no market for {ticket.symbol}") from exc
+        self._open.setdefault(ticket.order_id, ticket)
+        return f"paper-{ticket.order_id}"
+
+    async def cancel(self, ticket: Ticket) -> None:
+        async with self._lock(ticket.order_id):
+            self._forget(ticket.order_id)
+            await self._sink.status_change(
+                ticket,
+                StatusChange(ticket.order_id, "cancelled", ticket.broker_order_id, "cancelled by user"),
+            )
+
+    async def reconcile(self, open_tickets: Sequence[Ticket]) -> Reconciliation:
+        """Take the platform's open orders back after a restart; the paper venue has nothing else."""
+        for ticket in open_tickets:
+            if ticket.remaining > 0:
+                self._open[ticket.order_id] = ticket
+        return Reconciliation()
+
+    async def tick(self) -> int:
+        """One step for every open order; the number of fills emitted."""
+        results = await asyncio.gather(
+            *(self.step(order_id) for order_id in list(self._open)), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                log.warning("paper_step_failed", error=repr(result))
+        return sum(r for r in results if isinstance(r, int))
+
+    async def step(self, order_id: uuid.UUID) -> int:
+        """Fill, expire or leave one order as the market stands now; 1 when it filled."""
+        async with self._lock(order_id):
+            ticket = self._open.get(order_id)
+            if ticket is None:
+                return 0
+            today = self._today()
+            if (
+                ticket.time_in_force == "day"
+                and ticket.market_date is not None
+                and today > ticket.market_date
+            ):
+                self._forget(order_id)
+                await self._sink.status_change(
+                    ticket, StatusChange(order_id, "expired", ticket.broker_order_id, "day order expired")
+                )
+                return 0
+            try:
+                quote = self._quote(ticket.symbol)
+            except LookupError:
+                return 0
+            price = self._fill_price(ticket, quote)
+            if price is None:
+                return 0
+            quantity = self._step_quantity(ticket.remaining, price)
+            execution = Execution(
+                fill_id=f"paper:{order_id}:{ticket.filled_quantity.normalize():f}",
+                order_id=order_id,
+                quantity=quantity,
+                price=price,
+                commission=self._commission(quantity, price),
+                executed_at=self._now(),
+            )
+            await self._sink.execution(ticket, execution)
+            self.fills_emitted += 1
+            advanced = replace(ticket, filled_quantity=ticket.filled_quantity + quantity)
+            if advanced.remaining > 0:
+                self._open[order_id] = advanced
+            else:
+                self._forget(order_id)
+            return 1
+
+    def _fill_price(self, ticket: Ticket, quote: Quote) -> Decimal | None:
+        kind = ticket.order_type
+        if kind in ("stop", "stop_limit") and ticket.order_id not in self._triggered:
+            assert ticket.stop_price is not None
+            hit = quote.last >= ticket.stop_price if ticket.side == "buy" else quote.last <= ticket.stop_price
+            if not hit:
+                return None
+            self._triggered.add(ticket.order_id)
+        limit = ticket.limit_price if kind in ("limit", "stop_limit") else None
+        if ticket.side == "buy":
+            ceilings = [x for x in (limit, ticket.price_cap) if x is not None]
+            return None if ceilings and quote.ask > min(ceilings) else quote.ask
+        return None if limit is not None and quote.bid < limit else quote.bid
+
+    def _step_quantity(self, remaining: Decimal, price: Decimal) -> Decimal:
+        if remaining * price <= self._max_notional:
+            return remaining
+        whole = (self._max_notional / price).to_integral_value(rounding=ROUND_DOWN)
+        step = max(whole, Decimal(1))
+        return min(step, remaining).quantize(Decimal(1).scaleb(-SHARE_PLACES))
+
+    def _lock(self, order_id: uuid.UUID) -> asyncio.Lock:
+        lock = self._locks.get(order_id)
+        if lock is None:
+            lock = self._locks[order_id] = asyncio.Lock()
+        return lock
+
+    def _forget(self, order_id: uuid.UUID) -> None:
+        self._open.pop(order_id, None)
+        self._triggered.discard(order_id)
+        self._locks.pop(order_id, None)

@@ -1,0 +1,101 @@
+"""Quotes through the Redis cache: fresh for ``ttl`` seconds, and the last one kept for bad days.
+
+``quote:{symbol}`` holds the quote for the cache's TTL (60 s). A second key,
+``quote:last:{symbol}``, keeps the most recent quote without expiry, so that
+when the provider fails the caller still gets a price, marked ``stale`` with
+its timestamp, instead of an error. A dead Redis makes quotes slower, never
+wrong: the provider is asked directly.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import redis.asyncio as aioredis
+import redis.exceptions
+
+from wealthalloc.brokers.base import Quote
+from wealthalloc.logging import get_logger
+
+log = get_logger(__name__)
+
+REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+Provider = Callable[[str], Awaitable[Quote]]
+
+
+class QuoteUnavailable(Exception):
+    """The provider failed and no quote was ever cached for the symbol."""
+
+
+def _dump(quote: Quote) -> str:
+    return json.dumps(
+        {
+            "symbol": quote.symbol,
+            "bid": str(quote.bid),
+            "ask": str(quote.ask),
+            "last": str(quote.last),
+            "timestamp": quote.timestamp.isoformat(),
+            "source": quote.source,
+        }
+    )
+
+
+def _load(raw: bytes | str, *, stale: bool) -> Quote:
+    data: dict[str, Any] = json.loads(raw)
+    return Quote(
+        symbol=data["symbol"],
+        bid=Decimal(data["bid"]),
+        ask=Decimal(data["ask"]),
+        last=Decimal(data["last"]),
+        timestamp=datetime.fromisoformat(data["timestamp"]),
+        source=data["source"],
+        stale=stale,
+    )
+
+
+class QuoteCache:
+    def __init__(self, redis: aioredis.Redis | None, provider: Provider, *, ttl_seconds: int = 60) -> None:
+        self._redis = redis
+        self._provider = provider
+        self._ttl = ttl_seconds
+
+    async def quote(self, symbol: str) -> tuple[Quote, bool]:
+        """The quote and whether it came from the cache."""
+        cached = await self._get(f"quote:{symbol}")
+        if cached is not None:
+            return _load(cached, stale=False), True
+        try:
+            fresh = await self._provider(symbol)
+        except Exception as exc:
+            last = await self._get(f"quote:last:{symbol}")
+            if last is None:
+                raise QuoteUnavailable(str(exc)) from exc
+            log.warning("quote_provider_failed_serving_stale", symbol=symbol, error=str(exc))
+            return _load(last, stale=True), True
+        await self._put(symbol, fresh)
+        return fresh, False
+
+    async def _get(self, key: str) -> bytes | str | None:
+        if self._redis is None:
+            return None
+        try:
+            value: bytes | str | None = await self._redis.get(key)
+            return value
+        except REDIS_DOWN:
+            return None
+
+    async def _put(self, symbol: str, quote: Quote) -> None:
+        if self._redis is None:
+            return
+        payload = _dump(quote)
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.set(f"quote:{symbol}", payload, ex=self._ttl)
+                pipe.set(f"quote:last:{symbol}", payload)
+                await pipe.execute()
+        except REDIS_DOWN as exc:
+            log.warning("quote_cache_unavailable", error=str(exc))

@@ -1,0 +1,488 @@
+"""The order desk of a shard: orders placed, fills and status changes applied, each exactly once.
+
+Placing an order is a change of the book like a deposit: under the user's
+lock, in one transaction, the Idempotency-Key is claimed, the pre-trade
+checks run against PostgreSQL (cash net of what open buys reserve, shares net
+of what open sells will take), and the order, its reservation and its event
+are written. Only after the commit is the order handed to the broker
+gateway; if that hand-off fails, the order waits as ``pending`` and the
+gateway's sweep sends it later. Nothing acknowledged depends on the hand-off.
+
+A fill changes lots, cash, the order and the trade record in one
+transaction, keyed by its ``fill_id``: the second delivery of the same fill
+finds the row and changes nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from wealthalloc.brokers.base import Execution, StatusChange, Ticket
+from wealthalloc.domain import orders as rules
+from wealthalloc.domain.lots import InsufficientShares, LotMethod, UnknownLot, relieve, term
+from wealthalloc.domain.money import money
+from wealthalloc.errors import ServiceError
+from wealthalloc.logging import get_logger
+from wealthalloc.portfolios.service import BookService, Mutation, jsonable, not_found
+from wealthalloc.storage import books as store
+from wealthalloc.storage import orders as order_store
+from wealthalloc.storage.outbox import add_event
+
+log = get_logger(__name__)
+
+TOPIC = "trades.executed"
+Handoff = Callable[[Ticket], Awaitable[None]]
+
+
+class OrderDesk:
+    def __init__(
+        self,
+        book: BookService,
+        *,
+        broker: str,
+        commission: rules.CommissionModel,
+        collar: Decimal,
+        fractional_shares: bool,
+        submit: Handoff | None = None,
+        cancel: Handoff | None = None,
+    ) -> None:
+        self._book = book
+        self._broker = broker
+        self._commission = commission
+        self._collar = collar
+        self._fractional = fractional_shares
+        self._submit = submit
+        self._cancel = cancel
+
+    @property
+    def market(self) -> Any:
+        return self._book.market
+
+    # Placing -------------------------------------------------------------------------------------
+
+    async def place(
+        self, m: Mutation, portfolio_id: uuid.UUID, spec: Mapping[str, Any], origin: str = "api"
+    ) -> tuple[int, dict[str, Any]]:
+        """Record the order (or find the one this key recorded) and hand a new one to the broker."""
+        request = rules.OrderRequest(
+            symbol=spec["symbol"],
+            side=spec["side"],
+            quantity=spec["quantity"],
+            order_type=spec.get("order_type", "market"),
+            limit_price=spec.get("limit_price"),
+            stop_price=spec.get("stop_price"),
+            time_in_force=spec.get("time_in_force", "day"),
+        )
+        today = self.market.today()
+        if not self.market.known(request.symbol):
+            raise ServiceError(
+                400, "UNKNOWN_SYMBOL", f"No security {request.symbol} is known.", {"symbol": request.symbol}
+            )
+        reference = self.market.close(request.symbol, today)
+        try:
+            rules.validate(request, reference_price=reference, fractional_shares=self._fractional)
+        except rules.InvalidOrder as exc:
+            details = {"field": exc.field, **exc.details} if exc.field else dict(exc.details)
+            raise ServiceError(400, "INVALID_TRADE", str(exc), details) from exc
+        lot_method, lot_ids = _lot_choice(request, spec)
+        cap = rules.price_cap(request, reference_price=reference, collar=self._collar)
+        created: list[uuid.UUID] = []
+
+        async def work(conn: store.Conn, portfolio: dict[str, Any]) -> tuple[int, Any]:
+            open_orders = await order_store.open_orders_of_portfolio(conn, portfolio["id"])
+            lots = [
+                store.lot_from_row(r)
+                for r in await store.all_lots(conn, portfolio["id"], request.symbol)
+                if r["closed_at"] is None and r["shares"] > 0
+            ]
+            held = sum((lot.shares for lot in lots), Decimal(0))
+            if lot_ids:
+                _check_named_lots(lots, lot_ids, request.quantity)
+            reserve = rules.reservation(request, cap, self._commission)
+            try:
+                rules.check_affordable(
+                    request,
+                    reserve=reserve,
+                    cash=portfolio["cash_balance"],
+                    held=held,
+                    open_orders=open_orders,
+                )
+            except rules.InsufficientFunds as exc:
+                raise ServiceError(
+                    400,
+                    "INSUFFICIENT_FUNDS",
+                    str(exc),
+                    {"required": str(exc.required), "available": str(exc.available)},
+                ) from exc
+            except rules.InsufficientShares as exc:
+                raise ServiceError(
+                    400,
+                    "INSUFFICIENT_SHARES",
+                    str(exc),
+                    {"symbol": exc.symbol, "required": str(exc.required), "available": str(exc.available)},
+                ) from exc
+            row = await order_store.insert_order(
+                conn,
+                portfolio_id=portfolio["id"],
+                user_id=m.user_id,
+                idempotency_key=m.idempotency_key,
+                request_hash=_request_hash(m),
+                symbol=request.symbol,
+                side=request.side,
+                quantity=request.quantity,
+                order_type=request.order_type,
+                limit_price=request.limit_price,
+                stop_price=request.stop_price,
+                time_in_force=request.time_in_force,
+                reserved_cash=reserve,
+                broker=self._broker,
+                lot_method=lot_method,
+                lot_ids=lot_ids or None,
+                price_cap=cap,
+                market_date=today,
+                origin=origin,
+            )
+            await add_event(
+                conn,
+                topic=TOPIC,
+                event_type="trades.order_placed",
+                user_id=m.user_id,
+                aggregate_id=row["id"],
+                payload={
+                    "order_id": row["id"],
+                    "portfolio_id": portfolio["id"],
+                    "symbol": request.symbol,
+                    "side": request.side,
+                    "quantity": request.quantity,
+                    "order_type": request.order_type,
+                    "reserved_cash": reserve,
+                    "by": m.actor_id,
+                },
+            )
+            created.append(row["id"])
+            return 201, {"id": str(row["id"])}
+
+        status, body = await self._book.idempotent(m, portfolio_id, work)
+        order_id = uuid.UUID(body["id"])
+        if created and self._submit is not None:
+            order = await self.order_row(order_id)
+            if order is not None and order["status"] == "pending":
+                try:
+                    await self._submit(Ticket.from_row(order))
+                except Exception as exc:  # the sweep sends it later; the order is safe in PostgreSQL
+                    log.warning("order_handoff_failed", order_id=str(order_id), error=repr(exc))
+        return status, await self.order(m.user_id, order_id)
+
+    # Reading -------------------------------------------------------------------------------------
+
+    async def order_row(self, order_id: uuid.UUID) -> dict[str, Any] | None:
+        async with self._book.pool.connection() as conn:
+            return await order_store.order(conn, order_id)
+
+    async def order(self, user_id: uuid.UUID, order_id: uuid.UUID) -> dict[str, Any]:
+        async with self._book.pool.connection() as conn:
+            row = await order_store.order(conn, order_id)
+            if row is None or row["user_id"] != user_id:
+                raise not_found("order")
+            fills = await order_store.fills_of(conn, order_id)
+        return describe(row, fills)
+
+    # Cancelling ----------------------------------------------------------------------------------
+
+    async def cancel(self, m: Mutation, order_id: uuid.UUID) -> dict[str, Any]:
+        row = await self.order_row(order_id)
+        if row is None or row["user_id"] != m.user_id:
+            raise not_found("order")
+        if row["status"] not in order_store.OPEN:
+            raise ServiceError(
+                409,
+                "ORDER_NOT_OPEN",
+                f"This order is {row['status']} and can no longer be cancelled.",
+                {"status": row["status"]},
+            )
+        if self._cancel is None:
+            raise ServiceError(503, "BROKER_UNAVAILABLE", "No broker is reachable to cancel this order.")
+        try:
+            await self._cancel(Ticket.from_row(row))
+        except ServiceError:
+            raise
+        except Exception as exc:
+            raise ServiceError(
+                503, "BROKER_UNAVAILABLE", "The broker could not be reached to cancel this order; try again."
+            ) from exc
+        return await self.order(m.user_id, order_id)
+
+    # From the broker -----------------------------------------------------------------------------
+
+    async def apply_execution(self, user_id: uuid.UUID, execution: Execution) -> dict[str, Any] | None:
+        """Apply one fill to the order, lots, cash and trade record; a fill seen before changes nothing."""
+        async with self._book.changing(user_id):
+            async with self._book.pool.connection() as conn, conn.transaction():
+                order = await order_store.order(conn, execution.order_id, for_update=True)
+                if order is None or order["user_id"] != user_id:
+                    log.error(
+                        "fill_for_unknown_order", order_id=str(execution.order_id), fill=execution.fill_id
+                    )
+                    return None
+                fill = await order_store.insert_fill(
+                    conn,
+                    order_id=order["id"],
+                    fill_id=execution.fill_id,
+                    quantity=execution.quantity,
+                    price=execution.price,
+                    commission=execution.commission,
+                    executed_at=execution.executed_at,
+                    broker_exec_id=execution.broker_exec_id,
+                )
+                if fill is None:
+                    return _light(order)
+                await self._fill(conn, order, fill, execution)
+                portfolio_id = order["portfolio_id"]
+                updated = await order_store.order(conn, order["id"])
+            await self._book.drop_snapshot(user_id, portfolio_id)
+        assert updated is not None
+        return _light(updated)
+
+    async def _fill(
+        self, conn: store.Conn, order: dict[str, Any], fill: dict[str, Any], execution: Execution
+    ) -> None:
+        filled, average, reserved, status = rules.after_fill(
+            quantity=order["quantity"],
+            filled=order["filled_quantity"],
+            average=order["average_fill_price"],
+            reserved=order["reserved_cash"],
+            fill_quantity=execution.quantity,
+            fill_price=execution.price,
+        )
+        if order["status"] not in order_store.OPEN:
+            # A fill that raced a cancel at the venue still happened: apply it, keep the final state.
+            status, reserved = order["status"], Decimal(0)
+            if filled == order["quantity"]:
+                status = "filled"
+        await order_store.record_fill_on_order(
+            conn,
+            order["id"],
+            filled_quantity=filled,
+            average_fill_price=average,
+            reserved_cash=reserved,
+            status=status,
+        )
+        portfolio = await store.portfolio_for_update(conn, order["user_id"], order["portfolio_id"])
+        if portfolio is None:
+            raise ServiceError(409, "PORTFOLIO_GONE", "The order's portfolio no longer exists.")
+        day = self.market.today()
+        value = money(execution.quantity * execution.price)
+        if order["side"] == "buy":
+            amount = -(value + execution.commission)
+            await store.insert_lot(
+                conn,
+                portfolio_id=portfolio["id"],
+                symbol=order["symbol"],
+                shares=execution.quantity,
+                cost_basis=value + execution.commission,
+                acquired_at=day,
+                source="harvest_replacement" if order["origin"] == "harvest" else "buy",
+                opened_by_fill_id=fill["id"],
+            )
+        else:
+            amount = value - execution.commission
+            await self._relieve(conn, order, portfolio, fill["id"], execution.quantity, amount, day)
+        balance = portfolio["cash_balance"] + amount
+        await store.set_cash(conn, portfolio["id"], balance)
+        await store.insert_cash_movement(
+            conn,
+            portfolio_id=portfolio["id"],
+            amount=amount,
+            kind="trade",
+            idempotency_key=None,
+            description=f"{order['side']} {execution.quantity.normalize():f} {order['symbol']}"
+            f" @ {execution.price}",
+            balance_after=balance,
+            reference_id=fill["id"],
+        )
+        await store.refresh_holdings(conn, portfolio["id"], order["symbol"])
+        trade = await order_store.insert_trade(
+            conn,
+            portfolio_id=portfolio["id"],
+            order_id=order["id"],
+            symbol=order["symbol"],
+            side=order["side"],
+            shares=execution.quantity,
+            price=execution.price,
+            total_amount=value,
+            commission=execution.commission,
+            broker_order_id=order["broker_order_id"],
+        )
+        await add_event(
+            conn,
+            topic=TOPIC,
+            event_type="trades.executed",
+            user_id=order["user_id"],
+            aggregate_id=order["id"],
+            payload={
+                "order_id": order["id"],
+                "trade_id": trade["id"],
+                "portfolio_id": portfolio["id"],
+                "fill_id": execution.fill_id,
+                "symbol": order["symbol"],
+                "side": order["side"],
+                "quantity": execution.quantity,
+                "price": execution.price,
+                "commission": execution.commission,
+                "cash_balance": balance,
+                "order_status": status,
+            },
+        )
+
+    async def _relieve(
+        self,
+        conn: store.Conn,
+        order: dict[str, Any],
+        portfolio: dict[str, Any],
+        fill_row_id: uuid.UUID,
+        quantity: Decimal,
+        proceeds: Decimal,
+        day: date,
+    ) -> None:
+        lots = [
+            store.lot_from_row(r)
+            for r in await store.all_lots(conn, portfolio["id"], order["symbol"])
+            if r["closed_at"] is None and r["shares"] > 0
+        ]
+        method = LotMethod(order["lot_method"] or portfolio["lot_method"])
+        named = [uuid.UUID(i) for i in (order["lot_ids"] or [])]
+        if method is LotMethod.SPECIFIC and not named:
+            method = LotMethod.FIFO  # a portfolio default of "specific" with no lots named on this sell
+        reliefs = relieve(lots, quantity, method, named)
+        left = proceeds
+        for i, relief in enumerate(reliefs):
+            share = left if i == len(reliefs) - 1 else money(proceeds * relief.shares / quantity)
+            left -= share
+            await order_store.relieve_lot(
+                conn,
+                relief.lot.id,
+                shares=relief.shares,
+                cost_basis=relief.cost_basis,
+                adjusted_basis=relief.adjusted_basis,
+            )
+            await order_store.insert_realized(
+                conn,
+                portfolio_id=portfolio["id"],
+                lot_id=relief.lot.id,
+                fill_row_id=fill_row_id,
+                symbol=order["symbol"],
+                shares=relief.shares,
+                acquired_at=relief.lot.holding_period_start,
+                sold_at=day,
+                proceeds=share,
+                cost_basis=relief.adjusted_basis,
+                gain_loss=share - relief.adjusted_basis,
+                term=term(relief.lot.holding_period_start, day).value,
+            )
+
+    async def apply_status(self, user_id: uuid.UUID, change: StatusChange) -> dict[str, Any] | None:
+        """Accepted, cancelled, rejected or expired; a change to an order already final changes nothing."""
+        async with self._book.changing(user_id):
+            async with self._book.pool.connection() as conn, conn.transaction():
+                order = await order_store.order(conn, change.order_id, for_update=True)
+                if order is None or order["user_id"] != user_id:
+                    log.error("status_for_unknown_order", order_id=str(change.order_id), status=change.status)
+                    return None
+                if order["status"] not in order_store.OPEN:
+                    return _light(order)
+                if change.status == "submitted":
+                    if order["status"] == "pending":
+                        await order_store.set_status(
+                            conn, order["id"], "submitted", broker_order_id=change.broker_order_id
+                        )
+                else:
+                    await order_store.set_status(
+                        conn,
+                        order["id"],
+                        change.status,
+                        broker_order_id=change.broker_order_id,
+                        reason=change.reason,
+                        release_reserve=True,
+                    )
+                    await add_event(
+                        conn,
+                        topic=TOPIC,
+                        event_type=f"trades.order_{change.status}",
+                        user_id=user_id,
+                        aggregate_id=order["id"],
+                        payload={
+                            "order_id": order["id"],
+                            "portfolio_id": order["portfolio_id"],
+                            "symbol": order["symbol"],
+                            "filled_quantity": order["filled_quantity"],
+                            "reason": change.reason,
+                        },
+                    )
+                updated = await order_store.order(conn, order["id"])
+            await self._book.drop_snapshot(user_id, order["portfolio_id"])
+        return _light(updated) if updated else None
+
+
+def _request_hash(m: Mutation) -> str:
+    from wealthalloc.storage.idempotency import request_hash
+
+    return request_hash(m.method, m.path, m.body)
+
+
+def _lot_choice(request: rules.OrderRequest, spec: Mapping[str, Any]) -> tuple[str | None, list[uuid.UUID]]:
+    method: str | None = spec.get("lot_method")
+    lot_ids: list[uuid.UUID] = list(spec.get("lot_ids") or [])
+    if request.side == "buy" and (method or lot_ids):
+        raise ServiceError(
+            400,
+            "INVALID_TRADE",
+            "Lots are chosen only when selling.",
+            {"field": "lot_method" if method else "lot_ids"},
+        )
+    if lot_ids and method not in (None, "specific"):
+        raise ServiceError(
+            400, "INVALID_TRADE", "Naming lots means specific identification.", {"field": "lot_method"}
+        )
+    if method == "specific" and not lot_ids:
+        raise ServiceError(
+            400, "INVALID_TRADE", "Specific identification needs lot_ids.", {"field": "lot_ids"}
+        )
+    if lot_ids and len(set(lot_ids)) != len(lot_ids):
+        raise ServiceError(400, "INVALID_TRADE", "A lot is named twice.", {"field": "lot_ids"})
+    return ("specific" if lot_ids else method), lot_ids
+
+
+def _check_named_lots(lots: list[Any], lot_ids: list[uuid.UUID], quantity: Decimal) -> None:
+    by_id = {lot.id: lot for lot in lots}
+    unknown = [str(i) for i in lot_ids if i not in by_id]
+    if unknown:
+        raise ServiceError(
+            400, "INVALID_TRADE", "These lots are not open lots of this position.", {"lot_ids": unknown}
+        )
+    try:
+        relieve([by_id[i] for i in lot_ids], quantity, LotMethod.SPECIFIC, lot_ids)
+    except (InsufficientShares, UnknownLot) as exc:
+        raise ServiceError(
+            400, "INSUFFICIENT_SHARES", f"The named lots do not hold enough shares: {exc}."
+        ) from exc
+
+
+def _light(order: dict[str, Any]) -> dict[str, Any]:
+    """What the gateway needs back: the order's state, not its fills."""
+    return {
+        "id": str(order["id"]),
+        "status": order["status"],
+        "filled_quantity": str(order["filled_quantity"]),
+    }
+
+
+def describe(order: dict[str, Any], fills: list[dict[str, Any]]) -> dict[str, Any]:
+    row = {k: v for k, v in order.items() if k not in ("lot_ids",)}
+    row["lot_ids"] = order.get("lot_ids")
+    row["remaining_quantity"] = order["quantity"] - order["filled_quantity"]
+    row["fills"] = fills
+    return jsonable(row)  # type: ignore[no-any-return]

@@ -1,0 +1,253 @@
+"""Orders, their fills and the trade records in PostgreSQL.
+
+The unique constraints do the deduplication that matters: one order per
+(user, Idempotency-Key), one fill per ``fill_id`` and per broker execution id,
+one realized row per (fill, lot). Inserts that would break them return
+nothing, and the caller treats that as "already done".
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from wealthalloc.storage.books import Conn, Row
+
+OPEN = ("pending", "submitted", "partially_filled")
+ORDER_COLUMNS = """
+id, portfolio_id, user_id, symbol, side, quantity, order_type, limit_price, stop_price, time_in_force,
+status, filled_quantity, average_fill_price, reserved_cash, broker, broker_order_id, reject_reason,
+lot_method, lot_ids, price_cap, market_date, origin, submitted_at, created_date, updated_date
+"""
+
+
+async def insert_order(conn: Conn, **values: Any) -> Row:
+    if values.get("lot_ids") is not None:
+        values["lot_ids"] = json.dumps([str(i) for i in values["lot_ids"]])
+    columns = ", ".join(values)
+    placeholders = ", ".join(f"%({k})s" for k in values)
+    cur = await conn.execute(
+        f"INSERT INTO orders ({columns}) VALUES ({placeholders}) RETURNING {ORDER_COLUMNS}", values
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return row
+
+
+async def order_by_key(conn: Conn, user_id: uuid.UUID, idempotency_key: str) -> Row | None:
+    cur = await conn.execute(
+        f"SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = %s AND idempotency_key = %s",
+        (user_id, idempotency_key),
+    )
+    return await cur.fetchone()
+
+
+async def order(conn: Conn, order_id: uuid.UUID, *, for_update: bool = False) -> Row | None:
+    lock = " FOR UPDATE" if for_update else ""
+    cur = await conn.execute(f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = %s{lock}", (order_id,))
+    return await cur.fetchone()
+
+
+async def open_orders_of_portfolio(conn: Conn, portfolio_id: uuid.UUID) -> list[Row]:
+    cur = await conn.execute(
+        f"SELECT {ORDER_COLUMNS} FROM orders WHERE portfolio_id = %s AND status = ANY(%s)",
+        (portfolio_id, list(OPEN)),
+    )
+    return await cur.fetchall()
+
+
+async def fills_of(conn: Conn, order_id: uuid.UUID) -> list[Row]:
+    cur = await conn.execute(
+        """SELECT id, fill_id, quantity, price, commission, executed_at, broker_exec_id
+           FROM fills WHERE order_id = %s ORDER BY executed_at, id""",
+        (order_id,),
+    )
+    return await cur.fetchall()
+
+
+async def list_orders(
+    conn: Conn,
+    *,
+    user_id: uuid.UUID,
+    portfolio_id: uuid.UUID | None,
+    status: str | None,
+    limit: int,
+    before: tuple[datetime, uuid.UUID] | None,
+) -> list[Row]:
+    """Newest first; ``before`` is the (created_date, id) of the last row of the previous page."""
+    clauses = ["user_id = %(user)s"]
+    params: dict[str, Any] = {"user": user_id, "limit": limit}
+    if portfolio_id is not None:
+        clauses.append("portfolio_id = %(portfolio)s")
+        params["portfolio"] = portfolio_id
+    if status == "open":
+        clauses.append("status = ANY(%(open)s)")
+        params["open"] = list(OPEN)
+    elif status is not None:
+        clauses.append("status = %(status)s")
+        params["status"] = status
+    if before is not None:
+        clauses.append("(created_date, id) < (%(before_at)s, %(before_id)s)")
+        params["before_at"], params["before_id"] = before
+    cur = await conn.execute(
+        f"""SELECT {ORDER_COLUMNS} FROM orders WHERE {" AND ".join(clauses)}
+            ORDER BY created_date DESC, id DESC LIMIT %(limit)s""",
+        params,
+    )
+    return await cur.fetchall()
+
+
+async def insert_fill(
+    conn: Conn,
+    *,
+    order_id: uuid.UUID,
+    fill_id: str,
+    quantity: Decimal,
+    price: Decimal,
+    commission: Decimal,
+    executed_at: datetime,
+    broker_exec_id: str | None,
+) -> Row | None:
+    """The new fill row, or None when this fill (by id or broker execution id) was applied before."""
+    cur = await conn.execute(
+        """INSERT INTO fills (order_id, fill_id, quantity, price, commission, executed_at, broker_exec_id)
+           VALUES (%s, %s, %s, %s, %s, %s, %s)
+           ON CONFLICT DO NOTHING RETURNING id, fill_id, quantity, price, commission, executed_at""",
+        (order_id, fill_id, quantity, price, commission, executed_at, broker_exec_id),
+    )
+    return await cur.fetchone()
+
+
+async def record_fill_on_order(
+    conn: Conn,
+    order_id: uuid.UUID,
+    *,
+    filled_quantity: Decimal,
+    average_fill_price: Decimal,
+    reserved_cash: Decimal,
+    status: str,
+) -> None:
+    await conn.execute(
+        """UPDATE orders SET filled_quantity = %s, average_fill_price = %s, reserved_cash = %s, status = %s,
+                             updated_date = now()
+           WHERE id = %s""",
+        (filled_quantity, average_fill_price, reserved_cash, status, order_id),
+    )
+
+
+async def set_status(
+    conn: Conn,
+    order_id: uuid.UUID,
+    status: str,
+    *,
+    broker_order_id: str | None = None,
+    reason: str | None = None,
+    release_reserve: bool = False,
+) -> None:
+    await conn.execute(
+        """UPDATE orders SET status = %s,
+                             broker_order_id = coalesce(%s, broker_order_id),
+                             reject_reason = coalesce(%s, reject_reason),
+                             reserved_cash = CASE WHEN %s THEN 0 ELSE reserved_cash END,
+                             submitted_at = CASE WHEN %s = 'submitted' THEN now() ELSE submitted_at END,
+                             updated_date = now()
+           WHERE id = %s""",
+        (status, broker_order_id, reason, release_reserve, status, order_id),
+    )
+
+
+async def insert_trade(
+    conn: Conn,
+    *,
+    portfolio_id: uuid.UUID,
+    order_id: uuid.UUID,
+    symbol: str,
+    side: str,
+    shares: Decimal,
+    price: Decimal,
+    total_amount: Decimal,
+    commission: Decimal,
+    broker_order_id: str | None,
+) -> Row:
+    cur = await conn.execute(
+        """INSERT INTO trades (portfolio_id, order_id, symbol, side, shares, price, total_amount, commission,
+                               status, ibkr_order_id)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'executed', %s) RETURNING id""",
+        (portfolio_id, order_id, symbol, side, shares, price, total_amount, commission, broker_order_id),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return row
+
+
+async def relieve_lot(
+    conn: Conn, lot_id: uuid.UUID, *, shares: Decimal, cost_basis: Decimal, adjusted_basis: Decimal
+) -> None:
+    """Take sold shares (and their basis) out of an open lot; a lot with none left is closed."""
+    await conn.execute(
+        """UPDATE lots SET shares = shares - %(shares)s, cost_basis = cost_basis - %(cost)s,
+                          adjusted_basis = adjusted_basis - %(adjusted)s,
+                          closed_at = CASE WHEN shares - %(shares)s = 0 THEN now() ELSE closed_at END,
+                          updated_date = now()
+           WHERE id = %(id)s""",
+        {"shares": shares, "cost": cost_basis, "adjusted": adjusted_basis, "id": lot_id},
+    )
+
+
+async def insert_realized(
+    conn: Conn,
+    *,
+    portfolio_id: uuid.UUID,
+    lot_id: uuid.UUID,
+    fill_row_id: uuid.UUID,
+    symbol: str,
+    shares: Decimal,
+    acquired_at: date,
+    sold_at: date,
+    proceeds: Decimal,
+    cost_basis: Decimal,
+    gain_loss: Decimal,
+    term: str,
+) -> None:
+    await conn.execute(
+        """INSERT INTO realized_lots (portfolio_id, lot_id, fill_id, symbol, shares, acquired_at, sold_at,
+                                      proceeds, cost_basis, gain_loss, term)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+        (
+            portfolio_id,
+            lot_id,
+            fill_row_id,
+            symbol,
+            shares,
+            acquired_at,
+            sold_at,
+            proceeds,
+            cost_basis,
+            gain_loss,
+            term,
+        ),
+    )
+
+
+async def pending_orders(conn: Conn, *, older_than_s: float, limit: int = 500) -> list[Row]:
+    """Orders recorded but never handed to a broker (the gateway was away), oldest first."""
+    cur = await conn.execute(
+        f"""SELECT {ORDER_COLUMNS} FROM orders
+            WHERE status = 'pending' AND created_date < now() - make_interval(secs => %s)
+            ORDER BY created_date LIMIT %s""",
+        (older_than_s, limit),
+    )
+    return await cur.fetchall()
+
+
+async def working_orders(conn: Conn, broker: str) -> list[Row]:
+    """Orders a broker holds (submitted, partly filled): the venue's book after a restart."""
+    cur = await conn.execute(
+        f"""SELECT {ORDER_COLUMNS} FROM orders
+            WHERE broker = %s AND status IN ('submitted', 'partially_filled') ORDER BY created_date""",
+        (broker,),
+    )
+    return await cur.fetchall()
