@@ -18,6 +18,7 @@ import ray
 from wealthalloc.config import Settings
 from wealthalloc.events.consumers import AuditLogger, CacheInvalidator
 from wealthalloc.events.relay import OutboxRelay
+from wealthalloc.events.webhooks import WebhookDispatcher, WebhookOptions, WebhookSender
 from wealthalloc.logging import configure_logging, get_logger
 from wealthalloc.storage.postgres import async_pool
 from wealthalloc.storage.redis_client import async_redis
@@ -34,7 +35,13 @@ class EventBus:
         self.settings = Settings(**dict(overrides))
         configure_logging(self.settings.log_level, self.settings.log_format)
         self._tasks: list[asyncio.Task[None]] = []
-        self._counts = {"published": 0, "audited": 0, "invalidated": 0}
+        self._counts = {
+            "published": 0,
+            "audited": 0,
+            "invalidated": 0,
+            "webhooks_queued": 0,
+            "webhooks_sent": 0,
+        }
 
     async def start(self) -> bool:
         if self._tasks:
@@ -46,10 +53,14 @@ class EventBus:
         relay = OutboxRelay(pool=pool, redis=redis)
         audit = AuditLogger(pool=pool, redis=redis, name="audit-1")
         cache = CacheInvalidator(redis=redis, name="cache-1")
+        hooks = WebhookDispatcher(pool=pool, redis=redis, name="webhooks-1")
+        sender = WebhookSender.from_options(pool=pool, options=WebhookOptions.from_settings(self.settings))
         self._tasks = [
             asyncio.create_task(self._loop("published", relay.publish_once, sleep_when_idle=True)),
             asyncio.create_task(self._loop("audited", audit.consume_once)),
             asyncio.create_task(self._loop("invalidated", cache.consume_once)),
+            asyncio.create_task(self._loop("webhooks_queued", hooks.consume_once)),
+            asyncio.create_task(self._loop("webhooks_sent", sender.send_due, sleep_when_idle=True)),
         ]
         log.info("event_bus_started")
         return True

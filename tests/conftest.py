@@ -13,6 +13,7 @@ import socket
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -130,7 +131,7 @@ def ray_local() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def api_settings(database_url: str, session_redis_url: str, data_dir: Path) -> dict[str, str]:
+def api_settings(database_url: str, session_redis_url: str, data_dir: Path) -> dict[str, Any]:
     """Settings overrides that point a deployment at the test session's services."""
     return {
         "environment": "test",
@@ -142,6 +143,8 @@ def api_settings(database_url: str, session_redis_url: str, data_dir: Path) -> d
         "trusted_proxy_hops": "1",
         "secret_key": "test-secret-key-0123456789abcdef0123456789",
         "log_level": "WARNING",
+        # Webhook receivers in tests listen on loopback, which production refuses unless allowed.
+        "webhook_allowed_hosts": ["127.0.0.1"],
     }
 
 

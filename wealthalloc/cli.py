@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import typer
 
@@ -34,11 +34,13 @@ demo_app = typer.Typer(help="Demo users, portfolios and lots.", no_args_is_help=
 users_app = typer.Typer(help="User administration.", no_args_is_help=True)
 audit_app = typer.Typer(help="The hash-chained audit trail.", no_args_is_help=True)
 events_app = typer.Typer(help="The event outbox and its streams.", no_args_is_help=True)
+tax_app = typer.Typer(help="Tax reports from a trade history (no database needed).", no_args_is_help=True)
 app.add_typer(events_app, name="events")
 app.add_typer(data_app, name="data")
 app.add_typer(audit_app, name="audit")
 app.add_typer(demo_app, name="demo")
 app.add_typer(users_app, name="users")
+app.add_typer(tax_app, name="tax")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -258,6 +260,81 @@ def events_replay(
             await pool.close()
 
     _say(f"replayed {asyncio.run(replay())} event(s) from sequence {from_sequence}")
+
+
+@tax_app.command("report")
+@_friendly
+def tax_report(
+    transactions: Annotated[
+        Path,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="CSV with the header date,account_id,account_type,symbol,side,quantity,price"
+            " (and optionally fees, currency).",
+        ),
+    ],
+    lot_method: Annotated[
+        Literal["fifo", "hifo"], typer.Option(help="Which lots each sale relieves.")
+    ] = "fifo",
+    year: Annotated[int | None, typer.Option(help="The tax year to show; every year when omitted.")] = None,
+    filing_status: Annotated[
+        Literal["single", "married_joint", "married_separate", "head_of_household"],
+        typer.Option(help="Decides the deduction limit: 3,000, or 1,500 married filing separately."),
+    ] = "single",
+    output: Annotated[Literal["table", "json"], typer.Option("--format", help="Output format.")] = "table",
+    identity_groups: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True, dir_okay=False, help="CSV group_name,symbol of substantially identical securities."
+        ),
+    ] = None,
+    carryforward_short: Annotated[
+        str, typer.Option(help="Short-term capital loss carried into the history's first year, e.g. 1200.00.")
+    ] = "0",
+    carryforward_long: Annotated[
+        str, typer.Option(help="Long-term capital loss carried into the history's first year.")
+    ] = "0",
+    sort: Annotated[
+        bool, typer.Option(help="Sort rows by date instead of refusing a file out of order.")
+    ] = False,
+) -> None:
+    """Form 8949 rows and Schedule D totals, wash sales across accounts applied.
+
+    Symbols are checked against the prices in the data directory
+    (WEALTHALLOC_DATA_DIR) when there are any; any well-formed ticker is
+    accepted otherwise. A file that cannot be used exits with code 2 and the
+    line numbers of its problems.
+    """
+    import json
+    from datetime import date
+    from decimal import Decimal, InvalidOperation
+
+    from wealthalloc.domain.gains_report import CapitalLossCarryforward, FilingStatus
+    from wealthalloc.domain.lots import LotMethod
+    from wealthalloc.domain.wash_sale import InvalidHistory
+    from wealthalloc.marketdata import PriceHistory
+    from wealthalloc.tax import TransactionsCsvError, read_identity_groups_csv, read_transactions_csv
+    from wealthalloc.tax.report import report_dict, report_for, report_table
+
+    settings = _settings()
+    known = PriceHistory(settings.prices_dir).symbols() or None
+    try:
+        carried = CapitalLossCarryforward(short=Decimal(carryforward_short), long=Decimal(carryforward_long))
+        groups = read_identity_groups_csv(identity_groups) if identity_groups else None
+        history = read_transactions_csv(transactions, today=date.today(), known_symbols=known, sort=sort)
+        _, report = report_for(
+            history,
+            lot_method=LotMethod(lot_method),
+            year=year,
+            filing_status=FilingStatus(filing_status),
+            prior_carryforward=carried,
+            groups=groups,
+        )
+    except (TransactionsCsvError, InvalidHistory, InvalidOperation, ValueError, OSError) as exc:  # noqa: B014
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(2) from exc
+    _say(json.dumps(report_dict(report), indent=2) if output == "json" else report_table(report))
 
 
 def _origin(embedded: bool, where: Path) -> str:

@@ -149,6 +149,24 @@ class Settings(BaseSettings):
     )
     model_registry_uri: str = Field(default="", description="Empty: data_dir/models.")
 
+    webhook_allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts, IPs or CIDRs (*.suffix allowed) webhook URLs may point at although not public;"
+        " only these may use http.",
+    )
+    webhook_timeout_seconds: float = Field(default=10, gt=0, description="Time allowed for one delivery.")
+    webhook_max_attempts: int = Field(default=6, ge=1, description="Attempts before a delivery is failed.")
+    webhook_retry_initial_seconds: float = Field(
+        default=30, gt=0, description="First retry delay; it doubles after each failed attempt."
+    )
+    webhook_retry_max_seconds: float = Field(default=3600, gt=0)
+    webhook_max_per_user: int = Field(default=20, ge=1)
+    webhook_incoming_secrets: dict[str, list[SecretStr]] = Field(
+        default_factory=dict,
+        description='Shared secrets per incoming source, newest first (JSON {"broker": ["new", "old"]}).',
+    )
+    webhook_incoming_tolerance_seconds: int = Field(default=300, ge=1)
+
     harvest_min_loss: Decimal = Field(
         default=Decimal("100"), ge=0, description="Smallest unrealised loss (USD) worth harvesting."
     )

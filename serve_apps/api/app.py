@@ -19,7 +19,18 @@ from serve_apps.api.errors import install_error_handlers
 from serve_apps.api.metrics import CONTENT_TYPE_LATEST
 from serve_apps.api.middleware import RequestContextMiddleware
 from serve_apps.api.resources import Resources
-from serve_apps.api.routes import admin, advisors, api_keys, auth, market, me, portfolios, quotes, trades
+from serve_apps.api.routes import (
+    admin,
+    advisors,
+    api_keys,
+    auth,
+    market,
+    me,
+    portfolios,
+    quotes,
+    trades,
+    webhooks,
+)
 from wealthalloc.config import VERSION, Settings
 from wealthalloc.logging import configure_logging
 
@@ -66,7 +77,7 @@ def create_app(
 
     app.include_router(health.router)
     app.include_router(_operations_router())
-    for module in (auth, me, api_keys, advisors, portfolios, trades, admin, market, quotes):
+    for module in (auth, me, api_keys, advisors, portfolios, trades, webhooks, admin, market, quotes):
         app.include_router(module.router)
     for router in extra_routers:
         app.include_router(router)

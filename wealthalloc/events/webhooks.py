@@ -112,21 +112,15 @@ class WebhookOptions:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WebhookOptions:
-        """Read the ``webhook_*`` settings, falling back to these defaults for any not defined."""
-        defaults = cls()
         return cls(
-            allowed_hosts=tuple(getattr(settings, "webhook_allowed_hosts", defaults.allowed_hosts)),
-            timeout_s=float(getattr(settings, "webhook_timeout_seconds", defaults.timeout_s)),
-            max_attempts=int(getattr(settings, "webhook_max_attempts", defaults.max_attempts)),
-            retry_initial_s=float(
-                getattr(settings, "webhook_retry_initial_seconds", defaults.retry_initial_s)
-            ),
-            retry_max_s=float(getattr(settings, "webhook_retry_max_seconds", defaults.retry_max_s)),
-            max_per_user=int(getattr(settings, "webhook_max_per_user", defaults.max_per_user)),
-            incoming_secrets=_secrets_by_source(getattr(settings, "webhook_incoming_secrets", {})),
-            incoming_tolerance_s=int(
-                getattr(settings, "webhook_incoming_tolerance_seconds", defaults.incoming_tolerance_s)
-            ),
+            allowed_hosts=tuple(settings.webhook_allowed_hosts),
+            timeout_s=settings.webhook_timeout_seconds,
+            max_attempts=settings.webhook_max_attempts,
+            retry_initial_s=settings.webhook_retry_initial_seconds,
+            retry_max_s=settings.webhook_retry_max_seconds,
+            max_per_user=settings.webhook_max_per_user,
+            incoming_secrets=_secrets_by_source(settings.webhook_incoming_secrets),
+            incoming_tolerance_s=settings.webhook_incoming_tolerance_seconds,
         )
 
 

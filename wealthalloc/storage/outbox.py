@@ -10,6 +10,8 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 
+from wealthalloc.events.schemas import validate_payload
+
 
 async def add_event(
     conn: AsyncConnection[DictRow],
@@ -21,6 +23,7 @@ async def add_event(
     payload: Mapping[str, Any],
     version: int = 1,
 ) -> uuid.UUID:
+    payload = validate_payload(event_type, version, payload)
     cur = await conn.execute(
         """INSERT INTO events (topic, event_type, version, user_id, aggregate_id, payload)
            VALUES (%s, %s, %s, %s, %s, %s) RETURNING id""",
