@@ -154,6 +154,11 @@ class PortfolioShard:
     async def place_order(self, m: Mutation, portfolio_id: uuid.UUID, spec: Mapping[str, Any]) -> Outcome:
         return await self._trading(lambda d: d.place(m, portfolio_id, spec))
 
+    async def rebalance_now(
+        self, m: Mutation, portfolio_id: uuid.UUID, drift_band: Any, whole_shares: bool
+    ) -> Outcome:
+        return await self._trading(lambda d: d.rebalance(m, portfolio_id, drift_band, whole_shares))
+
     async def order(self, user_id: uuid.UUID, order_id: uuid.UUID) -> Outcome:
         return await self._trading(lambda d: d.order(user_id, order_id))
 

@@ -324,3 +324,38 @@ def test_history_bars_come_from_the_closes(investor: Investor) -> None:
     assert max(D(b["close"]) for b in bars) == D(monthly[0]["high"])
     backwards = investor.get("/api/v1/history/AAPL", params={"start": "2022-02-01", "end": "2022-01-01"})
     assert backwards.status_code == 400
+
+
+# Rebalancing through the trading path -----------------------------------------------------------
+
+TARGET = {
+    "asset_class": {"equity": "0.90", "cash": "0.10"},
+    "sector": {"Information Technology": "0.45", "Health Care": "0.45"},
+}
+
+
+def test_rebalancing_for_real_places_the_plan_once_per_key_and_lands_inside_the_bands(
+    investor: Investor,
+) -> None:
+    p = investor.portfolio("Growth", target_allocation=TARGET)
+    investor.deposit(p["id"], "1000.00")
+    lot = {"symbol": "AAPL", "shares": "100", "cost_basis": "10000.00", "acquired_at": "2020-01-02"}
+    investor.post(f"/api/v1/portfolios/{p['id']}/lots", lot, str(uuid.uuid4()))
+    path = f"/api/v1/portfolios/{p['id']}/rebalance"
+    assert investor.post(path, {"dry_run": False}).json()["error"]["code"] == "IDEMPOTENCY_KEY_REQUIRED"
+    key = str(uuid.uuid4())
+    done = investor.post(path, {"dry_run": False}, key)
+    assert done.status_code == 201, done.text
+    result = done.json()["data"]
+    assert result["dry_run"] is False and result["refused"] == []
+    assert [o["status"] for o in result["placed"]] == ["filled"] * len(result["orders"])
+    assert result["placed"][0]["side"] == "sell" and result["placed"][0]["origin"] == "rebalance"
+    again = investor.post(path, {"dry_run": False}, key).json()["data"]
+    assert [o["id"] for o in again["placed"]] == [o["id"] for o in result["placed"]]
+    assert len(investor.get("/api/v1/trades").json()["data"]) == len(result["placed"])
+    after = investor.get(f"/api/v1/portfolios/{p['id']}/allocation").json()["data"]
+    for row in after["by_sector"]:
+        if row["target_weight"] is not None:
+            assert abs(D(row["drift"])) <= D("0.05"), row
+    portfolio = investor.get(f"/api/v1/portfolios/{p['id']}").json()["data"]
+    assert portfolio["last_rebalance_date"] is not None and D(portfolio["cash_balance"]) >= 0

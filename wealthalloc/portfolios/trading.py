@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import date
+from dataclasses import replace
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -176,6 +177,56 @@ class OrderDesk:
                 except Exception as exc:  # the sweep sends it later; the order is safe in PostgreSQL
                     log.warning("order_handoff_failed", order_id=str(order_id), error=repr(exc))
         return status, await self.order(m.user_id, order_id)
+
+    async def rebalance(
+        self, m: Mutation, portfolio_id: uuid.UUID, drift_band: Decimal, whole_shares: bool
+    ) -> tuple[int, dict[str, Any]]:
+        """Place the orders of a rebalancing plan, once per Idempotency-Key.
+
+        The plan is fixed when the key is first claimed (and stored with it), so a repeat of the
+        request places the same orders under the same derived keys, which find the orders already
+        made, however the book has moved since. Sells come first, so their cash can fund the buys.
+        """
+        plan = await self._book.rebalance(m.user_id, portfolio_id, drift_band, whole_shares)
+
+        async def work(conn: store.Conn, portfolio: dict[str, Any]) -> tuple[int, Any]:
+            updated = await store.update_portfolio(
+                conn, portfolio["id"], {"last_rebalance_date": datetime.now(UTC)}
+            )
+            await add_event(
+                conn,
+                topic="portfolio.updates",
+                event_type="portfolio.updated",
+                user_id=m.user_id,
+                aggregate_id=portfolio["id"],
+                payload={
+                    "portfolio_id": portfolio["id"],
+                    "changed": ["last_rebalance_date"],
+                    "version": updated["version"],
+                },
+            )
+            return 201, plan
+
+        status, stored = await self._book.idempotent(m, portfolio_id, work)
+        placed: list[dict[str, Any]] = []
+        refused: list[dict[str, Any]] = []
+        for i, proposed in enumerate(stored["orders"]):
+            spec = {
+                "symbol": proposed["symbol"],
+                "side": proposed["side"],
+                "quantity": Decimal(proposed["quantity"]),
+                "order_type": "market",
+                "time_in_force": "day",
+            }
+            child = replace(m, idempotency_key=f"{m.idempotency_key}/{i}", body=jsonable(spec))
+            try:
+                _, order = await self.place(child, portfolio_id, spec, origin="rebalance")
+                placed.append(order)
+            except ServiceError as exc:
+                refused.append(
+                    {"symbol": proposed["symbol"], "side": proposed["side"], "error": exc.as_dict()}
+                )
+        return status, {**stored, "dry_run": False, "placed": placed, "refused": refused}
 
     # Reading -------------------------------------------------------------------------------------
 

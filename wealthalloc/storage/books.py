@@ -96,7 +96,7 @@ async def insert_portfolio(
 
 
 async def update_portfolio(conn: Conn, portfolio_id: uuid.UUID, changes: Mapping[str, Any]) -> Row:
-    allowed = {"name", "lot_method", "target_allocation", "is_default"}
+    allowed = {"name", "lot_method", "target_allocation", "is_default", "last_rebalance_date"}
     assert set(changes) <= allowed, set(changes) - allowed
     params = {k: (json.dumps(v) if k == "target_allocation" else v) for k, v in changes.items()}
     sets = ", ".join(f"{k} = %({k})s" for k in params)

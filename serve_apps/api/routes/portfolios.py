@@ -313,16 +313,17 @@ async def rebalance(
     request: Request,
     res: ResourcesDep,
     body: RebalanceBody | None = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     body = body or RebalanceBody()
     if not body.dry_run:
         owner = await owner_checked(res, principal, portfolio_id, write=True)
-        raise ApiError(
-            409,
-            "ORDER_PLACEMENT_UNAVAILABLE",
-            "Placing rebalancing orders needs the trading service, which this deployment does not run yet; "
-            "send dry_run: true to get the orders.",
+        _require_key(idempotency_key)
+        m = _mutation(request, principal, owner, idempotency_key, body.model_dump(mode="json"))
+        outcome = await res.shards.outcome(
+            owner, "rebalance_now", m, portfolio_id, body.drift_band, body.whole_shares
         )
+        return success(request, outcome.unwrap(), status_code=outcome.status)
     owner = await owner_checked(res, principal, portfolio_id, write=False)
     data = await res.shards.call(
         owner, "call", "rebalance", owner, portfolio_id, body.drift_band, body.whole_shares

@@ -1,0 +1,522 @@
+"""Durable market orders per second, placed and filled on the paper broker through Serve, the shards
+and the broker gateway, beside plain inserts of the same rows into PostgreSQL in the same run.
+
+One run, one machine, one asyncio client (which shares the cores with the servers: compare the
+figures side by side, not with other machines):
+
+- POST /api/v1/trades by --investors investors, each with a funded portfolio: a market buy of one
+  share of a bundled symbol (the symbols rotate), with a fresh Idempotency-Key each time. An order
+  counts only when it answered 201 with status ``filled``, because only then is all of it
+  committed: the key, the order and its event by the owning PortfolioShard; the hand-off to the
+  BrokerGateway and the paper broker; and the fill (fill, lot, cash movement, holdings, trade,
+  order update, event) applied by the shard, all before the answer;
+- afterwards PostgreSQL is checked, since a fast answer is worth nothing unless it is durable:
+  every answered order is there, each one answered filled with exactly one fill, as many filled
+  orders and fills as the answers said, and every portfolio's cash equal to its deposit less the
+  cost of its fills; the script exits non-zero when any of that fails;
+- the baseline: one process with an async psycopg pool and the same number of concurrent
+  clients, each transaction inserting the rows one filled order leaves (order, fill, lot, cash
+  movement, trade, two events) and updating the portfolio's cash, one statement at a time as the
+  shard does. It is the floor under the platform's figure: the same rows without HTTP, Ray hops,
+  pre-trade checks, idempotency or the broker.
+
+    .venv/bin/python bench/orders.py [--seconds 8] [--clients 50] [--investors 50] [--shards 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import psycopg
+from psycopg.rows import dict_row
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from _loadgen import Request, Result  # noqa: E402
+from _support import REDIS_URL, free_port, temporary_database  # noqa: E402
+
+PASSWORD = "a long bench passphrase 2026"
+DEPOSIT = Decimal("1000000.00")
+# Bundled stocks priced well under the deposit divided by the orders one investor can place in a run.
+SYMBOLS = ("KO", "PEP", "JNJ", "PG", "PFE", "MRK", "WMT", "XOM", "BAC", "CVX")
+ANSWER_TIMEOUT_S = 60.0
+SETTLE_S = 15.0
+
+
+@dataclass
+class Ledger:
+    """What the platform answered, order by order: what the database is checked against afterwards."""
+
+    filled: set[str] = field(default_factory=set)
+    unfilled: dict[str, str] = field(default_factory=dict)  # answered 201, not filled: id -> status
+    refused: Counter[str] = field(default_factory=Counter)  # any other answer: "status CODE" -> count
+
+    def record(self, status: int, body: bytes) -> bool:
+        """True when this answer is a placed and filled order (the only kind counted)."""
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            payload = {}
+        data = payload.get("data") if isinstance(payload, dict) else None
+        if status == 201 and isinstance(data, dict) and "id" in data:
+            if data.get("status") == "filled":
+                self.filled.add(str(data["id"]))
+                return True
+            self.unfilled[str(data["id"])] = str(data.get("status"))
+            return False
+        error = payload.get("error") if isinstance(payload, dict) else None
+        code = error.get("code") if isinstance(error, dict) else None
+        self.refused[f"{status} {code or ''}".strip()] += 1
+        return False
+
+    @property
+    def not_counted(self) -> int:
+        return len(self.unfilled) + sum(self.refused.values())
+
+
+async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """Status and body of one HTTP/1.1 response (the load generator's reader drops the body, and the
+    body is what says whether the order filled)."""
+    status_line = await reader.readline()
+    if not status_line:
+        raise ConnectionError("connection closed")
+    status = int(status_line.split()[1])
+    length, chunked = 0, False
+    while True:
+        line = await reader.readline()
+        if line in (b"\r\n", b""):
+            break
+        name, _, value = line.decode("latin-1").partition(":")
+        lowered = name.strip().lower()
+        if lowered == "content-length":
+            length = int(value.strip())
+        elif lowered == "transfer-encoding" and "chunked" in value.lower():
+            chunked = True
+    if not chunked:
+        return status, await reader.readexactly(length) if length else b""
+    parts = []
+    while True:
+        size = int((await reader.readline()).strip(), 16)
+        parts.append((await reader.readexactly(size + 2))[:-2])
+        if size == 0:
+            return status, b"".join(parts)
+
+
+async def place_orders(
+    url: str, people: list[tuple[str, dict[str, str]]], ledger: Ledger, *, seconds: float, clients: int
+) -> Result:
+    """Each client buys for one investor (client n for investor n, so clients do not queue on each
+    other's user lock while there are as many investors), one order at a time, until time is up."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    latencies: list[float] = []
+    deadline = time.perf_counter() + seconds
+
+    async def client(n: int) -> None:
+        portfolio_id, headers = people[n % len(people)]
+        reader, writer = await asyncio.open_connection(host, port)
+        i = n
+        try:
+            while time.perf_counter() < deadline:
+                body = {
+                    "portfolio_id": portfolio_id,
+                    "symbol": SYMBOLS[i % len(SYMBOLS)],
+                    "side": "buy",
+                    "quantity": "1",
+                    "order_type": "market",
+                }
+                i += 1
+                request = Request("POST", "/api/v1/trades", headers, body, fresh_idempotency_key=True)
+                started = time.perf_counter()
+                writer.write(request.encode(f"{host}:{port}"))
+                await writer.drain()
+                status, answer = await asyncio.wait_for(_read_answer(reader), ANSWER_TIMEOUT_S)
+                if ledger.record(status, answer):
+                    latencies.append((time.perf_counter() - started) * 1000)
+        finally:
+            writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client(n) for n in range(clients)))
+    return Result(len(latencies), time.perf_counter() - started, latencies, ledger.not_counted)
+
+
+# Verification ------------------------------------------------------------------------------------
+
+
+def settle(database_url: str) -> int:
+    """Wait (a little) for orders answered before they filled; the number still open after that."""
+    deadline = time.monotonic() + SETTLE_S
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        while True:
+            row = conn.execute(
+                "SELECT count(*) FROM orders WHERE status IN ('pending', 'submitted', 'partially_filled')"
+            ).fetchone()
+            still_open = int(row[0]) if row else 0
+            if not still_open or time.monotonic() > deadline:
+                return still_open
+            time.sleep(0.5)
+
+
+def verify(database_url: str, ledger: Ledger, portfolios: list[str]) -> tuple[list[str], int]:
+    """Every way the database disagrees with the answers (empty when it agrees), and the number of
+    orders answered unfilled that filled afterwards (the gateway's tick can finish what an answer
+    left open; they are verified, not counted)."""
+    from wealthalloc.domain.money import money
+
+    problems: list[str] = []
+    with psycopg.connect(database_url, row_factory=dict_row) as conn:
+        orders = conn.execute(
+            """SELECT o.id::text AS id, o.status, count(f.id) AS fills
+               FROM orders o LEFT JOIN fills f ON f.order_id = o.id GROUP BY o.id"""
+        ).fetchall()
+        by_id = {r["id"]: r for r in orders}
+        answered = ledger.filled | set(ledger.unfilled)
+        if set(by_id) != answered:
+            problems.append(
+                f"{len(answered - set(by_id))} answered orders missing from PostgreSQL, "
+                f"{len(set(by_id) - answered)} orders there that were never answered"
+            )
+        lost = [i for i in ledger.filled if i not in by_id or by_id[i]["status"] != "filled"]
+        if lost:
+            problems.append(f"{len(lost)} orders answered filled are not filled in PostgreSQL")
+        twice = [r["id"] for r in orders if r["fills"] > 1]
+        if twice:
+            problems.append(f"{len(twice)} orders have more than one fill")
+        filled = sum(1 for r in orders if r["status"] == "filled")
+        late = sum(1 for i in ledger.unfilled if i in by_id and by_id[i]["status"] == "filled")
+        counts = conn.execute(
+            """SELECT (SELECT count(*) FROM fills) AS fills,
+                      (SELECT count(*) FROM lots WHERE opened_by_fill_id IS NOT NULL) AS lots,
+                      (SELECT count(*) FROM cash_movements WHERE kind = 'trade') AS movements,
+                      (SELECT count(*) FROM trades) AS trades,
+                      (SELECT count(*) FROM events WHERE event_type = 'trades.executed') AS executed"""
+        ).fetchone()
+        assert counts is not None
+        expected = len(ledger.filled) + late
+        if not (filled == expected == counts["fills"]):
+            problems.append(
+                f"{filled} filled orders and {counts['fills']} fills in PostgreSQL, "
+                f"{len(ledger.filled)} answered filled (+{late} filled after answering)"
+            )
+        for table in ("lots", "movements", "trades", "executed"):
+            if counts[table] != counts["fills"]:
+                problems.append(f"{counts[table]} {table} rows for {counts['fills']} fills")
+        cost: dict[str, Decimal] = {p: Decimal(0) for p in portfolios}
+        for row in conn.execute(
+            """SELECT o.portfolio_id::text AS portfolio_id, f.quantity, f.price, f.commission
+               FROM fills f JOIN orders o ON o.id = f.order_id"""
+        ):
+            cost[row["portfolio_id"]] += money(row["quantity"] * row["price"]) + row["commission"]
+        balances = {
+            r["id"]: r["cash_balance"]
+            for r in conn.execute("SELECT id::text AS id, cash_balance FROM portfolios")
+        }
+        wrong = [p for p in portfolios if balances.get(p) != DEPOSIT - cost[p]]
+        if wrong:
+            p = wrong[0]
+            problems.append(
+                f"cash differs from deposit less fills on {len(wrong)} portfolios "
+                f"(e.g. {balances.get(p)} != {DEPOSIT} - {cost[p]})"
+            )
+    return problems, late
+
+
+# Baseline ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fill:
+    """One symbol's fill as the paper broker made it in this run, so the baseline writes the same values."""
+
+    symbol: str
+    price: Decimal
+    commission: Decimal
+    market_date: date
+
+
+def fills_made(database_url: str) -> list[Fill]:
+    with psycopg.connect(database_url, row_factory=dict_row) as conn:
+        rows = conn.execute(
+            """SELECT DISTINCT ON (o.symbol) o.symbol, f.price, f.commission, o.market_date
+               FROM fills f JOIN orders o ON o.id = f.order_id ORDER BY o.symbol, f.executed_at"""
+        ).fetchall()
+    return [Fill(r["symbol"], r["price"], r["commission"], r["market_date"]) for r in rows]
+
+
+async def write_filled_order(
+    conn: psycopg.AsyncConnection[Any], portfolio_id: str, user_id: str, fill: Fill
+) -> None:
+    """The rows one filled market buy of one share leaves, one statement at a time as the shard
+    writes them (ids it needs later come back with RETURNING)."""
+    order_id = uuid.uuid4()
+    one = Decimal(1)
+    await conn.execute(
+        """INSERT INTO orders (id, portfolio_id, user_id, idempotency_key, request_hash, symbol, side,
+                               quantity, order_type, time_in_force, status, filled_quantity,
+                               average_fill_price, reserved_cash, broker, broker_order_id, market_date,
+                               origin, submitted_at)
+           VALUES (%s, %s, %s, %s, %s, %s, 'buy', %s, 'market', 'day', 'filled', %s, %s, 0, 'paper', %s,
+                   %s, 'api', now())""",
+        (
+            order_id,
+            portfolio_id,
+            user_id,
+            str(uuid.uuid4()),
+            "0" * 64,
+            fill.symbol,
+            one,
+            one,
+            fill.price,
+            f"paper-{order_id}",
+            fill.market_date,
+        ),
+    )
+    placed = {"order_id": order_id, "portfolio_id": portfolio_id, "symbol": fill.symbol, "side": "buy"}
+    await conn.execute(
+        """INSERT INTO events (topic, event_type, user_id, aggregate_id, payload)
+           VALUES ('trades.executed', 'trades.order_placed', %s, %s, %s) RETURNING id""",
+        (user_id, order_id, json.dumps({**placed, "quantity": "1", "order_type": "market"}, default=str)),
+    )
+    cur = await conn.execute(
+        """INSERT INTO fills (order_id, fill_id, quantity, price, commission, executed_at)
+           VALUES (%s, %s, %s, %s, %s, now()) RETURNING id""",
+        (order_id, f"paper:{order_id}:0", one, fill.price, fill.commission),
+    )
+    fill_row = await cur.fetchone()
+    assert fill_row is not None
+    cost = fill.price + fill.commission
+    await conn.execute(
+        """INSERT INTO lots (portfolio_id, symbol, shares, original_shares, cost_basis, adjusted_basis,
+                             acquired_at, holding_period_start, source, opened_by_fill_id)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'buy', %s) RETURNING id""",
+        (portfolio_id, fill.symbol, one, one, cost, cost, fill.market_date, fill.market_date, fill_row[0]),
+    )
+    cur = await conn.execute(
+        """UPDATE portfolios SET cash_balance = cash_balance - %s, version = version + 1, updated_date = now()
+           WHERE id = %s RETURNING cash_balance""",
+        (cost, portfolio_id),
+    )
+    balance = await cur.fetchone()
+    assert balance is not None
+    await conn.execute(
+        """INSERT INTO cash_movements (portfolio_id, amount, kind, reference_id, description, balance_after)
+           VALUES (%s, %s, 'trade', %s, %s, %s) RETURNING id""",
+        (portfolio_id, -cost, fill_row[0], f"buy 1 {fill.symbol} @ {fill.price}", balance[0]),
+    )
+    cur = await conn.execute(
+        """INSERT INTO trades (portfolio_id, order_id, symbol, side, shares, price, total_amount, commission,
+                               status, ibkr_order_id)
+           VALUES (%s, %s, %s, 'buy', %s, %s, %s, %s, 'executed', %s) RETURNING id""",
+        (
+            portfolio_id,
+            order_id,
+            fill.symbol,
+            one,
+            fill.price,
+            fill.price,
+            fill.commission,
+            f"paper-{order_id}",
+        ),
+    )
+    trade = await cur.fetchone()
+    assert trade is not None
+    executed = {
+        **placed,
+        "trade_id": trade[0],
+        "quantity": "1",
+        "price": fill.price,
+        "cash_balance": balance[0],
+    }
+    await conn.execute(
+        """INSERT INTO events (topic, event_type, user_id, aggregate_id, payload)
+           VALUES ('trades.executed', 'trades.executed', %s, %s, %s) RETURNING id""",
+        (user_id, order_id, json.dumps(executed, default=str)),
+    )
+
+
+async def baseline(
+    database_url: str, owners: list[tuple[str, str]], fills: list[Fill], *, seconds: float, clients: int
+) -> Result:
+    """Row-sets per second with one transaction per filled order, client n on portfolio n as above."""
+    from psycopg_pool import AsyncConnectionPool
+
+    latencies: list[float] = []
+    async with AsyncConnectionPool(database_url, min_size=clients, max_size=clients, open=False) as pool:
+        await pool.wait()
+        deadline = time.perf_counter() + seconds
+
+        async def client(n: int) -> None:
+            portfolio_id, user_id = owners[n % len(owners)]
+            i = n
+            while time.perf_counter() < deadline:
+                fill = fills[i % len(fills)]
+                i += 1
+                started = time.perf_counter()
+                async with pool.connection() as conn, conn.transaction():
+                    await write_filled_order(conn, portfolio_id, user_id, fill)
+                latencies.append((time.perf_counter() - started) * 1000)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(client(n) for n in range(clients)))
+        return Result(len(latencies), time.perf_counter() - started, latencies, 0)
+
+
+# The run -----------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Prints one line per figure: the platform's orders/s, the baseline's row-sets/s with the "
+        "ratio, and the durability check (exit status 1 when it fails).",
+    )
+    parser.add_argument("--seconds", type=float, default=8, help="length of each measured run (default 8)")
+    parser.add_argument("--clients", type=int, default=50, help="concurrent clients (default 50)")
+    parser.add_argument(
+        "--investors", type=int, default=50, help="investors, one funded portfolio each (default 50)"
+    )
+    parser.add_argument("--shards", type=int, default=4, help="PortfolioShard actors (default 4)")
+    parser.add_argument(
+        "--warmup", type=float, default=2, help="seconds of orders before measuring (default 2)"
+    )
+    args = parser.parse_args()
+
+    from wealthalloc.marketdata import load_bundled_datasets
+    from wealthalloc.security.passwords import hash_password
+
+    data_dir = Path(tempfile.mkdtemp(prefix="wealthalloc-bench-"))
+    load_bundled_datasets(data_dir / "prices", progress=False)
+    cleanup = ExitStack()
+    database_url = cleanup.enter_context(temporary_database())
+
+    os.environ.update(
+        RAY_SERVE_ENABLE_HA_PROXY="1",
+        RAY_SERVE_THROUGHPUT_OPTIMIZED="1",
+        RAY_USAGE_STATS_ENABLED="0",
+        RAY_SERVE_HAPROXY_STATS_PORT=str(free_port()),
+        RAY_SERVE_HAPROXY_METRICS_PORT=str(free_port()),
+    )
+    import ray
+    from ray import serve
+
+    from serve_apps.api.deployment import build
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        password_hash = hash_password(PASSWORD, rounds=4)
+        with psycopg.connect(database_url) as conn:
+            for n in range(args.investors):
+                conn.execute(
+                    "INSERT INTO users (email, password_hash, tier) VALUES (%s, %s, 'premium')",
+                    (f"bench-{n}@example.com", password_hash),
+                )
+        overrides = {
+            "database_url": database_url,
+            "redis_url": REDIS_URL,
+            "data_dir": str(data_dir),
+            "log_level": "WARNING",
+            "secret_key": "b" * 48,
+            "rate_limit_premium": str(10**9),
+            "login_ip_per_minute": str(10**9),
+            "bcrypt_rounds": "4",
+            "shard_count": str(args.shards),
+            "ray_namespace": f"bench-{uuid.uuid4().hex[:6]}",
+            "num_replicas": "1",
+        }
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        serve.run(build(overrides), name="api", route_prefix="/")
+
+        people: list[tuple[str, dict[str, str]]] = []
+        owners: list[tuple[str, str]] = []
+        with httpx.Client(base_url=url, timeout=60) as http:
+            for n in range(args.investors):
+                tokens = http.post(
+                    "/api/v1/auth/login", json={"email": f"bench-{n}@example.com", "password": PASSWORD}
+                ).json()["data"]
+                headers = {"Authorization": f"Bearer {tokens['access_token']}"}
+                created = http.post("/api/v1/portfolios", json={"name": "Main"}, headers=headers).json()[
+                    "data"
+                ]
+                deposit = http.post(
+                    f"/api/v1/portfolios/{created['id']}/cash",
+                    json={"amount": str(DEPOSIT)},
+                    headers={**headers, "Idempotency-Key": str(uuid.uuid4())},
+                )
+                if deposit.status_code != 201:
+                    raise SystemExit(f"deposit failed: {deposit.status_code} {deposit.text}")
+                people.append((created["id"], headers))
+                owners.append((created["id"], created["user_id"]))
+
+        ledger = Ledger()
+        # Warm-up: shard books, the gateway and its broker, connection pools; its orders are verified too.
+        asyncio.run(place_orders(url, people, ledger, seconds=args.warmup, clients=args.clients))
+        warm = len(ledger.filled)
+        placed = asyncio.run(place_orders(url, people, ledger, seconds=args.seconds, clients=args.clients))
+        still_open = settle(database_url)
+        problems, late = verify(database_url, ledger, [pid for pid, _ in people])
+        if still_open:
+            problems.append(f"{still_open} orders still open {SETTLE_S:.0f} s after the run")
+        if not ledger.filled:
+            problems.append("no order was answered filled")
+
+        plain = Result(0, 0.0, [], 0)
+        fills = fills_made(database_url)
+        if fills:
+            plain = asyncio.run(
+                baseline(database_url, owners, fills, seconds=args.seconds, clients=args.clients)
+            )
+        ratio = placed.rate / plain.rate if plain.rate else float("nan")
+        refused = ", ".join(f"{n} {k}" for k, n in ledger.refused.most_common()) or "none"
+        unfilled = Counter(ledger.unfilled.values())
+        print(
+            f"orders x{args.clients} clients ({args.investors} investors, {args.shards} shards, paper): "
+            f"placed+filled via serve+shard+gateway {placed.rate:,.0f} orders/s "
+            f"p50 {placed.p50:.1f} ms p99 {placed.p99:.1f} ms "
+            f"({placed.requests:,} in {placed.seconds:.1f} s; not counted: "
+            f"{sum(unfilled.values())} answered unfilled {dict(unfilled) or ''}, refused {refused})"
+        )
+        print(
+            f"orders x{args.clients} clients: baseline PostgreSQL, the same rows in one transaction "
+            f"{plain.rate:,.0f} row-sets/s p50 {plain.p50:.1f} ms p99 {plain.p99:.1f} ms "
+            f"| platform/baseline {ratio:.2f}x"
+        )
+        if problems:
+            print("orders NOT verified: " + "; ".join(problems), file=sys.stderr)
+            return 1
+        answered, total = len(ledger.filled), len(ledger.filled) + late
+        print(
+            f"orders verified: {answered:,} answered filled ({warm:,} in warm-up, +{late} filled after "
+            f"answering) = {total:,} filled orders = {total:,} fills in PostgreSQL, none filled twice, "
+            f"cash = deposit - fills' cost on {len(people)} portfolios"
+        )
+        return 0
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+        cleanup.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
