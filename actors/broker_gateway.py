@@ -21,6 +21,7 @@ from typing import Any
 import ray
 
 from actors.shard_router import ShardRouter
+from wealthalloc.brokers import incoming
 from wealthalloc.brokers.base import (
     Broker,
     BrokerUnavailable,
@@ -32,8 +33,10 @@ from wealthalloc.brokers.base import (
 )
 from wealthalloc.brokers.paper import PaperBroker, commission_model, quote_from_close
 from wealthalloc.config import Settings
+from wealthalloc.errors import ServiceError
 from wealthalloc.logging import configure_logging, get_logger
 from wealthalloc.marketdata import MarketClock, MarketDataError, PriceHistory
+from wealthalloc.storage import alerts as inbox
 from wealthalloc.storage import orders as order_store
 from wealthalloc.storage.postgres import AsyncPool, async_pool
 
@@ -74,7 +77,8 @@ class BrokerGateway:
         self._started = asyncio.Event()
         self._last_tick = 0.0
         self._adopted = False
-        self._counts = {"submitted": 0, "rejected": 0, "swept": 0, "fills": 0}
+        self._counts = {"submitted": 0, "rejected": 0, "swept": 0, "fills": 0, "incoming": 0}
+        self._inbox_lock = asyncio.Lock()
 
     # Life ----------------------------------------------------------------------------------------
 
@@ -151,6 +155,7 @@ class BrokerGateway:
             await self._adopt_working_orders()
             self._adopted = True
         await self._sweep_pending()
+        await self.process_incoming()
         if isinstance(self._broker, PaperBroker):
             self._counts["fills"] += await self._broker.tick()
         self._last_tick = time.time()
@@ -165,6 +170,56 @@ class BrokerGateway:
                 continue
             self._counts["swept"] += 1
             await self.submit(Ticket.from_row(row))
+
+    async def process_incoming(self) -> int:
+        """Apply the broker's webhooks received and not yet handled; the number handled.
+
+        Each message goes to the owning shard like a fill seen on the session (by ``fill_id``, so
+        once), then its receipt is marked with the outcome. A shard that is away leaves the
+        receipt for the next tick; a message the shard refuses is marked with the refusal.
+        """
+        await self.start()
+        if self._pool is None:
+            return 0
+        handled = 0
+        async with self._inbox_lock, self._pool.connection() as conn, conn.transaction():
+            waiting: set[Any] = set()  # orders with a message left for later: their next ones wait too
+            for receipt in await inbox.unprocessed_receipts(conn, incoming.SOURCE):
+                order_id = receipt["payload"].get("order_id")
+                if order_id in waiting:
+                    continue
+                outcome = await self._apply_message(receipt["payload"])
+                if outcome is None:
+                    waiting.add(order_id)  # its shard is away: try again next tick, in order
+                    continue
+                await inbox.mark_processed(conn, incoming.SOURCE, receipt["delivery_id"], outcome)
+                handled += 1
+        self._counts["incoming"] += handled
+        return handled
+
+    async def _apply_message(self, document: Mapping[str, Any]) -> str | None:
+        try:
+            message = incoming.parse(document)
+        except incoming.MalformedMessage as exc:
+            return f"refused: {exc}"
+        assert self._pool is not None
+        async with self._pool.connection() as conn:
+            row = await order_store.order(conn, message.order_id)
+        if row is None:
+            log.warning("incoming_for_unknown_order", order_id=str(message.order_id), message=message.id)
+            return "refused: no such order"
+        ticket = Ticket.from_row(row)
+        try:
+            if isinstance(message, incoming.ExecutionMessage):
+                await self._sink.execution(ticket, message.news())
+            else:
+                await self._sink.status_change(ticket, message.news())
+        except ServiceError as exc:
+            return f"refused: {exc.code}: {exc}"
+        except Exception as exc:
+            log.warning("incoming_not_applied", message=message.id, error=repr(exc))
+            return None
+        return "applied"
 
     # Orders --------------------------------------------------------------------------------------
 

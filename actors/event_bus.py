@@ -17,9 +17,11 @@ import ray
 
 from wealthalloc.config import Settings
 from wealthalloc.events.consumers import AuditLogger, CacheInvalidator
+from wealthalloc.events.price_alerts import DailyPricePublisher, PriceAlertEvaluator
 from wealthalloc.events.relay import OutboxRelay
 from wealthalloc.events.webhooks import WebhookDispatcher, WebhookOptions, WebhookSender
 from wealthalloc.logging import configure_logging, get_logger
+from wealthalloc.marketdata import MarketClock, MarketDataError, PriceHistory
 from wealthalloc.storage.postgres import async_pool
 from wealthalloc.storage.redis_client import async_redis
 
@@ -27,6 +29,7 @@ log = get_logger(__name__)
 
 EVENT_BUS_NAME = "event-bus"
 IDLE_SLEEP_S = 0.2
+PRICE_CHECK_S = 30.0
 ERROR_BACKOFF_S = 2.0
 
 
@@ -41,6 +44,8 @@ class EventBus:
             "invalidated": 0,
             "webhooks_queued": 0,
             "webhooks_sent": 0,
+            "prices_published": 0,
+            "alerts_checked": 0,
         }
 
     async def start(self) -> bool:
@@ -55,24 +60,60 @@ class EventBus:
         cache = CacheInvalidator(redis=redis, name="cache-1")
         hooks = WebhookDispatcher(pool=pool, redis=redis, name="webhooks-1")
         sender = WebhookSender.from_options(pool=pool, options=WebhookOptions.from_settings(self.settings))
+        alerts = PriceAlertEvaluator(pool=pool, redis=redis, name="alerts-1")
         self._tasks = [
             asyncio.create_task(self._loop("published", relay.publish_once, sleep_when_idle=True)),
             asyncio.create_task(self._loop("audited", audit.consume_once)),
             asyncio.create_task(self._loop("invalidated", cache.consume_once)),
             asyncio.create_task(self._loop("webhooks_queued", hooks.consume_once)),
             asyncio.create_task(self._loop("webhooks_sent", sender.send_due, sleep_when_idle=True)),
+            asyncio.create_task(self._loop("alerts_checked", alerts.consume_once)),
         ]
+        publisher = self._price_publisher(pool)
+        if publisher is not None:
+            self._tasks.append(
+                asyncio.create_task(
+                    self._loop("prices_published", publisher.publish_once, idle_sleep_s=PRICE_CHECK_S)
+                )
+            )
         log.info("event_bus_started")
         return True
 
+    def _price_publisher(self, pool: Any) -> DailyPricePublisher | None:
+        """Announces each trading day's closes; None without market data (nothing to announce)."""
+        try:
+            prices = PriceHistory(self.settings.prices_dir)
+            clock = MarketClock(prices.trading_days(), pinned=self.settings.market_clock_date)
+        except MarketDataError as exc:
+            log.warning("price_publisher_disabled", error=str(exc))
+            return None
+
+        def closes(day: Any) -> dict[str, Any]:
+            found = {}
+            for symbol in prices.symbols():
+                try:
+                    found[symbol] = prices.close_on(symbol, day)
+                except MarketDataError:
+                    continue  # no close that day (listed later, delisted)
+            return found
+
+        return DailyPricePublisher(pool=pool, today=clock.today, closes=closes)
+
     async def _loop(
-        self, name: str, step: Callable[[], Awaitable[int]], *, sleep_when_idle: bool = False
+        self,
+        name: str,
+        step: Callable[[], Awaitable[int]],
+        *,
+        sleep_when_idle: bool = False,
+        idle_sleep_s: float | None = None,
     ) -> None:
         while True:
             try:
                 done = await step()
                 self._counts[name] += done
-                if not done and sleep_when_idle:
+                if idle_sleep_s is not None:
+                    await asyncio.sleep(idle_sleep_s)
+                elif not done and sleep_when_idle:
                     await asyncio.sleep(IDLE_SLEEP_S)
             except asyncio.CancelledError:
                 raise

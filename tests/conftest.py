@@ -22,6 +22,7 @@ from psycopg import sql
 ADMIN_URL = os.environ.get(
     "WEALTHALLOC_TEST_DATABASE_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
+BROKER_WEBHOOK_SECRET = "test-broker-webhook-secret-0123456789abcdef"
 TEST_REDIS_URL = os.environ.get("WEALTHALLOC_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 
 
@@ -145,11 +146,61 @@ def api_settings(database_url: str, session_redis_url: str, data_dir: Path) -> d
         "log_level": "WARNING",
         # Webhook receivers in tests listen on loopback, which production refuses unless allowed.
         "webhook_allowed_hosts": ["127.0.0.1"],
+        # The broker's signed order news arrives at /api/v1/webhooks/incoming/broker.
+        "webhook_incoming_secrets": {"broker": [BROKER_WEBHOOK_SECRET]},
+        # The anomaly detector: no CPU reservation (the test Ray has two, the API replicas take them),
+        # a short poll so hot reload shows within a test, a batch wait long enough to merge a burst.
+        "anomaly_num_cpus": "0",
+        "anomaly_poll_seconds": "1",
+        "anomaly_batch_wait_timeout_s": "0.05",
     }
 
 
+def tiny_model_recipe(seed: int = 0) -> Any:
+    """A DefaultModelRecipe small enough to train in seconds: two symbols, 20-day windows, one epoch."""
+    from datetime import date
+
+    from training.default_model import DefaultModelRecipe
+    from wealthalloc.ml.autoencoder import AutoencoderConfig
+    from wealthalloc.ml.features import FeatureSpec, TimeSplit
+
+    return DefaultModelRecipe(
+        symbols=("AAPL", "KO"),
+        split=TimeSplit(
+            train_start=date(2016, 1, 1),
+            train_end=date(2018, 12, 31),
+            validation_end=date(2019, 12, 31),
+            test_end=date(2022, 12, 31),
+        ),
+        spec=FeatureSpec(window=20),
+        config=AutoencoderConfig(
+            window=20, units=8, latent=2, dropout=0.0, batch_size=64, epochs=1, patience=1, seed=seed
+        ),
+        stride=2,
+        evaluate=False,
+    )
+
+
 @pytest.fixture(scope="session")
-def api_url(ray_local: None, api_settings: dict[str, str]) -> str:
+def promoted_model(data_dir: Path) -> str:
+    """A tiny anomaly model trained on the bundled prices and promoted in the session's registry.
+
+    Trained before the API is deployed (``api_url`` depends on it), so the
+    AnomalyDetector loads it on start and /health's model check is healthy.
+    """
+    from training.default_model import ensure_default_model
+    from wealthalloc.config import Settings
+    from wealthalloc.ml.registry import ModelRegistry
+
+    settings = Settings(data_dir=data_dir, model_registry_uri="")
+    version = ensure_default_model(settings, progress=False, recipe=tiny_model_recipe())
+    promoted = version or ModelRegistry(settings.registry_uri).promoted()
+    assert promoted is not None
+    return promoted
+
+
+@pytest.fixture(scope="session")
+def api_url(ray_local: None, api_settings: dict[str, str], promoted_model: str) -> str:
     """The API deployed on Ray Serve, as a client reaches it over HTTP."""
     from ray import serve
 

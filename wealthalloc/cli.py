@@ -14,11 +14,14 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import typer
 
 from wealthalloc.config import Settings
+
+if TYPE_CHECKING:
+    from wealthalloc.ml.registry import ModelRegistry
 
 app = typer.Typer(
     name="wealthalloc",
@@ -35,12 +38,16 @@ users_app = typer.Typer(help="User administration.", no_args_is_help=True)
 audit_app = typer.Typer(help="The hash-chained audit trail.", no_args_is_help=True)
 events_app = typer.Typer(help="The event outbox and its streams.", no_args_is_help=True)
 tax_app = typer.Typer(help="Tax reports from a trade history (no database needed).", no_args_is_help=True)
+models_app = typer.Typer(
+    help="The anomaly model registry: list, describe, promote, train the default model.", no_args_is_help=True
+)
 app.add_typer(events_app, name="events")
 app.add_typer(data_app, name="data")
 app.add_typer(audit_app, name="audit")
 app.add_typer(demo_app, name="demo")
 app.add_typer(users_app, name="users")
 app.add_typer(tax_app, name="tax")
+app.add_typer(models_app, name="models")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -337,6 +344,133 @@ def tax_report(
     _say(json.dumps(report_dict(report), indent=2) if output == "json" else report_table(report))
 
 
+RegistryOption = Annotated[
+    str | None,
+    typer.Option(
+        "--registry",
+        help="Registry directory or URI (default: WEALTHALLOC_MODEL_REGISTRY_URI, else data_dir/models).",
+    ),
+]
+
+
+def _registry(settings: Settings, uri: str | None) -> ModelRegistry:
+    from wealthalloc.ml.registry import ModelRegistry
+
+    return ModelRegistry(uri or settings.registry_uri)
+
+
+@models_app.command("list")
+@_friendly
+def models_list(registry_uri: RegistryOption = None) -> None:
+    """Every version, oldest first: when it was trained, which is promoted (*), its threshold and scores.
+
+    VAL_LOSS is the validation reconstruction loss; AE_F1 and AE_PR_AUC are
+    the autoencoder's on the held-out period with injected anomalies (see
+    docs/model-card.md), ``-`` for a version published without evaluation.
+    """
+    from training.evaluate import AUTOENCODER
+
+    registry = _registry(_settings(), registry_uri)
+    infos = registry.list_versions()
+    if not infos:
+        _say(f"no model versions in {registry.uri} (train one: wealthalloc models train-default)")
+        return
+
+    def number(value: float | None, digits: int = 4) -> str:
+        return "-" if value is None else f"{value:.{digits}f}"
+
+    rows = [("VERSION", "CREATED", "PROMOTED", "THRESHOLD", "VAL_LOSS", "AE_F1", "AE_PR_AUC")]
+    for info in infos:
+        rows.append(
+            (
+                info.version,
+                info.created_at[:19].replace("T", " ") or "-",
+                "*" if info.promoted else "",
+                number(info.threshold),
+                number(info.metrics.get("val_loss")),
+                number(info.evaluation_metric(AUTOENCODER, "f1"), 3),
+                number(info.evaluation_metric(AUTOENCODER, "pr_auc"), 3),
+            )
+        )
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    for row in rows:
+        _say("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    for info in infos:
+        if info.problem:
+            typer.secho(f"warning: {info.version}: {info.problem}", err=True, fg=typer.colors.YELLOW)
+
+
+@models_app.command("promote")
+@_friendly
+def models_promote(
+    version: Annotated[str, typer.Argument(help="The version id, as `wealthalloc models list` shows it.")],
+    registry_uri: RegistryOption = None,
+) -> None:
+    """Make VERSION the one serving loads (a rollback is the promotion of an older version)."""
+    from wealthalloc.ml.registry import RegistryError
+
+    registry = _registry(_settings(), registry_uri)
+    previous = registry.promoted()
+    try:
+        registry.promote(version)
+    except RegistryError as exc:
+        raise CliError(str(exc)) from exc
+    _say(f"promoted {version} (was {previous or 'none'}); the anomaly detector loads it on its next reload")
+
+
+@models_app.command("describe")
+@_friendly
+def models_describe(
+    version: Annotated[str, typer.Argument(help="The version id.")],
+    registry_uri: RegistryOption = None,
+) -> None:
+    """Print VERSION's metadata as JSON: config, features, threshold, metrics, data hash, evaluation."""
+    import json
+
+    from wealthalloc.ml.registry import RegistryError
+
+    registry = _registry(_settings(), registry_uri)
+    try:
+        metadata = registry.describe(version)
+    except RegistryError as exc:
+        raise CliError(str(exc)) from exc
+    _say(json.dumps(metadata, indent=2, sort_keys=True))
+
+
+@models_app.command("train-default")
+@_friendly
+def models_train_default(
+    force: Annotated[
+        bool, typer.Option("--force", help="Train and promote even when a version is promoted already.")
+    ] = False,
+) -> None:
+    """Train, evaluate, publish and promote the small default model (about a minute on CPU).
+
+    What `wealthalloc serve` does on a machine whose registry has no promoted
+    version; tuned models come from `python -m training.tune`.
+    """
+    from training.default_model import ensure_default_model
+
+    settings = _settings()
+    version = ensure_default_model(settings, progress=sys.stderr.isatty(), force=force)
+    if version is None:
+        promoted = _registry(settings, None).promoted()
+        _say(f"{promoted} is promoted already in {settings.registry_uri} (--force trains a new one)")
+        return
+    _say(f"trained, published and promoted {version} in {settings.registry_uri}")
+
+
+def _default_model(settings: Settings) -> str:
+    """Train the default anomaly model when no version is promoted, so a fresh machine scores anomalies."""
+    from training.default_model import ensure_default_model
+
+    started = time.monotonic()
+    version = ensure_default_model(settings, progress=sys.stderr.isatty())
+    if version is None:
+        return f"{_registry(settings, None).promoted()} promoted"
+    return f"trained and promoted {version} in {time.monotonic() - started:.0f} s"
+
+
 def _origin(embedded: bool, where: Path) -> str:
     return f"embedded, started under {where}" if embedded else "configured server"
 
@@ -392,6 +526,7 @@ def serve(
         _say(f"Market:     {len(prices.symbols())} symbols, market clock at {clock.today()}")
         seed_demo(pg.url, prices=prices, clock=clock, bcrypt_rounds=settings.bcrypt_rounds)
         _say("Demo:       seeded")
+        _say(f"Model:      {_default_model(settings)}")
 
     env = launcher.platform_env(settings, pg.url, rd.url)
     address, ray_pid = launcher.start_ray(settings, env)

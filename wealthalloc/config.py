@@ -148,6 +148,45 @@ class Settings(BaseSettings):
         default=900, gt=0, description="A book untouched this long leaves memory."
     )
     model_registry_uri: str = Field(default="", description="Empty: data_dir/models.")
+    # The AnomalyDetector Serve deployment (serve_apps/anomaly). cluster/serve-config.yaml's
+    # autoscaling_config, when present, wins over the replica settings here.
+    anomaly_num_cpus: float = Field(default=1.0, ge=0, description="CPUs reserved per detector replica.")
+    anomaly_num_gpus: float = Field(
+        default=0.0, ge=0, description="GPUs per detector replica (a fraction shares one); 0 scores on CPU."
+    )
+    anomaly_replicas: int = Field(
+        default=1, ge=1, description="Detector replicas (the minimum when autoscaling)."
+    )
+    anomaly_max_replicas: int = Field(
+        default=1, ge=1, description="Above anomaly_replicas, Serve autoscales the detector up to this many."
+    )
+    anomaly_target_ongoing_requests: float = Field(
+        default=16, gt=0, description="Requests per detector replica the autoscaler aims for."
+    )
+    anomaly_max_ongoing_requests: int = Field(
+        default=256, ge=1, description="Requests one replica accepts at once."
+    )
+    anomaly_max_batch_size: int = Field(
+        default=256, ge=1, description="Most windows per model call; requests are merged up to it."
+    )
+    anomaly_batch_wait_timeout_s: float = Field(
+        default=0.005, ge=0, description="How long a batch waits for more requests before it runs."
+    )
+    anomaly_max_windows: int = Field(
+        default=1024, ge=1, le=4096, description="Most windows one scoring request may carry."
+    )
+    anomaly_poll_seconds: float = Field(
+        default=5.0, gt=0, description="How often detector replicas look for a newly promoted model version."
+    )
+    anomaly_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="How long the API waits for the detector before answering 503."
+    )
+    tune_cpus_per_trial: float = Field(default=1, gt=0, description="CPUs Ray Tune gives each trial.")
+    tune_gpus_per_trial: float = Field(
+        default=0,
+        ge=0,
+        description="GPUs per trial; 0 gives each trial one GPU when the cluster has any, none otherwise.",
+    )
 
     webhook_allowed_hosts: list[str] = Field(
         default_factory=list,
@@ -161,6 +200,7 @@ class Settings(BaseSettings):
     )
     webhook_retry_max_seconds: float = Field(default=3600, gt=0)
     webhook_max_per_user: int = Field(default=20, ge=1)
+    alert_max_per_user: int = Field(default=100, ge=1, description="Armed price alerts one user may hold.")
     webhook_incoming_secrets: dict[str, list[SecretStr]] = Field(
         default_factory=dict,
         description='Shared secrets per incoming source, newest first (JSON {"broker": ["new", "old"]}).',

@@ -22,8 +22,10 @@ from serve_apps.api.resources import Resources
 from serve_apps.api.routes import (
     admin,
     advisors,
+    alerts,
     api_keys,
     auth,
+    intelligence,
     market,
     me,
     portfolios,
@@ -77,7 +79,20 @@ def create_app(
 
     app.include_router(health.router)
     app.include_router(_operations_router())
-    for module in (auth, me, api_keys, advisors, portfolios, trades, webhooks, admin, market, quotes):
+    for module in (
+        auth,
+        me,
+        api_keys,
+        advisors,
+        portfolios,
+        trades,
+        webhooks,
+        alerts,
+        admin,
+        market,
+        quotes,
+        intelligence,
+    ):
         app.include_router(module.router)
     for router in extra_routers:
         app.include_router(router)

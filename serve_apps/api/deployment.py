@@ -1,8 +1,12 @@
-"""The API as a Ray Serve application.
+"""The API as a Ray Serve application, composed with the anomaly detector.
 
 ``build`` is the application builder that ``serve deploy cluster/serve-config.yaml``
 and ``serve.run`` call; its ``args`` override settings for this application
-only (tests use that to point a deployment at their own database).
+only (tests use that to point a deployment at their own database). It binds
+the ``AnomalyDetector`` deployment and hands it to the ingress, so Serve
+passes the ingress a ``DeploymentHandle`` to it (deployment composition): the
+API scores through the detector's batch queue instead of loading a model in
+every API replica, and the two scale separately.
 """
 
 from __future__ import annotations
@@ -12,24 +16,33 @@ from typing import Any
 from fastapi import FastAPI
 from ray import serve
 from ray.serve import Application
+from ray.serve.handle import DeploymentHandle
 
+from serve_apps.anomaly.deployment import build_detector
 from serve_apps.api.app import create_app
+from serve_apps.api.resources import Resources
 from wealthalloc.config import Settings
 
 
 @serve.deployment(name="ApiIngress", max_ongoing_requests=200, health_check_period_s=10)
 @serve.ingress()
 class ApiIngress:
-    def __init__(self, overrides: dict[str, Any]) -> None:
+    def __init__(self, overrides: dict[str, Any], anomaly: DeploymentHandle[Any] | None = None) -> None:
         self._settings = Settings(**overrides)
+        self._anomaly = anomaly
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        return create_app(self._settings, behind_serve=True)
+        app = create_app(self._settings, behind_serve=True)
+        resources: Resources = app.state.resources
+        resources.anomaly = self._anomaly
+        return app
 
 
 def build(args: dict[str, Any] | None = None) -> Application:
     overrides = dict(args or {})
     replicas = int(overrides.pop("num_replicas", 0) or Settings(**overrides).api_replicas)
     deployment: Any = ApiIngress  # @serve.deployment turns the class into a Deployment
-    application: Application = deployment.options(num_replicas=replicas).bind(overrides)
+    application: Application = deployment.options(num_replicas=replicas).bind(
+        overrides, build_detector(overrides)
+    )
     return application

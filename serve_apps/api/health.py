@@ -35,7 +35,11 @@ Check = Callable[[Resources], Awaitable[dict[str, Any]]]
 
 
 class CheckFailed(Exception):
-    pass
+    """A check that ran and found a problem; ``details`` go into the report beside the error."""
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.details = details or {}
 
 
 async def check_database(res: Resources) -> dict[str, Any]:
@@ -102,10 +106,34 @@ async def check_event_bus(res: Resources) -> dict[str, Any]:
 
 
 async def check_model(res: Resources) -> dict[str, Any]:
+    """Healthy only when a version is promoted and the AnomalyDetector deployment serves that version.
+
+    Reports the version loaded and the last load failure, so a promotion that
+    did not take (a damaged file) is visible while the previous version keeps
+    serving. The detector polls the registry, so just after a promotion this
+    says "not loaded yet" for up to ``anomaly_poll_seconds`` plus the load time.
+    """
     registry = ModelRegistry(res.settings.registry_uri)
     promoted = await asyncio.to_thread(registry.promoted)
-    versions = await asyncio.to_thread(registry.versions)
-    return {"registry": registry.uri, "promoted_version": promoted, "versions": len(versions)}
+    detail: dict[str, Any] = {"registry": registry.uri, "promoted_version": promoted}
+    if res.anomaly is None:
+        raise CheckFailed("this API runs without the anomaly detector deployment", detail)
+    status: dict[str, Any] = await res.anomaly.status.remote()
+    loaded = status["loaded_version"]
+    failure = status["load_failure"]
+    detail |= {"loaded_version": loaded, "load_failure": failure}
+    if status["model"] is not None:
+        detail |= {"loaded_at": status["model"]["loaded_at"], "threshold": status["model"]["threshold"]}
+    if promoted is None:
+        raise CheckFailed(f"no model version is promoted in {registry.uri}", detail)
+    if loaded != promoted:
+        serving = f"still serving {loaded}" if loaded else "no model is served"
+        if failure and failure["version"] == promoted:
+            raise CheckFailed(
+                f"promoted version {promoted} failed to load ({failure['error']}); {serving}", detail
+            )
+        raise CheckFailed(f"promoted version {promoted} is not loaded yet; {serving}", detail)
+    return detail
 
 
 CHECKS: dict[str, Check] = {
@@ -125,6 +153,8 @@ async def _run(name: str, check: Check, res: Resources) -> dict[str, Any]:
         result: dict[str, Any] = {"status": "healthy", **detail}
     except TimeoutError:
         result = {"status": "unhealthy", "error": f"no answer within {CHECK_TIMEOUT_S:.0f} s"}
+    except CheckFailed as exc:
+        result = {"status": "unhealthy", "error": str(exc), **exc.details}
     except Exception as exc:  # a health check reports every failure, whatever its type
         result = {"status": "unhealthy", "error": str(exc) or type(exc).__name__}
     result["latency_ms"] = round((time.perf_counter() - started) * 1000, 2)

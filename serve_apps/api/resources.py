@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
 
@@ -30,6 +30,9 @@ from wealthalloc.security.tokens import KeyRing
 from wealthalloc.storage.postgres import AsyncPool, async_pool
 from wealthalloc.storage.rate_limiter import LocalRateLimiter, RateLimiter
 from wealthalloc.storage.redis_client import async_redis
+
+if TYPE_CHECKING:
+    from ray.serve.handle import DeploymentHandle
 
 log = get_logger(__name__)
 
@@ -58,6 +61,8 @@ class Resources:
     # Which user owns a portfolio never changes: remembered per replica, bounded.
     portfolio_owners: dict[uuid.UUID, uuid.UUID] = field(default_factory=dict)
     principals: dict[uuid.UUID, CachedPrincipal] = field(default_factory=dict)
+    # The AnomalyDetector deployment (a DeploymentHandle), set by the Serve ingress; None in a plain app.
+    anomaly: DeploymentHandle[Any] | None = None
 
     async def open(self) -> None:
         self.pool = async_pool(self.settings)

@@ -244,3 +244,16 @@ class PricesUpdatedV1(EventPayload):
     symbols: list[str] = Field(min_length=1)
     as_of: date | datetime
     prices: dict[str, Decimal] = Field(default_factory=dict)
+
+
+@register("price_alert.triggered")
+class PriceAlertTriggeredV1(EventPayload):
+    """A user's price alert reached its level; it will not fire again."""
+
+    alert_id: uuid.UUID
+    symbol: str
+    direction: Literal["above", "below"]
+    level: Decimal
+    price: Decimal
+    as_of: date | datetime
+    note: str | None = None

@@ -42,6 +42,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from wealthalloc.brokers import incoming
 from wealthalloc.config import VERSION, Settings
 from wealthalloc.errors import ServiceError
 from wealthalloc.events import signing
@@ -535,6 +536,16 @@ class WebhookService:
             raise ServiceError(
                 400, "VALIDATION_ERROR", "The webhook body must be a JSON object with an id.", {"field": "id"}
             )
+        if source == incoming.SOURCE:
+            try:
+                incoming.parse(document)
+            except incoming.MalformedMessage as exc:
+                raise ServiceError(
+                    400,
+                    "VALIDATION_ERROR",
+                    f"The broker message is not valid: {exc}.",
+                    {"fields": exc.fields},
+                ) from exc
         async with self._pool.connection() as conn, conn.transaction():
             fresh = await store.record_incoming_receipt(
                 conn,

@@ -24,10 +24,12 @@ from typing import Any
 
 from wealthalloc.brokers.base import Execution, StatusChange, Ticket
 from wealthalloc.domain import orders as rules
-from wealthalloc.domain.lots import InsufficientShares, LotMethod, UnknownLot, relieve, term
+from wealthalloc.domain.lots import InsufficientShares, LotMethod, UnknownLot, relieve
 from wealthalloc.domain.money import money
+from wealthalloc.domain.wash_sale_book import SoldShares
 from wealthalloc.errors import ServiceError
 from wealthalloc.logging import get_logger
+from wealthalloc.portfolios import wash_sales
 from wealthalloc.portfolios.service import BookService, Mutation, jsonable, not_found
 from wealthalloc.storage import books as store
 from wealthalloc.storage import orders as order_store
@@ -94,6 +96,8 @@ class OrderDesk:
         created: list[uuid.UUID] = []
 
         async def work(conn: store.Conn, portfolio: dict[str, Any]) -> tuple[int, Any]:
+            if request.side == "buy":
+                await wash_sales.refuse_blocked_buy(conn, m.user_id, request.symbol, today)
             open_orders = await order_store.open_orders_of_portfolio(conn, portfolio["id"])
             lots = [
                 store.lot_from_row(r)
@@ -291,16 +295,18 @@ class OrderDesk:
                 )
                 if fill is None:
                     return _light(order)
-                await self._fill(conn, order, fill, execution)
+                also_changed = await self._fill(conn, order, fill, execution)
                 portfolio_id = order["portfolio_id"]
                 updated = await order_store.order(conn, order["id"])
-            await self._book.drop_snapshot(user_id, portfolio_id)
+            for changed in {portfolio_id, *also_changed}:
+                await self._book.drop_snapshot(user_id, changed)
         assert updated is not None
         return _light(updated)
 
     async def _fill(
         self, conn: store.Conn, order: dict[str, Any], fill: dict[str, Any], execution: Execution
-    ) -> None:
+    ) -> set[uuid.UUID]:
+        """Apply a new fill; returns the user's other portfolios whose lots a wash sale changed."""
         filled, average, reserved, status = rules.after_fill(
             quantity=order["quantity"],
             filled=order["filled_quantity"],
@@ -327,21 +333,25 @@ class OrderDesk:
             raise ServiceError(409, "PORTFOLIO_GONE", "The order's portfolio no longer exists.")
         day = self.market.today()
         value = money(execution.quantity * execution.price)
+        also_changed: set[uuid.UUID] = set()
         if order["side"] == "buy":
             amount = -(value + execution.commission)
-            await store.insert_lot(
+            await wash_sales.record_buy(
                 conn,
-                portfolio_id=portfolio["id"],
+                user_id=order["user_id"],
+                portfolio=portfolio,
                 symbol=order["symbol"],
                 shares=execution.quantity,
-                cost_basis=value + execution.commission,
-                acquired_at=day,
+                cost=value + execution.commission,
+                day=day,
                 source="harvest_replacement" if order["origin"] == "harvest" else "buy",
-                opened_by_fill_id=fill["id"],
+                fill_row_id=fill["id"],
             )
         else:
             amount = value - execution.commission
-            await self._relieve(conn, order, portfolio, fill["id"], execution.quantity, amount, day)
+            also_changed = await self._relieve(
+                conn, order, portfolio, fill["id"], execution.quantity, amount, day
+            )
         balance = portfolio["cash_balance"] + amount
         await store.set_cash(conn, portfolio["id"], balance)
         await store.insert_cash_movement(
@@ -388,6 +398,7 @@ class OrderDesk:
                 "order_status": status,
             },
         )
+        return also_changed
 
     async def _relieve(
         self,
@@ -398,7 +409,9 @@ class OrderDesk:
         quantity: Decimal,
         proceeds: Decimal,
         day: date,
-    ) -> None:
+    ) -> set[uuid.UUID]:
+        """Take the sold shares out of the lots the order's method picks; the realized rows and any wash
+        sale they start are the engine's (:mod:`wealthalloc.portfolios.wash_sales`)."""
         lots = [
             store.lot_from_row(r)
             for r in await store.all_lots(conn, portfolio["id"], order["symbol"])
@@ -410,6 +423,7 @@ class OrderDesk:
             method = LotMethod.FIFO  # a portfolio default of "specific" with no lots named on this sell
         reliefs = relieve(lots, quantity, method, named)
         left = proceeds
+        sold: list[SoldShares] = []
         for i, relief in enumerate(reliefs):
             share = left if i == len(reliefs) - 1 else money(proceeds * relief.shares / quantity)
             left -= share
@@ -420,20 +434,24 @@ class OrderDesk:
                 cost_basis=relief.cost_basis,
                 adjusted_basis=relief.adjusted_basis,
             )
-            await order_store.insert_realized(
-                conn,
-                portfolio_id=portfolio["id"],
-                lot_id=relief.lot.id,
-                fill_row_id=fill_row_id,
-                symbol=order["symbol"],
-                shares=relief.shares,
-                acquired_at=relief.lot.holding_period_start,
-                sold_at=day,
-                proceeds=share,
-                cost_basis=relief.adjusted_basis,
-                gain_loss=share - relief.adjusted_basis,
-                term=term(relief.lot.holding_period_start, day).value,
+            sold.append(
+                SoldShares(
+                    lot=relief.lot,
+                    shares=relief.shares,
+                    cost_basis=relief.cost_basis,
+                    adjusted_basis=relief.adjusted_basis,
+                    proceeds=share,
+                )
             )
+        return await wash_sales.record_sale(
+            conn,
+            user_id=order["user_id"],
+            portfolio=portfolio,
+            symbol=order["symbol"],
+            sold=sold,
+            fill_row_id=fill_row_id,
+            day=day,
+        )
 
     async def apply_status(self, user_id: uuid.UUID, change: StatusChange) -> dict[str, Any] | None:
         """Accepted, cancelled, rejected or expired; a change to an order already final changes nothing."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import date, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -186,49 +186,19 @@ async def insert_trade(
 async def relieve_lot(
     conn: Conn, lot_id: uuid.UUID, *, shares: Decimal, cost_basis: Decimal, adjusted_basis: Decimal
 ) -> None:
-    """Take sold shares (and their basis) out of an open lot; a lot with none left is closed."""
+    """Take sold shares (and their basis) out of an open lot; a lot with none left is closed.
+
+    ``wash_sale_disallowed`` stays what it means: the wash-sale losses carried in by the shares left.
+    """
     await conn.execute(
         """UPDATE lots SET shares = shares - %(shares)s, cost_basis = cost_basis - %(cost)s,
                           adjusted_basis = adjusted_basis - %(adjusted)s,
+                          wash_sale_disallowed = GREATEST(
+                              (adjusted_basis - %(adjusted)s) - (cost_basis - %(cost)s), 0),
                           closed_at = CASE WHEN shares - %(shares)s = 0 THEN now() ELSE closed_at END,
                           updated_date = now()
            WHERE id = %(id)s""",
         {"shares": shares, "cost": cost_basis, "adjusted": adjusted_basis, "id": lot_id},
-    )
-
-
-async def insert_realized(
-    conn: Conn,
-    *,
-    portfolio_id: uuid.UUID,
-    lot_id: uuid.UUID,
-    fill_row_id: uuid.UUID,
-    symbol: str,
-    shares: Decimal,
-    acquired_at: date,
-    sold_at: date,
-    proceeds: Decimal,
-    cost_basis: Decimal,
-    gain_loss: Decimal,
-    term: str,
-) -> None:
-    await conn.execute(
-        """INSERT INTO realized_lots (portfolio_id, lot_id, fill_id, symbol, shares, acquired_at, sold_at,
-                                      proceeds, cost_basis, gain_loss, term)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
-        (
-            portfolio_id,
-            lot_id,
-            fill_row_id,
-            symbol,
-            shares,
-            acquired_at,
-            sold_at,
-            proceeds,
-            cost_basis,
-            gain_loss,
-            term,
-        ),
     )
 
 

@@ -262,6 +262,9 @@ async def record_incoming_receipt(
 
 
 async def prune_incoming_receipts(conn: Conn, *, older_than: datetime) -> int:
-    """Forget receipts received before ``older_than`` (their replays are refused by timestamp)."""
-    cur = await conn.execute("DELETE FROM incoming_webhook_receipts WHERE received_at < %s", (older_than,))
+    """Forget handled receipts received before ``older_than`` (their replays are refused by timestamp)."""
+    cur = await conn.execute(
+        "DELETE FROM incoming_webhook_receipts WHERE received_at < %s AND processed_at IS NOT NULL",
+        (older_than,),
+    )
     return cur.rowcount

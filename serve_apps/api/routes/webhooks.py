@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from serve_apps.api.deps import ClientIp, CurrentPrincipal, ResourcesDep, require_access
 from serve_apps.api.envelope import ApiError, success
+from wealthalloc.brokers import incoming
 from wealthalloc.events.signing import SIGNATURE_HEADER
 from wealthalloc.events.webhooks import WebhookOptions, WebhookService
 
@@ -125,10 +126,13 @@ async def list_deliveries(
 async def receive_incoming(
     source: Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,99}$")],
     request: Request,
+    res: ResourcesDep,
     service: WebhookServiceDep,
 ) -> JSONResponse:
     body = await request.body()
     accepted = await service.receive(
         source=source, signature=request.headers.get(SIGNATURE_HEADER), body=body
     )
+    if source == incoming.SOURCE and (gateway := res.gateway()) is not None:
+        gateway.process_incoming.remote()  # now rather than at the next tick, which would also do it
     return success(request, accepted, status_code=202)

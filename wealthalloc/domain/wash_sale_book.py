@@ -1,0 +1,395 @@
+"""Wash sales one fill at a time: the replay engine of :mod:`wealthalloc.domain.wash_sale` applied to a book.
+
+The trading path keeps no trade history to replay: the ``lots`` table is the
+truth, and a fill must change it in the fill's own transaction. So each fill,
+with the part of the taxpayer's book it can touch, is stated here as a tiny
+history that :func:`~wealthalloc.domain.wash_sale.realize` replays, and the
+engine's answer is read back as changes to stored rows. Nothing in this module
+decides a wash sale: the engine does, so the order desk, the gains report and
+the ``tax report`` command follow one set of rules.
+
+A sale. Each lot the desk relieved becomes an opening lot of its own, in an
+account of its own, sold by one transaction carrying exactly the proceeds the
+desk booked for it: the engine then sells exactly the shares the desk chose,
+whatever the relief method (specific identification included). The other open
+lots of an identical security that the taxpayer acquired in the last 30 days,
+in any account, are the candidates; the engine matches each loss with them,
+earliest acquisition first, and splits a lot when only part of it is needed.
+The rest of a lot the sale took shares from is no candidate (a purchase is not
+its own replacement).
+
+A buy. Each loss of the last 30 days that still has shares waiting for a
+replacement becomes an opening lot sold on its own day for exactly the loss
+left; then the buy follows, and the engine matches the new lot with those
+losses, earliest sale first.
+
+Opening lots that stand for shares already sold are flagged as replacements,
+which makes the engine never offer them as replacement shares themselves.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+
+from wealthalloc.domain.lots import Lot, LotMethod
+from wealthalloc.domain.wash_sale import (
+    WASH_SALE_DAYS,
+    AccountLot,
+    AccountType,
+    IdentityGroups,
+    RealizedLot,
+    Side,
+    Transaction,
+    WashSale,
+    realize,
+)
+
+_WINDOW = dt.timedelta(days=WASH_SALE_DAYS)
+# Prices of the synthetic transactions: 8 places keep quantity x price exact within Decimal's
+# 28 digits for any amount below 10^12, so the fees that close the gap are exact too.
+_STEP = Decimal("0.00000001")
+# What a pending loss's synthetic sale brings in: any positive amount works, the loss is what counts.
+_PSEUDO_PROCEEDS = Decimal("1.0000")
+
+
+@dataclass(frozen=True)
+class HeldLot:
+    """An open lot in one of the taxpayer's accounts, as stored.
+
+    Attributes
+    ----------
+    account_id : str
+        The portfolio holding it.
+    account_type : AccountType
+        Its tax treatment (an IRA replacement takes no basis).
+    lot : Lot
+        Shares, bases, acquisition date and holding-period start.
+    original_shares : Decimal
+        The lot's ``original_shares`` column.
+    is_replacement : bool
+        The lot has already absorbed a sold share's loss, so it absorbs no other.
+    """
+
+    account_id: str
+    account_type: AccountType
+    lot: Lot
+    original_shares: Decimal
+    is_replacement: bool = False
+
+
+@dataclass(frozen=True)
+class SoldShares:
+    """Shares the desk relieved from one lot in a sale, with their basis and the proceeds booked for them."""
+
+    lot: Lot
+    shares: Decimal
+    cost_basis: Decimal
+    adjusted_basis: Decimal
+    proceeds: Decimal
+
+
+@dataclass(frozen=True)
+class PendingLoss:
+    """A loss realized in a taxable account whose sold shares are not all replaced yet.
+
+    Attributes
+    ----------
+    ref : uuid.UUID
+        The realized row that booked the loss; wash sales found for it name it.
+    symbol : str
+        The security sold.
+    sold : datetime.date
+        The sale date, which opens the 30 days after it.
+    holding_period_start : datetime.date
+        Of the shares sold: carried over to their replacement.
+    shares_left, loss_left : Decimal
+        Shares not yet replaced, and the part of the loss still deductible (positive).
+    """
+
+    ref: uuid.UUID
+    symbol: str
+    sold: dt.date
+    holding_period_start: dt.date
+    shares_left: Decimal
+    loss_left: Decimal
+
+
+@dataclass(frozen=True)
+class LotChange:
+    """A lot as the engine left it, to be written back.
+
+    ``split_from`` is ``None`` for a stored lot changed in place (or the lot a
+    buy opens), else the stored lot whose shares were split off into this new
+    one; ``original_shares`` is the value of that column after the change.
+    """
+
+    account_id: str
+    account_type: AccountType
+    lot: Lot
+    original_shares: Decimal
+    is_replacement: bool
+    split_from: uuid.UUID | None = None
+
+
+@dataclass(frozen=True)
+class SaleOutcome:
+    """What a sale realizes and changes.
+
+    Attributes
+    ----------
+    realized : tuple of RealizedLot
+        One row per :class:`SoldShares`, in the order given; ``adjustment`` is
+        the part of the loss disallowed by replacement shares already held.
+    wash_sales : tuple of WashSale
+        Each match; ``sold_lot_id`` is the id of the lot the shares were sold from.
+    lots : tuple of LotChange
+        Replacement lots whose basis or holding period changed, and lots split off.
+    """
+
+    realized: tuple[RealizedLot, ...]
+    wash_sales: tuple[WashSale, ...]
+    lots: tuple[LotChange, ...]
+
+
+@dataclass(frozen=True)
+class BuyOutcome:
+    """The lots a buy opens (the first keeps the id asked for) and the losses it replaced.
+
+    ``wash_sales[i].sold_lot_id`` is the ``ref`` of the :class:`PendingLoss` matched.
+    """
+
+    lots: tuple[LotChange, ...]
+    wash_sales: tuple[WashSale, ...]
+
+
+def on_sale(
+    *,
+    account_id: str,
+    account_type: AccountType,
+    symbol: str,
+    day: dt.date,
+    sold: Sequence[SoldShares],
+    held: Sequence[HeldLot],
+    groups: IdentityGroups,
+    new_lot_id: Callable[[], uuid.UUID] = uuid.uuid4,
+) -> SaleOutcome:
+    """Realize a sale the desk has relieved, and apply its losses to replacement shares already held.
+
+    Parameters
+    ----------
+    account_id, account_type : str, AccountType
+        The selling portfolio.
+    symbol : str
+        The security sold.
+    day : date
+        The trade date.
+    sold : sequence of SoldShares
+        The desk's reliefs, in its order, with the proceeds it booked for each.
+    held : sequence of HeldLot
+        The taxpayer's open lots in every account (after the relief or before:
+        lots the sale took shares from are left out either way).
+    groups : IdentityGroups
+        Substantially identical securities.
+    new_lot_id : callable
+        Ids of the lots split off.
+
+    Returns
+    -------
+    SaleOutcome
+    """
+    opening: list[AccountLot] = []
+    sales: list[Transaction] = []
+    pseudo_accounts: set[str] = set()
+    for i, part in enumerate(sold):
+        pseudo = f"{account_id}/sold/{i}"
+        pseudo_accounts.add(pseudo)
+        lot = Lot(
+            id=part.lot.id,
+            symbol=symbol,
+            shares=part.shares,
+            cost_basis=part.cost_basis,
+            adjusted_basis=part.adjusted_basis,
+            acquired_at=part.lot.acquired_at,
+            holding_period_start=part.lot.holding_period_start,
+            wash_sale_disallowed=part.adjusted_basis - part.cost_basis,
+        )
+        opening.append(AccountLot(pseudo, account_type, lot, part.shares, is_replacement=True))
+        sales.append(
+            _sale(day, pseudo, account_type, symbol, part.shares, part.proceeds, ref=str(part.lot.id))
+        )
+    taken = {part.lot.id for part in sold}
+    candidates = [
+        item
+        for item in held
+        if item.lot.id not in taken
+        and not item.is_replacement
+        and item.lot.shares > 0
+        and day - _WINDOW <= item.lot.acquired_at <= day
+        and groups.identical(item.lot.symbol, symbol)
+    ]
+    before = {item.lot.id: item for item in candidates}
+    opening.extend(
+        AccountLot(
+            item.account_id, item.account_type, item.lot, item.original_shares, opened_by_ref=str(item.lot.id)
+        )
+        for item in candidates
+    )
+    result = realize(
+        sales, lot_method=LotMethod.FIFO, groups=groups, opening_lots=opening, new_lot_id=new_lot_id
+    )
+    changes: list[LotChange] = []
+    for after in result.open_lots:
+        if after.account_id in pseudo_accounts:
+            continue
+        stored = before.get(after.lot.id)
+        if stored is None:
+            origin = uuid.UUID(after.opened_by_ref) if after.opened_by_ref else None
+            changes.append(_change(after, split_from=origin))
+        elif stored.lot != after.lot or stored.original_shares != after.original_shares:
+            changes.append(_change(after))
+    return SaleOutcome(realized=result.realized, wash_sales=result.wash_sales, lots=tuple(changes))
+
+
+def on_buy(
+    *,
+    account_id: str,
+    account_type: AccountType,
+    symbol: str,
+    day: dt.date,
+    shares: Decimal,
+    cost: Decimal,
+    losses: Sequence[PendingLoss],
+    groups: IdentityGroups,
+    lot_id: uuid.UUID,
+    new_lot_id: Callable[[], uuid.UUID] = uuid.uuid4,
+) -> BuyOutcome:
+    """The lots a buy opens, after the engine matched them with the losses of the last 30 days.
+
+    Parameters
+    ----------
+    account_id, account_type : str, AccountType
+        The buying portfolio (an IRA replacement takes no basis: the loss is lost for good).
+    symbol : str
+        The security bought.
+    day : date
+        The trade date.
+    shares, cost : Decimal
+        Shares bought and their cost, commission included.
+    losses : sequence of PendingLoss
+        The taxpayer's losses still waiting for replacement shares (any
+        symbol and date: those not identical or not in the window are ignored).
+    groups : IdentityGroups
+        Substantially identical securities.
+    lot_id : uuid.UUID
+        The id of the lot the buy opens; the shares split off as the
+        replacement of an earlier loss get ids from ``new_lot_id``.
+    new_lot_id : callable
+        Ids of the lots split off.
+    """
+    waiting = sorted(
+        (
+            loss
+            for loss in losses
+            if loss.shares_left > 0
+            and loss.loss_left > 0
+            and day - _WINDOW <= loss.sold <= day
+            and groups.identical(loss.symbol, symbol)
+        ),
+        key=lambda loss: loss.sold,
+    )
+    opening: list[AccountLot] = []
+    history: list[Transaction] = []
+    first_sale = waiting[0].sold if waiting else day
+    for loss in waiting:
+        pseudo = f"loss/{loss.ref}"
+        basis = loss.loss_left + _PSEUDO_PROCEEDS
+        lot = Lot(
+            id=loss.ref,
+            symbol=loss.symbol,
+            shares=loss.shares_left,
+            cost_basis=basis,
+            adjusted_basis=basis,
+            # Never a replacement, so its acquisition date only has to precede the history.
+            acquired_at=min(loss.holding_period_start, first_sale),
+            holding_period_start=loss.holding_period_start,
+        )
+        opening.append(AccountLot(pseudo, AccountType.TAXABLE, lot, loss.shares_left, is_replacement=True))
+        history.append(
+            _sale(loss.sold, pseudo, AccountType.TAXABLE, loss.symbol, loss.shares_left, _PSEUDO_PROCEEDS)
+        )
+    history.append(_purchase(day, account_id, account_type, symbol, shares, cost))
+    ids = _first_then(lot_id, new_lot_id)
+    result = realize(history, lot_method=LotMethod.FIFO, groups=groups, opening_lots=opening, new_lot_id=ids)
+    lots = [after for after in result.open_lots if after.account_id == account_id]
+    lots.sort(key=lambda after: after.lot.id != lot_id)  # the lot keeping the id first
+    return BuyOutcome(
+        lots=tuple(_change(after, split_from=None if after.lot.id == lot_id else lot_id) for after in lots),
+        wash_sales=result.wash_sales,
+    )
+
+
+def _change(after: AccountLot, *, split_from: uuid.UUID | None = None) -> LotChange:
+    return LotChange(
+        account_id=after.account_id,
+        account_type=after.account_type,
+        lot=after.lot,
+        original_shares=after.original_shares,
+        is_replacement=after.is_replacement,
+        split_from=split_from,
+    )
+
+
+def _first_then(first: uuid.UUID, rest: Callable[[], uuid.UUID]) -> Callable[[], uuid.UUID]:
+    def ids() -> Iterator[uuid.UUID]:
+        yield first
+        while True:
+            yield rest()
+
+    it = ids()
+    return lambda: next(it)
+
+
+def _sale(
+    day: dt.date,
+    account_id: str,
+    account_type: AccountType,
+    symbol: str,
+    quantity: Decimal,
+    proceeds: Decimal,
+    *,
+    ref: str | None = None,
+) -> Transaction:
+    """A sale whose proceeds (``Transaction.amount``) are exactly ``proceeds``, whatever the rounding."""
+    price = max((proceeds / quantity).quantize(_STEP, rounding=ROUND_CEILING), _STEP)
+    return Transaction(
+        date=day,
+        account_id=account_id,
+        account_type=account_type,
+        symbol=symbol,
+        side=Side.SELL,
+        quantity=quantity,
+        price=price,
+        fees=quantity * price - proceeds,
+        ref=ref,
+    )
+
+
+def _purchase(
+    day: dt.date, account_id: str, account_type: AccountType, symbol: str, quantity: Decimal, cost: Decimal
+) -> Transaction:
+    """A buy whose cost (``Transaction.amount``) is exactly ``cost``."""
+    price = (cost / quantity).quantize(_STEP, rounding=ROUND_FLOOR)
+    return Transaction(
+        date=day,
+        account_id=account_id,
+        account_type=account_type,
+        symbol=symbol,
+        side=Side.BUY,
+        quantity=quantity,
+        price=price,
+        fees=cost - quantity * price,
+    )

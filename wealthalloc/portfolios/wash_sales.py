@@ -1,0 +1,217 @@
+"""The wash-sale rule inside the order desk: each fill's effect on lots, in the fill's own transaction.
+
+A sell fill realizes its rows here, and a loss among them takes replacement
+shares the taxpayer already holds (bought in the 30 days before, in any
+portfolio); a buy fill opens its lot here, and the lot takes the losses of
+the 30 days before that still wait for replacement shares. The rules are the
+engine's (:mod:`wealthalloc.domain.wash_sale_book` states the fill for it);
+this module reads the rows the engine needs and writes back what it decided:
+realized rows with their adjustment, lots with their new basis and holding
+period (split when only part of a lot replaces), and one ``wash_sales`` row
+per match, so a replacement lot is never matched twice.
+
+Buying back a security whose loss was harvested is refused outright while
+the harvest's window is open (:func:`refuse_blocked_buy`): the engine would
+get the tax right, but the user asked for the loss.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+from wealthalloc.domain.wash_sale import WASH_SALE_DAYS, AccountType, WashSale
+from wealthalloc.domain.wash_sale_book import HeldLot, LotChange, PendingLoss, SoldShares, on_buy, on_sale
+from wealthalloc.errors import ServiceError
+from wealthalloc.storage import books as store
+from wealthalloc.storage import tax as tax_store
+
+_WINDOW = timedelta(days=WASH_SALE_DAYS)
+
+
+async def refuse_blocked_buy(conn: store.Conn, user_id: uuid.UUID, symbol: str, today: date) -> None:
+    """Refuse a buy of a security (or one substantially identical) whose loss was harvested less than
+    31 days ago, in any of the user's portfolios: 400 ``WASH_SALE_BLOCKED`` with the last blocked day."""
+    groups = await tax_store.identity_groups(conn)
+    row = await tax_store.blocking_harvest(conn, user_id, symbols=groups.members(symbol), today=today)
+    if row is None:
+        return
+    end: date = row["wash_sale_window_end"]
+    raise ServiceError(
+        400,
+        "WASH_SALE_BLOCKED",
+        f"Buying {symbol} before {end + timedelta(days=1)} would be a wash sale: the loss on {row['symbol']}"
+        f" harvested on {end - _WINDOW} stays deductible only if it is not bought back, in any account,"
+        f" through {end}.",
+        {
+            "symbol": symbol,
+            "harvested_symbol": row["symbol"],
+            "harvest_id": row["id"],
+            "wash_sale_window_end": end,
+            "allowed_from": end + timedelta(days=1),
+        },
+    )
+
+
+async def record_sale(
+    conn: store.Conn,
+    *,
+    user_id: uuid.UUID,
+    portfolio: dict[str, Any],
+    symbol: str,
+    sold: Sequence[SoldShares],
+    fill_row_id: uuid.UUID,
+    day: date,
+) -> set[uuid.UUID]:
+    """Write the realized rows of a sale whose lots the desk has relieved, and apply its losses to the
+    replacement shares already held. Returns the other portfolios whose lots changed."""
+    groups = await tax_store.identity_groups(conn)
+    rows = await tax_store.open_lots(conn, user_id, symbols=groups.members(symbol), since=day - _WINDOW)
+    outcome = on_sale(
+        account_id=str(portfolio["id"]),
+        account_type=AccountType(portfolio["account_type"]),
+        symbol=symbol,
+        day=day,
+        sold=sold,
+        held=[_held(row) for row in rows],
+        groups=groups,
+    )
+    realized_ids: dict[uuid.UUID, uuid.UUID] = {}
+    for realized in outcome.realized:
+        realized_ids[realized.lot_id] = await tax_store.insert_realized(
+            conn,
+            portfolio_id=portfolio["id"],
+            lot_id=realized.lot_id,
+            fill_row_id=fill_row_id,
+            symbol=symbol,
+            shares=realized.shares,
+            acquired_at=realized.holding_period_start,
+            sold_at=day,
+            proceeds=realized.proceeds,
+            cost_basis=realized.cost_basis,
+            wash_sale_disallowed=realized.adjustment,
+            term=realized.term.value,
+        )
+    sources = await tax_store.lot_sources(conn, {c.split_from for c in outcome.lots if c.split_from})
+    await _write_lots(conn, outcome.lots, source_of=lambda c: sources[c.split_from]["source"], fill=None)
+    await _write_wash_sales(
+        conn, user_id, outcome.wash_sales, lambda w: realized_ids[w.sold_lot_id], fill_row_id
+    )
+    touched = {(uuid.UUID(c.account_id), c.lot.symbol) for c in outcome.lots}
+    for portfolio_id, held_symbol in touched:
+        await store.refresh_holdings(conn, portfolio_id, held_symbol)
+    return {portfolio_id for portfolio_id, _ in touched} - {portfolio["id"]}
+
+
+async def record_buy(
+    conn: store.Conn,
+    *,
+    user_id: uuid.UUID,
+    portfolio: dict[str, Any],
+    symbol: str,
+    shares: Decimal,
+    cost: Decimal,
+    day: date,
+    source: str,
+    fill_row_id: uuid.UUID,
+) -> uuid.UUID:
+    """Open the lot(s) of a buy fill, replacing the losses of the last 30 days that wait for shares.
+
+    The lot keeping the new id carries ``opened_by_fill_id``; shares split off as a replacement
+    are lots of their own (their basis raised by the loss, their holding period moved back).
+    """
+    groups = await tax_store.identity_groups(conn)
+    waiting = await tax_store.pending_losses(
+        conn, user_id, symbols=groups.members(symbol), since=day - _WINDOW, until=day
+    )
+    lot_id = uuid.uuid4()
+    outcome = on_buy(
+        account_id=str(portfolio["id"]),
+        account_type=AccountType(portfolio["account_type"]),
+        symbol=symbol,
+        day=day,
+        shares=shares,
+        cost=cost,
+        losses=[
+            PendingLoss(
+                ref=row["id"],
+                symbol=row["symbol"],
+                sold=row["sold_at"],
+                holding_period_start=row["acquired_at"],
+                shares_left=row["shares_left"],
+                loss_left=row["loss_left"],
+            )
+            for row in waiting
+        ],
+        groups=groups,
+        lot_id=lot_id,
+    )
+    await _write_lots(conn, outcome.lots, source_of=lambda _: source, fill=(lot_id, fill_row_id), new=True)
+    for wash in outcome.wash_sales:
+        await tax_store.disallow_more(conn, wash.sold_lot_id, wash.disallowed)
+    await _write_wash_sales(conn, user_id, outcome.wash_sales, lambda w: w.sold_lot_id, fill_row_id)
+    return lot_id
+
+
+def _held(row: dict[str, Any]) -> HeldLot:
+    return HeldLot(
+        account_id=str(row["portfolio_id"]),
+        account_type=AccountType(row["account_type"]),
+        lot=store.lot_from_row(row),
+        original_shares=row["original_shares"],
+        is_replacement=row["is_replacement"],
+    )
+
+
+async def _write_lots(
+    conn: store.Conn,
+    changes: Iterable[LotChange],
+    *,
+    source_of: Any,
+    fill: tuple[uuid.UUID, uuid.UUID] | None,
+    new: bool = False,
+) -> None:
+    """Lots changed in place are rewritten; new ones (a buy's, or shares split off) are inserted."""
+    for change in changes:
+        if change.split_from is None and not new:
+            await tax_store.rewrite_lot(conn, change.lot, original_shares=change.original_shares)
+            continue
+        opened_by = fill[1] if fill is not None and change.lot.id == fill[0] else None
+        await tax_store.insert_lot(
+            conn,
+            portfolio_id=uuid.UUID(change.account_id),
+            lot=change.lot,
+            original_shares=change.original_shares,
+            source=source_of(change),
+            opened_by_fill_id=opened_by,
+        )
+
+
+async def _write_wash_sales(
+    conn: store.Conn,
+    user_id: uuid.UUID,
+    washes: Iterable[WashSale],
+    realized_id: Any,
+    fill_row_id: uuid.UUID,
+) -> None:
+    for wash in washes:
+        await tax_store.insert_wash_sale(
+            conn,
+            user_id=user_id,
+            realized_lot_id=realized_id(wash),
+            replacement_lot_id=wash.replacement_lot_id,
+            replacement_portfolio_id=uuid.UUID(wash.replacement_account_id),
+            replacement_account_type=wash.replacement_account_type.value,
+            symbol=wash.symbol,
+            replacement_symbol=wash.replacement_symbol,
+            sold_at=wash.sold,
+            replacement_acquired_at=wash.replacement_acquired,
+            shares=wash.shares,
+            disallowed=wash.disallowed,
+            holding_days=wash.holding_days,
+            permanent=wash.permanent,
+            fill_id=fill_row_id,
+        )
