@@ -20,6 +20,7 @@ from typing import Any
 
 import ray
 
+from actors.lifecycle import start_when_constructed
 from actors.shard_router import ShardRouter
 from wealthalloc.brokers import incoming
 from wealthalloc.brokers.base import (
@@ -79,6 +80,7 @@ class BrokerGateway:
         self._adopted = False
         self._counts = {"submitted": 0, "rejected": 0, "swept": 0, "fills": 0, "incoming": 0}
         self._inbox_lock = asyncio.Lock()
+        start_when_constructed()
 
     # Life ----------------------------------------------------------------------------------------
 

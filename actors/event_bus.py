@@ -15,6 +15,7 @@ from typing import Any
 
 import ray
 
+from actors.lifecycle import start_when_constructed
 from wealthalloc.config import Settings
 from wealthalloc.events.consumers import AuditLogger, CacheInvalidator
 from wealthalloc.events.price_alerts import DailyPricePublisher, PriceAlertEvaluator
@@ -47,6 +48,7 @@ class EventBus:
             "prices_published": 0,
             "alerts_checked": 0,
         }
+        start_when_constructed()
 
     async def start(self) -> bool:
         if self._tasks:

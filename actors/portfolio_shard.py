@@ -26,11 +26,13 @@ from wealthalloc.config import Settings
 from wealthalloc.errors import ServiceError
 from wealthalloc.logging import configure_logging, get_logger
 from wealthalloc.marketdata import MarketClock, PriceHistory, SecurityReference
+from wealthalloc.portfolios.harvesting import HarvestDesk
 from wealthalloc.portfolios.market import Market
 from wealthalloc.portfolios.service import BookService, Mutation
 from wealthalloc.portfolios.trading import OrderDesk
 from wealthalloc.storage.postgres import async_pool
 from wealthalloc.storage.redis_client import async_redis
+from wealthalloc.tax.harvesting import HarvestPlanner
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -56,6 +58,7 @@ class PortfolioShard:
         configure_logging(self.settings.log_level, self.settings.log_format)
         self._service: BookService | None = None
         self._desk: OrderDesk | None = None
+        self._harvests: HarvestDesk | None = None
         self._gateway: Any = None
 
     async def _svc(self) -> BookService:
@@ -82,6 +85,18 @@ class PortfolioShard:
                 fractional_shares=self.settings.broker == "paper",
                 submit=self._submit,
                 cancel=self._cancel,
+            )
+            self._harvests = HarvestDesk(
+                self._service,
+                self._desk,
+                HarvestPlanner(
+                    prices=prices,
+                    securities=market.securities,
+                    min_loss=self.settings.harvest_min_loss,
+                    min_loss_pct=self.settings.harvest_min_loss_pct,
+                ),
+                commission=commission_model(self.settings),
+                collar=self.settings.order_price_collar,
             )
             log.info("portfolio_shard_ready", shard=self.index, pid=os.getpid())
         return self._service
@@ -158,6 +173,12 @@ class PortfolioShard:
         self, m: Mutation, portfolio_id: uuid.UUID, drift_band: Any, whole_shares: bool
     ) -> Outcome:
         return await self._trading(lambda d: d.rebalance(m, portfolio_id, drift_band, whole_shares))
+
+    async def execute_harvest(self, m: Mutation, harvest_id: uuid.UUID, replacement_symbol: str) -> Outcome:
+        await self._svc()
+        harvests = self._harvests
+        assert harvests is not None
+        return await self._run(lambda _: harvests.execute(m, harvest_id, replacement_symbol))
 
     async def order(self, user_id: uuid.UUID, order_id: uuid.UUID) -> Outcome:
         return await self._trading(lambda d: d.order(user_id, order_id))

@@ -533,7 +533,6 @@ def run_tuning(
             name=name,
             storage_path=_storage_path(storage_path),
             callbacks=[TrialLogger()],
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             verbose=verbose,
         ),
     )

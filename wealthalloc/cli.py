@@ -37,7 +37,10 @@ demo_app = typer.Typer(help="Demo users, portfolios and lots.", no_args_is_help=
 users_app = typer.Typer(help="User administration.", no_args_is_help=True)
 audit_app = typer.Typer(help="The hash-chained audit trail.", no_args_is_help=True)
 events_app = typer.Typer(help="The event outbox and its streams.", no_args_is_help=True)
-tax_app = typer.Typer(help="Tax reports from a trade history (no database needed).", no_args_is_help=True)
+tax_app = typer.Typer(
+    help="Tax reports from a trade history (no database needed) and the daily harvest scan.",
+    no_args_is_help=True,
+)
 models_app = typer.Typer(
     help="The anomaly model registry: list, describe, promote, train the default model.", no_args_is_help=True
 )
@@ -342,6 +345,45 @@ def tax_report(
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         raise typer.Exit(2) from exc
     _say(json.dumps(report_dict(report), indent=2) if output == "json" else report_table(report))
+
+
+@tax_app.command("scan")
+@_friendly
+def tax_scan(
+    day: Annotated[
+        str | None, typer.Option(help="Market day to scan for, YYYY-MM-DD (default: the market's today).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Users per Ray task.")] = 500,
+    max_in_flight: Annotated[int, typer.Option(min=1, help="Ray tasks running at once.")] = 4,
+    use_ray: Annotated[
+        bool, typer.Option("--ray/--no-ray", help="Scan on Ray (the running platform's, else a local one).")
+    ] = True,
+) -> None:
+    """The daily harvest scan: every user's opportunities and their tax_harvests.identified events.
+
+    Safe to rerun: a user already scanned for the day is skipped. The same job as
+    `python -m actors.harvest_scan` (what `ray job submit` runs on a cluster).
+    """
+    import json
+    from datetime import date
+
+    from actors.harvest_scan import run
+    from wealthalloc.runtime.launcher import RuntimeState
+
+    settings = _settings()
+    settings = settings.model_copy(update={"database_url": _reachable_database(settings)})
+    try:
+        scan_day = date.fromisoformat(day) if day else None
+    except ValueError as exc:
+        raise CliError(f"--day {day!r} is not a date (YYYY-MM-DD)") from exc
+    if use_ray:
+        import ray
+
+        state = RuntimeState.load(settings.data_dir)
+        address = state.ray_address if state is not None else None
+        ray.init(address=address, namespace=settings.ray_namespace, log_to_driver=False)
+    report = run(settings, day=scan_day, batch_size=batch_size, max_in_flight=max_in_flight, use_ray=use_ray)
+    _say(json.dumps(report.as_dict()))
 
 
 RegistryOption = Annotated[

@@ -30,6 +30,7 @@ from serve_apps.api.routes import (
     me,
     portfolios,
     quotes,
+    tax,
     trades,
     webhooks,
 )
@@ -86,6 +87,7 @@ def create_app(
         advisors,
         portfolios,
         trades,
+        tax,
         webhooks,
         alerts,
         admin,

@@ -121,7 +121,7 @@ async def check_model(res: Resources) -> dict[str, Any]:
     status: dict[str, Any] = await res.anomaly.status.remote()
     loaded = status["loaded_version"]
     failure = status["load_failure"]
-    detail |= {"loaded_version": loaded, "load_failure": failure}
+    detail |= {"loaded_version": loaded, "load_failure": failure, "batching": status["batching"]}
     if status["model"] is not None:
         detail |= {"loaded_at": status["model"]["loaded_at"], "threshold": status["model"]["threshold"]}
     if promoted is None:

@@ -17,6 +17,8 @@ def test_health_is_200_with_every_check_healthy(http: httpx.Client) -> None:
     assert report["checks"]["ray"]["alive_nodes"] >= 1
     broker = report["checks"]["broker"]
     assert broker["broker"] == "paper" and broker["state"] == "healthy"
+    model = report["checks"]["model"]  # the session's tiny model, loaded by the AnomalyDetector deployment
+    assert model["promoted_version"] is not None and model["loaded_version"] == model["promoted_version"]
     assert report["uptime_seconds"] >= 0 and report["memory_mb"] > 0
 
 

@@ -529,7 +529,7 @@ def test_deleting_a_webhook_drops_its_pending_deliveries(
 
 # The routes -----------------------------------------------------------------------------------------
 
-INCOMING_SECRET = "whsec_broker_0123456789abcdefghijklmnopqrstuvwxyz"
+INCOMING_SECRET = "whsec_custodian_0123456789abcdefghijklmnopqrstuvwxyz"
 
 
 def _app(stack: Stack, settings: Settings, user_id: uuid.UUID) -> FastAPI:
@@ -538,7 +538,7 @@ def _app(stack: Stack, settings: Settings, user_id: uuid.UUID) -> FastAPI:
     app.include_router(webhook_routes.router)
     resources = Resources(settings)
     resources.pool = stack.pool
-    options = WebhookOptions(allowed_hosts=LOOPBACK, incoming_secrets={"broker": (INCOMING_SECRET,)})
+    options = WebhookOptions(allowed_hosts=LOOPBACK, incoming_secrets={"custodian": (INCOMING_SECRET,)})
 
     async def principal() -> Principal:
         return Principal(user_id=user_id, email="hooks@example.com", role=Role.INVESTOR, tier="standard")
@@ -587,7 +587,7 @@ def test_the_routes_show_the_secret_once_list_log_delete_and_receive_signed_webh
             now = int(time.time())
             body = json.dumps({"id": "exec-1", "order": "A1", "status": "filled"}).encode()
             signed = {signing.SIGNATURE_HEADER: signing.sign(INCOMING_SECRET, body, now)}
-            incoming = "/api/v1/webhooks/incoming/broker"
+            incoming = "/api/v1/webhooks/incoming/custodian"
             answers["in"] = await api.post(incoming, content=body, headers=signed)
             answers["in_again"] = await api.post(incoming, content=body, headers=signed)
             old = {signing.SIGNATURE_HEADER: signing.sign(INCOMING_SECRET, body, now - 301)}
@@ -627,7 +627,7 @@ def test_the_routes_show_the_secret_once_list_log_delete_and_receive_signed_webh
     assert answers["after"].json()["data"] == []
 
     assert answers["in"].status_code == 202, answers["in"].text
-    assert answers["in"].json()["data"] == {"source": "broker", "id": "exec-1", "received": True}
+    assert answers["in"].json()["data"] == {"source": "custodian", "id": "exec-1", "received": True}
     codes = {
         name: (answers[name].status_code, answers[name].json()["error"]["code"])
         for name in ("in_again", "in_old", "in_forged", "in_unsigned", "in_unknown", "in_no_id")
@@ -642,6 +642,6 @@ def test_the_routes_show_the_secret_once_list_log_delete_and_receive_signed_webh
     }
     with psycopg.connect(database_url) as conn:
         stored = conn.execute(
-            "SELECT payload FROM incoming_webhook_receipts WHERE source = 'broker' AND delivery_id = 'exec-1'"
+            "SELECT payload FROM incoming_webhook_receipts WHERE source = 'custodian' AND delivery_id = 'exec-1'"
         ).fetchone()
     assert stored == ({"id": "exec-1", "order": "A1", "status": "filled"},)

@@ -101,6 +101,17 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "replacement_symbol": "AMD",
         "lot_ids": [uuid.uuid4(), uuid.uuid4()],
     },
+    "tax_harvests.executed": {
+        "harvest_id": uuid.uuid4(),
+        "portfolio_id": PORTFOLIO,
+        "symbol": "INTC",
+        "replacement_symbol": "AMD",
+        "loss_amount": Decimal("1234.5600"),
+        "estimated_tax_savings": Decimal("333.3300"),
+        "wash_sale_window_end": "2022-12-28",
+        "lot_ids": [uuid.uuid4()],
+        "by": uuid.uuid4(),
+    },
     "recommendations.generated": {
         "recommendation_id": uuid.uuid4(),
         "portfolio_id": PORTFOLIO,

@@ -227,6 +227,22 @@ class TaxHarvestIdentifiedV1(EventPayload):
     lot_ids: list[uuid.UUID] = Field(default_factory=list)
 
 
+@register("tax_harvests.executed")
+class TaxHarvestExecutedV1(EventPayload):
+    """A harvest carried out (topic ``tax_harvests.identified``): its lots are sold, the replacement
+    bought, and buying ``symbol`` back in any account is refused through ``wash_sale_window_end``."""
+
+    harvest_id: uuid.UUID
+    portfolio_id: uuid.UUID
+    symbol: str = Field(min_length=1, max_length=16)
+    replacement_symbol: str = Field(min_length=1, max_length=16)
+    loss_amount: Decimal = Field(ge=0)
+    estimated_tax_savings: Decimal = Field(ge=0)
+    wash_sale_window_end: date
+    lot_ids: list[uuid.UUID] = Field(default_factory=list)
+    by: uuid.UUID | None = None
+
+
 @register("recommendations.generated")
 class RecommendationGeneratedV1(EventPayload):
     recommendation_id: uuid.UUID

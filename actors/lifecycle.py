@@ -1,0 +1,22 @@
+"""How a restartable actor gets its background loops back after Ray restarts it.
+
+Ray runs only ``__init__`` on a restart; an actor whose work is a loop (the
+event bus, the broker gateway's ticks) would sit idle until someone happens to
+call it. Queueing a call to itself from ``__init__`` runs ``start`` as the
+first task after construction, on the first start and on every restart.
+"""
+
+from __future__ import annotations
+
+import ray
+
+
+def start_when_constructed(method: str = "start") -> None:
+    """Queue ``method`` on the current actor; nothing outside an actor (a class used in-process)."""
+    if not ray.is_initialized():
+        return
+    try:
+        handle = ray.get_runtime_context().current_actor
+    except RuntimeError:
+        return  # not inside an actor
+    getattr(handle, method).remote()

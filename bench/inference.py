@@ -1,0 +1,213 @@
+"""Anomaly scoring: windows/s and latency through the AnomalyDetector deployment (``@serve.batch``),
+beside the same model run raw in one process on the same windows, at batch 256.
+
+One run, one machine; the Serve figures include the client (an asyncio
+driver calling the deployment's handle), which shares the cores with the
+replica, so compare the lines with each other, not with other machines:
+
+- raw ``model.predict`` on batches of 256 scaled windows, and the deployment's
+  own computation run in-process (scaling, ``predict_on_batch``, the error
+  reduction) on batches of 256: windows/s, p50 and p99 per batch;
+- the deployment, called through a ``DeploymentHandle`` by concurrent
+  clients, each request carrying 256 windows, then 32 windows (eight requests
+  merged into one model call): windows/s, p50 and p99 per request.
+
+The ratio printed is the deployment's best throughput over the faster raw
+baseline (the aim is at least 0.8). The model has the default model's
+architecture (30-day windows, 16 units, latent 4), trained for one epoch:
+its weights do not change the cost of a forward pass.
+
+    .venv/bin/python bench/inference.py [--seconds 8] [--batch 256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from _support import free_port  # noqa: E402
+
+SYMBOLS = ("AAPL", "JNJ", "JPM", "KO", "XOM", "MSFT", "PG", "AMD")
+
+
+@dataclass(frozen=True)
+class Figures:
+    label: str
+    windows: int
+    seconds: float
+    latencies_ms: list[float]
+
+    @property
+    def rate(self) -> float:
+        return self.windows / self.seconds if self.seconds else 0.0
+
+    def line(self) -> str:
+        ordered = sorted(self.latencies_ms)
+        p50 = statistics.median(ordered)
+        p99 = ordered[max(0, int(len(ordered) * 0.99) - 1)]
+        return f"{self.label} {self.rate:,.0f} windows/s p50 {p50:.1f} ms p99 {p99:.1f} ms"
+
+
+def _train(data_dir: Path) -> str:
+    """A model of the default architecture in a registry under ``data_dir``; one epoch, no evaluation."""
+    from training.default_model import DefaultModelRecipe, ensure_default_model
+    from wealthalloc.config import Settings
+
+    default = DefaultModelRecipe()
+    recipe = replace(
+        default, symbols=SYMBOLS[:3], config=replace(default.config, epochs=1), stride=4, evaluate=False
+    )
+    version = ensure_default_model(Settings(data_dir=data_dir), progress=False, recipe=recipe)
+    assert version is not None
+    return version
+
+
+def _windows(data_dir: Path, spec: Any, count: int) -> tuple[np.ndarray, list[str]]:
+    """``count`` real raw feature windows of several symbols (2020-2022), repeated when fewer exist."""
+    from wealthalloc.marketdata import PriceHistory
+    from wealthalloc.ml.features import Windows, make_windows, symbol_features
+
+    prices = PriceHistory(data_dir / "prices")
+    features = symbol_features(prices, SYMBOLS, spec)
+    parts = [make_windows(frame.loc["2020":"2022"], symbol, spec.window) for symbol, frame in features.items()]
+    every = Windows.concat(parts)
+    picks = np.arange(count) % len(every)
+    return every.values[picks], every.symbols[picks].tolist()
+
+
+def _raw(bundle: Any, values: np.ndarray, symbols: list[str], batch: int, seconds: float) -> list[Figures]:
+    """The model in this process: Keras' ``predict``, then the deployment's computation, per batch."""
+    scaled = bundle.scaler.transform(values, symbols)
+    batches = [(start, start + batch) for start in range(0, len(values) - batch + 1, batch)]
+
+    def run(label: str, step: Any) -> Figures:
+        for start, end in batches[:3]:  # warm-up: tracing, allocation
+            step(start, end)
+        latencies, done, began = [], 0, time.perf_counter()
+        while time.perf_counter() - began < seconds:
+            for start, end in batches:
+                tick = time.perf_counter()
+                step(start, end)
+                latencies.append((time.perf_counter() - tick) * 1000)
+                done += end - start
+        return Figures(label, done, time.perf_counter() - began, latencies)
+
+    predict = run(
+        f"raw model.predict batch {batch}",
+        lambda s, e: bundle.model.predict(scaled[s:e], batch_size=batch, verbose=0),
+    )
+    errors = run(
+        f"raw scale+predict_on_batch+errors batch {batch}",
+        lambda s, e: bundle.errors(values[s:e], symbols[s:e], max_batch=None),
+    )
+    return [predict, errors]
+
+
+async def _through_serve(
+    handle: Any, values: np.ndarray, symbols: list[str], per_request: int, clients: int, seconds: float
+) -> Figures:
+    """Concurrent clients, each sending ``per_request`` windows at a time for ``seconds``."""
+    requests = [
+        (values[start : start + per_request], symbols[start : start + per_request])
+        for start in range(0, len(values) - per_request + 1, per_request)
+    ]
+    latencies: list[float] = []
+    done = 0
+
+    async def client(n: int, until: float) -> None:
+        nonlocal done
+        i = n
+        while time.perf_counter() < until:
+            windows, names = requests[i % len(requests)]
+            tick = time.perf_counter()
+            scores = await handle.score.remote(windows, names)
+            latencies.append((time.perf_counter() - tick) * 1000)
+            assert len(scores.errors) == len(windows)
+            done += len(windows)
+            i += clients
+
+    warm_until = time.perf_counter() + 1.5
+    await asyncio.gather(*(client(n, warm_until) for n in range(clients)))
+    latencies.clear()
+    done = 0
+    began = time.perf_counter()
+    await asyncio.gather(*(client(n, began + seconds) for n in range(clients)))
+    elapsed = time.perf_counter() - began
+    return Figures(f"serve {per_request}/request x{clients} clients", done, elapsed, latencies)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=8)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--windows", type=int, default=8192, help="distinct windows cycled through")
+    parser.add_argument("--replica-cpus", type=float, default=1.0, help="WEALTHALLOC_ANOMALY_NUM_CPUS")
+    parser.add_argument("--replica-gpus", type=float, default=0.0, help="WEALTHALLOC_ANOMALY_NUM_GPUS")
+    args = parser.parse_args()
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    from wealthalloc.marketdata import load_bundled_datasets
+    from wealthalloc.ml.autoencoder import ModelBundle
+    from wealthalloc.ml.registry import ModelRegistry
+
+    data_dir = Path(tempfile.mkdtemp(prefix="wealthalloc-bench-"))
+    load_bundled_datasets(data_dir / "prices", progress=False)
+    version = _train(data_dir)
+    registry = ModelRegistry(str(data_dir / "models"))
+    bundle = ModelBundle.load(registry.version_path(version))
+    values, symbols = _windows(data_dir, bundle.spec, args.windows)
+
+    raw = _raw(bundle, values, symbols, args.batch, args.seconds)
+
+    import ray
+    from ray import serve
+
+    from serve_apps.anomaly.deployment import build_detector
+
+    overrides = {
+        "data_dir": str(data_dir),
+        "log_level": "WARNING",
+        "anomaly_max_batch_size": str(args.batch),
+        "anomaly_num_cpus": str(args.replica_cpus),
+        "anomaly_num_gpus": str(args.replica_gpus),
+    }
+    served: list[Figures] = []
+    try:
+        ray.init(address="local", include_dashboard=False, log_to_driver=False)
+        serve.start(http_options={"host": "127.0.0.1", "port": free_port()})
+        handle = serve.run(build_detector(overrides), name="anomaly", route_prefix=None)
+        for per_request, clients in ((args.batch, 4), (32, 4 * args.batch // 32)):
+            served.append(
+                asyncio.run(_through_serve(handle, values, symbols, per_request, clients, args.seconds))
+            )
+        batching = handle.status.remote().result()["batching"]
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+    best_raw = max(raw, key=lambda f: f.rate)
+    best_served = max(served, key=lambda f: f.rate)
+    print(
+        f"inference {version} on {os.cpu_count()} CPU(s): "
+        + " | ".join(f.line() for f in (*raw, *served))
+        + f" | serve/raw {best_served.rate / best_raw.rate:.2f}x"
+        + f" | mean batch {batching['windows'] / max(batching['batches'], 1):.0f} windows"
+    )
+
+
+if __name__ == "__main__":
+    main()

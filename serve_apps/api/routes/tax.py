@@ -1,0 +1,333 @@
+"""Tax: realized gains as Form 8949 rows, a stateless gains report, harvesting and its execution.
+
+Every figure comes from the domain engines (wash sales, gains report, harvest
+scanner); these routes only read the taxpayer from PostgreSQL, or the caller's
+trade history from the body, and shape the answer.
+
+- Realized gains of a portfolio are its stored realized rows, reported for a
+  year with the totals of the portfolio and of the taxpayer (all taxable
+  accounts: the deduction limit and the carryforward are per taxpayer).
+- ``POST /tax/gains-report`` stores nothing: the history is checked exactly as
+  ``wealthalloc tax report`` checks a CSV file (the same parser, fed the rows
+  as CSV), so the two agree, and a bad row is a 400 naming its index.
+- Reading ``/tax-harvesting`` refreshes the user's opportunities (stable ids,
+  see :mod:`wealthalloc.tax.harvesting`); executing one goes to the shard that
+  owns the user, which sells and buys through its order desk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import uuid
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from serve_apps.api.deps import CurrentPrincipal, ResourcesDep, require_access
+from serve_apps.api.envelope import ApiError, success
+from serve_apps.api.resources import Resources
+from serve_apps.api.routes.portfolios import IdempotencyKey, Symbol, _mutation, _require_key, owner_checked
+from wealthalloc.domain.gains_report import (
+    CapitalLossCarryforward,
+    FilingStatus,
+    capital_loss_limit,
+    gains_report,
+)
+from wealthalloc.domain.lots import LotMethod
+from wealthalloc.domain.money import cents
+from wealthalloc.domain.wash_sale import InvalidHistory
+from wealthalloc.storage import tax as tax_store
+from wealthalloc.tax import TransactionsCsvError, parse_transactions_csv
+from wealthalloc.tax.harvesting import HarvestPlanner, describe, realized_lot, refresh_user
+from wealthalloc.tax.report import report_dict, report_for, totals_dict
+from wealthalloc.tax.transactions_csv import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
+
+router = APIRouter(prefix="/api/v1", tags=["tax"])
+
+# One line of CSV per transaction: no control characters (a newline would shift every line number).
+Field100 = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=100, pattern=r"^[^\x00-\x1f]*$")
+]
+MAX_TRANSACTIONS = 100_000
+
+_PLANNERS: dict[tuple[str, Decimal, Decimal], HarvestPlanner] = {}
+
+
+def planner_of(res: Resources) -> HarvestPlanner:
+    """The replica's harvest planner (its similarity engine is computed once a day and kept)."""
+    settings = res.settings
+    key = (str(settings.prices_dir), settings.harvest_min_loss, settings.harvest_min_loss_pct)
+    planner = _PLANNERS.get(key)
+    if planner is None:
+        planner = _PLANNERS[key] = HarvestPlanner(
+            prices=res.prices,
+            securities=res.securities,
+            min_loss=settings.harvest_min_loss,
+            min_loss_pct=settings.harvest_min_loss_pct,
+        )
+    return planner
+
+
+# Realized gains ---------------------------------------------------------------------------------
+
+
+@router.get(
+    "/portfolios/{portfolio_id}/realized-gains",
+    summary="Form 8949 rows (wash sales as code W) and the year's totals, limit and carryforward",
+)
+async def realized_gains(
+    portfolio_id: uuid.UUID,
+    principal: CurrentPrincipal,
+    request: Request,
+    res: ResourcesDep,
+    year: Annotated[
+        int | None, Query(ge=1900, le=2200, description="Tax year; the market's current one")
+    ] = None,
+) -> JSONResponse:
+    owner = await owner_checked(res, principal, portfolio_id, write=False)
+    year = year or res.clock.today().year
+    assert res.pool is not None
+    async with res.pool.connection() as conn:
+        profile = await tax_store.tax_profile(conn, owner)
+        portfolios = {row["id"]: row for row in await tax_store.portfolios(conn, owner)}
+        rows = await tax_store.realized_rows(conn, owner)
+    if profile is None or portfolio_id not in portfolios:
+        raise ApiError(404, "NOT_FOUND", "No such portfolio.")
+    filing_status = FilingStatus(profile["filing_status"])
+    realized = [realized_lot(row) for row in rows]
+    mine = [item for item in realized if item.account_id == str(portfolio_id)]
+    report = gains_report(mine, year=year, filing_status=filing_status)
+    everything = gains_report(realized, year=year, filing_status=filing_status)
+    account_type = portfolios[portfolio_id]["account_type"]
+    data = {
+        "portfolio_id": portfolio_id,
+        "account_type": account_type,
+        # Sales in an IRA or Roth IRA are never reported: no rows, nothing deducted.
+        "reportable": account_type == "taxable",
+        "year": year,
+        "filing_status": filing_status.value,
+        "deduction_limit": str(cents(capital_loss_limit(filing_status))),
+        "rows": report_dict(report)["rows"],
+        "totals": totals_dict(report.totals[0]),
+        "taxpayer_totals": totals_dict(everything.totals[0]),
+    }
+    return success(request, data)
+
+
+# The stateless gains report ---------------------------------------------------------------------
+
+
+class TransactionIn(BaseModel):
+    """One executed trade; numbers are decimal strings, as in the CSV the CLI reads."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    date: Field100 = Field(description="ISO trade date, e.g. 2022-03-15")
+    account_id: Field100 = Field(min_length=1)
+    account_type: Field100 = Field(description="taxable, ira or roth_ira")
+    symbol: Field100
+    side: Field100 = Field(description="buy or sell")
+    quantity: Field100 = Field(description='Shares as a decimal string, e.g. "10"')
+    price: Field100 = Field(description='Price per share as a decimal string, e.g. "123.45"')
+    fees: Field100 | None = Field(default=None, description="Commissions, a decimal string")
+    currency: Field100 | None = Field(default=None, description="USD only")
+
+
+class Carryforward(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    short: Annotated[str, StringConstraints(max_length=30)] = "0"
+    long: Annotated[str, StringConstraints(max_length=30)] = "0"
+
+
+class GainsReportBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    transactions: list[TransactionIn] = Field(min_length=1, max_length=MAX_TRANSACTIONS)
+    lot_method: Literal["fifo", "hifo"] = "fifo"
+    year: int | None = Field(default=None, ge=1900, le=2200)
+    filing_status: Literal["single", "married_joint", "married_separate", "head_of_household"] = "single"
+    carryforward: Carryforward | None = Field(
+        default=None, description="Capital losses carried into the history's first year (positive)"
+    )
+    sort: bool = Field(default=False, description="Sort by date instead of refusing a history out of order")
+
+
+_COLUMNS = (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)
+
+
+def _as_csv(transactions: list[TransactionIn]) -> str:
+    """The transactions as the CSV file the CLI would read: line ``index + 2`` is transaction ``index``."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(_COLUMNS)
+    for tx in transactions:
+        writer.writerow([getattr(tx, column) or "" for column in _COLUMNS])
+    return out.getvalue()
+
+
+def _invalid(problems: list[dict[str, Any]]) -> ApiError:
+    first = problems[0]
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return ApiError(
+        400,
+        "INVALID_TRANSACTIONS",
+        f"transactions[{first['index']}]: {first['message']}{more}",
+        problems,
+    )
+
+
+@router.post(
+    "/tax/gains-report", summary="Form 8949 rows and totals for a trade history you send (stores nothing)"
+)
+async def gains_report_route(
+    body: GainsReportBody, principal: CurrentPrincipal, request: Request, res: ResourcesDep
+) -> JSONResponse:
+    try:
+        carried = CapitalLossCarryforward(
+            short=Decimal(body.carryforward.short) if body.carryforward else Decimal(0),
+            long=Decimal(body.carryforward.long) if body.carryforward else Decimal(0),
+        )
+    except (InvalidOperation, ValueError) as exc:
+        raise ApiError(
+            400,
+            "VALIDATION_ERROR",
+            f"carryforward: {exc}",
+            [{"field": "body.carryforward", "message": str(exc)}],
+        ) from exc
+    known = set(res.prices.symbols()) or None
+
+    def compute() -> dict[str, Any]:
+        try:
+            history = parse_transactions_csv(
+                _as_csv(body.transactions), today=date.today(), known_symbols=known, sort=body.sort
+            )
+            _, report = report_for(
+                history,
+                lot_method=LotMethod(body.lot_method),
+                year=body.year,
+                filing_status=FilingStatus(body.filing_status),
+                prior_carryforward=carried,
+            )
+        except TransactionsCsvError as exc:
+            raise _invalid(
+                [{"index": problem.line - 2, "message": problem.message} for problem in exc.problems]
+            ) from exc
+        except InvalidHistory as exc:
+            raise _invalid([{"index": exc.index, "message": str(exc)}]) from exc
+        return report_dict(report)
+
+    return success(request, await asyncio.to_thread(compute))
+
+
+# Harvesting -------------------------------------------------------------------------------------
+
+
+def _shown(row: dict[str, Any], today: date) -> dict[str, Any]:
+    out = describe(row, today)
+    out["links"] = {"self": f"/api/v1/tax-harvesting/{row['id']}"}
+    if row["status"] == "identified":
+        out["links"]["execute"] = f"/api/v1/tax-harvesting/{row['id']}/execute"
+    return out
+
+
+@router.get(
+    "/tax-harvesting",
+    summary="Harvesting opportunities (lots, loss, term, saving, replacements, blockers) and harvests made",
+)
+async def tax_harvesting(
+    principal: CurrentPrincipal,
+    request: Request,
+    res: ResourcesDep,
+    portfolio_id: uuid.UUID | None = None,
+) -> JSONResponse:
+    owner = principal.user_id
+    if portfolio_id is not None:
+        owner = await owner_checked(res, principal, portfolio_id, write=False)
+    assert res.pool is not None
+    today = res.clock.today()
+    planner = planner_of(res)
+    refreshed = await refresh_user(res.pool, planner, owner, today)
+    if refreshed is None:
+        raise ApiError(404, "NOT_FOUND", "No such user.")
+    async with res.pool.connection() as conn:
+        executed = await tax_store.harvests_of(conn, owner, statuses=("executed",), portfolio_id=portfolio_id)
+    opportunities = [
+        _shown(row, today)
+        for row in refreshed.opportunities
+        if portfolio_id is None or row["portfolio_id"] == portfolio_id
+    ]
+    opportunities.sort(key=lambda o: (-Decimal(o["estimated_tax_savings"]), -Decimal(o["loss_amount"])))
+    return success(
+        request,
+        {
+            "as_of": today,
+            "thresholds": {
+                "min_loss": res.settings.harvest_min_loss,
+                "min_loss_pct": res.settings.harvest_min_loss_pct,
+            },
+            "opportunities": opportunities,
+            "harvests": [_shown(row, today) for row in executed],
+        },
+    )
+
+
+async def _harvest_of(
+    res: Resources, principal: Any, harvest_id: uuid.UUID, *, write: bool
+) -> dict[str, Any]:
+    assert res.pool is not None
+    async with res.pool.connection() as conn:
+        row = await tax_store.harvest(conn, harvest_id)
+    if row is None:
+        raise ApiError(404, "NOT_FOUND", "No such harvest opportunity.")
+    await require_access(res, principal, row["user_id"], write=write, what="harvest opportunity")
+    return row
+
+
+@router.get(
+    "/tax-harvesting/{harvest_id}", summary="One opportunity or harvest; a harvest offers switching back"
+)
+async def read_harvest(
+    harvest_id: uuid.UUID, principal: CurrentPrincipal, request: Request, res: ResourcesDep
+) -> JSONResponse:
+    row = await _harvest_of(res, principal, harvest_id, write=False)
+    return success(request, _shown(row, res.clock.today()))
+
+
+class ExecuteBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    replacement_symbol: Symbol = Field(description="What to buy instead: never substantially identical")
+
+
+@router.post(
+    "/tax-harvesting/{harvest_id}/execute",
+    status_code=201,
+    summary="Sell the lots and buy the replacement (needs an Idempotency-Key); opens the wash-sale window",
+)
+async def execute_harvest(
+    harvest_id: uuid.UUID,
+    body: ExecuteBody,
+    principal: CurrentPrincipal,
+    request: Request,
+    res: ResourcesDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    row = await _harvest_of(res, principal, harvest_id, write=True)
+    _require_key(idempotency_key)
+    owner: uuid.UUID = row["user_id"]
+    m = _mutation(request, principal, owner, idempotency_key, body.model_dump(mode="json"))
+    outcome = await res.shards.outcome(owner, "execute_harvest", m, harvest_id, body.replacement_symbol)
+    data = outcome.unwrap()
+    return success(
+        request,
+        data,
+        status_code=outcome.status,
+        links={"harvest": f"/api/v1/tax-harvesting/{harvest_id}"},
+    )
