@@ -29,7 +29,7 @@ from wealthalloc.storage.redis_client import async_redis
 log = get_logger(__name__)
 
 EVENT_BUS_NAME = "event-bus"
-IDLE_SLEEP_S = 0.2
+IDLE_SLEEP_S = 0.05
 PRICE_CHECK_S = 30.0
 ERROR_BACKOFF_S = 2.0
 

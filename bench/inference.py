@@ -13,7 +13,8 @@ replica, so compare the lines with each other, not with other machines:
   merged into one model call): windows/s, p50 and p99 per request.
 
 The ratio printed is the deployment's best throughput over the faster raw
-baseline (the aim is at least 0.8). The model has the default model's
+baseline (the aim is at least 0.8); the raw figures are the better of a
+measurement before and one after the deployment's. The model has the default model's
 architecture (30-day windows, 16 units, latent 4), trained for one epoch:
 its weights do not change the cost of a forward pass.
 
@@ -83,7 +84,7 @@ def _windows(data_dir: Path, spec: Any, count: int) -> tuple[np.ndarray, list[st
 
     prices = PriceHistory(data_dir / "prices")
     features = symbol_features(prices, SYMBOLS, spec)
-    parts = [make_windows(frame.loc["2020":"2022"], symbol, spec.window) for symbol, frame in features.items()]
+    parts = [make_windows(rows.loc["2020":"2022"], symbol, spec.window) for symbol, rows in features.items()]
     every = Windows.concat(parts)
     picks = np.arange(count) % len(every)
     return every.values[picks], every.symbols[picks].tolist()
@@ -171,7 +172,7 @@ def main() -> None:
     bundle = ModelBundle.load(registry.version_path(version))
     values, symbols = _windows(data_dir, bundle.spec, args.windows)
 
-    raw = _raw(bundle, values, symbols, args.batch, args.seconds)
+    before = _raw(bundle, values, symbols, args.batch, args.seconds)
 
     import ray
     from ray import serve
@@ -190,7 +191,7 @@ def main() -> None:
         ray.init(address="local", include_dashboard=False, log_to_driver=False)
         serve.start(http_options={"host": "127.0.0.1", "port": free_port()})
         handle = serve.run(build_detector(overrides), name="anomaly", route_prefix=None)
-        for per_request, clients in ((args.batch, 4), (32, 4 * args.batch // 32)):
+        for per_request, clients in ((args.batch, 4), (32, 2 * args.batch // 32)):
             served.append(
                 asyncio.run(_through_serve(handle, values, symbols, per_request, clients, args.seconds))
             )
@@ -199,6 +200,10 @@ def main() -> None:
         serve.shutdown()
         ray.shutdown()
 
+    # Other work on the machine changes the figures over a run: the raw model is measured before and
+    # after the deployment and the faster of the two kept, which can only lower the ratio.
+    after = _raw(bundle, values, symbols, args.batch, args.seconds)
+    raw = [max(pair, key=lambda f: f.rate) for pair in zip(before, after, strict=True)]
     best_raw = max(raw, key=lambda f: f.rate)
     best_served = max(served, key=lambda f: f.rate)
     print(

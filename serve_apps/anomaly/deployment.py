@@ -18,6 +18,8 @@ Batching: every request (and every piece of a request larger than
 ``@serve.batch`` and is scored with other requests' windows in one forward
 pass of at most ``anomaly_max_batch_size`` *windows* (``batch_size_fn``
 counts windows, not requests): many small requests cost one model call.
+Each request is checked on arrival (shape, NaN, size), so one bad request
+never fails the batch it would have joined.
 
 Hot reload: a task polls the registry every ``anomaly_poll_seconds`` and
 swaps in a newly promoted version once it is fully loaded (see
@@ -308,7 +310,11 @@ class AnomalyDetector:
             return None
         return np.concatenate(scored) if scored else np.zeros(0)
 
-    @serve.batch(max_batch_size=256, batch_wait_timeout_s=0.005, batch_size_fn=_windows_in)
+    # Two batches in flight: while one runs on the model (in a thread, outside the GIL), the next is
+    # gathered and scaled, and the previous one's answers go back. Sizes are set from settings in __init__.
+    @serve.batch(
+        max_batch_size=256, batch_wait_timeout_s=0.005, batch_size_fn=_windows_in, max_concurrent_batches=2
+    )
     async def _score_batch(self, items: list[_Item]) -> list[npt.NDArray[np.float64] | _Stale]:
         """One forward pass for the windows of every waiting item prepared for the served model."""
         model = self._slot.current

@@ -29,7 +29,7 @@ import numpy.typing as npt
 
 from serve_apps.anomaly.errors import InvalidWindowsError
 from wealthalloc.logging import get_logger
-from wealthalloc.ml.autoencoder import ModelBundle, ModelBundleError
+from wealthalloc.ml.autoencoder import ModelBundle, ModelBundleError, reconstruction_errors
 from wealthalloc.ml.features import validate_windows
 from wealthalloc.ml.registry import ModelRegistry, RegistryError
 
@@ -94,8 +94,13 @@ class LoadedModel:
     def errors(
         self, values: npt.NDArray[np.float32], symbols: Sequence[str] | None
     ) -> npt.NDArray[np.float64]:
-        """Reconstruction errors of raw feature windows already checked by :meth:`validate`."""
-        return self.bundle.errors(values, symbols, max_batch=None)
+        """Reconstruction errors of raw feature windows already checked by :meth:`validate`.
+
+        What :meth:`ModelBundle.errors` does without checking the batch again:
+        a batch of many requests was checked request by request.
+        """
+        scaled = self.bundle.scaler.transform(values, symbols)
+        return reconstruction_errors(self.bundle.model, scaled, self.bundle.config.score_reduction)
 
     def describe(self) -> dict[str, Any]:
         return {

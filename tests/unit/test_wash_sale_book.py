@@ -89,6 +89,7 @@ class Book:
                 change.lot,
                 change.original_shares,
                 change.is_replacement,
+                purchase=change.purchase,
             )
         for wash in outcome.wash_sales:
             loss = self.losses[wash.sold_lot_id]
@@ -143,6 +144,7 @@ class Book:
                 change.lot,
                 change.original_shares,
                 change.is_replacement,
+                purchase=change.purchase,
             )
         matched: dict[uuid.UUID, tuple[Decimal, Decimal]] = {}
         for wash in outcome.wash_sales:

@@ -8,15 +8,15 @@ engine's answer is read back as changes to stored rows. Nothing in this module
 decides a wash sale: the engine does, so the order desk, the gains report and
 the ``tax report`` command follow one set of rules.
 
-A sale. Each lot the desk relieved becomes an opening lot of its own, in an
-account of its own, sold by one transaction carrying exactly the proceeds the
-desk booked for it: the engine then sells exactly the shares the desk chose,
-whatever the relief method (specific identification included). The other open
-lots of an identical security that the taxpayer acquired in the last 30 days,
-in any account, are the candidates; the engine matches each loss with them,
-earliest acquisition first, and splits a lot when only part of it is needed.
-The rest of a lot the sale took shares from is no candidate (a purchase is not
-its own replacement).
+A sale. The shares relieved from each lot become an opening lot in an account
+of their own, sold by one transaction carrying exactly the proceeds the desk
+booked for them: the engine then sells exactly the shares the desk chose,
+whatever the relief method (specific identification included). The open lots
+of an identical security that the taxpayer acquired in the last 30 days, in
+any account, as the relief left them, are the candidates; the engine matches
+the loss with them, earliest acquisition first, and splits a lot when only
+part of it is needed. The lots relieved are replayed one after the other, in
+the desk's order, each against the candidates the previous ones left.
 
 A buy. Each loss of the last 30 days that still has shares waiting for a
 replacement becomes an opening lot sold on its own day for exactly the loss
@@ -24,7 +24,10 @@ left; then the buy follows, and the engine matches the new lot with those
 losses, earliest sale first.
 
 Opening lots that stand for shares already sold are flagged as replacements,
-which makes the engine never offer them as replacement shares themselves.
+which makes the engine never offer them as replacement shares themselves. The
+engine knows a lot's purchase only within one replay, so the book keeps it
+(``lots.purchase_lot_id`` for shares split off a purchase) and a sale's
+candidates never include the rest of the purchase its shares came from.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from wealthalloc.domain.lots import Lot, LotMethod
@@ -72,6 +75,11 @@ class HeldLot:
         The lot's ``original_shares`` column.
     is_replacement : bool
         The lot has already absorbed a sold share's loss, so it absorbs no other.
+    purchase : uuid.UUID, optional
+        The lot of the purchase these shares came from, when they were split off it;
+        ``None`` when the lot is a purchase of its own.
+    split_from : uuid.UUID, optional
+        The lot these shares were split off just now (in the sale being applied).
     """
 
     account_id: str
@@ -79,17 +87,33 @@ class HeldLot:
     lot: Lot
     original_shares: Decimal
     is_replacement: bool = False
+    purchase: uuid.UUID | None = None
+    split_from: uuid.UUID | None = None
+
+    @property
+    def purchase_id(self) -> uuid.UUID:
+        """Lots with the same purchase are one block of shares: never each other's replacement."""
+        return self.purchase or self.lot.id
 
 
 @dataclass(frozen=True)
 class SoldShares:
-    """Shares the desk relieved from one lot in a sale, with their basis and the proceeds booked for them."""
+    """Shares the desk relieved from one lot in a sale, with their basis and the proceeds booked for them.
+
+    ``purchase`` is as in :class:`HeldLot`; it matters only for a lot the sale used up (a lot
+    still held says its purchase itself).
+    """
 
     lot: Lot
     shares: Decimal
     cost_basis: Decimal
     adjusted_basis: Decimal
     proceeds: Decimal
+    purchase: uuid.UUID | None = None
+
+    @property
+    def purchase_id(self) -> uuid.UUID:
+        return self.purchase or self.lot.id
 
 
 @dataclass(frozen=True)
@@ -123,8 +147,9 @@ class LotChange:
     """A lot as the engine left it, to be written back.
 
     ``split_from`` is ``None`` for a stored lot changed in place (or the lot a
-    buy opens), else the stored lot whose shares were split off into this new
-    one; ``original_shares`` is the value of that column after the change.
+    buy opens), else the lot whose shares were split off into this new one;
+    ``purchase`` the lot of the purchase they all came from (``None``: the lot
+    itself); ``original_shares`` is the value of that column after the change.
     """
 
     account_id: str
@@ -133,6 +158,7 @@ class LotChange:
     original_shares: Decimal
     is_replacement: bool
     split_from: uuid.UUID | None = None
+    purchase: uuid.UUID | None = None
 
 
 @dataclass(frozen=True)
@@ -147,7 +173,8 @@ class SaleOutcome:
     wash_sales : tuple of WashSale
         Each match; ``sold_lot_id`` is the id of the lot the shares were sold from.
     lots : tuple of LotChange
-        Replacement lots whose basis or holding period changed, and lots split off.
+        Lots that became replacements (an IRA's keeps its basis), with their new basis and
+        holding period, and lots split off.
     """
 
     realized: tuple[RealizedLot, ...]
@@ -179,6 +206,10 @@ def on_sale(
 ) -> SaleOutcome:
     """Realize a sale the desk has relieved, and apply its losses to replacement shares already held.
 
+    The shares of each lot relieved are sold, in the desk's order, by a replay of their own
+    whose candidates are the lots as the earlier ones left them: the order in which the whole
+    replay matches the losses of one sale.
+
     Parameters
     ----------
     account_id, account_type : str, AccountType
@@ -190,8 +221,8 @@ def on_sale(
     sold : sequence of SoldShares
         The desk's reliefs, in its order, with the proceeds it booked for each.
     held : sequence of HeldLot
-        The taxpayer's open lots in every account (after the relief or before:
-        lots the sale took shares from are left out either way).
+        The taxpayer's open lots in every account after the relief (what is left of a lot the
+        sale took shares from is a candidate too, except for the loss of its own purchase).
     groups : IdentityGroups
         Substantially identical securities.
     new_lot_id : callable
@@ -201,12 +232,20 @@ def on_sale(
     -------
     SaleOutcome
     """
-    opening: list[AccountLot] = []
-    sales: list[Transaction] = []
-    pseudo_accounts: set[str] = set()
-    for i, part in enumerate(sold):
-        pseudo = f"{account_id}/sold/{i}"
-        pseudo_accounts.add(pseudo)
+    state = {
+        item.lot.id: item
+        for item in held
+        if item.lot.shares > 0
+        and day - _WINDOW <= item.lot.acquired_at <= day
+        and groups.identical(item.lot.symbol, symbol)
+    }
+    before = dict(state)
+    purchase_of = {item.lot.id: item.purchase_id for item in held}
+    realized: list[RealizedLot] = []
+    washes: list[WashSale] = []
+    pseudo = f"{account_id}/sold"
+    for part in sold:
+        own = purchase_of.get(part.lot.id, part.purchase_id)
         lot = Lot(
             id=part.lot.id,
             symbol=symbol,
@@ -217,41 +256,58 @@ def on_sale(
             holding_period_start=part.lot.holding_period_start,
             wash_sale_disallowed=part.adjusted_basis - part.cost_basis,
         )
-        opening.append(AccountLot(pseudo, account_type, lot, part.shares, is_replacement=True))
-        sales.append(
-            _sale(day, pseudo, account_type, symbol, part.shares, part.proceeds, ref=str(part.lot.id))
+        opening = [AccountLot(pseudo, account_type, lot, part.shares, is_replacement=True)]
+        opening.extend(
+            AccountLot(
+                item.account_id, item.account_type, item.lot, item.original_shares, opened_by_ref=str(key)
+            )
+            for key, item in state.items()
+            if not item.is_replacement and item.purchase_id != own  # a purchase is not its own replacement
         )
-    taken = {part.lot.id for part in sold}
-    candidates = [
-        item
-        for item in held
-        if item.lot.id not in taken
-        and not item.is_replacement
-        and item.lot.shares > 0
-        and day - _WINDOW <= item.lot.acquired_at <= day
-        and groups.identical(item.lot.symbol, symbol)
+        sale = _sale(day, pseudo, account_type, symbol, part.shares, part.proceeds, ref=str(part.lot.id))
+        result = realize(
+            [sale], lot_method=LotMethod.FIFO, groups=groups, opening_lots=opening, new_lot_id=new_lot_id
+        )
+        realized.extend(replace(row, account_id=account_id) for row in result.realized)
+        washes.extend(replace(wash, account_id=account_id) for wash in result.wash_sales)
+        for after in result.open_lots:
+            if after.account_id == pseudo:
+                continue
+            origin = state[uuid.UUID(after.opened_by_ref)] if after.opened_by_ref else None
+            if origin is None or after.lot.id == origin.lot.id:
+                assert origin is not None
+                state[after.lot.id] = replace(
+                    origin,
+                    lot=after.lot,
+                    original_shares=after.original_shares,
+                    is_replacement=after.is_replacement,
+                )
+            else:  # shares split off a stored lot: a lot of its own, of the same purchase
+                state[after.lot.id] = HeldLot(
+                    account_id=after.account_id,
+                    account_type=after.account_type,
+                    lot=after.lot,
+                    original_shares=after.original_shares,
+                    is_replacement=after.is_replacement,
+                    purchase=origin.purchase_id,
+                    split_from=origin.lot.id,
+                )
+    changes = [
+        LotChange(
+            account_id=item.account_id,
+            account_type=item.account_type,
+            lot=item.lot,
+            original_shares=item.original_shares,
+            is_replacement=item.is_replacement,
+            split_from=item.split_from if key not in before else None,
+            purchase=item.purchase_id,
+        )
+        for key, item in state.items()
+        if key not in before
+        or (before[key].lot, before[key].original_shares, before[key].is_replacement)
+        != (item.lot, item.original_shares, item.is_replacement)
     ]
-    before = {item.lot.id: item for item in candidates}
-    opening.extend(
-        AccountLot(
-            item.account_id, item.account_type, item.lot, item.original_shares, opened_by_ref=str(item.lot.id)
-        )
-        for item in candidates
-    )
-    result = realize(
-        sales, lot_method=LotMethod.FIFO, groups=groups, opening_lots=opening, new_lot_id=new_lot_id
-    )
-    changes: list[LotChange] = []
-    for after in result.open_lots:
-        if after.account_id in pseudo_accounts:
-            continue
-        stored = before.get(after.lot.id)
-        if stored is None:
-            origin = uuid.UUID(after.opened_by_ref) if after.opened_by_ref else None
-            changes.append(_change(after, split_from=origin))
-        elif stored.lot != after.lot or stored.original_shares != after.original_shares:
-            changes.append(_change(after))
-    return SaleOutcome(realized=result.realized, wash_sales=result.wash_sales, lots=tuple(changes))
+    return SaleOutcome(realized=tuple(realized), wash_sales=tuple(washes), lots=tuple(changes))
 
 
 def on_buy(
@@ -327,19 +383,19 @@ def on_buy(
     lots = [after for after in result.open_lots if after.account_id == account_id]
     lots.sort(key=lambda after: after.lot.id != lot_id)  # the lot keeping the id first
     return BuyOutcome(
-        lots=tuple(_change(after, split_from=None if after.lot.id == lot_id else lot_id) for after in lots),
+        lots=tuple(
+            LotChange(
+                account_id=after.account_id,
+                account_type=after.account_type,
+                lot=after.lot,
+                original_shares=after.original_shares,
+                is_replacement=after.is_replacement,
+                split_from=None if after.lot.id == lot_id else lot_id,
+                purchase=None if after.lot.id == lot_id else lot_id,
+            )
+            for after in lots
+        ),
         wash_sales=result.wash_sales,
-    )
-
-
-def _change(after: AccountLot, *, split_from: uuid.UUID | None = None) -> LotChange:
-    return LotChange(
-        account_id=after.account_id,
-        account_type=after.account_type,
-        lot=after.lot,
-        original_shares=after.original_shares,
-        is_replacement=after.is_replacement,
-        split_from=split_from,
     )
 
 

@@ -12,13 +12,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import psycopg
 import redis.asyncio as aioredis
 import redis.exceptions
 
 from wealthalloc.events.audit_chain import AuditEntry
 from wealthalloc.events.relay import TOPICS, Event, stream_key
-from wealthalloc.storage.audit import append_audit
+from wealthalloc.storage.audit import append_audit_many
 from wealthalloc.storage.postgres import AsyncPool
 
 
@@ -101,26 +100,22 @@ class AuditLogger(StreamConsumer):
         self._pool = pool
 
     async def handle(self, events: list[Event]) -> None:
-        for event in sorted(events, key=lambda e: e.sequence):
-            entry = AuditEntry(
-                id=_audit_id(event),
-                action=event.type,
-                created_at=event.occurred_at,
-                actor_id=_actor(event),
-                subject=f"{event.topic}:{event.aggregate_id or event.user_id or ''}",
-                details={
-                    "sequence": event.sequence,
-                    "version": event.version,
-                    "payload": dict(event.payload),
-                },
-                event_id=event.id,
-            )
-            async with self._pool.connection() as conn:
-                try:
-                    async with conn.transaction():
-                        await append_audit(conn, entry)
-                except psycopg.errors.UniqueViolation:
-                    pass  # this event is already in the trail
+        # One transaction per batch (one commit, one fsync); events already in the trail are skipped.
+        entries = [_entry(event) for event in sorted(events, key=lambda e: e.sequence)]
+        async with self._pool.connection() as conn, conn.transaction():
+            await append_audit_many(conn, entries)
+
+
+def _entry(event: Event) -> AuditEntry:
+    return AuditEntry(
+        id=_audit_id(event),
+        action=event.type,
+        created_at=event.occurred_at,
+        actor_id=_actor(event),
+        subject=f"{event.topic}:{event.aggregate_id or event.user_id or ''}",
+        details={"sequence": event.sequence, "version": event.version, "payload": dict(event.payload)},
+        event_id=event.id,
+    )
 
 
 def _audit_id(event: Event) -> Any:

@@ -18,7 +18,8 @@ get the tax right, but the user asked for the loss.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
@@ -70,12 +71,13 @@ async def record_sale(
     replacement shares already held. Returns the other portfolios whose lots changed."""
     groups = await tax_store.identity_groups(conn)
     rows = await tax_store.open_lots(conn, user_id, symbols=groups.members(symbol), since=day - _WINDOW)
+    stored = await tax_store.lot_sources(conn, {part.lot.id for part in sold})
     outcome = on_sale(
         account_id=str(portfolio["id"]),
         account_type=AccountType(portfolio["account_type"]),
         symbol=symbol,
         day=day,
-        sold=sold,
+        sold=[replace(part, purchase=stored[part.lot.id]["purchase_lot_id"]) for part in sold],
         held=[_held(row) for row in rows],
         groups=groups,
     )
@@ -163,6 +165,7 @@ def _held(row: dict[str, Any]) -> HeldLot:
         lot=store.lot_from_row(row),
         original_shares=row["original_shares"],
         is_replacement=row["is_replacement"],
+        purchase=row["purchase_lot_id"],
     )
 
 
@@ -170,7 +173,7 @@ async def _write_lots(
     conn: store.Conn,
     changes: Iterable[LotChange],
     *,
-    source_of: Any,
+    source_of: Callable[[LotChange], str],
     fill: tuple[uuid.UUID, uuid.UUID] | None,
     new: bool = False,
 ) -> None:
@@ -187,6 +190,7 @@ async def _write_lots(
             original_shares=change.original_shares,
             source=source_of(change),
             opened_by_fill_id=opened_by,
+            purchase_lot_id=change.purchase,
         )
 
 
@@ -194,7 +198,7 @@ async def _write_wash_sales(
     conn: store.Conn,
     user_id: uuid.UUID,
     washes: Iterable[WashSale],
-    realized_id: Any,
+    realized_id: Callable[[WashSale], uuid.UUID],
     fill_row_id: uuid.UUID,
 ) -> None:
     for wash in washes:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -82,6 +82,45 @@ async def append_audit(conn: AsyncConnection[DictRow], entry: AuditEntry) -> str
         except psycopg.errors.UniqueViolation as exc:
             if exc.diag.constraint_name in ALREADY_THERE:
                 raise  # this entry (or its event) is already in the trail: not a race for the head
+            continue
+    raise RuntimeError("could not append to the audit chain: too much contention")
+
+
+async def append_audit_many(conn: AsyncConnection[DictRow], entries: Sequence[AuditEntry]) -> int:
+    """Append ``entries`` in order in ``conn``'s transaction; those whose event is already in the
+    trail are skipped. Returns how many were appended.
+
+    The head is read once and the batch's hashes chained in memory, then inserted in one
+    pipelined statement: a consumer's batch costs two round trips instead of four per row.
+    """
+    ids = [e.event_id for e in entries if e.event_id is not None]
+    there: set[Any] = set()
+    if ids:
+        cur = await conn.execute("SELECT event_id FROM audit_log WHERE event_id = ANY(%s)", (ids,))
+        there = {row["event_id"] for row in await cur.fetchall()}
+    fresh: list[AuditEntry] = []
+    for entry in entries:
+        if entry.event_id is None or entry.event_id not in there:
+            fresh.append(entry)
+            there.add(entry.event_id)
+    if not fresh:
+        return 0
+    for _ in range(MAX_APPEND_ATTEMPTS):
+        try:
+            async with conn.transaction():
+                cur = await conn.execute(_HEAD)
+                row = await cur.fetchone()
+                prev = row["hash"] if row else GENESIS_HASH
+                params = []
+                for entry in fresh:
+                    params.append(_params(entry, prev))
+                    prev = params[-1]["hash"]
+                async with conn.cursor() as insert:
+                    await insert.executemany(_INSERT, params)
+                return len(fresh)
+        except psycopg.errors.UniqueViolation as exc:
+            if exc.diag.constraint_name in ALREADY_THERE:
+                raise  # written meanwhile by another consumer of the same group: the caller retries
             continue
     raise RuntimeError("could not append to the audit chain: too much contention")
 

@@ -109,13 +109,14 @@ async def insert_lot(
     original_shares: Decimal,
     source: str,
     opened_by_fill_id: uuid.UUID | None,
+    purchase_lot_id: uuid.UUID | None,
 ) -> None:
     """A lot with the id, bases and holding period the engine gave it (a buy's lot, or shares split off)."""
     await conn.execute(
         """INSERT INTO lots (id, portfolio_id, symbol, shares, original_shares, cost_basis, adjusted_basis,
                              acquired_at, holding_period_start, wash_sale_disallowed, source,
-                             opened_by_fill_id)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+                             opened_by_fill_id, purchase_lot_id)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
         (
             lot.id,
             portfolio_id,
@@ -129,13 +130,16 @@ async def insert_lot(
             lot.adjusted_basis - lot.cost_basis,
             source,
             opened_by_fill_id,
+            purchase_lot_id,
         ),
     )
 
 
 async def lot_sources(conn: Conn, lot_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, Row]:
-    """Portfolio and source of stored lots (what a lot split off them inherits)."""
-    cur = await conn.execute("SELECT id, portfolio_id, source FROM lots WHERE id = ANY(%s)", (list(lot_ids),))
+    """Portfolio, source and purchase of stored lots (what a lot split off them inherits)."""
+    cur = await conn.execute(
+        "SELECT id, portfolio_id, source, purchase_lot_id FROM lots WHERE id = ANY(%s)", (list(lot_ids),)
+    )
     return {row["id"]: row for row in await cur.fetchall()}
 
 
