@@ -31,6 +31,7 @@ log = get_logger(__name__)
 EVENT_BUS_NAME = "event-bus"
 IDLE_SLEEP_S = 0.05
 PRICE_CHECK_S = 30.0
+REDIS_CHECK_S = 1.0
 ERROR_BACKOFF_S = 2.0
 
 
@@ -47,6 +48,7 @@ class EventBus:
             "webhooks_sent": 0,
             "prices_published": 0,
             "alerts_checked": 0,
+            "replayed": 0,
         }
         start_when_constructed()
 
@@ -70,6 +72,9 @@ class EventBus:
             asyncio.create_task(self._loop("webhooks_queued", hooks.consume_once)),
             asyncio.create_task(self._loop("webhooks_sent", sender.send_due, sleep_when_idle=True)),
             asyncio.create_task(self._loop("alerts_checked", alerts.consume_once)),
+            asyncio.create_task(
+                self._loop("replayed", relay.recover_lost_streams, idle_sleep_s=REDIS_CHECK_S)
+            ),
         ]
         publisher = self._price_publisher(pool)
         if publisher is not None:

@@ -30,9 +30,12 @@ How a run goes, and why:
 
 Each trial asks for ``tune_cpus_per_trial`` CPUs and ``tune_gpus_per_trial``
 GPUs (settings); with the latter at 0 a trial gets one GPU when the cluster
-has any. Ray is the cluster's when there is one (``RAY_ADDRESS``, which
-``ray job submit`` sets, ``WEALTHALLOC_RAY_ADDRESS``, or one running on this
-machine), else a local Ray started for the run.
+has any. A ``--smoke`` run asks for less when fewer CPUs are free, so it
+also runs on the cluster ``make run`` starts, whose Serve replicas hold most
+of a laptop's CPUs (:func:`fit_to_free_cpus`). Ray is the cluster's when
+there is one (``RAY_ADDRESS``, which ``ray job submit`` sets,
+``WEALTHALLOC_RAY_ADDRESS``, or one running on this machine), else a local
+Ray started for the run.
 
 Exit status 0 with the new version id alone on the last line of stdout; 1
 when the data is missing, no trial finished or the registry refused the
@@ -112,6 +115,9 @@ SMOKE_SEARCH_SPACE: SearchSpace = {
 
 SMOKE_SYMBOLS: tuple[str, ...] = ("AAPL", "JPM", "XOM")
 """Three sectors' worth of behaviour, small enough for a few minutes on a laptop."""
+
+MIN_TRIAL_CPUS = 0.1
+"""The smallest CPU share :func:`fit_to_free_cpus` lets a smoke trial ask for."""
 
 _INTEGER_FIELDS = frozenset({"window", "units", "latent", "batch_size"})
 
@@ -324,6 +330,35 @@ def trial_resources(settings: Settings, cluster: Mapping[str, float]) -> dict[st
     if gpus == 0 and cluster.get("GPU", 0) >= 1:
         gpus = 1
     return {"cpu": settings.tune_cpus_per_trial, "gpu": gpus}
+
+
+def fit_to_free_cpus(
+    resources: Mapping[str, float], available: Mapping[str, float], *, shrink: bool
+) -> dict[str, float]:
+    """The per-trial request, made to fit the CPUs the cluster has free now when ``shrink`` (``--smoke``).
+
+    A trial that asks for more CPUs than are free waits until some are
+    released or the autoscaler adds a node. On a cluster that will not grow,
+    such as the one ``make run`` starts on a laptop, whose Serve replicas hold
+    most of its CPUs, it would wait for ever; so a smoke run asks for what is
+    free (at least :data:`MIN_TRIAL_CPUS`, one trial at a time), and any other
+    run says why it may wait.
+    """
+    wanted = float(resources.get("cpu", 1))
+    free = float(available.get("CPU", 0.0))
+    if free >= wanted:
+        return dict(resources)
+    if shrink and free >= MIN_TRIAL_CPUS:
+        fitted = math.floor(free * 100) / 100
+        log.warning("tune.cpus_per_trial_reduced", requested=wanted, free=free, cpus_per_trial=fitted)
+        return {**resources, "cpu": fitted}
+    log.warning(
+        "tune.waiting_for_cpus",
+        requested=wanted,
+        free=free,
+        hint="trials start once CPUs are released or nodes join (WEALTHALLOC_TUNE_CPUS_PER_TRIAL)",
+    )
+    return dict(resources)
 
 
 def load_features(prices: PriceHistory, options: TuneOptions) -> dict[str, pd.DataFrame]:
@@ -717,7 +752,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     prices = PriceHistory(args.prices)
     started_ray = connect_ray(args.address)
     try:
-        resources = trial_resources(settings, ray.cluster_resources())  # type: ignore[no-untyped-call]
+        resources = fit_to_free_cpus(
+            trial_resources(settings, ray.cluster_resources()),  # type: ignore[no-untyped-call]
+            ray.available_resources(),  # type: ignore[no-untyped-call]
+            shrink=args.smoke,
+        )
         outcome = run_tuning(
             options,
             prices=prices,

@@ -115,7 +115,7 @@ def test_concurrent_requests_are_merged_into_fewer_model_calls_and_each_gets_its
         for end in ("2019-06-28", "2022-06-30")
     ]
     headers = service.headers
-    before = _batching(service.http)
+    before = _batching(service)
 
     def post(item: tuple[str, np.ndarray]) -> httpx.Response:
         symbol, windows = item
@@ -128,7 +128,7 @@ def test_concurrent_requests_are_merged_into_fewer_model_calls_and_each_gets_its
 
     with ThreadPoolExecutor(len(requests)) as pool:
         responses = list(pool.map(post, requests))
-    after = _batching(service.http)
+    after = _batching(service)
 
     for (symbol, windows), response in zip(requests, responses, strict=True):
         assert response.status_code == 200, response.text
@@ -139,9 +139,8 @@ def test_concurrent_requests_are_merged_into_fewer_model_calls_and_each_gets_its
     assert after["batches"] - before["batches"] < len(requests), "no two requests shared a model call"
 
 
-def _batching(http: httpx.Client) -> dict[str, int]:
-    checks = http.get("/health").json()["data"]["checks"]
-    return checks["model"]["batching"]
+def _batching(service: Investor) -> dict[str, int]:
+    return service.get("/api/v1/anomaly/model").json()["data"]["batching"]  # type: ignore[no-any-return]
 
 
 @pytest.mark.parametrize(
@@ -366,8 +365,8 @@ def test_a_lookback_out_of_range_is_400(investor: Investor) -> None:
 # Health -----------------------------------------------------------------------------------------------
 
 
-def test_health_reports_the_model_loaded_by_the_deployment(http: httpx.Client, promoted_model: str) -> None:
-    model = http.get("/health").json()["data"]["checks"]["model"]
+def test_health_reports_the_model_loaded_by_the_deployment(api_url: str, promoted_model: str) -> None:
+    _, model = _model_check(api_url)
     assert model["status"] == "healthy"
     assert model["promoted_version"] == model["loaded_version"] == promoted_model
     assert model["load_failure"] is None
@@ -398,6 +397,7 @@ def lab(
 
 
 def _model_check(url: str) -> tuple[int, dict[str, Any]]:
+    """/health's status and its model check, whether or not another check is failing."""
     response = httpx.get(f"{url}/health", timeout=30)
     body = response.json()
     report = body["data"] if response.status_code == 200 else body["error"]["details"]
@@ -503,7 +503,7 @@ def test_a_version_that_fails_to_load_leaves_the_previous_one_serving_and_health
     assert model["loaded_version"] == model["promoted_version"] == good
 
 
-def test_the_lab_registry_leaves_the_session_model_alone(http: httpx.Client, promoted_model: str) -> None:
+def test_the_lab_registry_leaves_the_session_model_alone(api_url: str, promoted_model: str) -> None:
     """The lab's promotions are its own: the API every other test uses still serves the session model."""
-    model = http.get("/health").json()["data"]["checks"]["model"]
+    _, model = _model_check(api_url)
     assert model["loaded_version"] == promoted_model

@@ -286,6 +286,31 @@ def test_a_sale_of_the_lots_the_desk_named_realizes_those_lots_whatever_fifo_wou
     assert outcome.wash_sales == () and outcome.lots == ()
 
 
+def test_the_rest_of_a_purchase_does_not_replace_the_loss_of_shares_split_off_it() -> None:
+    # 150 bought on 03-10; 100 of them were split off as the replacement of an earlier loss.
+    kept = Lot(uuid.uuid4(), "AAA", D(50), D(1900), D(1900), date(2022, 3, 10), date(2022, 3, 10))
+    split = Lot(uuid.uuid4(), "AAA", D(100), D(3800), D(4800), date(2022, 3, 10), date(2022, 1, 10))
+    other = Lot(uuid.uuid4(), "AAA", D(20), D(700), D(700), date(2022, 3, 15), date(2022, 3, 15))
+    held = [
+        HeldLot("a", TAXABLE, kept, D(50)),
+        HeldLot("b", TAXABLE, other, D(20)),
+    ]
+    outcome = on_sale(
+        account_id="a",
+        account_type=TAXABLE,
+        symbol="AAA",
+        day=date(2022, 3, 20),
+        sold=[SoldShares(split, D(100), D(3800), D(4800), D(3500), purchase=kept.id)],
+        held=held,
+        groups=IdentityGroups(),
+    )
+    [row] = outcome.realized
+    assert row.adjustment == D(260)  # 20 of the 100 shares, replaced in account b; never by the other 50
+    assert [(w.replacement_lot_id, w.shares) for w in outcome.wash_sales] == [(other.id, D(20))]
+    [changed] = outcome.lots
+    assert changed.lot.id == other.id and changed.lot.adjusted_basis == D(960)
+
+
 def test_proceeds_and_costs_pass_through_exactly_whatever_their_rounding() -> None:
     lot = Lot(
         uuid.uuid4(), "KO", D("3.333333"), D("200.0001"), D("200.0001"), date(2022, 1, 3), date(2022, 1, 3)

@@ -273,9 +273,8 @@ def on_sale(
         for after in result.open_lots:
             if after.account_id == pseudo:
                 continue
-            origin = state[uuid.UUID(after.opened_by_ref)] if after.opened_by_ref else None
-            if origin is None or after.lot.id == origin.lot.id:
-                assert origin is not None
+            origin = state[uuid.UUID(str(after.opened_by_ref))]  # each candidate's ref is its own id
+            if after.lot.id == origin.lot.id:
                 state[after.lot.id] = replace(
                     origin,
                     lot=after.lot,
@@ -300,7 +299,7 @@ def on_sale(
             original_shares=item.original_shares,
             is_replacement=item.is_replacement,
             split_from=item.split_from if key not in before else None,
-            purchase=item.purchase_id,
+            purchase=item.purchase,
         )
         for key, item in state.items()
         if key not in before

@@ -23,7 +23,10 @@ import redis.asyncio as aioredis
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 
+from wealthalloc.logging import get_logger
 from wealthalloc.storage.postgres import AsyncPool
+
+log = get_logger(__name__)
 
 TOPICS = (
     "portfolio.updates",
@@ -32,6 +35,10 @@ TOPICS = (
     "tax_harvests.identified",
     "prices.updated",
 )
+
+
+RELAY_MARKER_KEY = "outbox:relay:marker"
+"""Present while Redis keeps what the relay gave it; its absence means the streams were lost."""
 
 
 def stream_key(topic: str) -> str:
@@ -137,6 +144,34 @@ class OutboxRelay:
             await self._append([Event.from_row(row) for row in rows])
             await _mark_published(conn, [row["id"] for row in rows])
         return len(rows)
+
+    async def recover_lost_streams(self) -> int:
+        """Put back what a Redis that lost its data (restarted without persistence, flushed) dropped.
+
+        The relay keeps a marker key in Redis. When it is missing, Redis is new or has lost its
+        data, and with it any published event a consumer had not read yet; so everything the
+        streams could still hold (the newest ``max_stream_length`` events, younger than the
+        maximum age) is published again, and the consumers skip what they had handled by event
+        id. Returns the number replayed (0 when the marker was there).
+        """
+        if not await self._redis.set(RELAY_MARKER_KEY, str(int(time.time())), nx=True):
+            return 0
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                """SELECT min(sequence) AS first FROM (
+                       SELECT sequence FROM events
+                       WHERE published_at IS NOT NULL
+                         AND created_at > now() - make_interval(secs => %s)
+                       ORDER BY sequence DESC LIMIT %s) AS recent""",
+                (self._max_age_ms / 1000, self._maxlen),
+            )
+            row = await cur.fetchone()
+        first = row["first"] if row else None
+        if first is None:
+            return 0
+        replayed = await self.replay(from_sequence=int(first))
+        log.warning("streams_rebuilt_after_redis_data_loss", from_sequence=first, events=replayed)
+        return replayed
 
     async def replay(self, *, from_sequence: int, batch: int = 1000) -> int:
         """Publish every event from ``from_sequence`` on again, published or not (consumers deduplicate)."""

@@ -121,7 +121,9 @@ async def score_windows(
     return success(request, scores.to_dict())
 
 
-@router.get("/anomaly/model", summary="The model version served: window length, features, threshold")
+@router.get(
+    "/anomaly/model", summary="The model version served: window length, features, threshold; batching so far"
+)
 async def anomaly_model(principal: CurrentPrincipal, request: Request, res: ResourcesDep) -> JSONResponse:
     status: dict[str, Any] = await _detector(res, "status")
     if status["model"] is None:
@@ -140,6 +142,7 @@ async def anomaly_model(principal: CurrentPrincipal, request: Request, res: Reso
             **status["model"],
             "promoted_version": status["promoted_version"],
             "load_failure": status["load_failure"],
+            "batching": status["batching"],
         },
     )
 
