@@ -166,7 +166,9 @@ class BrokerGateway:
         """Send orders recorded while the gateway was away or the hand-off failed."""
         assert self._pool is not None
         async with self._pool.connection() as conn:
-            rows = await order_store.pending_orders(conn, older_than_s=SWEEP_AFTER_S)
+            rows = await order_store.pending_orders(
+                conn, broker=self.settings.broker, older_than_s=SWEEP_AFTER_S
+            )
         for row in rows:
             if row["id"] in self._in_flight:
                 continue

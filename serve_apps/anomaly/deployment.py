@@ -48,7 +48,7 @@ from ray.serve import Application
 
 from serve_apps.anomaly.errors import ModelUnavailableError
 from serve_apps.anomaly.slot import LoadedModel, ModelSlot
-from serve_apps.anomaly.windows import NoWindowError, latest_window
+from serve_apps.anomaly.windows import LatestWindow, NoWindowError, latest_window
 from wealthalloc.config import Settings
 from wealthalloc.logging import configure_logging, get_logger
 from wealthalloc.marketdata import PriceHistory
@@ -235,7 +235,7 @@ class AnomalyDetector:
         for _ in range(MAX_ATTEMPTS):
             model = self._model()
             built = await asyncio.to_thread(self._latest_windows, model, unique, as_of)
-            ready = [window for window in built.values() if not isinstance(window, str)]
+            ready = [window for window in built.values() if isinstance(window, LatestWindow)]
             errors: npt.NDArray[np.float64] | None = np.zeros(0)
             if ready:
                 values = np.stack([window.values for window in ready])
@@ -245,7 +245,7 @@ class AnomalyDetector:
             scored = {window.symbol: float(error) for window, error in zip(ready, errors, strict=True)}
             results = []
             for symbol, window in built.items():
-                if isinstance(window, str):
+                if not isinstance(window, LatestWindow):
                     results.append(
                         SymbolAnomaly(symbol, "unscored", model.version, model.threshold, detail=window)
                     )
@@ -281,7 +281,7 @@ class AnomalyDetector:
         await asyncio.to_thread(self._slot.refresh)
         return self.status()
 
-    def check_health(self) -> None:
+    async def check_health(self) -> None:
         """Serve's replica health check: the replica is healthy while it runs; restart a dead poller.
 
         A missing or broken model is not a reason to restart the replica (a
@@ -350,8 +350,11 @@ class AnomalyDetector:
             raise ModelUnavailableError(f"No anomaly model is loaded: {reason}.")
         return model
 
-    def _latest_windows(self, model: LoadedModel, symbols: list[str], as_of: date) -> dict[str, Any]:
-        built: dict[str, Any] = {}
+    def _latest_windows(
+        self, model: LoadedModel, symbols: list[str], as_of: date
+    ) -> dict[str, LatestWindow | str]:
+        """Each symbol's newest window, or why it has none."""
+        built: dict[str, LatestWindow | str] = {}
         for symbol in symbols:
             try:
                 built[symbol] = latest_window(

@@ -16,13 +16,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import ray
 from typer.testing import CliRunner
 
 from training.default_model import DefaultModelRecipe, ensure_default_model
 from training.evaluate import AUTOENCODER, METHODS
-from training.tune import SEARCHED, SMOKE_SEARCH_SPACE, TuneOptions, build_parser, main, options_from_args
+from training.tune import (
+    SEARCHED,
+    SMOKE_SEARCH_SPACE,
+    TuneOptions,
+    build_parser,
+    fit_to_free_cpus,
+    main,
+    options_from_args,
+    trial_resources,
+)
 from wealthalloc.cli import app
-from wealthalloc.config import Settings
+from wealthalloc.config import Settings, get_settings
 from wealthalloc.marketdata import PriceHistory
 from wealthalloc.ml.autoencoder import AutoencoderConfig, ModelBundle
 from wealthalloc.ml.features import FeatureSpec, TimeSplit, build_dataset
@@ -164,7 +174,7 @@ def test_tune_runs_asha_on_a_local_ray_and_publishes_the_best_trial(
     assert tuning["best_val_loss"] == pytest.approx(best["val_loss"])
     assert {name: tuning["best_config"][name] for name in SEARCHED} == best["config"]
     assert metadata["config"] == tuning["best_config"]
-    assert tuning["resources_per_trial"] == {"cpu": 1.0, "gpu": 0.0}
+    assert tuning["resources_per_trial"] == trial_resources(get_settings(), ray.cluster_resources())
     assert set(metadata["evaluation"]["table"]) == set(METHODS)
     bundle = ModelBundle.load(registry.version_path(version))
     assert bundle.config.window == best["config"]["window"]
@@ -191,6 +201,23 @@ def test_tune_options_follow_the_command_line() -> None:
             num_samples=1,
             max_epochs=1,
         )
+
+
+def test_trials_get_the_resources_of_the_settings_and_a_gpu_when_the_cluster_has_one() -> None:
+    two_cpus = Settings(tune_cpus_per_trial=2)
+
+    assert trial_resources(two_cpus, {"CPU": 8.0}) == {"cpu": 2, "gpu": 0}
+    assert trial_resources(two_cpus, {"CPU": 8.0, "GPU": 2.0}) == {"cpu": 2, "gpu": 1}
+    assert trial_resources(Settings(tune_gpus_per_trial=0.5), {"GPU": 4.0})["gpu"] == 0.5
+
+
+def test_a_smoke_run_asks_for_the_free_cpus_and_a_full_run_waits_for_its_own() -> None:
+    wanted = {"cpu": 1.0, "gpu": 0.0}
+
+    assert fit_to_free_cpus(wanted, {"CPU": 0.5}, shrink=True) == {"cpu": 0.5, "gpu": 0.0}
+    assert fit_to_free_cpus(wanted, {"CPU": 0.5}, shrink=False) == wanted
+    assert fit_to_free_cpus(wanted, {"CPU": 4.0}, shrink=True) == wanted
+    assert fit_to_free_cpus(wanted, {}, shrink=True) == wanted, "nothing free: wait rather than ask for 0"
 
 
 runner = CliRunner()

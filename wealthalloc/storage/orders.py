@@ -202,13 +202,17 @@ async def relieve_lot(
     )
 
 
-async def pending_orders(conn: Conn, *, older_than_s: float, limit: int = 500) -> list[Row]:
-    """Orders recorded but never handed to a broker (the gateway was away), oldest first."""
+async def pending_orders(conn: Conn, *, broker: str, older_than_s: float, limit: int = 500) -> list[Row]:
+    """Orders for ``broker`` recorded but never handed to it (the gateway was away), oldest first.
+
+    By broker, so that a gateway never sends another broker's order (two deployments on one
+    database, or a switch of broker with orders still waiting).
+    """
     cur = await conn.execute(
         f"""SELECT {ORDER_COLUMNS} FROM orders
-            WHERE status = 'pending' AND created_date < now() - make_interval(secs => %s)
+            WHERE status = 'pending' AND broker = %s AND created_date < now() - make_interval(secs => %s)
             ORDER BY created_date LIMIT %s""",
-        (older_than_s, limit),
+        (broker, older_than_s, limit),
     )
     return await cur.fetchall()
 

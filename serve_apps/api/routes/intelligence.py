@@ -216,14 +216,14 @@ def _risk(
     }
     sectors = {str(h["symbol"]): str(h["sector"]) for h in holdings if h.get("sector")}
     as_of = date.fromisoformat(str(snapshot["as_of"]))
-    closes = prices.frame([*weights, INDEX_SYMBOL], end=as_of).tail(lookback_days + 1)
+    symbols = list(dict.fromkeys([*weights, INDEX_SYMBOL]))  # the index may be held as well
+    closes = prices.frame(symbols, end=as_of).tail(lookback_days + 1)
     returns = daily_returns(closes)
-    index_returns = returns.pop(INDEX_SYMBOL)
     report = portfolio_risk(
         weights,
         sectors,
         returns,
-        index_returns,
+        returns[INDEX_SYMBOL],
         confidence=RISK_CONFIDENCE,
         horizon_days=horizon_days,
         portfolio_value=total,
