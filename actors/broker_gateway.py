@@ -54,9 +54,22 @@ class ShardSink:
     def __init__(self, router: ShardRouter) -> None:
         self._router = router
         self.delivered = 0
+        self._acceptances: dict[Any, StatusChange] = {}
+
+    def hold_acceptance(self, ticket: Ticket, change: StatusChange) -> None:
+        """Send the broker's acceptance with the order's first fill, if one comes right away."""
+        self._acceptances[ticket.order_id] = change
+
+    async def release_acceptance(self, ticket: Ticket) -> None:
+        """Deliver an acceptance no fill carried (the order rests at the broker)."""
+        change = self._acceptances.pop(ticket.order_id, None)
+        if change is not None:
+            await self.status_change(ticket, change)
 
     async def execution(self, ticket: Ticket, execution: Execution) -> None:
-        await self._router.call(ticket.user_id, "apply_execution", ticket.user_id, execution)
+        accepted = self._acceptances.get(ticket.order_id)
+        await self._router.call(ticket.user_id, "apply_execution", ticket.user_id, execution, accepted)
+        self._acceptances.pop(ticket.order_id, None)
         self.delivered += 1
 
     async def status_change(self, ticket: Ticket, change: StatusChange) -> None:
@@ -248,11 +261,17 @@ class BrokerGateway:
                 log.warning("order_not_sent", order_id=str(ticket.order_id), error=str(exc))
                 return  # stays pending; the sweep tries again
             self._counts["submitted"] += 1
-            await self._sink.status_change(
-                ticket, StatusChange(ticket.order_id, "submitted", broker_order_id)
-            )
+            accepted = StatusChange(ticket.order_id, "submitted", broker_order_id)
             if isinstance(self._broker, PaperBroker):
-                self._counts["fills"] += await self._broker.step(ticket.order_id)
+                # A marketable paper order fills now: its acceptance rides with the first fill
+                # (one shard call, one transaction); a resting one is told of it on its own.
+                self._sink.hold_acceptance(ticket, accepted)
+                try:
+                    self._counts["fills"] += await self._broker.step(ticket.order_id)
+                finally:
+                    await self._sink.release_acceptance(ticket)
+            else:
+                await self._sink.status_change(ticket, accepted)
         finally:
             self._in_flight.discard(ticket.order_id)
 

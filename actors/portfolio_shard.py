@@ -186,8 +186,10 @@ class PortfolioShard:
     async def cancel_order(self, m: Mutation, order_id: uuid.UUID) -> Outcome:
         return await self._trading(lambda d: d.cancel(m, order_id))
 
-    async def apply_execution(self, user_id: uuid.UUID, execution: Execution) -> Outcome:
-        return await self._trading(lambda d: d.apply_execution(user_id, execution))
+    async def apply_execution(
+        self, user_id: uuid.UUID, execution: Execution, accepted: StatusChange | None = None
+    ) -> Outcome:
+        return await self._trading(lambda d: d.apply_execution(user_id, execution, accepted))
 
     async def apply_status(self, user_id: uuid.UUID, change: StatusChange) -> Outcome:
         return await self._trading(lambda d: d.apply_status(user_id, change))

@@ -78,7 +78,14 @@ class DefaultModelRecipe:
     spec: FeatureSpec = field(default_factory=lambda: FeatureSpec(window=30))
     config: AutoencoderConfig = field(
         default_factory=lambda: AutoencoderConfig(
-            window=30, units=16, latent=4, dropout=0.0, learning_rate=2e-3, batch_size=128, epochs=8, patience=2
+            window=30,
+            units=16,
+            latent=4,
+            dropout=0.0,
+            learning_rate=2e-3,
+            batch_size=128,
+            epochs=8,
+            patience=2,
         )
     )
     stride: int = 2
@@ -88,7 +95,9 @@ class DefaultModelRecipe:
 
     def __post_init__(self) -> None:
         if self.spec.window != self.config.window:
-            raise ValueError(f"spec window {self.spec.window} differs from config window {self.config.window}")
+            raise ValueError(
+                f"spec window {self.spec.window} differs from config window {self.config.window}"
+            )
 
 
 @dataclass(frozen=True, eq=False)

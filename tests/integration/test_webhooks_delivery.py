@@ -642,6 +642,7 @@ def test_the_routes_show_the_secret_once_list_log_delete_and_receive_signed_webh
     }
     with psycopg.connect(database_url) as conn:
         stored = conn.execute(
-            "SELECT payload FROM incoming_webhook_receipts WHERE source = 'custodian' AND delivery_id = 'exec-1'"
+            """SELECT payload FROM incoming_webhook_receipts
+               WHERE source = 'custodian' AND delivery_id = 'exec-1'"""
         ).fetchone()
     assert stored == ({"id": "exec-1", "order": "A1", "status": "filled"},)

@@ -121,6 +121,15 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "model_version": "lstm-ae-7",
     },
     "prices.updated": {"symbols": ["AAPL", "MSFT"], "as_of": "2022-12-28", "prices": {"AAPL": "126.04"}},
+    "price_alert.triggered": {
+        "alert_id": uuid.uuid4(),
+        "symbol": "AAPL",
+        "direction": "above",
+        "level": Decimal("130.00"),
+        "price": Decimal("131.20"),
+        "as_of": "2022-12-28",
+        "note": None,
+    },
 }
 
 

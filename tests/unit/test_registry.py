@@ -236,14 +236,7 @@ def test_promoting_an_unknown_version_says_which_exist(
         "-flag",
         "with space",
         "x" * 101,
-        pytest.param(
-            "v1\n",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="registry._VERSION_ID ends in `$`, which also matches before a trailing newline;"
-                " `_VERSION_ID.fullmatch` fixes it (then drop this mark)",
-            ),
-        ),
+        "v1\n",
     ],
 )
 def test_ids_that_cannot_be_versions_are_refused(

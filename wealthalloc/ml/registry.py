@@ -282,12 +282,13 @@ class ModelRegistry:
         path = self._path(version, METADATA_FILE)
         with self._fs.open_input_stream(path) as stream:
             raw = stream.read()
+        where = f"{self.version_path(version)}/{METADATA_FILE}"
         try:
             data = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise RegistryError(f"{self.version_path(version)}/{METADATA_FILE} is not valid JSON: {exc}") from exc
+            raise RegistryError(f"{where} is not valid JSON: {exc}") from exc
         if not isinstance(data, dict):
-            raise RegistryError(f"{self.version_path(version)}/{METADATA_FILE} must hold a JSON object")
+            raise RegistryError(f"{where} must hold a JSON object")
         return data
 
     def download(self, version: str, local_dir: Path | str) -> Path:
@@ -343,7 +344,7 @@ def new_version_id(now: datetime | None = None) -> str:
 
 
 def _check_version_id(version: str) -> None:
-    if not _VERSION_ID.match(version) or ".." in version:
+    if not _VERSION_ID.fullmatch(version) or ".." in version:
         raise RegistryError(
             f"{version!r} is not a version id (letters, digits, '.', '_' and '-', at most 100 characters)"
         )

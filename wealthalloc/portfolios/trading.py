@@ -93,7 +93,7 @@ class OrderDesk:
             raise ServiceError(400, "INVALID_TRADE", str(exc), details) from exc
         lot_method, lot_ids = _lot_choice(request, spec)
         cap = rules.price_cap(request, reference_price=reference, collar=self._collar)
-        created: list[uuid.UUID] = []
+        created: list[dict[str, Any]] = []
 
         async def work(conn: store.Conn, portfolio: dict[str, Any]) -> tuple[int, Any]:
             if request.side == "buy":
@@ -168,18 +168,16 @@ class OrderDesk:
                     "by": m.actor_id,
                 },
             )
-            created.append(row["id"])
+            created.append(row)
             return 201, {"id": str(row["id"])}
 
         status, body = await self._book.idempotent(m, portfolio_id, work)
         order_id = uuid.UUID(body["id"])
         if created and self._submit is not None:
-            order = await self.order_row(order_id)
-            if order is not None and order["status"] == "pending":
-                try:
-                    await self._submit(Ticket.from_row(order))
-                except Exception as exc:  # the sweep sends it later; the order is safe in PostgreSQL
-                    log.warning("order_handoff_failed", order_id=str(order_id), error=repr(exc))
+            try:  # the row as committed a moment ago: only this shard changes a pending order
+                await self._submit(Ticket.from_row(created[-1]))
+            except Exception as exc:  # the sweep sends it later; the order is safe in PostgreSQL
+                log.warning("order_handoff_failed", order_id=str(order_id), error=repr(exc))
         return status, await self.order(m.user_id, order_id)
 
     async def rebalance(
@@ -273,8 +271,15 @@ class OrderDesk:
 
     # From the broker -----------------------------------------------------------------------------
 
-    async def apply_execution(self, user_id: uuid.UUID, execution: Execution) -> dict[str, Any] | None:
-        """Apply one fill to the order, lots, cash and trade record; a fill seen before changes nothing."""
+    async def apply_execution(
+        self, user_id: uuid.UUID, execution: Execution, accepted: StatusChange | None = None
+    ) -> dict[str, Any] | None:
+        """Apply one fill to the order, lots, cash and trade record; a fill seen before changes nothing.
+
+        ``accepted`` is the broker's acceptance of the order when it comes with the order's first
+        fill (the paper broker fills a marketable order as it accepts it): both are applied in
+        one transaction instead of two.
+        """
         async with self._book.changing(user_id):
             async with self._book.pool.connection() as conn, conn.transaction():
                 order = await order_store.order(conn, execution.order_id, for_update=True)
@@ -283,6 +288,15 @@ class OrderDesk:
                         "fill_for_unknown_order", order_id=str(execution.order_id), fill=execution.fill_id
                     )
                     return None
+                if accepted is not None and order["status"] == "pending":
+                    await order_store.set_status(
+                        conn, order["id"], "submitted", broker_order_id=accepted.broker_order_id
+                    )
+                    order = {
+                        **order,
+                        "status": "submitted",
+                        "broker_order_id": accepted.broker_order_id or order["broker_order_id"],
+                    }
                 fill = await order_store.insert_fill(
                     conn,
                     order_id=order["id"],
