@@ -45,6 +45,7 @@ log = get_logger(__name__)
 
 GATEWAY_NAME = "broker-gateway"
 SWEEP_AFTER_S = 3.0
+HEALTH_WAIT_S = 3.0
 
 
 class ShardSink:
@@ -332,6 +333,10 @@ class BrokerGateway:
     async def health(self) -> dict[str, Any]:
         if self._task is None:
             asyncio.create_task(self.start())
+        try:  # a gateway a moment old is connecting its broker: wait a little rather than say so
+            await asyncio.wait_for(self._started.wait(), timeout=HEALTH_WAIT_S)
+        except TimeoutError:
+            pass
         if not self._started.is_set() or self._broker is None:
             return {"status": "degraded", "broker": self.settings.broker, "detail": "starting"}
         state = self._broker.health()

@@ -214,6 +214,43 @@ class Settings(BaseSettings):
         default=Decimal("0.05"), ge=0, le=1, description="Smallest loss as a fraction of the lots' basis."
     )
 
+    # Recommendations (wealthalloc/domain/recommendations.py says what each limit does).
+    recommendations_max_age_seconds: int = Field(
+        default=3600,
+        ge=1,
+        description="Listing recommendations reruns a portfolio's when its last run is older than this"
+        " (or its book, the market day or the risk tolerance changed).",
+    )
+    recommendations_max_position_weight: Decimal = Field(
+        default=Decimal("0.25"),
+        gt=0,
+        le=1,
+        description="A holding above this share of the portfolio gets a reduce_risk; the optimiser's bound.",
+    )
+    recommendations_max_hhi: Decimal = Field(
+        default=Decimal("0.30"),
+        gt=0,
+        le=1,
+        description="HHI of the holdings' weights above which one dominant holding is trimmed.",
+    )
+    recommendations_min_confidence: Decimal = Field(
+        default=Decimal("0.55"), ge=0, le=1, description="Rebalances and signals below this are not offered."
+    )
+    recommendations_lookback_days: int = Field(
+        default=504, ge=260, le=2520, description="Trading days of history the recommender measures on."
+    )
+    recommendations_snooze_days: int = Field(
+        default=7,
+        ge=0,
+        description="An accepted or dismissed recommendation is not offered again (same kind and symbol)"
+        " for this many days.",
+    )
+    recommendations_anomaly_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="How long a run waits for the anomaly detector before recommending without its flags.",
+    )
+
     @field_validator("data_dir")
     @classmethod
     def _absolute_data_dir(cls, value: Path) -> Path:

@@ -75,6 +75,10 @@ class Resources:
             settings=self.settings, pool=self.pool, limiter=self.limiter, keys=signing_keys(self.settings)
         )
         self.ensure_event_bus()
+        try:  # created now, it has connected its broker before the first order arrives
+            self.gateway()
+        except Exception as exc:  # orders wait as pending and are swept once it is up
+            log.warning("broker_gateway_unavailable", error=str(exc))
 
     def ensure_event_bus(self) -> None:
         """Start the cluster's outbox relay and consumers if they are not running (idempotent)."""

@@ -245,12 +245,25 @@ class TaxHarvestExecutedV1(EventPayload):
 
 @register("recommendations.generated")
 class RecommendationGeneratedV1(EventPayload):
+    """A recommendation as of a change: ``status`` says which (absent in events written before it was).
+
+    ``open``: generated, or regenerated in place with new figures; ``accepted``: its orders were placed
+    under ``order_keys`` (Idempotency-Keys, unique per user in ``orders``); ``dismissed``: ``reason`` is
+    the user's; ``expired``: a later run no longer found it, ``reason`` says so.
+    """
+
     recommendation_id: uuid.UUID
     portfolio_id: uuid.UUID | None = None
     kind: Literal["buy", "sell", "rebalance", "reduce_risk", "anomaly"]
     symbol: str | None = Field(default=None, min_length=1, max_length=16)
     confidence: Decimal = Field(ge=0, le=1)
     model_version: str | None = None
+    status: Literal["open", "accepted", "dismissed", "expired"] | None = None
+    as_of: date | None = None
+    rationale: str | None = None
+    reason: str | None = None
+    order_keys: list[str] | None = None
+    by: uuid.UUID | None = None
 
 
 @register("prices.updated")
