@@ -180,6 +180,14 @@ class PortfolioShard:
         assert harvests is not None
         return await self._run(lambda _: harvests.execute(m, harvest_id, replacement_symbol))
 
+    async def accept_recommendation(self, m: Mutation, recommendation_id: uuid.UUID) -> Outcome:
+        from wealthalloc.portfolios.recommendations import RecommendationDesk
+
+        service = await self._svc()
+        assert self._desk is not None
+        desk = RecommendationDesk(service, self._desk)
+        return await self._run(lambda _: desk.accept(m, recommendation_id))
+
     async def order(self, user_id: uuid.UUID, order_id: uuid.UUID) -> Outcome:
         return await self._trading(lambda d: d.order(user_id, order_id))
 

@@ -30,6 +30,7 @@ from serve_apps.api.routes import (
     me,
     portfolios,
     quotes,
+    recommendations,
     tax,
     trades,
     webhooks,
@@ -94,6 +95,7 @@ def create_app(
         market,
         quotes,
         intelligence,
+        recommendations,
     ):
         app.include_router(module.router)
     for router in extra_routers:

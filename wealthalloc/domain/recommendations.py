@@ -83,7 +83,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
@@ -382,6 +382,11 @@ def optimise(returns: pd.DataFrame, tolerance: RiskTolerance, *, max_weight: flo
         Weights by column; the maximum-ratio problem falls back to minimum
         variance (``method="min_variance"``) when it has no solution (every
         expected return negative).
+
+    Raises
+    ------
+    ValueError
+        For no columns, a missing or infinite return, or a problem the solver cannot solve.
     """
     from skfolio import RiskMeasure
     from skfolio.optimization import MeanRisk, ObjectiveFunction, RiskBudgeting
@@ -417,14 +422,17 @@ def optimise(returns: pd.DataFrame, tolerance: RiskTolerance, *, max_weight: flo
         raw = np.asarray(model.weights_, dtype=np.float64)
         if raw.shape != (n,) or not np.isfinite(raw).all():
             raise ValueError("no weights")
-    except Exception:
+    except Exception as exc:
         if method != "max_sharpe":
-            raise
+            raise ValueError(f"the {method} optimiser found no solution: {exc}") from exc
         method = "min_variance"
         model = MeanRisk(
             risk_measure=RiskMeasure.VARIANCE, objective_function=ObjectiveFunction.MINIMIZE_RISK, **bounds
         )
-        model.fit(values)
+        try:
+            model.fit(values)
+        except Exception as again:
+            raise ValueError(f"the {method} optimiser found no solution: {again}") from again
         raw = np.asarray(model.weights_, dtype=np.float64)
     clean = np.where(raw < 1e-6, 0.0, raw)  # solver dust below a millionth is no position
     clean = clean / clean.sum()
@@ -1035,11 +1043,16 @@ def _series(returns: pd.DataFrame, weights: Mapping[str, float]) -> FloatArray:
     return result
 
 
-_OBJECTIVES = {
+def _volatility(returns: pd.DataFrame, weights: Mapping[str, float]) -> float:
+    return float(np.std(_series(returns, weights), ddof=1) * math.sqrt(PERIODS_PER_YEAR))
+
+
+Objective = Callable[[pd.DataFrame, Mapping[str, float]], float]
+_OBJECTIVES: dict[str, Objective] = {
     "min_cvar": _cvar,
     "risk_parity": effective_bets,
     "max_sharpe": _sharpe,
-    "min_variance": lambda r, w: float(np.std(_series(r, w), ddof=1) * math.sqrt(PERIODS_PER_YEAR)),
+    "min_variance": _volatility,
 }
 _OBJECTIVE_NAMES = {
     "min_cvar": "cvar_95_1d",

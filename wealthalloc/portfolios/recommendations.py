@@ -222,9 +222,13 @@ class RunResult:
 
 
 async def needs_run(
-    pool: AsyncPool, engine: RecommendationEngine, owner: uuid.UUID, snapshot: Mapping[str, Any], max_age_s: int
+    pool: AsyncPool,
+    engine: RecommendationEngine,
+    owner: uuid.UUID,
+    snapshot: Mapping[str, Any],
+    max_age_s: int,
 ) -> bool:
-    """Whether the portfolio's last run saw another book, tolerance or rules, or is older than ``max_age_s``."""
+    """Whether the last run saw another book, tolerance or rules, or is older than ``max_age_s``."""
     async with pool.connection() as conn:
         tolerance = await rec_store.risk_tolerance(conn, owner)
         run = await rec_store.run_of(conn, uuid.UUID(str(snapshot["id"])))
@@ -269,7 +273,10 @@ async def run_portfolio(
         run = await rec_store.lock_run(conn, portfolio_id, owner)
         if not force and _fresh(run, fingerprint, max_age_s):
             return RunResult(ran=False)
-        existing = {(r["kind"], r["symbol"] or ""): r for r in await rec_store.open_of_portfolio(conn, portfolio_id, for_update=True)}
+        existing = {
+            (r["kind"], r["symbol"] or ""): r
+            for r in await rec_store.open_of_portfolio(conn, portfolio_id, for_update=True)
+        }
         since = datetime.now(UTC) - timedelta(days=snooze_days)
         snoozed = await rec_store.recently_resolved(conn, portfolio_id, since) if snooze_days else set()
         counts = {"new": 0, "refreshed": 0, "unchanged": 0, "snoozed": 0}
@@ -307,7 +314,11 @@ def _values(
     rec: Recommendation, as_of: date, basis: Mapping[str, Any], *, anomaly_checked: bool
 ) -> dict[str, Any]:
     flags = rec.evidence.get("anomaly_check", {}).get("model_versions") or []
-    version = RECOMMENDER_VERSION + "".join(f"+anomaly:{v}" for v in flags) if anomaly_checked else RECOMMENDER_VERSION
+    version = (
+        RECOMMENDER_VERSION + "".join(f"+anomaly:{v}" for v in flags)
+        if anomaly_checked
+        else RECOMMENDER_VERSION
+    )
     body = rec.as_dict()
     return {
         "kind": rec.kind,
@@ -356,7 +367,9 @@ async def _event(
         payload["order_keys"] = list(row["order_keys"])
     if by is not None:
         payload["by"] = by
-    await add_event(conn, topic=TOPIC, event_type=EVENT, user_id=user_id, aggregate_id=row["id"], payload=payload)
+    await add_event(
+        conn, topic=TOPIC, event_type=EVENT, user_id=user_id, aggregate_id=row["id"], payload=payload
+    )
 
 
 # Dismissing -----------------------------------------------------------------------------------------
@@ -437,7 +450,12 @@ class RecommendationDesk:
                 placed.append(order)
             except ServiceError as exc:
                 refused.append(
-                    {"symbol": planned["symbol"], "side": planned["side"], "key": planned["key"], "error": exc.as_dict()}
+                    {
+                        "symbol": planned["symbol"],
+                        "side": planned["side"],
+                        "key": planned["key"],
+                        "error": exc.as_dict(),
+                    }
                 )
         async with self._book.pool.connection() as conn:
             current = await rec_store.recommendation(conn, recommendation_id)
@@ -455,7 +473,11 @@ class RecommendationDesk:
         _require_open(row)
         details = row["details"] or {}
         today = self._book.market.today()
-        lots = [r for r in await store.all_lots(conn, portfolio["id"]) if r["closed_at"] is None and r["shares"] > 0]
+        lots = [
+            r
+            for r in await store.all_lots(conn, portfolio["id"])
+            if r["closed_at"] is None and r["shares"] > 0
+        ]
         shares: dict[str, Decimal] = {}
         for lot in lots:
             shares[lot["symbol"]] = shares.get(lot["symbol"], Decimal(0)) + lot["shares"]
@@ -465,8 +487,8 @@ class RecommendationDesk:
             raise ServiceError(
                 409,
                 "RECOMMENDATION_STALE",
-                "The portfolio or the market day changed since this recommendation was sized: its orders would"
-                " not do what it says. GET /api/v1/recommendations makes fresh ones.",
+                "The portfolio or the market day changed since this recommendation was sized: its orders"
+                " would not do what it says. GET /api/v1/recommendations makes fresh ones.",
                 {"as_of": basis.get("as_of"), "today": today.isoformat()},
             )
         key = m.idempotency_key or ""
@@ -535,7 +557,9 @@ def _order_summary(order: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-async def described(pool: AsyncPool, owner: uuid.UUID, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+async def described(
+    pool: AsyncPool, owner: uuid.UUID, rows: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
     """Rows as :func:`describe` shows them, with their orders read in one query."""
     keys = [key for row in rows for key in (row["order_keys"] or [])]
     async with pool.connection() as conn:

@@ -118,7 +118,9 @@ async def recently_resolved(conn: Conn, portfolio_id: uuid.UUID, since: datetime
     return {(str(row["kind"]), str(row["symbol"])) for row in await cur.fetchall()}
 
 
-async def insert(conn: Conn, *, user_id: uuid.UUID, portfolio_id: uuid.UUID, values: Mapping[str, Any]) -> Row:
+async def insert(
+    conn: Conn, *, user_id: uuid.UUID, portfolio_id: uuid.UUID, values: Mapping[str, Any]
+) -> Row:
     """A new open recommendation; ``values`` has kind, symbol, rationale, confidence, model_version,
     as_of and details."""
     cur = await conn.execute(
@@ -210,7 +212,7 @@ async def listing(
 
 
 async def orders_by_key(conn: Conn, user_id: uuid.UUID, keys: Collection[str]) -> dict[str, Row]:
-    """The orders placed under ``keys`` (Idempotency-Keys), by key: those a recommendation's acceptance made."""
+    """The orders placed under ``keys`` (Idempotency-Keys), by key: those an acceptance placed."""
     if not keys:
         return {}
     cur = await conn.execute(

@@ -31,6 +31,7 @@ from serve_apps.api.resources import Resources
 from serve_apps.api.routes.portfolios import IdempotencyKey, _mutation, _require_key, owner_checked
 from wealthalloc.domain.recommendations import AnomalyFlag
 from wealthalloc.logging import get_logger
+from wealthalloc.marketdata import MarketDataError
 from wealthalloc.portfolios.recommendations import (
     RecommendationEngine,
     RunResult,
@@ -184,7 +185,12 @@ async def generate(
 ) -> JSONResponse:
     owner = await owner_checked(res, principal, portfolio_id, write=False)
     snapshot = await res.shards.call(owner, "snapshot", owner, portfolio_id)
-    result = await _run(res, owner, snapshot, force=True)
+    try:
+        result = await _run(res, owner, snapshot, force=True)
+    except (ValueError, MarketDataError) as exc:
+        raise ApiError(
+            422, "RECOMMENDATIONS_UNAVAILABLE", f"Cannot make recommendations for this portfolio: {exc}"
+        ) from None
     assert res.pool is not None
     async with res.pool.connection() as conn:
         rows = await rec_store.listing(conn, owner, portfolio_id=portfolio_id, status="open", limit=500)
@@ -269,4 +275,3 @@ async def dismiss_recommendation(
         reason=body.reason,
     )
     return success(request, data, links={"recommendation": f"/api/v1/recommendations/{recommendation_id}"})
-
