@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import httpx
 import psycopg
@@ -66,3 +67,18 @@ class Investor:
         p = self.portfolio(name)
         assert self.deposit(p["id"], amount).status_code == 201
         return p
+
+
+def data(response: httpx.Response, status: int = 200) -> Any:
+    """The envelope's data, once the status is the one expected."""
+    assert response.status_code == status, response.text
+    return response.json()["data"]
+
+
+def error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """The envelope's error, once the status and code are the ones expected and the shape is whole."""
+    assert response.status_code == status, response.text
+    body: dict[str, Any] = response.json()["error"]
+    assert body["code"] == code, body
+    assert set(body) == {"code", "message", "details", "timestamp", "request_id"}
+    return body

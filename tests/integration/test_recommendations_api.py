@@ -16,7 +16,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.integration.people import Investor
+from tests.integration.people import Investor, data, error
 
 pytestmark = pytest.mark.integration
 
@@ -26,19 +26,6 @@ LOTS = (("AAPL", "400", "20000.00"), ("KO", "50", "2000.00"), ("JNJ", "20", "200
 @pytest.fixture
 def investor(http: httpx.Client, database_url: str) -> Investor:
     return Investor(http, database_url)
-
-
-def data(response: httpx.Response, status: int = 200) -> Any:
-    assert response.status_code == status, response.text
-    return response.json()["data"]
-
-
-def error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body: dict[str, Any] = response.json()["error"]
-    assert body["code"] == code, body
-    assert set(body) == {"code", "message", "details", "timestamp", "request_id"}
-    return body
 
 
 def concentrated(investor: Investor, name: str = "Concentrated") -> str:

@@ -19,7 +19,7 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
-from tests.integration.people import Investor
+from tests.integration.people import Investor, data, error
 
 pytestmark = pytest.mark.integration
 
@@ -29,18 +29,6 @@ CENT = D("0.01")
 @pytest.fixture
 def investor(http: httpx.Client, database_url: str) -> Investor:
     return Investor(http, database_url)
-
-
-def data(response: httpx.Response, status: int = 200) -> Any:
-    assert response.status_code == status, response.text
-    return response.json()["data"]
-
-
-def error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body: dict[str, Any] = response.json()["error"]
-    assert body["code"] == code, body
-    return body
 
 
 def quote(investor: Investor, symbol: str) -> dict[str, Any]:
