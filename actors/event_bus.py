@@ -59,7 +59,7 @@ class EventBus:
         await pool.open(wait=False)
         # Reads block on the streams: give the consumers a client with a longer timeout than the API's.
         redis = async_redis(self.settings, socket_timeout=10.0)
-        relay = OutboxRelay(pool=pool, redis=redis)
+        relay = OutboxRelay.from_settings(self.settings, pool=pool, redis=redis)
         audit = AuditLogger(pool=pool, redis=redis, name="audit-1")
         cache = CacheInvalidator(redis=redis, name="cache-1")
         hooks = WebhookDispatcher(pool=pool, redis=redis, name="webhooks-1")

@@ -264,7 +264,8 @@ def events_replay(
         await pool.open()
         client = async_redis(settings)
         try:
-            return await OutboxRelay(pool=pool, redis=client).replay(from_sequence=from_sequence)
+            relay = OutboxRelay.from_settings(settings, pool=pool, redis=client)
+            return await relay.replay(from_sequence=from_sequence)
         finally:
             await client.aclose()
             await pool.close()

@@ -200,6 +200,12 @@ class Settings(BaseSettings):
     )
     webhook_retry_max_seconds: float = Field(default=3600, gt=0)
     webhook_max_per_user: int = Field(default=20, ge=1)
+    event_stream_max_length: int = Field(
+        default=100_000, ge=100, description="Entries kept per Redis stream (about); the outbox keeps all."
+    )
+    event_stream_max_age_seconds: int = Field(
+        default=7 * 24 * 3600, ge=60, description="Stream entries older than this are trimmed."
+    )
     alert_max_per_user: int = Field(default=100, ge=1, description="Armed price alerts one user may hold.")
     webhook_incoming_secrets: dict[str, list[SecretStr]] = Field(
         default_factory=dict,

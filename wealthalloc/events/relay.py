@@ -23,6 +23,7 @@ import redis.asyncio as aioredis
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 
+from wealthalloc.config import Settings
 from wealthalloc.logging import get_logger
 from wealthalloc.storage.postgres import AsyncPool
 
@@ -144,6 +145,15 @@ class OutboxRelay:
             await self._append([Event.from_row(row) for row in rows])
             await _mark_published(conn, [row["id"] for row in rows])
         return len(rows)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, pool: AsyncPool, redis: aioredis.Redis) -> OutboxRelay:
+        return cls(
+            pool=pool,
+            redis=redis,
+            max_stream_length=settings.event_stream_max_length,
+            max_stream_age_s=settings.event_stream_max_age_seconds,
+        )
 
     async def recover_lost_streams(self) -> int:
         """Put back what a Redis that lost its data (restarted without persistence, flushed) dropped.
