@@ -292,8 +292,8 @@ def portfolio_risk(
     _, score_cvar = _historical_var_cvar(-portfolio, _SCORE_CONFIDENCE)
     score = risk_score(volatility=volatility, cvar_95_1d=score_cvar, hhi=hhi, invested_weight=invested)
 
-    var_hist, cvar_hist = _ratio(max(var_h, 0.0)), _ratio(max(cvar_h, 0.0))
-    var_gauss, cvar_gauss = _ratio(max(var_p, 0.0)), _ratio(max(cvar_p, 0.0))
+    var_hist, cvar_hist = _ratio(_gain_free(var_h)), _ratio(_gain_free(cvar_h))
+    var_gauss, cvar_gauss = _ratio(_gain_free(var_p)), _ratio(_gain_free(cvar_p))
 
     def amount(loss: Decimal) -> Decimal | None:
         """The loss in money: the value times the reported fraction, so the two always agree."""
@@ -311,7 +311,7 @@ def portfolio_risk(
         hhi=_ratio(hhi),
         effective_positions=_ratio(1.0 / hhi) if hhi > 0 else None,
         invested_weight=_ratio(invested),
-        cash_weight=_ratio(max(1.0 - invested, 0.0)),
+        cash_weight=_ratio(_gain_free(1.0 - invested)),
         sector_exposure={
             sector: _ratio(value)
             for sector, value in sorted(exposure.items(), key=lambda item: (-item[1], item[0]))
@@ -421,3 +421,8 @@ def _ratio(value: float) -> Decimal:
 
 def _text(value: Decimal) -> str:
     return format(value, "f")
+
+
+def _gain_free(loss: float) -> float:
+    """A loss floored at zero, never ``-0.0``: ``max(-0.0, 0.0)`` is ``-0.0``, shown as "-0.000000"."""
+    return loss if loss > 0.0 else 0.0
