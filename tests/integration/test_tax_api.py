@@ -176,6 +176,43 @@ def test_a_harvest_sells_hifo_loss_lots_buys_a_replacement_once_and_blocks_buyin
     assert investor.trade(ira["id"], symbol="AMD", side="buy", quantity="1").status_code == 201
 
 
+def test_an_account_reinvesting_the_dividends_blocks_the_harvest_until_reinvestment_stops(
+    investor: Investor,
+) -> None:
+    taxable = investor.funded("10000.00", name="Brokerage")
+    roth = investor.portfolio("Roth", account_type="roth_ira")
+    transfer_in(investor, taxable["id"], "AMD", "50", "6000.00", "2021-06-01")
+    refused = investor.http.patch(
+        f"/api/v1/portfolios/{roth['id']}",
+        json={"dividend_reinvestment": ["AMD", "NOPE"]},
+        headers=investor.headers,
+    )
+    error(refused, 400, "UNKNOWN_SYMBOL")
+    changed = investor.http.patch(
+        f"/api/v1/portfolios/{roth['id']}", json={"dividend_reinvestment": ["amd"]}, headers=investor.headers
+    )
+    assert data(changed)["dividend_reinvestment"] == ["AMD"]
+
+    [opportunity] = data(investor.get("/api/v1/tax-harvesting"))["opportunities"]
+    assert opportunity["blocked"] is True
+    [blocker] = opportunity["wash_sale_blockers"]
+    assert (blocker["kind"], blocker["portfolio_id"], blocker["symbol"]) == (
+        "dividend_reinvestment",
+        roth["id"],
+        "AMD",
+    )
+    replacement = opportunity["replacement_candidates"][0]["symbol"]
+    path = f"/api/v1/tax-harvesting/{opportunity['id']}/execute"
+    error(investor.post(path, {"replacement_symbol": replacement}, str(uuid.uuid4())), 409, "WASH_SALE_RISK")
+    assert data(investor.get("/api/v1/trades")) == []
+
+    investor.http.patch(
+        f"/api/v1/portfolios/{roth['id']}", json={"dividend_reinvestment": []}, headers=investor.headers
+    )
+    [cleared] = data(investor.get("/api/v1/tax-harvesting"))["opportunities"]
+    assert cleared["id"] == opportunity["id"] and cleared["blocked"] is False
+
+
 # Wash sales in the trading path -----------------------------------------------------------------
 
 

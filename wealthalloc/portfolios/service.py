@@ -313,6 +313,7 @@ class BookService:
             "risk_score": score,
             "target_allocation": portfolio["target_allocation"],
             "last_rebalance_date": portfolio["last_rebalance_date"],
+            "dividend_reinvestment": portfolio["dividend_reinvestment"],
             "version": portfolio["version"],
             "created_date": portfolio["created_date"],
             "updated_date": portfolio["updated_date"],

@@ -19,7 +19,8 @@ Row = dict[str, Any]
 
 PORTFOLIO_COLUMNS = """
 id, user_id, name, account_type, base_currency, is_default, lot_method, cash_balance, total_value,
-total_gain_loss, risk_score, target_allocation, last_rebalance_date, version, created_date, updated_date
+total_gain_loss, risk_score, target_allocation, last_rebalance_date, dividend_reinvestment, version,
+created_date, updated_date
 """
 
 
@@ -96,7 +97,14 @@ async def insert_portfolio(
 
 
 async def update_portfolio(conn: Conn, portfolio_id: uuid.UUID, changes: Mapping[str, Any]) -> Row:
-    allowed = {"name", "lot_method", "target_allocation", "is_default", "last_rebalance_date"}
+    allowed = {
+        "name",
+        "lot_method",
+        "target_allocation",
+        "is_default",
+        "last_rebalance_date",
+        "dividend_reinvestment",
+    }
     assert set(changes) <= allowed, set(changes) - allowed
     params = {k: (json.dumps(v) if k == "target_allocation" else v) for k, v in changes.items()}
     sets = ", ".join(f"{k} = %({k})s" for k in params)

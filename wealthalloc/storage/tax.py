@@ -280,7 +280,8 @@ async def open_buy_orders(conn: Conn, user_id: uuid.UUID) -> list[Row]:
 
 async def portfolios(conn: Conn, user_id: uuid.UUID) -> list[Row]:
     cur = await conn.execute(
-        """SELECT id, name, account_type FROM portfolios WHERE user_id = %s AND deleted_at IS NULL
+        """SELECT id, name, account_type, dividend_reinvestment FROM portfolios
+           WHERE user_id = %s AND deleted_at IS NULL
            ORDER BY created_date, id""",
         (user_id,),
     )

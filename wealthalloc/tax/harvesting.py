@@ -15,8 +15,8 @@ the row when a position is first identified, in the same transaction.
 
 Blockers are what the engine itself would count as replacement shares: lots of
 an identical security acquired in the last 30 days and still held, in any
-account, and open buy orders. Dividend reinvestment is not modelled (no
-account here reinvests), so it never blocks.
+account, open buy orders, and portfolios that reinvest its dividends
+(``dividend_reinvestment``, set with PATCH /portfolios/{id}).
 """
 
 from __future__ import annotations
@@ -31,7 +31,14 @@ from decimal import Decimal
 from typing import Any
 
 from wealthalloc.domain.gains_report import CapitalLossCarryforward, FilingStatus, YearTotals, yearly_totals
-from wealthalloc.domain.harvest import HarvestActivity, HarvestScanner, OpenBuyOrder, Opportunity, TaxProfile
+from wealthalloc.domain.harvest import (
+    DividendReinvestment,
+    HarvestActivity,
+    HarvestScanner,
+    OpenBuyOrder,
+    Opportunity,
+    TaxProfile,
+)
 from wealthalloc.domain.lots import Term
 from wealthalloc.domain.similarity import SimilarityEngine
 from wealthalloc.domain.wash_sale import AccountLot, AccountType, IdentityGroups, RealizedLot
@@ -129,7 +136,14 @@ async def load_taxpayer(conn: store.Conn, user_id: uuid.UUID, day: date) -> Taxp
         user_id=user_id,
         account_types=account_types,
         lots=lots,
-        activity=HarvestActivity(open_buy_orders=orders),
+        activity=HarvestActivity(
+            open_buy_orders=orders,
+            dividend_reinvestment=tuple(
+                DividendReinvestment(account_id=str(p["id"]), symbol=symbol)
+                for p in portfolios
+                for symbol in p["dividend_reinvestment"]
+            ),
+        ),
         profile=profile,
         groups=await tax_store.identity_groups(conn),
     )

@@ -171,6 +171,9 @@ class PortfolioChanges(BaseModel):
     lot_method: Literal["fifo", "hifo", "specific"] | None = None
     is_default: bool | None = None
     target_allocation: dict[str, dict[str, str]] | None = None
+    dividend_reinvestment: list[Symbol] | None = Field(
+        default=None, max_length=500, description="Symbols whose dividends this portfolio reinvests"
+    )
 
 
 @router.patch("/portfolios/{portfolio_id}", summary="Rename, set the lot method, the default or the target")
@@ -185,6 +188,11 @@ async def update_portfolio(
     changes = body.model_dump(exclude_unset=True)
     if not changes or any(v is None for v in changes.values()):
         raise ApiError(400, "VALIDATION_ERROR", "Give at least one field to change, none of them null.")
+    if "dividend_reinvestment" in changes:
+        unknown = sorted({s for s in changes["dividend_reinvestment"] if s not in res.prices})
+        if unknown:
+            raise ApiError(400, "UNKNOWN_SYMBOL", "Unknown securities.", {"symbols": unknown})
+        changes["dividend_reinvestment"] = sorted(set(changes["dividend_reinvestment"]))
     m = _mutation(request, principal, owner, None, changes)
     return success(request, await res.shards.call(owner, "update_portfolio", m, portfolio_id, changes))
 
