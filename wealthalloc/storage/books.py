@@ -253,7 +253,10 @@ async def store_valuation(
 
 async def open_recommendations(conn: Conn, user_id: uuid.UUID) -> int:
     cur = await conn.execute(
-        "SELECT count(*) AS n FROM ai_recommendations WHERE user_id = %s AND status = 'open'", (user_id,)
+        """SELECT count(*) AS n FROM ai_recommendations r
+           LEFT JOIN portfolios p ON p.id = r.portfolio_id
+           WHERE r.user_id = %s AND r.status = 'open' AND (r.portfolio_id IS NULL OR p.deleted_at IS NULL)""",
+        (user_id,),
     )
     row = await cur.fetchone()
     return int(row["n"]) if row else 0
