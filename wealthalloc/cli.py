@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import getpass
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -672,6 +673,8 @@ def doctor() -> None:
 
 
 def main() -> None:
+    # TensorFlow's C++ start-up chatter (oneDNN notices) is not for an operator's console.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     app()
 
 
