@@ -101,9 +101,11 @@ async def watch_audit(database_url: str, expected: asyncio.Future[int]) -> tuple
     """Poll the audit trail until it holds ``expected`` rows; (lags in ms, time of the last row)."""
     lags: list[float] = []
     seen = 0
-    last_sequence = 0
     last_at = time.time()
     conn = await psycopg.AsyncConnection.connect(database_url, autocommit=True)
+    cur = await conn.execute("SELECT coalesce(max(sequence), 0) FROM audit_log")
+    row = await cur.fetchone()
+    last_sequence = int(row[0]) if row else 0  # only this run's rows count
     try:
         while True:
             cur = await conn.execute(
@@ -125,14 +127,36 @@ async def watch_audit(database_url: str, expected: asyncio.Future[int]) -> tuple
         await conn.close()
 
 
+async def bus_idle(database_url: str, timeout_s: float = CATCH_UP_S) -> None:
+    """Wait until the outbox is published and every consumer group has caught up."""
+    from wealthalloc.events.consumers import group_lags
+
+    client = aioredis.Redis.from_url(REDIS_URL)
+    conn = await psycopg.AsyncConnection.connect(database_url, autocommit=True)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            cur = await conn.execute("SELECT count(*) FROM events WHERE published_at IS NULL")
+            row = await cur.fetchone()
+            lags = await group_lags(client)
+            if row is not None and row[0] == 0 and not any(lags.values()):
+                return
+            await asyncio.sleep(0.2)
+    finally:
+        await conn.close()
+        await client.aclose()
+
+
 async def platform_run(
     database_url: str, *, seconds: float, producers: int, rate: float | None = None
 ) -> dict[str, Any]:
+    await bus_idle(database_url)
     expected: asyncio.Future[int] = asyncio.get_running_loop().create_future()
     watcher = asyncio.create_task(watch_audit(database_url, expected))
     written, started = await produce(database_url, seconds=seconds, producers=producers, rate=rate)
     expected.set_result(written)
     lags, finished = await asyncio.wait_for(watcher, timeout=seconds + CATCH_UP_S)
+    await bus_idle(database_url)  # the other groups too, before anything is checked
     return {"events": written, "seconds": finished - started, "lags": lags}
 
 
