@@ -37,8 +37,8 @@ from wealthalloc.config import Settings
 from wealthalloc.errors import ServiceError
 from wealthalloc.logging import configure_logging, get_logger
 from wealthalloc.marketdata import MarketClock, MarketDataError, PriceHistory
-from wealthalloc.storage import alerts as inbox
 from wealthalloc.storage import orders as order_store
+from wealthalloc.storage import webhooks as inbox
 from wealthalloc.storage.postgres import AsyncPool, async_pool
 
 log = get_logger(__name__)

@@ -1,4 +1,4 @@
-"""Price alerts, the daily price mark and the inbox of incoming webhooks in PostgreSQL."""
+"""Price alerts and the daily price mark in PostgreSQL."""
 
 from __future__ import annotations
 
@@ -104,22 +104,3 @@ async def claim_price_mark(conn: Conn, as_of: date, symbols: int) -> bool:
         (as_of, symbols),
     )
     return cur.rowcount == 1
-
-
-async def unprocessed_receipts(conn: Conn, source: str, *, limit: int = 100) -> list[Row]:
-    """Incoming webhooks of ``source`` not handled yet, oldest first, locked for the handler."""
-    cur = await conn.execute(
-        """SELECT source, delivery_id, payload, received_at FROM incoming_webhook_receipts
-           WHERE source = %s AND processed_at IS NULL
-           ORDER BY received_at, delivery_id LIMIT %s FOR UPDATE SKIP LOCKED""",
-        (source, limit),
-    )
-    return await cur.fetchall()
-
-
-async def mark_processed(conn: Conn, source: str, delivery_id: str, outcome: str) -> None:
-    await conn.execute(
-        """UPDATE incoming_webhook_receipts SET processed_at = now(), outcome = %s
-           WHERE source = %s AND delivery_id = %s""",
-        (outcome[:500], source, delivery_id),
-    )

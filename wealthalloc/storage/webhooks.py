@@ -268,3 +268,22 @@ async def prune_incoming_receipts(conn: Conn, *, older_than: datetime) -> int:
         (older_than,),
     )
     return cur.rowcount
+
+
+async def unprocessed_receipts(conn: Conn, source: str, *, limit: int = 100) -> list[Row]:
+    """Incoming webhooks of ``source`` not handled yet, oldest first, locked for the handler."""
+    cur = await conn.execute(
+        """SELECT source, delivery_id, payload, received_at FROM incoming_webhook_receipts
+           WHERE source = %s AND processed_at IS NULL
+           ORDER BY received_at, delivery_id LIMIT %s FOR UPDATE SKIP LOCKED""",
+        (source, limit),
+    )
+    return await cur.fetchall()
+
+
+async def mark_processed(conn: Conn, source: str, delivery_id: str, outcome: str) -> None:
+    await conn.execute(
+        """UPDATE incoming_webhook_receipts SET processed_at = now(), outcome = %s
+           WHERE source = %s AND delivery_id = %s""",
+        (outcome[:500], source, delivery_id),
+    )
