@@ -122,6 +122,9 @@ def platform_env(settings: Settings, database_url: str, redis_url: str) -> dict[
         "WEALTHALLOC_HTTP_HOST": settings.http_host,
         "WEALTHALLOC_HTTP_PORT": str(settings.http_port),
         "RAY_USAGE_STATS_ENABLED": "0",
+        # `ray job submit -- python -m training.tune` runs its entrypoint through the shell: "python"
+        # must be this environment's, which has the project and its dependencies installed.
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
         **ray_auth_env(settings),
     }
     if settings.serve_haproxy:
