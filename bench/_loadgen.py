@@ -68,13 +68,13 @@ class Request:
         return head.encode() + b"\r\n" + payload
 
 
-async def _read_response(reader: asyncio.StreamReader) -> int:
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """Status and body of one HTTP/1.1 response (Content-Length or chunked)."""
     status_line = await reader.readline()
     if not status_line:
         raise ConnectionError("connection closed")
     status = int(status_line.split()[1])
-    length = 0
-    chunked = False
+    length, chunked = 0, False
     while True:
         line = await reader.readline()
         if line in (b"\r\n", b""):
@@ -85,15 +85,14 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
             length = int(value.strip())
         elif lowered == "transfer-encoding" and "chunked" in value.lower():
             chunked = True
-    if chunked:
-        while True:
-            size = int((await reader.readline()).strip(), 16)
-            await reader.readexactly(size + 2)
-            if size == 0:
-                break
-    elif length:
-        await reader.readexactly(length)
-    return status
+    if not chunked:
+        return status, await reader.readexactly(length) if length else b""
+    parts = []
+    while True:
+        size = int((await reader.readline()).strip(), 16)
+        parts.append((await reader.readexactly(size + 2))[:-2])
+        if size == 0:
+            return status, b"".join(parts)
 
 
 async def run(
@@ -126,7 +125,7 @@ async def run(
                 started = time.perf_counter()
                 writer.write(request.encode(f"{host}:{port}"))
                 await writer.drain()
-                status = await _read_response(reader)
+                status, _ = await read_response(reader)
                 latencies.append((time.perf_counter() - started) * 1000)
                 if not ok(status):
                     errors += 1

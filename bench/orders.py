@@ -28,13 +28,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -50,10 +47,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from _loadgen import Request, Result  # noqa: E402
-from _support import REDIS_URL, free_port, temporary_database  # noqa: E402
+from _loadgen import Request, Result, read_response  # noqa: E402
+from _support import bench_platform  # noqa: E402
 
-PASSWORD = "a long bench passphrase 2026"
 DEPOSIT = Decimal("1000000.00")
 # Bundled stocks priced well under the deposit divided by the orders one investor can place in a run.
 SYMBOLS = ("KO", "PEP", "JNJ", "PG", "PFE", "MRK", "WMT", "XOM", "BAC", "CVX")
@@ -92,34 +88,6 @@ class Ledger:
         return len(self.unfilled) + sum(self.refused.values())
 
 
-async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, bytes]:
-    """Status and body of one HTTP/1.1 response (the load generator's reader drops the body, and the
-    body is what says whether the order filled)."""
-    status_line = await reader.readline()
-    if not status_line:
-        raise ConnectionError("connection closed")
-    status = int(status_line.split()[1])
-    length, chunked = 0, False
-    while True:
-        line = await reader.readline()
-        if line in (b"\r\n", b""):
-            break
-        name, _, value = line.decode("latin-1").partition(":")
-        lowered = name.strip().lower()
-        if lowered == "content-length":
-            length = int(value.strip())
-        elif lowered == "transfer-encoding" and "chunked" in value.lower():
-            chunked = True
-    if not chunked:
-        return status, await reader.readexactly(length) if length else b""
-    parts = []
-    while True:
-        size = int((await reader.readline()).strip(), 16)
-        parts.append((await reader.readexactly(size + 2))[:-2])
-        if size == 0:
-            return status, b"".join(parts)
-
-
 async def place_orders(
     url: str, people: list[tuple[str, dict[str, str]]], ledger: Ledger, *, seconds: float, clients: int
 ) -> Result:
@@ -148,7 +116,7 @@ async def place_orders(
                 started = time.perf_counter()
                 writer.write(request.encode(f"{host}:{port}"))
                 await writer.drain()
-                status, answer = await asyncio.wait_for(_read_answer(reader), ANSWER_TIMEOUT_S)
+                status, answer = await asyncio.wait_for(read_response(reader), ANSWER_TIMEOUT_S)
                 if ledger.record(status, answer):
                     latencies.append((time.perf_counter() - started) * 1000)
         finally:
@@ -401,61 +369,20 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    from wealthalloc.marketdata import load_bundled_datasets
-    from wealthalloc.security.passwords import hash_password
-
-    data_dir = Path(tempfile.mkdtemp(prefix="wealthalloc-bench-"))
-    load_bundled_datasets(data_dir / "prices", progress=False)
-    cleanup = ExitStack()
-    database_url = cleanup.enter_context(temporary_database())
-
-    os.environ.update(
-        RAY_SERVE_ENABLE_HA_PROXY="1",
-        RAY_SERVE_THROUGHPUT_OPTIMIZED="1",
-        RAY_USAGE_STATS_ENABLED="0",
-        RAY_SERVE_HAPROXY_STATS_PORT=str(free_port()),
-        RAY_SERVE_HAPROXY_METRICS_PORT=str(free_port()),
-    )
-    import ray
     from ray import serve
 
     from serve_apps.api.deployment import build
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        password_hash = hash_password(PASSWORD, rounds=4)
-        with psycopg.connect(database_url) as conn:
-            for n in range(args.investors):
-                conn.execute(
-                    "INSERT INTO users (email, password_hash, tier) VALUES (%s, %s, 'premium')",
-                    (f"bench-{n}@example.com", password_hash),
-                )
-        overrides = {
-            "database_url": database_url,
-            "redis_url": REDIS_URL,
-            "data_dir": str(data_dir),
-            "log_level": "WARNING",
-            "secret_key": "b" * 48,
-            "rate_limit_premium": str(10**9),
-            "login_ip_per_minute": str(10**9),
-            "bcrypt_rounds": "4",
-            "shard_count": str(args.shards),
-            "ray_namespace": f"bench-{uuid.uuid4().hex[:6]}",
-            "num_replicas": "1",
-        }
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
+    with bench_platform(args.investors) as platform:
+        url, database_url = platform.url, platform.database_url
+        overrides = {**platform.overrides, "shard_count": str(args.shards), "num_replicas": "1"}
         serve.run(build(overrides), name="api", route_prefix="/")
 
         people: list[tuple[str, dict[str, str]]] = []
         owners: list[tuple[str, str]] = []
         with httpx.Client(base_url=url, timeout=60) as http:
             for n in range(args.investors):
-                tokens = http.post(
-                    "/api/v1/auth/login", json={"email": f"bench-{n}@example.com", "password": PASSWORD}
-                ).json()["data"]
-                headers = {"Authorization": f"Bearer {tokens['access_token']}"}
+                headers = platform.login(http, n)
                 created = http.post("/api/v1/portfolios", json={"name": "Main"}, headers=headers).json()[
                     "data"
                 ]
@@ -512,10 +439,6 @@ def main() -> int:
             f"cash = deposit - fills' cost on {len(people)} portfolios"
         )
         return 0
-    finally:
-        serve.shutdown()
-        ray.shutdown()
-        cleanup.close()
 
 
 if __name__ == "__main__":

@@ -20,24 +20,18 @@ servers: compare the figures side by side, not with other machines):
 # replica by value, and FastAPI must find real types on it, not names to resolve in this module.
 import argparse
 import asyncio
-import os
 import sys
-import tempfile
 import uuid
-from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
-import psycopg
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from _loadgen import Request, run  # noqa: E402
-from _support import REDIS_URL, free_port, temporary_database  # noqa: E402
-
-PASSWORD = "a long bench passphrase 2026"
+from _support import bench_platform  # noqa: E402
 
 
 def _baseline_router() -> object:
@@ -69,49 +63,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     args = parser.parse_args()
 
-    from wealthalloc.marketdata import load_bundled_datasets
-    from wealthalloc.security.passwords import hash_password
-
-    data_dir = Path(tempfile.mkdtemp(prefix="wealthalloc-bench-"))
-    load_bundled_datasets(data_dir / "prices", progress=False)
-    cleanup = ExitStack()
-    database_url = cleanup.enter_context(temporary_database())
-
-    os.environ.update(
-        RAY_SERVE_ENABLE_HA_PROXY="1",
-        RAY_SERVE_THROUGHPUT_OPTIMIZED="1",
-        RAY_USAGE_STATS_ENABLED="0",
-        RAY_SERVE_HAPROXY_STATS_PORT=str(free_port()),
-        RAY_SERVE_HAPROXY_METRICS_PORT=str(free_port()),
-    )
-    import ray
     from ray import serve
 
     from wealthalloc.config import Settings
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        password_hash = hash_password(PASSWORD, rounds=4)
-        with psycopg.connect(database_url) as conn:
-            for n in range(args.clients):
-                conn.execute(
-                    "INSERT INTO users (email, password_hash, tier) VALUES (%s, %s, 'premium')",
-                    (f"bench-{n}@example.com", password_hash),
-                )
-        overrides = {
-            "database_url": database_url,
-            "redis_url": REDIS_URL,
-            "data_dir": str(data_dir),
-            "log_level": "WARNING",
-            "secret_key": "b" * 48,
-            "rate_limit_premium": str(10**9),
-            "login_ip_per_minute": str(10**9),
-            "bcrypt_rounds": "4",
-            "ray_namespace": f"bench-{uuid.uuid4().hex[:6]}",
-        }
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
+    with bench_platform(args.clients) as platform:
+        url, overrides = platform.url, platform.overrides
 
         @serve.deployment(name="ApiIngress", max_ongoing_requests=200)
         @serve.ingress()
@@ -135,10 +92,7 @@ def main() -> None:
         people = []
         with httpx.Client(base_url=url, timeout=60) as http:
             for n in range(args.clients):
-                tokens = http.post(
-                    "/api/v1/auth/login", json={"email": f"bench-{n}@example.com", "password": PASSWORD}
-                ).json()["data"]
-                headers = {"Authorization": f"Bearer {tokens['access_token']}"}
+                headers = platform.login(http, n)
                 created = http.post("/api/v1/portfolios", json={"name": "Main"}, headers=headers).json()[
                     "data"
                 ]
@@ -192,10 +146,6 @@ def main() -> None:
             f"{base.line('baseline PostgreSQL read')} | cash deposits committed/s: "
             + ", ".join(f"{n} shards {v:,.0f}" for n, v in writes.items())
         )
-    finally:
-        serve.shutdown()
-        ray.shutdown()
-        cleanup.close()
 
 
 if __name__ == "__main__":
