@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import ray
@@ -32,11 +31,11 @@ from wealthalloc.brokers.base import (
     StatusChange,
     Ticket,
 )
-from wealthalloc.brokers.paper import PaperBroker, commission_model, quote_from_close
+from wealthalloc.brokers.paper import PaperBroker, closing_quotes, paper_venue
 from wealthalloc.config import Settings
 from wealthalloc.errors import ServiceError
 from wealthalloc.logging import configure_logging, get_logger
-from wealthalloc.marketdata import MarketClock, MarketDataError, PriceHistory
+from wealthalloc.marketdata import MarketClock, PriceHistory
 from wealthalloc.storage import orders as order_store
 from wealthalloc.storage import webhooks as inbox
 from wealthalloc.storage.postgres import AsyncPool, async_pool
@@ -92,7 +91,7 @@ class BrokerGateway:
         self._started = asyncio.Event()
         self._last_tick = 0.0
         self._adopted = False
-        self._counts = {"submitted": 0, "rejected": 0, "swept": 0, "fills": 0, "incoming": 0}
+        self._counts = {"submitted": 0, "rested": 0, "rejected": 0, "swept": 0, "fills": 0, "incoming": 0}
         self._inbox_lock = asyncio.Lock()
         start_when_constructed()
 
@@ -138,13 +137,8 @@ class BrokerGateway:
             from wealthalloc.brokers.ibkr import IbkrBroker
 
             return IbkrBroker(self.settings, self._sink, self._working_tickets)
-        return PaperBroker(
-            sink=self._sink,
-            quote=self._paper_quote,
-            today=self._today,
-            commission=commission_model(self.settings),
-            max_fill_notional=self.settings.paper_max_fill_notional,
-        )
+        assert self._prices is not None
+        return PaperBroker(sink=self._sink, venue=paper_venue(self.settings, self._prices, self._today))
 
     async def _working_tickets(self) -> Sequence[Ticket]:
         assert self._pool is not None
@@ -177,11 +171,21 @@ class BrokerGateway:
         self._last_tick = time.time()
 
     async def _sweep_pending(self) -> None:
-        """Send orders recorded while the gateway was away or the hand-off failed."""
+        """Send orders recorded while the gateway was away or the hand-off failed; on paper, also take
+        the orders a shard placed at the venue whose hand-off to this book never arrived."""
         assert self._pool is not None
         async with self._pool.connection() as conn:
             rows = await order_store.pending_orders(
                 conn, broker=self.settings.broker, older_than_s=SWEEP_AFTER_S
+            )
+            working = (
+                await order_store.working_orders(conn, "paper", older_than_s=SWEEP_AFTER_S)
+                if isinstance(self._broker, PaperBroker)
+                else []
+            )
+        if working and isinstance(self._broker, PaperBroker):
+            self._counts["swept"] += self._broker.adopt(
+                [Ticket.from_row(r) for r in working if r["id"] not in self._in_flight]
             )
         for row in rows:
             if row["id"] in self._in_flight:
@@ -276,6 +280,21 @@ class BrokerGateway:
         finally:
             self._in_flight.discard(ticket.order_id)
 
+    async def rest(self, ticket: Ticket) -> None:
+        """Take an order a shard placed at the embedded paper venue, and filled there as far as the
+        market allowed, into the paper book: it is stepped from the next tick on."""
+        await self.start()
+        if not isinstance(self._broker, PaperBroker):
+            raise BrokerUnavailable(f"the {self.settings.broker} broker does not take paper orders")
+        try:
+            await self._broker.place(ticket)
+        except OrderRejected as exc:  # the market went away between the shard's quote and now
+            self._counts["rejected"] += 1
+            change = StatusChange(ticket.order_id, "rejected", None, exc.reason)
+            await self._sink.status_change(ticket, change)
+            return
+        self._counts["rested"] += 1
+
     async def cancel(self, ticket: Ticket) -> None:
         await self.start()
         if self._broker is None:
@@ -307,11 +326,7 @@ class BrokerGateway:
 
     def _paper_quote(self, symbol: str) -> Quote:
         assert self._prices is not None
-        try:
-            close = self._prices.close_on(symbol, self._today())
-        except MarketDataError as exc:
-            raise LookupError(str(exc)) from exc
-        return quote_from_close(symbol, close, self.settings.paper_spread_bps, datetime.now(UTC))
+        return closing_quotes(self._prices, self._today, self.settings.paper_spread_bps)(symbol)
 
     async def quote(self, symbol: str) -> Quote:
         await self.start()

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import ray
 
 from wealthalloc.brokers.base import Execution, StatusChange, Ticket
-from wealthalloc.brokers.paper import commission_model
+from wealthalloc.brokers.paper import commission_model, paper_venue
 from wealthalloc.config import Settings
 from wealthalloc.errors import ServiceError
 from wealthalloc.logging import configure_logging, get_logger
@@ -77,6 +77,8 @@ class PortfolioShard:
                 market=market,
                 max_books=self.settings.shard_max_books,
             )
+            paper = self.settings.broker == "paper"
+            venue = paper_venue(self.settings, prices, market.today) if paper else None
             self._desk = OrderDesk(
                 self._service,
                 broker=self.settings.broker,
@@ -85,6 +87,8 @@ class PortfolioShard:
                 fractional_shares=self.settings.broker == "paper",
                 submit=self._submit,
                 cancel=self._cancel,
+                venue=venue,
+                rest=self._rest,
             )
             self._harvests = HarvestDesk(
                 self._service,
@@ -110,6 +114,9 @@ class PortfolioShard:
 
     async def _submit(self, ticket: Ticket) -> None:
         await asyncio.wait_for(self._gateway_handle().submit.remote(ticket), HANDOFF_TIMEOUT_S)
+
+    async def _rest(self, ticket: Ticket) -> None:
+        await asyncio.wait_for(self._gateway_handle().rest.remote(ticket), HANDOFF_TIMEOUT_S)
 
     async def _cancel(self, ticket: Ticket) -> None:
         await asyncio.wait_for(self._gateway_handle().cancel.remote(ticket), HANDOFF_TIMEOUT_S)

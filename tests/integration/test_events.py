@@ -187,7 +187,9 @@ def test_a_deposit_through_the_api_reaches_the_audit_trail(http, database_url: s
 
 
 def test_killing_the_event_bus_mid_stream_loses_no_event_and_audits_each_once_in_sequence(
-    http, database_url: str, api_settings: dict  # type: ignore[no-untyped-def, type-arg]
+    http,
+    database_url: str,
+    api_settings: dict,  # type: ignore[no-untyped-def, type-arg]
 ) -> None:
     """Deposits keep coming while the bus actor is killed; Ray restarts it and it resumes by itself
     (no /health call here): every deposit's event reaches the audit trail exactly once, the trail

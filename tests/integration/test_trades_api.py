@@ -251,40 +251,46 @@ def test_someone_elses_portfolio_and_orders_are_404(http: httpx.Client, database
 def test_killing_the_broker_gateway_between_placing_and_filling_loses_and_doubles_nothing(
     investor: Investor, api_settings: dict[str, str]
 ) -> None:
+    """Large orders fill their first part as they are placed and the rest in the gateway's paper book,
+    tick by tick: the gateway dies with some in its book and others on their way to it."""
     import ray
 
     from actors.broker_gateway import GATEWAY_NAME
     from wealthalloc.config import Settings
 
-    p = investor.funded("50000.00")
-    assert investor.trade(p["id"], symbol="KO", side="buy", quantity="1").status_code == 201  # gateway up
+    p = investor.funded("2000000.00")
+    ask = D(quote(investor, "AAPL")["ask"])
+    quantity = str((D(260_000) / ask).to_integral_value())  # above the 250,000 one step fills
+    warm = investor.trade(p["id"], symbol="AAPL", side="buy", quantity="1")
+    assert warm.status_code == 201, warm.text  # the gateway is up
     namespace = Settings(**api_settings).ray_namespace  # type: ignore[arg-type]
     gateway = ray.get_actor(GATEWAY_NAME, namespace=namespace)
-    placed: list[str] = []
+    placed: list[dict[str, Any]] = []
 
     def place_many() -> None:
-        for _ in range(12):
-            response = investor.trade(p["id"], symbol="KO", side="buy", quantity="2")
+        for _ in range(6):
+            response = investor.trade(p["id"], symbol="AAPL", side="buy", quantity=quantity)
             assert response.status_code == 201, response.text
-            placed.append(response.json()["data"]["id"])
+            placed.append(response.json()["data"])
 
     worker = threading.Thread(target=place_many)
     worker.start()
     time.sleep(0.3)
     ray.kill(gateway, no_restart=False)
     worker.join()
-    orders = [wait_for_status(investor, order_id, {"filled"}, timeout=60) for order_id in placed]
-    assert [o["status"] for o in orders] == ["filled"] * 12
-    assert all(len(o["fills"]) == 1 for o in orders)
+    assert {o["status"] for o in placed} == {"partially_filled"}  # each answered with its first part
+    orders = [wait_for_status(investor, o["id"], {"filled"}, timeout=60) for o in placed]
+    assert [o["status"] for o in orders] == ["filled"] * 6
+    assert all(len(o["fills"]) == 2 for o in orders)
+    assert all(sum(D(f["quantity"]) for f in o["fills"]) == D(quantity) for o in orders)
     holdings = investor.get(f"/api/v1/portfolios/{p['id']}/holdings").json()["data"]
-    assert holdings[0]["shares"] == "25.000000"
-    every = [*orders, investor.get("/api/v1/trades").json()["data"][-1]]
+    assert D(holdings[0]["shares"]) == 6 * D(quantity) + 1
     spent = sum(
         D(f["quantity"]) * D(f["price"]) + D(f["commission"])
-        for o in every
-        for f in (o["fills"] or investor.get(f"/api/v1/trades/{o['id']}").json()["data"]["fills"])
+        for o in [*orders, warm.json()["data"]]
+        for f in o["fills"]
     )
-    assert cash(investor, p["id"]) == D("50000.00") - spent
+    assert cash(investor, p["id"]) == D("2000000.00") - spent
 
 
 def test_fills_and_orders_are_published_as_trade_events(investor: Investor, database_url: str) -> None:

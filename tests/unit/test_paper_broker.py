@@ -11,7 +11,7 @@ from decimal import Decimal as D
 import pytest
 
 from wealthalloc.brokers.base import Execution, OrderRejected, Quote, StatusChange, Ticket
-from wealthalloc.brokers.paper import PaperBroker, quote_from_close
+from wealthalloc.brokers.paper import PaperBroker, PaperVenue, quote_from_close
 from wealthalloc.domain.orders import CommissionModel
 
 DAY = date(2022, 11, 25)
@@ -45,13 +45,13 @@ class Market:
 
 
 def broker(market: Market, sink: Recorder, max_notional: D = D(250_000)) -> PaperBroker:
-    return PaperBroker(
-        sink=sink,
+    venue = PaperVenue(
         quote=market.quote,
         today=lambda: market.today,
         commission=CommissionModel(),
         max_fill_notional=max_notional,
     )
+    return PaperBroker(sink=sink, venue=venue)
 
 
 def ticket(**kw: object) -> Ticket:
@@ -175,3 +175,29 @@ def test_day_orders_expire_when_the_clock_moves_on_and_cancels_are_reported() ->
 def test_orders_for_symbols_without_a_market_are_rejected() -> None:
     with pytest.raises(OrderRejected):
         run(broker(Market(), Recorder()).place(ticket(symbol="NOPE")))
+
+
+def test_the_venue_fills_a_marketable_order_at_once_and_leaves_the_rest_of_a_large_one() -> None:
+    market, sink = Market(), Recorder()
+    venue = broker(market, sink, max_notional=D(1000)).venue
+    large = ticket(quantity=D(25))
+    first = venue.execution(large)
+    assert first is not None and first.quantity == D(9) and first.fill_id == f"paper:{large.order_id}:0"
+    assert venue.execution(ticket(order_type="limit", limit_price=D(95))) is None  # away from the market
+    assert venue.execution(ticket(order_type="stop", stop_price=D(105))) is None  # not triggered
+    assert venue.accepts("AAPL") and not venue.accepts("NOPE")
+
+
+def test_the_book_adopts_open_orders_it_lacks_but_never_one_it_saw_to_the_end() -> None:
+    market, sink = Market(), Recorder()
+    b = broker(market, sink, max_notional=D(1000))
+    finished = ticket(quantity=D(5))
+    run(place_and_step(b, finished))  # filled and forgotten
+    resting = ticket(order_type="limit", limit_price=D(95), time_in_force="gtc")
+    run(b.place(resting))
+    rest_of_large = ticket(quantity=D(25), filled_quantity=D(9))  # its first part filled at the shard
+    stale = ticket(**{**finished.__dict__, "filled_quantity": D(0)})  # a read from before its fill
+    assert b.adopt([stale, resting, rest_of_large]) == 1
+    assert b.open_orders == 2
+    assert run(b.tick()) == 1
+    assert sink.executions[-1].fill_id == f"paper:{rest_of_large.order_id}:9"

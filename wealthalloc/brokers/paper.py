@@ -13,6 +13,12 @@ PostgreSQL (the gateway hands them back after a restart), and the id of each
 fill is derived from the order and how much of it was already filled, so a
 fill that is emitted again after a crash carries the same id and is applied
 once.
+
+The rules of a fill are :class:`PaperVenue`'s, a pure function of a quote.
+The owning shard runs the same venue inside the transaction that places an
+order, so a marketable paper order is placed and filled in one commit; only
+what rests (non-marketable limits, stops, the rest of a large order) comes to
+the broker's book here, to be stepped tick by tick.
 """
 
 from __future__ import annotations
@@ -38,10 +44,12 @@ from wealthalloc.config import Settings
 from wealthalloc.domain.money import SHARE_PLACES
 from wealthalloc.domain.orders import CommissionModel
 from wealthalloc.logging import get_logger
+from wealthalloc.marketdata import MarketDataError, PriceHistory
 
 log = get_logger(__name__)
 
 QuoteSource = Callable[[str], Quote]
+FINISHED_REMEMBERED = 100_000
 
 
 def commission_model(settings: Settings) -> CommissionModel:
@@ -62,26 +70,118 @@ def quote_from_close(symbol: str, close: Decimal, spread_bps: Decimal, at: datet
     return Quote(symbol=symbol, bid=bid, ask=ask, last=close, timestamp=at, source="paper")
 
 
-class PaperBroker:
-    name = "paper"
+def closing_quotes(prices: PriceHistory, today: Callable[[], date], spread_bps: Decimal) -> QuoteSource:
+    """The paper market's quote of a symbol: the market clock's close, straddled by the spread; an
+    unknown symbol or a day without a close is a ``LookupError`` (no market)."""
+
+    def quote(symbol: str) -> Quote:
+        try:
+            close = prices.close_on(symbol, today())
+        except MarketDataError as exc:
+            raise LookupError(str(exc)) from exc
+        return quote_from_close(symbol, close, spread_bps, datetime.now(UTC))
+
+    return quote
+
+
+def paper_venue(settings: Settings, prices: PriceHistory, today: Callable[[], date]) -> PaperVenue:
+    """The venue as the settings price it: spread, commission and the notional one step fills."""
+    return PaperVenue(
+        quote=closing_quotes(prices, today, settings.paper_spread_bps),
+        today=today,
+        commission=commission_model(settings),
+        max_fill_notional=settings.paper_max_fill_notional,
+    )
+
+
+def paper_broker_order_id(order_id: uuid.UUID) -> str:
+    return f"paper-{order_id}"
+
+
+class PaperVenue:
+    """What the paper market does with an order at a quote: the price it fills at (or none), how much
+    one step fills, and the execution, with a fill id fixed by the order and what it had filled."""
 
     def __init__(
         self,
         *,
-        sink: BrokerSink,
         quote: QuoteSource,
         today: Callable[[], date],
         commission: CommissionModel,
         max_fill_notional: Decimal,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self._sink = sink
-        self._quote = quote
-        self._today = today
+        self.quote = quote
+        self.today = today
         self._commission = commission
         self._max_notional = max_fill_notional
         self._now = now
+
+    def accepts(self, symbol: str) -> bool:
+        """Whether the venue has a market for ``symbol`` today (an order without one is rejected)."""
+        try:
+            self.quote(symbol)
+        except LookupError:
+            return False
+        return True
+
+    def execution(
+        self, ticket: Ticket, *, quote: Quote | None = None, triggered: bool = False
+    ) -> Execution | None:
+        """The fill one step makes at ``quote`` (the market's now by default); None when the order does
+        not fill there. A stop (or stop-limit) acts once ``triggered`` or once the quote hits its stop.
+        """
+        if quote is None:
+            try:
+                quote = self.quote(ticket.symbol)
+            except LookupError:
+                return None
+        if ticket.order_type in ("stop", "stop_limit") and not (triggered or self.stop_hit(ticket, quote)):
+            return None
+        price = self._fill_price(ticket, quote)
+        if price is None or ticket.remaining <= 0:
+            return None
+        quantity = self._step_quantity(ticket.remaining, price)
+        return Execution(
+            fill_id=f"paper:{ticket.order_id}:{ticket.filled_quantity.normalize():f}",
+            order_id=ticket.order_id,
+            quantity=quantity,
+            price=price,
+            commission=self._commission(quantity, price),
+            executed_at=self._now(),
+        )
+
+    @staticmethod
+    def stop_hit(ticket: Ticket, quote: Quote) -> bool:
+        assert ticket.stop_price is not None
+        return quote.last >= ticket.stop_price if ticket.side == "buy" else quote.last <= ticket.stop_price
+
+    @staticmethod
+    def _fill_price(ticket: Ticket, quote: Quote) -> Decimal | None:
+        limit = ticket.limit_price if ticket.order_type in ("limit", "stop_limit") else None
+        if ticket.side == "buy":
+            ceilings = [x for x in (limit, ticket.price_cap) if x is not None]
+            return None if ceilings and quote.ask > min(ceilings) else quote.ask
+        return None if limit is not None and quote.bid < limit else quote.bid
+
+    def _step_quantity(self, remaining: Decimal, price: Decimal) -> Decimal:
+        if remaining * price <= self._max_notional:
+            return remaining
+        whole = (self._max_notional / price).to_integral_value(rounding=ROUND_DOWN)
+        step = max(whole, Decimal(1))
+        return min(step, remaining).quantize(Decimal(1).scaleb(-SHARE_PLACES))
+
+
+class PaperBroker:
+    name = "paper"
+
+    def __init__(self, *, sink: BrokerSink, venue: PaperVenue) -> None:
+        self._sink = sink
+        self.venue = venue
         self._open: dict[uuid.UUID, Ticket] = {}
+        # Orders this book saw to their end (filled, cancelled, expired): never adopted again from a
+        # read of PostgreSQL that may predate their last fill.
+        self._finished: dict[uuid.UUID, None] = {}
         self._triggered: set[uuid.UUID] = set()
         self._locks: dict[uuid.UUID, asyncio.Lock] = {}
         self.fills_emitted = 0
@@ -100,12 +200,21 @@ class PaperBroker:
         return len(self._open)
 
     async def place(self, ticket: Ticket) -> str:
-        try:
-            self._quote(ticket.symbol)
-        except LookupError as exc:
-            raise OrderRejected(f"no market for {ticket.symbol}") from exc
+        if not self.venue.accepts(ticket.symbol):
+            raise OrderRejected(f"no market for {ticket.symbol}")
         self._open.setdefault(ticket.order_id, ticket)
-        return f"paper-{ticket.order_id}"
+        return paper_broker_order_id(ticket.order_id)
+
+    def adopt(self, tickets: Sequence[Ticket]) -> int:
+        """Take open orders of record this book does not hold (a hand-off from a shard that never
+        arrived); the number taken. An order this book saw to its end is never taken back."""
+        taken = 0
+        for ticket in tickets:
+            if ticket.order_id in self._open or ticket.order_id in self._finished or ticket.remaining <= 0:
+                continue
+            self._open[ticket.order_id] = ticket
+            taken += 1
+        return taken
 
     async def cancel(self, ticket: Ticket) -> None:
         async with self._lock(ticket.order_id):
@@ -138,7 +247,7 @@ class PaperBroker:
             ticket = self._open.get(order_id)
             if ticket is None:
                 return 0
-            today = self._today()
+            today = self.venue.today()
             if (
                 ticket.time_in_force == "day"
                 and ticket.market_date is not None
@@ -150,50 +259,24 @@ class PaperBroker:
                 )
                 return 0
             try:
-                quote = self._quote(ticket.symbol)
+                quote = self.venue.quote(ticket.symbol)
             except LookupError:
                 return 0
-            price = self._fill_price(ticket, quote)
-            if price is None:
+            if ticket.order_type in ("stop", "stop_limit") and order_id not in self._triggered:
+                if not self.venue.stop_hit(ticket, quote):
+                    return 0
+                self._triggered.add(order_id)  # a stop-limit stays triggered when the price moves back
+            execution = self.venue.execution(ticket, quote=quote, triggered=True)
+            if execution is None:
                 return 0
-            quantity = self._step_quantity(ticket.remaining, price)
-            execution = Execution(
-                fill_id=f"paper:{order_id}:{ticket.filled_quantity.normalize():f}",
-                order_id=order_id,
-                quantity=quantity,
-                price=price,
-                commission=self._commission(quantity, price),
-                executed_at=self._now(),
-            )
             await self._sink.execution(ticket, execution)
             self.fills_emitted += 1
-            advanced = replace(ticket, filled_quantity=ticket.filled_quantity + quantity)
+            advanced = replace(ticket, filled_quantity=ticket.filled_quantity + execution.quantity)
             if advanced.remaining > 0:
                 self._open[order_id] = advanced
             else:
                 self._forget(order_id)
             return 1
-
-    def _fill_price(self, ticket: Ticket, quote: Quote) -> Decimal | None:
-        kind = ticket.order_type
-        if kind in ("stop", "stop_limit") and ticket.order_id not in self._triggered:
-            assert ticket.stop_price is not None
-            hit = quote.last >= ticket.stop_price if ticket.side == "buy" else quote.last <= ticket.stop_price
-            if not hit:
-                return None
-            self._triggered.add(ticket.order_id)
-        limit = ticket.limit_price if kind in ("limit", "stop_limit") else None
-        if ticket.side == "buy":
-            ceilings = [x for x in (limit, ticket.price_cap) if x is not None]
-            return None if ceilings and quote.ask > min(ceilings) else quote.ask
-        return None if limit is not None and quote.bid < limit else quote.bid
-
-    def _step_quantity(self, remaining: Decimal, price: Decimal) -> Decimal:
-        if remaining * price <= self._max_notional:
-            return remaining
-        whole = (self._max_notional / price).to_integral_value(rounding=ROUND_DOWN)
-        step = max(whole, Decimal(1))
-        return min(step, remaining).quantize(Decimal(1).scaleb(-SHARE_PLACES))
 
     def _lock(self, order_id: uuid.UUID) -> asyncio.Lock:
         lock = self._locks.get(order_id)
@@ -202,6 +285,9 @@ class PaperBroker:
         return lock
 
     def _forget(self, order_id: uuid.UUID) -> None:
+        self._finished[order_id] = None
+        while len(self._finished) > FINISHED_REMEMBERED:
+            del self._finished[next(iter(self._finished))]
         self._open.pop(order_id, None)
         self._triggered.discard(order_id)
         self._locks.pop(order_id, None)

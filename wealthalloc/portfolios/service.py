@@ -767,7 +767,14 @@ class BookService:
             }
         )
 
-    async def idempotent(self, m: Mutation, portfolio_id: uuid.UUID, work: Any) -> tuple[int, Any]:
+    async def idempotent(
+        self, m: Mutation, portfolio_id: uuid.UUID, work: Any, *, also_changed: set[uuid.UUID] | None = None
+    ) -> tuple[int, Any]:
+        """Claim the key, do ``work`` and store its answer in one transaction (or replay the answer).
+
+        ``work`` adds to ``also_changed`` the user's other portfolios it changed (a wash sale moves
+        basis across accounts): their snapshots are dropped with this one, under the user's lock.
+        """
         if not m.idempotency_key:
             raise ServiceError(
                 400, "IDEMPOTENCY_KEY_REQUIRED", "This request needs an Idempotency-Key header."
@@ -796,7 +803,8 @@ class BookService:
                     raise not_found()
                 status, body = await work(conn, row)
                 await idempotency.complete(conn, claimed, status=status, body=body)
-            await self.drop_snapshot(m.user_id, portfolio_id)
+            for changed in {portfolio_id, *(also_changed or ())}:
+                await self.drop_snapshot(m.user_id, changed)
             return status, body
 
     # Cache ---------------------------------------------------------------------------------------

@@ -8,6 +8,14 @@ are written. Only after the commit is the order handed to the broker
 gateway; if that hand-off fails, the order waits as ``pending`` and the
 gateway's sweep sends it later. Nothing acknowledged depends on the hand-off.
 
+On the paper broker the venue is embedded (:class:`~wealthalloc.brokers.paper.PaperVenue`,
+a pure function of the market clock's quote), so the desk places the order
+there inside the same transaction: a marketable order is placed and filled
+in one commit, and only what rests (a limit away from the market, a stop, the
+rest of a large order) is handed to the gateway's paper book, which steps it
+tick by tick. That saves a transaction and two actor calls per paper order;
+IBKR orders still go out through the gateway alone.
+
 A fill changes lots, cash, the order and the trade record in one
 transaction, keyed by its ``fill_id``: the second delivery of the same fill
 finds the row and changes nothing.
@@ -23,6 +31,7 @@ from decimal import Decimal
 from typing import Any
 
 from wealthalloc.brokers.base import Execution, StatusChange, Ticket
+from wealthalloc.brokers.paper import PaperVenue, paper_broker_order_id
 from wealthalloc.domain import orders as rules
 from wealthalloc.domain.lots import InsufficientShares, LotMethod, UnknownLot, relieve
 from wealthalloc.domain.money import money
@@ -52,7 +61,11 @@ class OrderDesk:
         fractional_shares: bool,
         submit: Handoff | None = None,
         cancel: Handoff | None = None,
+        venue: PaperVenue | None = None,
+        rest: Handoff | None = None,
     ) -> None:
+        """``venue`` is the embedded paper venue, when the broker is paper; ``rest`` hands an order it
+        left open to the gateway's paper book, as ``submit`` hands a new order to the broker."""
         self._book = book
         self._broker = broker
         self._commission = commission
@@ -60,6 +73,8 @@ class OrderDesk:
         self._fractional = fractional_shares
         self._submit = submit
         self._cancel = cancel
+        self._venue = venue
+        self._rest = rest
 
     @property
     def market(self) -> Any:
@@ -93,20 +108,23 @@ class OrderDesk:
             raise ServiceError(400, "INVALID_TRADE", str(exc), details) from exc
         lot_method, lot_ids = _lot_choice(request, spec)
         cap = rules.price_cap(request, reference_price=reference, collar=self._collar)
-        created: list[dict[str, Any]] = []
+        created: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []  # the order and its fills
+        also_changed: set[uuid.UUID] = set()
 
         async def work(conn: store.Conn, portfolio: dict[str, Any]) -> tuple[int, Any]:
+            held = Decimal(0)
             if request.side == "buy":
                 await wash_sales.refuse_blocked_buy(conn, m.user_id, request.symbol, today)
             open_orders = await order_store.open_orders_of_portfolio(conn, portfolio["id"])
-            lots = [
-                store.lot_from_row(r)
-                for r in await store.all_lots(conn, portfolio["id"], request.symbol)
-                if r["closed_at"] is None and r["shares"] > 0
-            ]
-            held = sum((lot.shares for lot in lots), Decimal(0))
-            if lot_ids:
-                _check_named_lots(lots, lot_ids, request.quantity)
+            if request.side == "sell":
+                lots = [
+                    store.lot_from_row(r)
+                    for r in await store.all_lots(conn, portfolio["id"], request.symbol)
+                    if r["closed_at"] is None and r["shares"] > 0
+                ]
+                held = sum((lot.shares for lot in lots), Decimal(0))
+                if lot_ids:
+                    _check_named_lots(lots, lot_ids, request.quantity)
             reserve = rules.reservation(request, cap, self._commission)
             try:
                 rules.check_affordable(
@@ -130,8 +148,21 @@ class OrderDesk:
                     str(exc),
                     {"symbol": exc.symbol, "required": str(exc.required), "available": str(exc.available)},
                 ) from exc
+            order_id = uuid.uuid4()
+            at_venue = self._venue is not None and self._venue.accepts(request.symbol)
+            venue_fields: dict[str, Any] = (
+                {
+                    "status": "submitted",
+                    "broker_order_id": paper_broker_order_id(order_id),
+                    "submitted_at": datetime.now(UTC),
+                }
+                if at_venue
+                else {}
+            )
             row = await order_store.insert_order(
                 conn,
+                id=order_id,
+                **venue_fields,
                 portfolio_id=portfolio["id"],
                 user_id=m.user_id,
                 idempotency_key=m.idempotency_key,
@@ -168,17 +199,45 @@ class OrderDesk:
                     "by": m.actor_id,
                 },
             )
-            created.append(row)
+            fills: list[dict[str, Any]] = []
+            execution = self._venue.execution(Ticket.from_row(row)) if at_venue and self._venue else None
+            if execution is not None:
+                fill = await order_store.insert_fill(
+                    conn,
+                    order_id=row["id"],
+                    fill_id=execution.fill_id,
+                    quantity=execution.quantity,
+                    price=execution.price,
+                    commission=execution.commission,
+                    executed_at=execution.executed_at,
+                    broker_exec_id=None,
+                )
+                assert fill is not None, "a new order has no fills yet"
+                row, changed = await self._fill(conn, row, fill, execution, portfolio=portfolio)
+                also_changed.update(changed)
+                fills.append(fill)
+            created.append((row, fills))
             return 201, {"id": str(row["id"])}
 
-        status, body = await self._book.idempotent(m, portfolio_id, work)
-        order_id = uuid.UUID(body["id"])
-        if created and self._submit is not None:
-            try:  # the row as committed a moment ago: only this shard changes a pending order
-                await self._submit(Ticket.from_row(created[-1]))
-            except Exception as exc:  # the sweep sends it later; the order is safe in PostgreSQL
-                log.warning("order_handoff_failed", order_id=str(order_id), error=repr(exc))
-        return status, await self.order(m.user_id, order_id)
+        status, body = await self._book.idempotent(m, portfolio_id, work, also_changed=also_changed)
+        if not created:  # a replay: the order as it stands now
+            return status, await self.order(m.user_id, uuid.UUID(body["id"]))
+        row, fills = created[-1]
+        if row["status"] == "pending":
+            await self._hand_off(self._submit, row)  # the broker's answer changed it: read it again
+            return status, await self.order(m.user_id, row["id"])
+        if row["status"] in order_store.OPEN:
+            await self._hand_off(self._rest, row)
+        return status, describe(row, fills)
+
+    async def _hand_off(self, handoff: Handoff | None, row: dict[str, Any]) -> None:
+        """Give an order just committed to the gateway; if that fails, its sweep finds it later."""
+        if handoff is None:
+            return
+        try:  # the row as committed a moment ago: only this shard changes an order before the broker
+            await handoff(Ticket.from_row(row))
+        except Exception as exc:  # the order is safe in PostgreSQL
+            log.warning("order_handoff_failed", order_id=str(row["id"]), error=repr(exc))
 
     async def rebalance(
         self, m: Mutation, portfolio_id: uuid.UUID, drift_band: Decimal, whole_shares: bool
@@ -309,18 +368,22 @@ class OrderDesk:
                 )
                 if fill is None:
                     return _light(order)
-                also_changed = await self._fill(conn, order, fill, execution)
-                portfolio_id = order["portfolio_id"]
-                updated = await order_store.order(conn, order["id"])
-            for changed in {portfolio_id, *also_changed}:
+                updated, also_changed = await self._fill(conn, order, fill, execution)
+            for changed in {order["portfolio_id"], *also_changed}:
                 await self._book.drop_snapshot(user_id, changed)
-        assert updated is not None
         return _light(updated)
 
     async def _fill(
-        self, conn: store.Conn, order: dict[str, Any], fill: dict[str, Any], execution: Execution
-    ) -> set[uuid.UUID]:
-        """Apply a new fill; returns the user's other portfolios whose lots a wash sale changed."""
+        self,
+        conn: store.Conn,
+        order: dict[str, Any],
+        fill: dict[str, Any],
+        execution: Execution,
+        *,
+        portfolio: dict[str, Any] | None = None,
+    ) -> tuple[dict[str, Any], set[uuid.UUID]]:
+        """Apply a new fill: the order after it, and the user's other portfolios whose lots a wash sale
+        changed. ``portfolio`` is the order's portfolio when this transaction already holds its lock."""
         filled, average, reserved, status = rules.after_fill(
             quantity=order["quantity"],
             filled=order["filled_quantity"],
@@ -334,7 +397,7 @@ class OrderDesk:
             status, reserved = order["status"], Decimal(0)
             if filled == order["quantity"]:
                 status = "filled"
-        await order_store.record_fill_on_order(
+        updated = await order_store.record_fill_on_order(
             conn,
             order["id"],
             filled_quantity=filled,
@@ -342,7 +405,8 @@ class OrderDesk:
             reserved_cash=reserved,
             status=status,
         )
-        portfolio = await store.portfolio_for_update(conn, order["user_id"], order["portfolio_id"])
+        if portfolio is None:
+            portfolio = await store.portfolio_for_update(conn, order["user_id"], order["portfolio_id"])
         if portfolio is None:
             raise ServiceError(409, "PORTFOLIO_GONE", "The order's portfolio no longer exists.")
         day = self.market.today()
@@ -412,7 +476,7 @@ class OrderDesk:
                 "order_status": status,
             },
         )
-        return also_changed
+        return updated, also_changed
 
     async def _relieve(
         self,

@@ -115,7 +115,8 @@ async def insert_fill(
     cur = await conn.execute(
         """INSERT INTO fills (order_id, fill_id, quantity, price, commission, executed_at, broker_exec_id)
            VALUES (%s, %s, %s, %s, %s, %s, %s)
-           ON CONFLICT DO NOTHING RETURNING id, fill_id, quantity, price, commission, executed_at""",
+           ON CONFLICT DO NOTHING
+           RETURNING id, fill_id, quantity, price, commission, executed_at, broker_exec_id""",
         (order_id, fill_id, quantity, price, commission, executed_at, broker_exec_id),
     )
     return await cur.fetchone()
@@ -129,13 +130,17 @@ async def record_fill_on_order(
     average_fill_price: Decimal,
     reserved_cash: Decimal,
     status: str,
-) -> None:
-    await conn.execute(
-        """UPDATE orders SET filled_quantity = %s, average_fill_price = %s, reserved_cash = %s, status = %s,
-                             updated_date = now()
-           WHERE id = %s""",
+) -> Row:
+    """The order as it stands after the fill."""
+    cur = await conn.execute(
+        f"""UPDATE orders SET filled_quantity = %s, average_fill_price = %s, reserved_cash = %s, status = %s,
+                              updated_date = now()
+            WHERE id = %s RETURNING {ORDER_COLUMNS}""",
         (filled_quantity, average_fill_price, reserved_cash, status, order_id),
     )
+    row = await cur.fetchone()
+    assert row is not None
+    return row
 
 
 async def set_status(
@@ -217,11 +222,14 @@ async def pending_orders(conn: Conn, *, broker: str, older_than_s: float, limit:
     return await cur.fetchall()
 
 
-async def working_orders(conn: Conn, broker: str) -> list[Row]:
-    """Orders a broker holds (submitted, partly filled): the venue's book after a restart."""
+async def working_orders(conn: Conn, broker: str, *, older_than_s: float = 0) -> list[Row]:
+    """Orders a broker holds (submitted, partly filled): the venue's book after a restart.
+    ``older_than_s`` leaves out the orders changed in the last seconds (a hand-off may be under way)."""
     cur = await conn.execute(
         f"""SELECT {ORDER_COLUMNS} FROM orders
-            WHERE broker = %s AND status IN ('submitted', 'partially_filled') ORDER BY created_date""",
-        (broker,),
+            WHERE broker = %s AND status IN ('submitted', 'partially_filled')
+              AND (%s = 0 OR updated_date <= now() - make_interval(secs => %s))
+            ORDER BY created_date""",
+        (broker, older_than_s, older_than_s),
     )
     return await cur.fetchall()
