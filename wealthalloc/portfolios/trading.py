@@ -35,6 +35,7 @@ from wealthalloc.brokers.paper import PaperVenue, paper_broker_order_id
 from wealthalloc.domain import orders as rules
 from wealthalloc.domain.lots import InsufficientShares, LotMethod, UnknownLot, relieve
 from wealthalloc.domain.money import money
+from wealthalloc.domain.wash_sale import IdentityGroups
 from wealthalloc.domain.wash_sale_book import SoldShares
 from wealthalloc.errors import ServiceError
 from wealthalloc.logging import get_logger
@@ -42,6 +43,7 @@ from wealthalloc.portfolios import wash_sales
 from wealthalloc.portfolios.service import BookService, Mutation, jsonable, not_found
 from wealthalloc.storage import books as store
 from wealthalloc.storage import orders as order_store
+from wealthalloc.storage import tax as tax_store
 from wealthalloc.storage.outbox import add_event
 
 log = get_logger(__name__)
@@ -113,8 +115,9 @@ class OrderDesk:
 
         async def work(conn: store.Conn, portfolio: dict[str, Any]) -> tuple[int, Any]:
             held = Decimal(0)
+            groups = await tax_store.identity_groups(conn)
             if request.side == "buy":
-                await wash_sales.refuse_blocked_buy(conn, m.user_id, request.symbol, today)
+                await wash_sales.refuse_blocked_buy(conn, m.user_id, request.symbol, today, groups=groups)
             open_orders = await order_store.open_orders_of_portfolio(conn, portfolio["id"])
             if request.side == "sell":
                 lots = [
@@ -213,7 +216,9 @@ class OrderDesk:
                     broker_exec_id=None,
                 )
                 assert fill is not None, "a new order has no fills yet"
-                row, changed = await self._fill(conn, row, fill, execution, portfolio=portfolio)
+                row, changed = await self._fill(
+                    conn, row, fill, execution, portfolio=portfolio, groups=groups
+                )
                 also_changed.update(changed)
                 fills.append(fill)
             created.append((row, fills))
@@ -381,9 +386,11 @@ class OrderDesk:
         execution: Execution,
         *,
         portfolio: dict[str, Any] | None = None,
+        groups: IdentityGroups | None = None,
     ) -> tuple[dict[str, Any], set[uuid.UUID]]:
         """Apply a new fill: the order after it, and the user's other portfolios whose lots a wash sale
-        changed. ``portfolio`` is the order's portfolio when this transaction already holds its lock."""
+        changed. ``portfolio`` is the order's portfolio when this transaction already holds its lock,
+        ``groups`` the wash-sale identity table when it has read it."""
         filled, average, reserved, status = rules.after_fill(
             quantity=order["quantity"],
             filled=order["filled_quantity"],
@@ -424,11 +431,12 @@ class OrderDesk:
                 day=day,
                 source="harvest_replacement" if order["origin"] == "harvest" else "buy",
                 fill_row_id=fill["id"],
+                groups=groups,
             )
         else:
             amount = value - execution.commission
             also_changed = await self._relieve(
-                conn, order, portfolio, fill["id"], execution.quantity, amount, day
+                conn, order, portfolio, fill["id"], execution.quantity, amount, day, groups
             )
         balance = portfolio["cash_balance"] + amount
         await store.set_cash(conn, portfolio["id"], balance)
@@ -487,6 +495,7 @@ class OrderDesk:
         quantity: Decimal,
         proceeds: Decimal,
         day: date,
+        groups: IdentityGroups | None,
     ) -> set[uuid.UUID]:
         """Take the sold shares out of the lots the order's method picks; the realized rows and any wash
         sale they start are the engine's (:mod:`wealthalloc.portfolios.wash_sales`)."""
@@ -529,6 +538,7 @@ class OrderDesk:
             sold=sold,
             fill_row_id=fill_row_id,
             day=day,
+            groups=groups,
         )
 
     async def apply_status(self, user_id: uuid.UUID, change: StatusChange) -> dict[str, Any] | None:

@@ -24,7 +24,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from wealthalloc.domain.wash_sale import WASH_SALE_DAYS, AccountType, WashSale
+from wealthalloc.domain.wash_sale import WASH_SALE_DAYS, AccountType, IdentityGroups, WashSale
 from wealthalloc.domain.wash_sale_book import HeldLot, LotChange, PendingLoss, SoldShares, on_buy, on_sale
 from wealthalloc.errors import ServiceError
 from wealthalloc.storage import books as store
@@ -33,10 +33,16 @@ from wealthalloc.storage import tax as tax_store
 _WINDOW = timedelta(days=WASH_SALE_DAYS)
 
 
-async def refuse_blocked_buy(conn: store.Conn, user_id: uuid.UUID, symbol: str, today: date) -> None:
+async def refuse_blocked_buy(
+    conn: store.Conn, user_id: uuid.UUID, symbol: str, today: date, *, groups: IdentityGroups | None = None
+) -> None:
     """Refuse a buy of a security (or one substantially identical) whose loss was harvested less than
-    31 days ago, in any of the user's portfolios: 400 ``WASH_SALE_BLOCKED`` with the last blocked day."""
-    groups = await tax_store.identity_groups(conn)
+    31 days ago, in any of the user's portfolios: 400 ``WASH_SALE_BLOCKED`` with the last blocked day.
+
+    ``groups`` is the identity table when this transaction has read it already (the same for every
+    function here: each reads it only when not given)."""
+    if groups is None:
+        groups = await tax_store.identity_groups(conn)
     row = await tax_store.blocking_harvest(conn, user_id, symbols=groups.members(symbol), today=today)
     if row is None:
         return
@@ -66,10 +72,12 @@ async def record_sale(
     sold: Sequence[SoldShares],
     fill_row_id: uuid.UUID,
     day: date,
+    groups: IdentityGroups | None = None,
 ) -> set[uuid.UUID]:
     """Write the realized rows of a sale whose lots the desk has relieved, and apply its losses to the
     replacement shares already held. Returns the other portfolios whose lots changed."""
-    groups = await tax_store.identity_groups(conn)
+    if groups is None:
+        groups = await tax_store.identity_groups(conn)
     rows = await tax_store.open_lots(conn, user_id, symbols=groups.members(symbol), since=day - _WINDOW)
     stored = await tax_store.lot_sources(conn, {part.lot.id for part in sold})
     outcome = on_sale(
@@ -119,13 +127,15 @@ async def record_buy(
     day: date,
     source: str,
     fill_row_id: uuid.UUID,
+    groups: IdentityGroups | None = None,
 ) -> uuid.UUID:
     """Open the lot(s) of a buy fill, replacing the losses of the last 30 days that wait for shares.
 
     The lot keeping the new id carries ``opened_by_fill_id``; shares split off as a replacement
     are lots of their own (their basis raised by the loss, their holding period moved back).
     """
-    groups = await tax_store.identity_groups(conn)
+    if groups is None:
+        groups = await tax_store.identity_groups(conn)
     waiting = await tax_store.pending_losses(
         conn, user_id, symbols=groups.members(symbol), since=day - _WINDOW, until=day
     )

@@ -215,26 +215,22 @@ async def all_lots(conn: Conn, portfolio_id: uuid.UUID, symbol: str | None = Non
 
 
 async def refresh_holdings(conn: Conn, portfolio_id: uuid.UUID, symbol: str) -> None:
-    """Recompute one holdings row from the open lots (the table is a view of the lots, kept for queries)."""
-    cur = await conn.execute(
-        """SELECT coalesce(sum(shares), 0) AS shares, coalesce(sum(adjusted_basis), 0) AS basis
-           FROM lots WHERE portfolio_id = %s AND symbol = %s AND closed_at IS NULL""",
-        (portfolio_id, symbol),
+    """Recompute one holdings row from the open lots (the table is a view of the lots, kept for queries):
+    written while shares are held, deleted when none are, in one statement."""
+    await conn.execute(
+        """WITH total AS (
+               SELECT coalesce(sum(shares), 0) AS shares, coalesce(sum(adjusted_basis), 0) AS basis
+               FROM lots WHERE portfolio_id = %(p)s AND symbol = %(s)s AND closed_at IS NULL
+           ), emptied AS (
+               DELETE FROM holdings
+               WHERE portfolio_id = %(p)s AND symbol = %(s)s AND (SELECT shares FROM total) <= 0
+           )
+           INSERT INTO holdings (portfolio_id, symbol, shares, average_cost)
+           SELECT %(p)s, %(s)s, shares, round(basis / shares, 6) FROM total WHERE shares > 0
+           ON CONFLICT (portfolio_id, symbol) DO UPDATE
+           SET shares = EXCLUDED.shares, average_cost = EXCLUDED.average_cost, updated_date = now()""",
+        {"p": portfolio_id, "s": symbol},
     )
-    row = await cur.fetchone()
-    assert row is not None
-    if row["shares"] > 0:
-        await conn.execute(
-            """INSERT INTO holdings (portfolio_id, symbol, shares, average_cost)
-               VALUES (%(p)s, %(s)s, %(shares)s, round(%(basis)s / %(shares)s, 6))
-               ON CONFLICT (portfolio_id, symbol) DO UPDATE
-               SET shares = EXCLUDED.shares, average_cost = EXCLUDED.average_cost, updated_date = now()""",
-            {"p": portfolio_id, "s": symbol, "shares": row["shares"], "basis": row["basis"]},
-        )
-    else:
-        await conn.execute(
-            "DELETE FROM holdings WHERE portfolio_id = %s AND symbol = %s", (portfolio_id, symbol)
-        )
 
 
 async def store_valuation(
