@@ -7,9 +7,10 @@ figures side by side, not with other machines):
 - POST /api/v1/trades by --investors investors, each with a funded portfolio: a market buy of one
   share of a bundled symbol (the symbols rotate), with a fresh Idempotency-Key each time. An order
   counts only when it answered 201 with status ``filled``, because only then is all of it
-  committed: the key, the order and its event by the owning PortfolioShard; the hand-off to the
-  BrokerGateway and the paper broker; and the fill (fill, lot, cash movement, holdings, trade,
-  order update, event) applied by the shard, all before the answer;
+  committed: the owning PortfolioShard claims the key, runs the pre-trade checks, records the
+  order and its event, places it at the embedded paper venue and applies the fill (fill, lot,
+  cash movement, holdings, trade, order update, event), all in one transaction before the
+  answer (what does not fill at once rests in the BrokerGateway's paper book);
 - afterwards PostgreSQL is checked, since a fast answer is worth nothing unless it is durable:
   every answered order is there, each one answered filled with exactly one fill, as many filled
   orders and fills as the answers said, and every portfolio's cash equal to its deposit less the
@@ -419,7 +420,7 @@ def main() -> int:
         unfilled = Counter(ledger.unfilled.values())
         print(
             f"orders x{args.clients} clients ({args.investors} investors, {args.shards} shards, paper): "
-            f"placed+filled via serve+shard+gateway {placed.rate:,.0f} orders/s "
+            f"placed+filled via serve+shard {placed.rate:,.0f} orders/s "
             f"p50 {placed.p50:.1f} ms p99 {placed.p99:.1f} ms "
             f"({placed.requests:,} in {placed.seconds:.1f} s; not counted: "
             f"{sum(unfilled.values())} answered unfilled {dict(unfilled) or ''}, refused {refused})"
