@@ -113,13 +113,21 @@ class PortfolioShard:
         return self._gateway
 
     async def _submit(self, ticket: Ticket) -> None:
-        await asyncio.wait_for(self._gateway_handle().submit.remote(ticket), HANDOFF_TIMEOUT_S)
+        await self._to_gateway("submit", ticket)
 
     async def _rest(self, ticket: Ticket) -> None:
-        await asyncio.wait_for(self._gateway_handle().rest.remote(ticket), HANDOFF_TIMEOUT_S)
+        await self._to_gateway("rest", ticket)
 
     async def _cancel(self, ticket: Ticket) -> None:
-        await asyncio.wait_for(self._gateway_handle().cancel.remote(ticket), HANDOFF_TIMEOUT_S)
+        await self._to_gateway("cancel", ticket)
+
+    async def _to_gateway(self, method: str, ticket: Ticket) -> None:
+        try:
+            await asyncio.wait_for(getattr(self._gateway_handle(), method).remote(ticket), HANDOFF_TIMEOUT_S)
+        except ray.exceptions.RayActorError:
+            # Gone for good (killed without restart): the next call finds or starts its successor.
+            self._gateway = None
+            raise
 
     async def _trading(self, call: Callable[[OrderDesk], Awaitable[Any]], status: int = 200) -> Outcome:
         await self._svc()

@@ -293,6 +293,38 @@ def test_killing_the_broker_gateway_between_placing_and_filling_loses_and_double
     assert cash(investor, p["id"]) == D("2000000.00") - spent
 
 
+def test_a_gateway_killed_for_good_is_replaced_and_the_rest_it_never_got_still_fills(
+    investor: Investor, api_settings: dict[str, str]
+) -> None:
+    """The shard's hand-off of an order's remainder fails against a dead gateway; the order is safe in
+    PostgreSQL, and the successor (started by the next caller, here /health) takes it and fills it."""
+    import ray
+
+    from actors.broker_gateway import GATEWAY_NAME
+    from wealthalloc.config import Settings
+
+    p = investor.funded("700000.00")
+    assert investor.trade(p["id"], symbol="KO", side="buy", quantity="1").status_code == 201
+    namespace = Settings(**api_settings).ray_namespace  # type: ignore[arg-type]
+    ray.kill(ray.get_actor(GATEWAY_NAME, namespace=namespace), no_restart=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            ray.get_actor(GATEWAY_NAME, namespace=namespace)
+        except ValueError:
+            break
+        time.sleep(0.2)
+    ask = D(quote(investor, "AAPL")["ask"])
+    quantity = (D(300_000) / ask).to_integral_value()
+    placed = investor.trade(p["id"], symbol="AAPL", side="buy", quantity=str(quantity))
+    assert placed.status_code == 201, placed.text
+    assert placed.json()["data"]["status"] == "partially_filled"
+    investor.get("/health")
+    order = wait_for_status(investor, placed.json()["data"]["id"], {"filled"}, timeout=60)
+    assert order["status"] == "filled" and len(order["fills"]) == 2
+    assert sum(D(f["quantity"]) for f in order["fills"]) == quantity
+
+
 def test_fills_and_orders_are_published_as_trade_events(investor: Investor, database_url: str) -> None:
     p = investor.funded("1000.00")
     order = investor.trade(p["id"], symbol="KO", side="buy", quantity="1").json()["data"]
