@@ -48,6 +48,7 @@ from wealthalloc.events.webhooks import (
     backoff_delay,
 )
 from wealthalloc.security.access import Principal, Role
+from wealthalloc.storage import webhooks as store
 from wealthalloc.storage.migrate import migrate
 from wealthalloc.storage.outbox import add_event
 from wealthalloc.storage.postgres import AsyncPool, async_pool
@@ -331,6 +332,49 @@ def test_an_event_is_delivered_once_signed_to_the_matching_webhook_only(
     assert [entry["status"] for entry in out["log"]] == ["delivered"]
     assert "secret" not in out["log"][0] and all("secret" not in hook for hook in out["listed"])
     assert len(out["listed"]) == 2 and out["not_hers"] == 404
+
+
+def test_a_batch_of_events_is_queued_in_one_statement_in_stream_order_and_only_once(
+    database_url: str, redis_url: str, receiver: Receiver
+) -> None:
+    alice, bob = new_user(database_url), new_user(database_url)
+
+    async def scenario(stack: Stack) -> dict[str, Any]:
+        service = stack.service()
+        everything = await service.create(user_id=alice, url=receiver.url, events=["portfolio.updates"])
+        moves = await service.create(user_id=alice, url=receiver.url + "/m", events=["portfolio.cash_moved"])
+        await service.create(user_id=bob, url=receiver.url + "/bob", events=["portfolio.updates"])
+        ids = await stack.commit_events(alice, *(cash_moved(f"{n}.00") for n in range(1, 6)))
+        created = ("portfolio.updates", "portfolio.created", {"portfolio_id": uuid.uuid4(), "name": "Main"})
+        ids += await stack.commit_events(alice, created)
+        dispatcher = stack.dispatcher()
+        await stack.dispatch_all(dispatcher)
+        hooks = (everything.record["id"], moves.record["id"])
+        return {"ids": ids, "hooks": hooks, "queued": dispatcher.enqueued}
+
+    out = run(database_url, redis_url, scenario)
+    everything, moves = out["hooks"]
+    assert [r["event_id"] for r in deliveries(database_url, everything)] == out["ids"]
+    assert [r["event_id"] for r in deliveries(database_url, moves)] == out["ids"][:5]
+    assert out["queued"] == 11  # 6 + 5; bob's webhook sees none of alice's events
+
+    async def again(stack: Stack) -> int:  # the same events queued again change nothing
+        events = [
+            store.Outgoing(
+                event_id=r["event_id"],
+                event_type=r["event_type"],
+                topic="portfolio.updates",
+                user_id=alice,
+                occurred_at=r["created_at"],
+                body=r["body"],
+                broadcast=False,
+            )
+            for r in deliveries(database_url, everything)
+        ]
+        async with stack.pool.connection() as conn:
+            return await store.enqueue_deliveries(conn, events)
+
+    assert run(database_url, redis_url, again) == 0
 
 
 def test_an_endpoint_answering_500_is_retried_and_then_delivered(

@@ -158,20 +158,20 @@ class WebhookDispatcher(StreamConsumer):
         self.enqueued = 0
 
     async def handle(self, events: list[Event]) -> None:
-        queued = 0
+        outgoing = [
+            store.Outgoing(
+                event_id=event.id,
+                event_type=event.type,
+                topic=event.topic,
+                user_id=event.user_id,
+                occurred_at=event.occurred_at,
+                body=delivery_body(event),
+                broadcast=event.topic in self._broadcast,
+            )
+            for event in sorted(events, key=lambda e: e.sequence)
+        ]
         async with self._pool.connection() as conn, conn.transaction():
-            for event in sorted(events, key=lambda e: e.sequence):
-                queued += await store.enqueue_deliveries(
-                    conn,
-                    event_id=event.id,
-                    event_type=event.type,
-                    topic=event.topic,
-                    user_id=event.user_id,
-                    occurred_at=event.occurred_at,
-                    body=delivery_body(event),
-                    broadcast=event.topic in self._broadcast,
-                )
-        self.enqueued += queued
+            self.enqueued += await store.enqueue_deliveries(conn, outgoing)
 
 
 # Outgoing: from the delivery queue to the receivers -------------------------------------------------

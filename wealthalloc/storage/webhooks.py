@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -96,40 +97,51 @@ async def delete_webhook(conn: Conn, *, user_id: uuid.UUID, webhook_id: uuid.UUI
     return True
 
 
-async def enqueue_deliveries(
-    conn: Conn,
-    *,
-    event_id: uuid.UUID,
-    event_type: str,
-    topic: str,
-    user_id: uuid.UUID | None,
-    occurred_at: datetime,
-    body: Mapping[str, Any],
-    broadcast: bool,
-) -> int:
-    """Queue ``body`` for every live subscription the event matches; the number newly queued.
+@dataclass(frozen=True)
+class Outgoing:
+    """An event as the delivery queue needs it: what it is, whose, when, and the body receivers get."""
+
+    event_id: uuid.UUID
+    event_type: str
+    topic: str
+    user_id: uuid.UUID | None
+    occurred_at: datetime
+    body: Mapping[str, Any]
+    broadcast: bool
+
+
+async def enqueue_deliveries(conn: Conn, events: Sequence[Outgoing]) -> int:
+    """Queue each event's body for every live subscription it matches, in the events' order, in one
+    statement; the number newly queued.
 
     A subscription matches when its events name the topic or the event type, it belongs to the
     event's user (an event without a user reaches every subscriber only when ``broadcast``),
     and it existed when the event occurred. Idempotent: a second call for the same event
     queues nothing more.
     """
+    if not events:
+        return 0
     cur = await conn.execute(
         """INSERT INTO webhook_deliveries (webhook_id, event_id, event_type, body)
-           SELECT w.id, %(event_id)s, %(event_type)s, %(body)s FROM webhooks w
-           WHERE w.active AND w.deleted_at IS NULL
-             AND w.events && %(keys)s::text[]
-             AND w.created_date <= %(occurred_at)s
-             AND (w.user_id = %(user_id)s::uuid OR (%(user_id)s::uuid IS NULL AND %(broadcast)s))
+           SELECT w.id, e.event_id, e.event_type, e.body
+           FROM unnest(%(ids)s::uuid[], %(types)s::text[], %(topics)s::text[], %(users)s::uuid[],
+                       %(occurred)s::timestamptz[], %(bodies)s::jsonb[], %(broadcast)s::bool[])
+                WITH ORDINALITY AS e(event_id, event_type, topic, user_id, occurred_at, body, broadcast, n)
+           JOIN webhooks w
+             ON w.active AND w.deleted_at IS NULL
+            AND w.events && ARRAY[e.topic, e.event_type]
+            AND w.created_date <= e.occurred_at
+            AND (w.user_id = e.user_id OR (e.user_id IS NULL AND e.broadcast))
+           ORDER BY e.n, w.id
            ON CONFLICT (webhook_id, event_id) DO NOTHING""",
         {
-            "event_id": event_id,
-            "event_type": event_type,
-            "body": json.dumps(body, sort_keys=True, default=str),
-            "keys": [topic, event_type],
-            "occurred_at": occurred_at,
-            "user_id": user_id,
-            "broadcast": broadcast,
+            "ids": [e.event_id for e in events],
+            "types": [e.event_type for e in events],
+            "topics": [e.topic for e in events],
+            "users": [e.user_id for e in events],
+            "occurred": [e.occurred_at for e in events],
+            "bodies": [json.dumps(e.body, sort_keys=True, default=str) for e in events],
+            "broadcast": [e.broadcast for e in events],
         },
     )
     return cur.rowcount
