@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Iterator
 
+import httpx
 import psycopg
 import pytest
 import redis
@@ -187,9 +188,7 @@ def test_a_deposit_through_the_api_reaches_the_audit_trail(http, database_url: s
 
 
 def test_killing_the_event_bus_mid_stream_loses_no_event_and_audits_each_once_in_sequence(
-    http,
-    database_url: str,
-    api_settings: dict,  # type: ignore[no-untyped-def, type-arg]
+    http: httpx.Client, database_url: str, api_settings: dict[str, str]
 ) -> None:
     """Deposits keep coming while the bus actor is killed; Ray restarts it and it resumes by itself
     (no /health call here): every deposit's event reaches the audit trail exactly once, the trail
@@ -204,7 +203,7 @@ def test_killing_the_event_bus_mid_stream_loses_no_event_and_audits_each_once_in
     investor = Investor(http, database_url)
     p = investor.portfolio("Kill test")
     assert investor.deposit(p["id"], "1.00").status_code == 201
-    bus = ray.get_actor(EVENT_BUS_NAME, namespace=Settings(**api_settings).ray_namespace)
+    bus = ray.get_actor(EVENT_BUS_NAME, namespace=Settings(**api_settings).ray_namespace)  # type: ignore[arg-type]
     answered: list[str] = []
 
     def deposit_many() -> None:
