@@ -152,14 +152,16 @@ class OrderDesk:
                     {"symbol": exc.symbol, "required": str(exc.required), "available": str(exc.available)},
                 ) from exc
             order_id = uuid.uuid4()
-            at_venue = self._venue is not None and self._venue.accepts(request.symbol)
+            # The embedded paper venue takes the order now, unless it has no market for the symbol
+            # (then the order waits as pending and the gateway's broker rejects it).
+            venue = self._venue if self._venue is not None and self._venue.accepts(request.symbol) else None
             venue_fields: dict[str, Any] = (
                 {
                     "status": "submitted",
                     "broker_order_id": paper_broker_order_id(order_id),
                     "submitted_at": datetime.now(UTC),
                 }
-                if at_venue
+                if venue is not None
                 else {}
             )
             row = await order_store.insert_order(
@@ -203,7 +205,7 @@ class OrderDesk:
                 },
             )
             fills: list[dict[str, Any]] = []
-            execution = self._venue.execution(Ticket.from_row(row)) if at_venue and self._venue else None
+            execution = venue.execution(Ticket.from_row(row)) if venue is not None else None
             if execution is not None:
                 fill = await order_store.insert_fill(
                     conn,
