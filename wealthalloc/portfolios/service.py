@@ -30,6 +30,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
+from functools import cached_property
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -103,6 +104,11 @@ class Mutation:
     method: str
     path: str
     body: Any
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """The request's hash as its Idempotency-Key record keeps it; computed once per change."""
+        return idempotency.request_hash(self.method, self.path, self.body)
 
 
 def jsonable(value: Any) -> Any:
@@ -779,7 +785,6 @@ class BookService:
             raise ServiceError(
                 400, "IDEMPOTENCY_KEY_REQUIRED", "This request needs an Idempotency-Key header."
             )
-        fingerprint = idempotency.request_hash(m.method, m.path, m.body)
         async with self.changing(m.user_id):
             async with self.pool.connection() as conn, conn.transaction():
                 claimed = await idempotency.claim(
@@ -788,7 +793,7 @@ class BookService:
                     key=m.idempotency_key,
                     method=m.method,
                     path=m.path,
-                    fingerprint=fingerprint,
+                    fingerprint=m.fingerprint,
                 )
                 if isinstance(claimed, idempotency.Replay):
                     if not claimed.same_request:

@@ -171,7 +171,7 @@ class OrderDesk:
                 portfolio_id=portfolio["id"],
                 user_id=m.user_id,
                 idempotency_key=m.idempotency_key,
-                request_hash=_request_hash(m),
+                request_hash=m.fingerprint,
                 symbol=request.symbol,
                 side=request.side,
                 quantity=request.quantity,
@@ -584,12 +584,6 @@ class OrderDesk:
                 updated = await order_store.order(conn, order["id"])
             await self._book.drop_snapshot(user_id, order["portfolio_id"])
         return _light(updated) if updated else None
-
-
-def _request_hash(m: Mutation) -> str:
-    from wealthalloc.storage.idempotency import request_hash
-
-    return request_hash(m.method, m.path, m.body)
 
 
 def _lot_choice(request: rules.OrderRequest, spec: Mapping[str, Any]) -> tuple[str | None, list[uuid.UUID]]:
