@@ -176,6 +176,7 @@ def ticket(
     limit_price: str | None = None,
     stop_price: str | None = None,
     time_in_force: TimeInForce = "day",
+    price_cap: str | None = None,
 ) -> Ticket:
     return Ticket(
         order_id=uuid.uuid4(),
@@ -188,6 +189,7 @@ def ticket(
         limit_price=Decimal(limit_price) if limit_price else None,
         stop_price=Decimal(stop_price) if stop_price else None,
         time_in_force=time_in_force,
+        price_cap=Decimal(price_cap) if price_cap else None,
     )
 
 
@@ -296,6 +298,29 @@ def test_a_market_order_fills_once_with_its_commission(library: str) -> None:
             assert fill.executed_at.tzinfo is not None
             assert sink.duplicates == 0
             assert sink.changes == []
+
+    run(scenario())
+
+
+def test_a_market_buy_goes_out_as_a_limit_at_its_price_cap_and_waits_above_it(library: str) -> None:
+    async def scenario() -> None:
+        async with gateway_and_broker(library) as (fake, broker, sink):
+            inside = sink.track(ticket(quantity="4", price_cap="157.7638"))  # the market is at 150.25
+            above = sink.track(ticket("MSFT", quantity="1", price_cap="300.0099"))  # the market is at 310.10
+            await broker.place(inside)
+            await broker.place(above)
+            await wait_until(lambda: len(sink.fills_of(inside)) == 1, what="the protected fill")
+            sent, waiting = fake.order(str(inside.order_id)), fake.order(str(above.order_id))
+            assert (sent.order_type, sent.lmt_price) == ("LMT", Decimal("157.76"))  # the cent below the cap
+            assert sink.fills_of(inside)[0].price == Decimal("150.25")
+            assert (waiting.order_type, waiting.lmt_price) == ("LMT", Decimal("300"))
+            assert waiting.status == "Submitted"
+            assert sink.fills_of(above) == []
+            stop = sink.track(ticket(order_type="stop", stop_price="155", price_cap="162.75"))
+            await broker.place(stop)
+            placed = fake.order(str(stop.order_id))
+            assert (placed.order_type, placed.aux_price) == ("STP LMT", 155)
+            assert placed.lmt_price == Decimal("162.75")
 
     run(scenario())
 

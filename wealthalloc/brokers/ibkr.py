@@ -34,7 +34,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from typing import Any, Literal
 
 from wealthalloc.brokers.base import (
@@ -79,6 +79,7 @@ ORDER_CANCEL_CODES = frozenset({202})  # cancelled by the gateway, with its reas
 ACKNOWLEDGED = frozenset({"PreSubmitted", "Submitted", "ApiPending", "Filled", "PendingCancel"})
 CANCELLED = frozenset({"Cancelled", "ApiCancelled"})
 INACTIVE = "Inactive"
+CENT = Decimal("0.01")
 ORDER_TYPES = {"market": "MKT", "limit": "LMT", "stop": "STP", "stop_limit": "STP LMT"}
 BAR_SIZES = {
     "1m": "1 min",
@@ -441,10 +442,16 @@ class IbkrBroker:
         quantity = ticket.remaining
         if quantity <= 0:
             raise OrderRejected(f"nothing left to fill of {quantity} shares")
+        order_type = ORDER_TYPES[ticket.order_type]
+        protected = ticket.side == "buy" and ticket.order_type in ("market", "stop") and ticket.price_cap
+        if protected:
+            # Price protection: a market (or stop) buy goes out as a marketable limit at its cap (on the
+            # cent below), so no fill costs more than the cash the order set aside; above the cap it waits.
+            order_type = "LMT" if ticket.order_type == "market" else "STP LMT"
         order = self._ib.Order(
             action="BUY" if ticket.side == "buy" else "SELL",
             totalQuantity=float(quantity),
-            orderType=ORDER_TYPES[ticket.order_type],
+            orderType=order_type,
             tif="GTC" if ticket.time_in_force == "gtc" else "DAY",
             orderRef=str(ticket.order_id),
             account=self.settings.ib_account,
@@ -458,6 +465,8 @@ class IbkrBroker:
             if ticket.stop_price is None:
                 raise OrderRejected(f"a {ticket.order_type} order needs a stop price")
             order.auxPrice = float(ticket.stop_price)
+        if protected and ticket.price_cap is not None:
+            order.lmtPrice = float(ticket.price_cap.quantize(CENT, rounding=ROUND_DOWN))
         return order
 
     async def _acknowledged(self, ticket: Ticket, trade: Any) -> str:
