@@ -207,16 +207,7 @@ class OrderDesk:
             fills: list[dict[str, Any]] = []
             execution = venue.execution(Ticket.from_row(row)) if venue is not None else None
             if execution is not None:
-                fill = await order_store.insert_fill(
-                    conn,
-                    order_id=row["id"],
-                    fill_id=execution.fill_id,
-                    quantity=execution.quantity,
-                    price=execution.price,
-                    commission=execution.commission,
-                    executed_at=execution.executed_at,
-                    broker_exec_id=None,
-                )
+                fill = await order_store.insert_fill(conn, row["id"], execution)
                 assert fill is not None, "a new order has no fills yet"
                 row, changed = await self._fill(
                     conn, row, fill, execution, portfolio=portfolio, groups=groups
@@ -363,16 +354,7 @@ class OrderDesk:
                         "status": "submitted",
                         "broker_order_id": accepted.broker_order_id or order["broker_order_id"],
                     }
-                fill = await order_store.insert_fill(
-                    conn,
-                    order_id=order["id"],
-                    fill_id=execution.fill_id,
-                    quantity=execution.quantity,
-                    price=execution.price,
-                    commission=execution.commission,
-                    executed_at=execution.executed_at,
-                    broker_exec_id=execution.broker_exec_id,
-                )
+                fill = await order_store.insert_fill(conn, order["id"], execution)
                 if fill is None:
                     return _light(order)
                 updated, also_changed = await self._fill(conn, order, fill, execution)

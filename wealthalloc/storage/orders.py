@@ -14,6 +14,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from wealthalloc.brokers.base import Execution
 from wealthalloc.storage.books import Conn, Row
 
 OPEN = ("pending", "submitted", "partially_filled")
@@ -100,24 +101,22 @@ async def list_orders(
     return await cur.fetchall()
 
 
-async def insert_fill(
-    conn: Conn,
-    *,
-    order_id: uuid.UUID,
-    fill_id: str,
-    quantity: Decimal,
-    price: Decimal,
-    commission: Decimal,
-    executed_at: datetime,
-    broker_exec_id: str | None,
-) -> Row | None:
+async def insert_fill(conn: Conn, order_id: uuid.UUID, execution: Execution) -> Row | None:
     """The new fill row, or None when this fill (by id or broker execution id) was applied before."""
     cur = await conn.execute(
         """INSERT INTO fills (order_id, fill_id, quantity, price, commission, executed_at, broker_exec_id)
            VALUES (%s, %s, %s, %s, %s, %s, %s)
            ON CONFLICT DO NOTHING
            RETURNING id, fill_id, quantity, price, commission, executed_at, broker_exec_id""",
-        (order_id, fill_id, quantity, price, commission, executed_at, broker_exec_id),
+        (
+            order_id,
+            execution.fill_id,
+            execution.quantity,
+            execution.price,
+            execution.commission,
+            execution.executed_at,
+            execution.broker_exec_id,
+        ),
     )
     return await cur.fetchone()
 
