@@ -279,7 +279,7 @@ def progress_callback(bar: tqdm[Any]) -> Any:
 
     base: Any = _keras().callbacks.Callback
 
-    class TqdmProgress(base):  # type: ignore[misc, valid-type]
+    class TqdmProgress(base):  # type: ignore[misc]
         def on_train_batch_end(self, batch: int, logs: Mapping[str, float] | None = None) -> None:
             bar.update(1)
 

@@ -153,7 +153,7 @@ class ModelRegistry:
     def exists(self, version: str) -> bool:
         """Whether ``version`` is a complete version of this registry."""
         _check_version_id(version)
-        return self._fs.get_file_info(self._path(version, METADATA_FILE)).type == fs.FileType.File
+        return bool(self._fs.get_file_info(self._path(version, METADATA_FILE)).type == fs.FileType.File)
 
     def publish(
         self,
@@ -351,9 +351,11 @@ def _check_version_id(version: str) -> None:
 
 
 def _version_info(version: str, data: Mapping[str, Any], *, promoted: bool) -> VersionInfo:
-    registry = data.get(REGISTRY_KEY) if isinstance(data.get(REGISTRY_KEY), dict) else {}
+    stamped = data.get(REGISTRY_KEY)
+    registry: dict[str, Any] = stamped if isinstance(stamped, dict) else {}
     threshold = data.get("threshold")
-    metrics = data.get("metrics") if isinstance(data.get("metrics"), dict) else {}
+    found = data.get("metrics")
+    metrics: dict[str, Any] = found if isinstance(found, dict) else {}
     evaluation = data.get(EVALUATION_KEY)
     table = evaluation.get("table") if isinstance(evaluation, dict) else None
     return VersionInfo(

@@ -106,7 +106,12 @@ async def record_sale(
             term=realized.term.value,
         )
     sources = await tax_store.lot_sources(conn, {c.split_from for c in outcome.lots if c.split_from})
-    await _write_lots(conn, outcome.lots, source_of=lambda c: sources[c.split_from]["source"], fill=None)
+
+    def source_of(change: LotChange) -> str:
+        assert change.split_from is not None, "only shares split off are new lots here"
+        return str(sources[change.split_from]["source"])
+
+    await _write_lots(conn, outcome.lots, source_of=source_of, fill=None)
     await _write_wash_sales(
         conn, user_id, outcome.wash_sales, lambda w: realized_ids[w.sold_lot_id], fill_row_id
     )

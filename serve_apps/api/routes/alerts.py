@@ -57,6 +57,7 @@ async def create_alert(
         raise ApiError(
             400, "ALERT_ALREADY_REACHED", str(exc), {"field": "level", "current_price": str(quote.last)}
         ) from exc
+    assert res.pool is not None
     async with res.pool.connection() as conn, conn.transaction():
         # Serialise one user's creations so two concurrent requests cannot pass the limit together.
         await conn.execute("SELECT id FROM users WHERE id = %s FOR UPDATE", (principal.user_id,))
@@ -97,6 +98,7 @@ async def list_alerts(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> JSONResponse:
     await require_access(res, principal, principal.user_id, write=False, what="alert")
+    assert res.pool is not None
     async with res.pool.connection() as conn:
         rows = await store.alerts_of(conn, principal.user_id, status=status, limit=limit)
     return success(request, [_view(r) for r in rows])
@@ -105,6 +107,7 @@ async def list_alerts(
 @router.delete("/alerts/{alert_id}", status_code=204, summary="Delete a price alert")
 async def delete_alert(alert_id: uuid.UUID, principal: CurrentPrincipal, res: ResourcesDep) -> Response:
     await require_access(res, principal, principal.user_id, write=True, what="alert")
+    assert res.pool is not None
     async with res.pool.connection() as conn, conn.transaction():
         if not await store.delete_alert(conn, principal.user_id, alert_id):
             raise ApiError(404, "NOT_FOUND", "No such alert.")
