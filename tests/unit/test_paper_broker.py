@@ -185,7 +185,7 @@ def test_the_venue_fills_a_marketable_order_at_once_and_leaves_the_rest_of_a_lar
     assert first is not None and first.quantity == D(9) and first.fill_id == f"paper:{large.order_id}:0"
     assert venue.execution(ticket(order_type="limit", limit_price=D(95))) is None  # away from the market
     assert venue.execution(ticket(order_type="stop", stop_price=D(105))) is None  # not triggered
-    assert venue.accepts("AAPL") and not venue.accepts("NOPE")
+    assert venue.market("AAPL") is not None and venue.market("NOPE") is None
 
 
 def test_the_book_adopts_open_orders_it_lacks_but_never_one_it_saw_to_the_end() -> None:

@@ -117,13 +117,13 @@ class PaperVenue:
         self._max_notional = max_fill_notional
         self._now = now
 
-    def accepts(self, symbol: str) -> bool:
-        """Whether the venue has a market for ``symbol`` today (an order without one is rejected)."""
+    def market(self, symbol: str) -> Quote | None:
+        """The quote of ``symbol`` now, or None when the venue has no market for it today (an order
+        without one is rejected)."""
         try:
-            self.quote(symbol)
+            return self.quote(symbol)
         except LookupError:
-            return False
-        return True
+            return None
 
     def execution(
         self, ticket: Ticket, *, quote: Quote | None = None, triggered: bool = False
@@ -132,9 +132,8 @@ class PaperVenue:
         not fill there. A stop (or stop-limit) acts once ``triggered`` or once the quote hits its stop.
         """
         if quote is None:
-            try:
-                quote = self.quote(ticket.symbol)
-            except LookupError:
+            quote = self.market(ticket.symbol)
+            if quote is None:
                 return None
         if ticket.order_type in ("stop", "stop_limit") and not (triggered or self.stop_hit(ticket, quote)):
             return None
@@ -200,7 +199,7 @@ class PaperBroker:
         return len(self._open)
 
     async def place(self, ticket: Ticket) -> str:
-        if not self.venue.accepts(ticket.symbol):
+        if self.venue.market(ticket.symbol) is None:
             raise OrderRejected(f"no market for {ticket.symbol}")
         self._open.setdefault(ticket.order_id, ticket)
         return paper_broker_order_id(ticket.order_id)
@@ -258,9 +257,8 @@ class PaperBroker:
                     ticket, StatusChange(order_id, "expired", ticket.broker_order_id, "day order expired")
                 )
                 return 0
-            try:
-                quote = self.venue.quote(ticket.symbol)
-            except LookupError:
+            quote = self.venue.market(ticket.symbol)
+            if quote is None:
                 return 0
             if ticket.order_type in ("stop", "stop_limit") and order_id not in self._triggered:
                 if not self.venue.stop_hit(ticket, quote):

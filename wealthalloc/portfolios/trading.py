@@ -154,14 +154,14 @@ class OrderDesk:
             order_id = uuid.uuid4()
             # The embedded paper venue takes the order now, unless it has no market for the symbol
             # (then the order waits as pending and the gateway's broker rejects it).
-            venue = self._venue if self._venue is not None and self._venue.accepts(request.symbol) else None
+            quote = self._venue.market(request.symbol) if self._venue is not None else None
             venue_fields: dict[str, Any] = (
                 {
                     "status": "submitted",
                     "broker_order_id": paper_broker_order_id(order_id),
                     "submitted_at": datetime.now(UTC),
                 }
-                if venue is not None
+                if quote is not None
                 else {}
             )
             row = await order_store.insert_order(
@@ -205,7 +205,11 @@ class OrderDesk:
                 },
             )
             fills: list[dict[str, Any]] = []
-            execution = venue.execution(Ticket.from_row(row)) if venue is not None else None
+            execution = (
+                self._venue.execution(Ticket.from_row(row), quote=quote)
+                if self._venue is not None and quote is not None
+                else None
+            )
             if execution is not None:
                 fill = await order_store.insert_fill(conn, row["id"], execution)
                 assert fill is not None, "a new order has no fills yet"
