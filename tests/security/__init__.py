@@ -1,0 +1,1 @@
+"""The hostile review, kept: one test per attack class, each failing before its fix."""
