@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     haproxy_metrics_port: int = Field(default=9101, ge=1, le=65535)
     api_replicas: int = Field(default=1, ge=1)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    operations_token: SecretStr = Field(
+        default=SecretStr(""),
+        description="Bearer token for /metrics and /health's details (Prometheus, `wealthalloc doctor`),"
+        " beside an admin's token; generated into data_dir by `wealthalloc serve` when empty.",
+    )
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: LogFormat = "json"
