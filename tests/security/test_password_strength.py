@@ -55,7 +55,13 @@ def test_the_persons_name_counts_against_a_password_made_of_it() -> None:
 
 @pytest.mark.parametrize(
     "password",
-    [PASSWORD, "a long bench passphrase 2026", "a sturdy passphrase", "Zq8#vL2!mW", "my password is long enough"],
+    [
+        PASSWORD,
+        "a long bench passphrase 2026",
+        "a sturdy passphrase",
+        "Zq8#vL2!mW",
+        "my password is long enough",
+    ],
 )
 def test_the_passwords_our_tests_and_benches_use_pass(password: str) -> None:
     assert password_problems(password, email=EMAIL, user_inputs=["Test Person"]) == []
