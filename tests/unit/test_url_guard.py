@@ -155,7 +155,7 @@ def test_urls_that_are_not_plain_https_without_credentials_are_refused(url: str,
 
 
 def test_an_allowed_cidr_admits_its_addresses_over_http_too_and_nothing_else() -> None:
-    allowed = ["10.0.0.0/8", "fd00::/8"]
+    allowed = ["10.0.0.0/8", "10.0.0.0/8:8080", "fd00::/8"]
 
     assert check_url("https://10.1.2.3/hook", allowed=allowed, resolve=literal)
     assert check_url("http://10.1.2.3:8080/hook", allowed=allowed, resolve=literal).port == 8080
@@ -169,11 +169,11 @@ def test_an_allowed_cidr_admits_its_addresses_over_http_too_and_nothing_else() -
 
 
 def test_an_allowed_loopback_address_admits_a_local_receiver() -> None:
-    safe = check_url("http://127.0.0.1:8787/hook", allowed=["127.0.0.1"], resolve=literal)
+    safe = check_url("http://127.0.0.1:8787/hook", allowed=["127.0.0.1:8787"], resolve=literal)
 
     assert safe.addresses == (ipaddress.ip_address("127.0.0.1"),) and safe.scheme == "http"
     with pytest.raises(UnsafeUrl):
-        check_url("http://[::1]:8787/hook", allowed=["127.0.0.1"], resolve=literal)
+        check_url("http://[::1]:8787/hook", allowed=["127.0.0.1:8787"], resolve=literal)
 
 
 def test_an_allowed_host_name_admits_whatever_it_resolves_to() -> None:
@@ -186,7 +186,7 @@ def test_an_allowed_host_name_admits_whatever_it_resolves_to() -> None:
             "other.internal": ["10.0.0.6"],
         }
     )
-    allowed = ["receiver.internal", "*.corp.example"]
+    allowed = ["receiver.internal:9000", "*.corp.example"]
 
     assert check_url("http://receiver.internal:9000/in", allowed=allowed, resolve=resolve)
     assert check_url("https://A.corp.example/in", allowed=allowed, resolve=resolve)
@@ -198,9 +198,9 @@ def test_an_allowed_host_name_admits_whatever_it_resolves_to() -> None:
 def test_allowances_are_parsed_once_and_ignore_blank_entries() -> None:
     allowance = Allowance.parse([" 10.0.0.0/8 ", "", "127.0.0.1", "Receiver.Internal.", "*.corp.example"])
 
-    assert [str(n) for n in allowance.networks] == ["10.0.0.0/8", "127.0.0.1/32"]
-    assert allowance.hosts == frozenset({"receiver.internal"})
-    assert allowance.allows_host("x.corp.example") and not allowance.allows_host("corp.example")
+    assert [str(n) for n, _ in allowance.networks] == ["10.0.0.0/8", "127.0.0.1/32"]
+    assert [h for h, _ in allowance.hosts] == ["receiver.internal"]
+    assert allowance.allows_host("x.corp.example", 443) and not allowance.allows_host("corp.example", 443)
     assert check_url("https://10.9.9.9/", allowed=allowance, resolve=literal)
 
 

@@ -22,14 +22,24 @@ nothing can change between the check and the connection.
 
 ``allowed`` entries are CIDR networks (``10.1.0.0/16``), single addresses
 (``127.0.0.1``), host names (``receiver.internal``) or host-name suffixes
-(``*.corp.example``).
+(``*.corp.example``), each optionally with a port: ``receiver.internal:9000``,
+``10.1.0.0/16:8443``, ``[fd00::/8]:8443``, or ``127.0.0.1:*`` for any port. An
+entry without a port admits the scheme's default port only (443 for https, 80
+for http): allowing a host is allowing its web receiver, not every service on
+it. Multiple entries for one host add up.
+
+Some ports are never called, whatever the allow-list says, on any host:
+:data:`REFUSED_PORTS`, the ports of the cluster's own services (Ray's GCS,
+dashboard, client server, agents; HAProxy's stats and metrics; PostgreSQL,
+CockroachDB, Redis; IB Gateway). A webhook that reached one of them, even on an
+allowed receiver host that also runs Ray, could drive the cluster.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
@@ -43,6 +53,32 @@ Resolver = Callable[..., Sequence[tuple[Any, ...]]]
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
 _HTTPS_ONLY = "the URL must use https (http only for hosts the operator allowed)"
+
+REFUSED_PORTS: frozenset[int] = frozenset(
+    {
+        6379,  # Ray's default GCS port, and Redis's
+        6389,  # the GCS port `wealthalloc serve` gives Ray (WEALTHALLOC_RAY_PORT)
+        8265,  # Ray dashboard (its REST API submits jobs)
+        10001,  # Ray client server
+        52365,  # Ray dashboard agent
+        8076,  # Ray object manager, as Ray's docs configure it
+        8077,  # Ray node manager, likewise
+        8404,  # HAProxy stats (WEALTHALLOC_HAPROXY_STATS_PORT)
+        9101,  # HAProxy Prometheus exporter (WEALTHALLOC_HAPROXY_METRICS_PORT)
+        5432,  # PostgreSQL
+        26257,  # CockroachDB
+        4001,  # IB Gateway, live
+        4002,  # IB Gateway, paper
+        7496,  # TWS, live
+        7497,  # TWS, paper
+    }
+)
+
+# The ports an allow-list entry admits: None for any (but the refused ones), an empty set for the
+# scheme's default port, otherwise the ports named.
+Ports = frozenset[int] | None
+_SCHEME_DEFAULT: frozenset[int] = frozenset()
+_DEFAULT_PORTS = {"https": 443, "http": 80}
 
 
 class UnsafeUrl(ValueError):
@@ -68,40 +104,96 @@ class SafeUrl:
     addresses: tuple[IPAddress, ...]
 
 
+def _merge(current: Ports | str, more: Ports) -> Ports:
+    if current == "absent":
+        return more
+    if current is None or more is None:
+        return None
+    assert not isinstance(current, str)
+    return current | more
+
+
+def _split_port(entry: str) -> tuple[str, Ports]:
+    """``host[:port]``, ``[v6 or v6 network]:port`` or a bare IPv6 address/network (no port)."""
+    if entry.startswith("["):
+        host, _, rest = entry[1:].partition("]")
+        if not rest:
+            return host, _SCHEME_DEFAULT
+        if not rest.startswith(":"):
+            raise ValueError(f"webhook allow-list entry {entry!r}: expected [address]:port")
+        return host, _parse_port(entry, rest[1:])
+    if entry.count(":") == 1:
+        host, _, port = entry.partition(":")
+        return host, _parse_port(entry, port)
+    return entry, _SCHEME_DEFAULT
+
+
+def _parse_port(entry: str, text: str) -> Ports:
+    if text == "*":
+        return None
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise ValueError(f"webhook allow-list entry {entry!r}: the port must be 1-65535 or *")
+    return frozenset({int(text)})
+
+
+def _admits(ports: Ports, port: int, default_port: int) -> bool:
+    if ports is None:
+        return True
+    return port in ports or (not ports and port == default_port)
+
+
 @dataclass(frozen=True)
 class Allowance:
-    """The operator's exceptions, parsed once: networks, exact host names and host-name suffixes."""
+    """The operator's exceptions, parsed once: networks, exact host names and host-name suffixes,
+    each with the ports it admits."""
 
-    networks: tuple[IPNetwork, ...] = ()
-    hosts: frozenset[str] = frozenset()
-    suffixes: tuple[str, ...] = ()
+    networks: tuple[tuple[IPNetwork, Ports], ...] = ()
+    hosts: tuple[tuple[str, Ports], ...] = ()
+    suffixes: tuple[tuple[str, Ports], ...] = ()
 
     @classmethod
-    def parse(cls, entries: Sequence[str]) -> Allowance:
-        networks: list[IPNetwork] = []
-        hosts: set[str] = set()
-        suffixes: list[str] = []
+    def parse(cls, entries: Iterable[str]) -> Allowance:
+        networks: list[tuple[IPNetwork, Ports]] = []
+        hosts: dict[str, Ports] = {}
+        suffixes: dict[str, Ports] = {}
         for raw in entries:
-            entry = raw.strip().lower().rstrip(".")
+            entry = raw.strip().lower()
             if not entry:
                 continue
+            name, ports = _split_port(entry)
+            name = name.rstrip(".")
             try:
-                networks.append(ipaddress.ip_network(entry, strict=False))
+                networks.append((ipaddress.ip_network(name, strict=False), ports))
                 continue
             except ValueError:
                 pass
-            if entry.startswith("*."):
-                suffixes.append(entry[1:])  # ".corp.example"
+            if name.startswith("*."):
+                suffixes[name[1:]] = _merge(suffixes.get(name[1:], "absent"), ports)  # ".corp.example"
             else:
-                hosts.add(entry)
-        return cls(networks=tuple(networks), hosts=frozenset(hosts), suffixes=tuple(suffixes))
+                hosts[name] = _merge(hosts.get(name, "absent"), ports)
+        return cls(networks=tuple(networks), hosts=tuple(hosts.items()), suffixes=tuple(suffixes.items()))
 
-    def allows_host(self, host: str) -> bool:
-        return host in self.hosts or any(host.endswith(suffix) for suffix in self.suffixes)
+    def names_host(self, host: str) -> bool:
+        """Whether an entry names this host (at whatever port): its addresses need not be public."""
+        return any(h == host for h, _ in self.hosts) or any(host.endswith(s) for s, _ in self.suffixes)
 
-    def allows_address(self, address: IPAddress) -> bool:
+    def allows_host(self, host: str, port: int, default_port: int = 443) -> bool:
+        return any(h == host and _admits(p, port, default_port) for h, p in self.hosts) or any(
+            host.endswith(s) and _admits(p, port, default_port) for s, p in self.suffixes
+        )
+
+    def covers_address(self, address: IPAddress) -> bool:
+        """Whether an allowed network holds this address (at whatever port)."""
         candidates = {address, _embedded_ipv4(address) or address}
-        return any(c.version == n.version and c in n for c in candidates for n in self.networks)
+        return any(c.version == n.version and c in n for c in candidates for n, _ in self.networks)
+
+    def allows_address(self, address: IPAddress, port: int, default_port: int = 443) -> bool:
+        candidates = {address, _embedded_ipv4(address) or address}
+        return any(
+            c.version == n.version and c in n and _admits(p, port, default_port)
+            for c in candidates
+            for n, p in self.networks
+        )
 
 
 def _embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
@@ -204,16 +296,27 @@ def check_url(
     if parts.username is not None or parts.password is not None or "@" in parts.netloc:
         raise UnsafeUrl("the URL must not contain a user name or password")
     host = _host(parts)
-    port = parts.port or (443 if scheme == "https" else 80)
-    host_allowed = allowance.allows_host(host)
+    default_port = _DEFAULT_PORTS[scheme]
+    port = parts.port or default_port
+    if port in REFUSED_PORTS:
+        raise UnsafeUrl(f"port {port} belongs to a service of the platform and is never called")
+    host_allowed = allowance.allows_host(host, port, default_port)
+    if not host_allowed and allowance.names_host(host):
+        raise UnsafeUrl(f"port {port} is not allowed for {host} (the operator allows it as {host}:{port})")
     if scheme == "http" and not host_allowed and not allowance.networks:
         raise UnsafeUrl(_HTTPS_ONLY)  # no allowed network could make it acceptable: do not even resolve
     addresses = _resolve(resolve, host, port)
     if not host_allowed:
-        refused = [a for a in addresses if not is_public(a) and not allowance.allows_address(a)]
+        refused = [
+            a for a in addresses if not is_public(a) and not allowance.allows_address(a, port, default_port)
+        ]
         if refused:
             shown = ", ".join(str(a) for a in refused[:3])
+            if all(allowance.covers_address(a) for a in refused):
+                raise UnsafeUrl(f"port {port} is not allowed for {shown} (the operator allows other ports)")
             raise UnsafeUrl(f"the host {host} resolves to a non-public address ({shown})")
-    if scheme == "http" and not (host_allowed or all(allowance.allows_address(a) for a in addresses)):
+    if scheme == "http" and not (
+        host_allowed or all(allowance.allows_address(a, port, default_port) for a in addresses)
+    ):
         raise UnsafeUrl(_HTTPS_ONLY)
     return SafeUrl(url=url, scheme=scheme, host=host, port=port, addresses=addresses)
