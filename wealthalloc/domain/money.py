@@ -1,8 +1,20 @@
 """Precision of money, prices and quantities, and the rounding the platform applies to each.
 
-Cash amounts a person enters are whole cents; balances are stored with four
-decimal places (NUMERIC(20,4)) so commissions and fractional fills do not lose
-sub-cent amounts along the way; share quantities carry six (fractional shares).
+One precision per kind of number, end to end (database column, domain
+rounding, API input and output):
+
+- money (cash balances, cash movements, reservations, commissions, basis,
+  proceeds): four decimal places, ``NUMERIC(20,4)``, :data:`MONEY`;
+- share quantities: six decimal places, ``NUMERIC(20,6)``, :data:`SHARES`;
+- prices a person enters: four places (stored as ``NUMERIC(20,6)``).
+
+Cash a person moves in or out is entered with the same four places the
+balance is kept in (:data:`CASH_PLACES`), because fractional fills and
+per-share commissions leave sub-cent amounts in a balance: a withdrawal
+limited to whole cents could never empty it, and a portfolio that cannot be
+emptied cannot be closed. Likewise a sell may name any quantity of up to six
+places, so a fractional remainder can always be sold whole.
+
 Rounding is banker's rounding (half-even) everywhere so that rounding errors do
 not drift in one direction over many operations.
 """
@@ -17,7 +29,8 @@ PRICE = Decimal("0.0001")
 SHARES = Decimal("0.000001")
 WEIGHT = Decimal("0.000001")
 
-CASH_PLACES = 2
+MONEY_PLACES = 4
+CASH_PLACES = MONEY_PLACES
 SHARE_PLACES = 6
 MAX_AMOUNT = Decimal("1000000000000")  # 10^12: beyond any real account, well inside NUMERIC(20,4)
 

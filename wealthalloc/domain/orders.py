@@ -3,7 +3,9 @@
 Pre-trade checks run in the shard that owns the user, inside the transaction
 that records the order, so two orders racing for the same cash or shares are
 checked one after the other. Buying power is cash minus what open buys have
-reserved; shares available are the open lots minus what open sells will take.
+reserved (:class:`~wealthalloc.domain.buying_power.BuyingPower`, the one rule
+every path that spends or withdraws cash uses); shares available are the open
+lots minus what open sells will take.
 
 A buy reserves its worst case: quantity times its price cap plus the
 commission at that price. The cap is the limit price of a limit order, and
@@ -19,6 +21,8 @@ from dataclasses import dataclass
 from decimal import ROUND_UP, Decimal
 from typing import Any
 
+from wealthalloc.domain.buying_power import BuyingPower
+from wealthalloc.domain.buying_power import InsufficientFunds as InsufficientFunds
 from wealthalloc.domain.money import SHARE_PLACES, money
 
 PRICE_PLACES = 6
@@ -31,12 +35,6 @@ class InvalidOrder(ValueError):
         super().__init__(message)
         self.field = field
         self.details = details
-
-
-class InsufficientFunds(ValueError):
-    def __init__(self, required: Decimal, available: Decimal) -> None:
-        super().__init__(f"This order needs {required} of buying power; {available} is available.")
-        self.required, self.available = required, available
 
 
 class InsufficientShares(ValueError):
@@ -156,11 +154,6 @@ def reservation(
     return money(q * cap) + commission(q, cap)
 
 
-def buying_power(cash: Decimal, open_orders: Iterable[Mapping[str, Any]]) -> Decimal:
-    reserved = sum((o["reserved_cash"] for o in open_orders if o["side"] == "buy"), Decimal(0))
-    return cash - reserved
-
-
 def shares_available(held: Decimal, symbol: str, open_orders: Iterable[Mapping[str, Any]]) -> Decimal:
     committed = sum(
         (
@@ -183,9 +176,7 @@ def check_affordable(
 ) -> None:
     """Raise InsufficientFunds / InsufficientShares with what is required and what is available."""
     if request.side == "buy":
-        available = buying_power(cash, open_orders)
-        if reserve > available:
-            raise InsufficientFunds(reserve, money(available))
+        BuyingPower.of(cash, open_orders).check_buy(reserve)
     else:
         free = shares_available(held, request.symbol, open_orders)
         if request.quantity > free:

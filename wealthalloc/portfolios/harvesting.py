@@ -34,7 +34,6 @@ from wealthalloc.portfolios import wash_sales
 from wealthalloc.portfolios.service import BookService, Mutation, jsonable, not_found
 from wealthalloc.portfolios.trading import OrderDesk
 from wealthalloc.storage import books as store
-from wealthalloc.storage import orders as order_store
 from wealthalloc.storage import tax as tax_store
 from wealthalloc.storage.outbox import add_event
 from wealthalloc.tax.harvesting import TOPIC, HarvestPlanner, describe, harvest_values, load_taxpayer
@@ -183,8 +182,8 @@ class HarvestDesk:
                 f"Selling {symbol} now would be a wash sale: clear the purchases listed first.",
                 {"blockers": [blocker.detail for blocker in opportunity.blockers]},
             )
-        open_orders = await order_store.open_orders_of_portfolio(conn, portfolio["id"])
-        cash = rules.buying_power(portfolio["cash_balance"], open_orders)
+        power = await self._book.power_of(conn, m.user_id, portfolio)
+        cash = max(power.for_buys, Decimal(0))
         quantity = self._replacement_quantity(opportunity, replacement, cash, today)
         window_end = today + timedelta(days=WASH_SALE_DAYS)
         values = harvest_values(opportunity, today)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from functools import lru_cache
 
@@ -26,6 +26,17 @@ class Market:
 
     def previous_day(self, day: date) -> date:
         return self.clock.previous_trading_day(day)
+
+    def next_day(self, day: date) -> date:
+        """The trading day after ``day``: a weekday past the end of the data, which has no calendar."""
+        following = day + timedelta(days=1)
+        while following <= self.clock.last_day:
+            if self.clock.is_trading_day(following):
+                return following
+            following += timedelta(days=1)
+        while following.weekday() >= 5:
+            following += timedelta(days=1)
+        return following
 
     def known(self, symbol: str) -> bool:
         return symbol in self.prices

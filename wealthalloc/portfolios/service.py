@@ -27,7 +27,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal
 from functools import cached_property
@@ -37,6 +37,13 @@ import redis.asyncio as aioredis
 import redis.exceptions
 
 from wealthalloc.domain.allocation import InvalidTarget, Position, TargetAllocation, allocation, rebalance
+from wealthalloc.domain.buying_power import (
+    SETTLEMENT_DAYS,
+    BuyingPower,
+    InsufficientFunds,
+    SaleFill,
+    unsettled_proceeds,
+)
 from wealthalloc.domain.lots import Lot, term
 from wealthalloc.domain.money import money, weight
 from wealthalloc.domain.performance import CashChange, PositionChange, performance, value_history
@@ -47,6 +54,7 @@ from wealthalloc.marketdata import MarketDataError
 from wealthalloc.portfolios.market import Market
 from wealthalloc.storage import books as store
 from wealthalloc.storage import idempotency
+from wealthalloc.storage import orders as order_store
 from wealthalloc.storage.outbox import add_event
 from wealthalloc.storage.postgres import AsyncPool
 
@@ -88,9 +96,13 @@ def not_found(what: str = "portfolio") -> ServiceError:
 
 @dataclass
 class Book:
+    """``commitments`` are the rows that hold cash back (open buys, recent sales), read with the book
+    so a read shows reserved, unsettled and available cash without another query."""
+
     user_id: uuid.UUID
     portfolios: dict[uuid.UUID, dict[str, Any]]
     lots: dict[uuid.UUID, list[Lot]]
+    commitments: list[dict[str, Any]] = field(default_factory=list)
     used_at: float = field(default_factory=time.monotonic)
 
 
@@ -160,10 +172,18 @@ class BookService:
         async with self.pool.connection() as conn:
             portfolios = await store.portfolios_of(conn, user_id)
             lot_rows = await store.open_lots_of_user(conn, user_id)
+            commitments = await order_store.cash_commitments(
+                conn, user_id=user_id, since=self.settlement_horizon()
+            )
         lots: dict[uuid.UUID, list[Lot]] = {p["id"]: [] for p in portfolios}
         for row in lot_rows:
             lots.setdefault(row["portfolio_id"], []).append(store.lot_from_row(row))
-        book = Book(user_id=user_id, portfolios={p["id"]: p for p in portfolios}, lots=lots)
+        book = Book(
+            user_id=user_id,
+            portfolios={p["id"]: p for p in portfolios},
+            lots=lots,
+            commitments=commitments,
+        )
         self._books[user_id] = book
         while len(self._books) > self._max_books:
             evicted, _ = self._books.popitem(last=False)
@@ -201,6 +221,49 @@ class BookService:
     @property
     def books_in_memory(self) -> int:
         return len(self._books)
+
+    # Buying power --------------------------------------------------------------------------------
+
+    def settlement_horizon(self) -> date:
+        """The oldest trading day whose sales may still be unsettled today: older ones are not read."""
+        day = self.market.today()
+        for _ in range(SETTLEMENT_DAYS):
+            day = self.market.previous_day(day)
+        return day
+
+    def buying_power(self, cash: Decimal, commitments: list[dict[str, Any]]) -> BuyingPower:
+        """One portfolio's cash split by :class:`BuyingPower`, from its rows of
+        :func:`wealthalloc.storage.orders.cash_commitments`."""
+        open_buys = [
+            {"side": "buy", "reserved_cash": r["reserved_cash"]}
+            for r in commitments
+            if r["kind"] == "reserved"
+        ]
+        sales = [
+            SaleFill(
+                traded_on=r["market_date"],
+                quantity=r["quantity"],
+                price=r["price"],
+                commission=r["commission"],
+            )
+            for r in commitments
+            if r["kind"] == "sale"
+        ]
+        unsettled = unsettled_proceeds(
+            sales, today=self.market.today(), next_trading_day=self.market.next_day
+        )
+        return BuyingPower.of(cash, open_buys, unsettled)
+
+    def _power(self, book: Book, portfolio_id: uuid.UUID) -> BuyingPower:
+        rows = [r for r in book.commitments if r["portfolio_id"] == portfolio_id]
+        return self.buying_power(book.portfolios[portfolio_id]["cash_balance"], rows)
+
+    async def power_of(self, conn: store.Conn, user_id: uuid.UUID, portfolio: dict[str, Any]) -> BuyingPower:
+        """The buying power of a portfolio whose row this transaction holds locked (one query)."""
+        rows = await order_store.cash_commitments(
+            conn, user_id=user_id, since=self.settlement_horizon(), portfolio_id=portfolio["id"]
+        )
+        return self.buying_power(portfolio["cash_balance"], rows)
 
     # Reads ---------------------------------------------------------------------------------------
 
@@ -310,7 +373,7 @@ class BookService:
             "is_default": portfolio["is_default"],
             "lot_method": portfolio["lot_method"],
             "as_of": valuation.as_of,
-            "cash_balance": valuation.cash_balance,
+            **self._power(book, portfolio["id"]).as_dict(),
             "invested_value": valuation.invested_value,
             "total_value": valuation.total_value,
             "total_cost_basis": valuation.total_cost_basis,
@@ -348,6 +411,7 @@ class BookService:
         async with self._lock(user_id):
             book = await self._book(user_id)
             valuations = {pid: self.valuation(book, pid) for pid in book.portfolios}
+            powers = {pid: self._power(book, pid) for pid in book.portfolios}
         async with self.pool.connection() as conn:
             open_recommendations = await store.open_recommendations(conn, user_id)
         total = sum((v.total_value for v in valuations.values()), Decimal(0))
@@ -385,12 +449,16 @@ class BookService:
                 "day_change": sum((v.day_change for v in valuations.values()), Decimal(0)),
                 "total_gain_loss": sum((v.total_gain_loss for v in valuations.values()), Decimal(0)),
                 "cash_balance": sum((v.cash_balance for v in valuations.values()), Decimal(0)),
+                "reserved_cash": sum((p.reserved for p in powers.values()), Decimal(0)),
+                "unsettled_cash": sum((p.unsettled for p in powers.values()), Decimal(0)),
+                "available_cash": sum((p.withdrawable for p in powers.values()), Decimal(0)),
                 "portfolios": [
                     {
                         "id": pid,
                         "name": book.portfolios[pid]["name"],
                         "account_type": book.portfolios[pid]["account_type"],
                         "total_value": v.total_value,
+                        **powers[pid].as_dict(),
                     }
                     for pid, v in valuations.items()
                 ],
@@ -435,7 +503,9 @@ class BookService:
             if portfolio_id not in book.portfolios:
                 raise not_found()
             target = _target_of(book.portfolios[portfolio_id])
-            positions, cash = self._positions(book, portfolio_id)
+            positions, _ = self._positions(book, portfolio_id)
+            # Cash open buys hold back is theirs: the plan spends only what a new buy could reserve.
+            cash = max(self._power(book, portfolio_id).for_buys, Decimal(0))
         if not (target.asset_class or target.sector or target.symbol):
             raise ServiceError(
                 409, "NO_TARGET_ALLOCATION", "Set a target_allocation on the portfolio before rebalancing."
@@ -629,6 +699,14 @@ class BookService:
                 row = await store.portfolio_for_update(conn, m.user_id, portfolio_id)
                 if row is None:
                     raise not_found()
+                open_orders = await order_store.open_orders_of_portfolio(conn, portfolio_id)
+                if open_orders:
+                    raise ServiceError(
+                        409,
+                        "PORTFOLIO_NOT_EMPTY",
+                        "Cancel the open orders before deleting this portfolio.",
+                        {"open_orders": [str(o["id"]) for o in open_orders]},
+                    )
                 open_lots = [lot for lot in await store.all_lots(conn, portfolio_id) if lot["shares"] > 0]
                 if open_lots:
                     raise ServiceError(
@@ -638,11 +716,14 @@ class BookService:
                         {"open_lots": len(open_lots)},
                     )
                 if row["cash_balance"] != 0:
+                    power = await self.power_of(conn, m.user_id, row)
                     raise ServiceError(
                         409,
                         "PORTFOLIO_NOT_EMPTY",
-                        "Withdraw the cash before deleting this portfolio.",
-                        {"cash_balance": row["cash_balance"]},
+                        f"Withdraw the cash before deleting this portfolio: {money(power.withdrawable)}"
+                        f" of {money(power.cash)} can be withdrawn now"
+                        + (", the rest once the sales settle." if power.unsettled else "."),
+                        jsonable(power.as_dict()),
                     )
                 await store.soft_delete_portfolio(conn, portfolio_id)
                 if row["is_default"]:
@@ -672,14 +753,24 @@ class BookService:
     async def _cash(
         self, conn: store.Conn, m: Mutation, row: dict[str, Any], amount: Decimal, description: str | None
     ) -> tuple[int, Any]:
+        """Withdrawals take only what :attr:`BuyingPower.withdrawable` allows: not what open buys
+        reserve, not sale proceeds before they settle. The check reads this portfolio's commitments
+        under the lock of its row, so no order or fill of the user can slip in between."""
         balance = row["cash_balance"] + amount
-        if balance < 0:
-            raise ServiceError(
-                400,
-                "INSUFFICIENT_FUNDS",
-                f"The withdrawal of {-amount} is more than the cash balance of {row['cash_balance']}.",
-                {"cash_balance": str(row["cash_balance"]), "requested": str(-amount)},
-            )
+        power = await self.power_of(conn, m.user_id, row)
+        if amount < 0:
+            try:
+                power.check_withdrawal(-amount)
+            except InsufficientFunds as exc:
+                figures = power.as_dict()
+                raise ServiceError(
+                    400,
+                    "INSUFFICIENT_FUNDS",
+                    f"The withdrawal of {-amount} is more than the {exc.available} available: of the cash"
+                    f" balance of {figures['cash_balance']}, {figures['reserved_cash']} is reserved by open"
+                    f" buy orders and {figures['unsettled_cash']} is sale proceeds that have not settled.",
+                    {**jsonable(figures), "available": str(exc.available), "requested": str(-amount)},
+                ) from exc
         await store.set_cash(conn, row["id"], balance)
         movement = await store.insert_cash_movement(
             conn,
@@ -707,7 +798,7 @@ class BookService:
             {
                 "portfolio_id": row["id"],
                 "movement": movement,
-                "cash_balance": money(balance),
+                **replace(power, cash=balance).as_dict(),
             }
         )
 

@@ -211,7 +211,7 @@ class OrderDesk:
                 else None
             )
             if execution is not None:
-                fill = await order_store.insert_fill(conn, row["id"], execution)
+                fill = await order_store.insert_fill(conn, row["id"], execution, market_date=today)
                 assert fill is not None, "a new order has no fills yet"
                 row, changed = await self._fill(
                     conn, row, fill, execution, portfolio=portfolio, groups=groups
@@ -358,7 +358,9 @@ class OrderDesk:
                         "status": "submitted",
                         "broker_order_id": accepted.broker_order_id or order["broker_order_id"],
                     }
-                fill = await order_store.insert_fill(conn, order["id"], execution)
+                fill = await order_store.insert_fill(
+                    conn, order["id"], execution, market_date=self.market.today()
+                )
                 if fill is None:
                     return _light(order)
                 updated, also_changed = await self._fill(conn, order, fill, execution)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -101,11 +101,18 @@ async def list_orders(
     return await cur.fetchall()
 
 
-async def insert_fill(conn: Conn, order_id: uuid.UUID, execution: Execution) -> Row | None:
-    """The new fill row, or None when this fill (by id or broker execution id) was applied before."""
+async def insert_fill(
+    conn: Conn, order_id: uuid.UUID, execution: Execution, *, market_date: date
+) -> Row | None:
+    """The new fill row, or None when this fill (by id or broker execution id) was applied before.
+
+    ``market_date`` is the trading day of the market clock the fill is booked on: a sale's cash
+    settles from it.
+    """
     cur = await conn.execute(
-        """INSERT INTO fills (order_id, fill_id, quantity, price, commission, executed_at, broker_exec_id)
-           VALUES (%s, %s, %s, %s, %s, %s, %s)
+        """INSERT INTO fills (order_id, fill_id, quantity, price, commission, executed_at, broker_exec_id,
+                              market_date)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
            ON CONFLICT DO NOTHING
            RETURNING id, fill_id, quantity, price, commission, executed_at, broker_exec_id""",
         (
@@ -116,9 +123,34 @@ async def insert_fill(conn: Conn, order_id: uuid.UUID, execution: Execution) -> 
             execution.commission,
             execution.executed_at,
             execution.broker_exec_id,
+            market_date,
         ),
     )
     return await cur.fetchone()
+
+
+async def cash_commitments(
+    conn: Conn, *, user_id: uuid.UUID, since: date, portfolio_id: uuid.UUID | None = None
+) -> list[Row]:
+    """What holds a user's cash back, in one query: open buys (``kind`` 'reserved', with
+    ``reserved_cash``) and the sell fills booked on or after ``since`` (``kind`` 'sale', with
+    ``market_date``, ``quantity``, ``price``, ``commission``), whose proceeds may not have settled.
+    One portfolio's rows only when ``portfolio_id`` is given."""
+    cur = await conn.execute(
+        """SELECT 'reserved' AS kind, o.portfolio_id, o.reserved_cash,
+                  NULL::date AS market_date, NULL::numeric AS quantity, NULL::numeric AS price,
+                  NULL::numeric AS commission
+           FROM orders o
+           WHERE o.user_id = %(user)s AND o.side = 'buy' AND o.status = ANY(%(open)s)
+             AND (%(portfolio)s::uuid IS NULL OR o.portfolio_id = %(portfolio)s::uuid)
+           UNION ALL
+           SELECT 'sale', o.portfolio_id, 0, f.market_date, f.quantity, f.price, f.commission
+           FROM orders o JOIN fills f ON f.order_id = o.id
+           WHERE o.user_id = %(user)s AND o.side = 'sell' AND f.market_date >= %(since)s
+             AND (%(portfolio)s::uuid IS NULL OR o.portfolio_id = %(portfolio)s::uuid)""",
+        {"user": user_id, "open": list(OPEN), "since": since, "portfolio": portfolio_id},
+    )
+    return await cur.fetchall()
 
 
 async def record_fill_on_order(

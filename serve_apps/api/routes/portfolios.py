@@ -212,7 +212,10 @@ async def delete_portfolio(
 class CashBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    amount: SignedCash = Field(description='Decimal string, cents at most; negative withdraws: "-250.00"')
+    amount: SignedCash = Field(
+        description="Decimal string, at most 4 decimal places (the balance's own precision, so any balance"
+        ' can be withdrawn to zero); negative withdraws: "-250.00"'
+    )
     description: Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)] | None = None
 
 
@@ -226,6 +229,15 @@ async def move_cash(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     owner = await owner_checked(res, principal, portfolio_id, write=True)
+    if principal.api_key_id is not None:
+        # A key is a program acting for its owner: it may trade inside the account, but money
+        # crosses the account's edge only when the person does it, signed in.
+        what = "Withdrawing" if body.amount < 0 else "Depositing"
+        raise ApiError(
+            403,
+            "FORBIDDEN",
+            f"{what} cash needs a signed-in person: sign in and use your access token, not an API key.",
+        )
     _require_key(idempotency_key)
     m = _mutation(request, principal, owner, idempotency_key, body.model_dump(mode="json"))
     outcome = await res.shards.outcome(owner, "move_cash", m, portfolio_id, body.amount, body.description)
