@@ -83,6 +83,12 @@ class Settings(BaseSettings):
         ),
     )
     access_token_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    fresh_login_minutes: int = Field(
+        default=10,
+        ge=1,
+        le=24 * 60,
+        description="MFA and API-key changes need a sign-in with the password at most this long ago.",
+    )
     refresh_token_days: int = Field(default=30, ge=1, le=365)
     api_key_days: int = Field(default=90, ge=1, le=365)
     lockout_threshold: int = Field(default=5, ge=1, description="Failed logins that lock an account.")

@@ -2,7 +2,10 @@
 
 ``CurrentPrincipal`` authenticates the caller (bearer token or ``X-API-Key``),
 spends one token of its rate-limit bucket and records the bucket's state for
-the response headers. ``AdminPrincipal`` also requires the admin role.
+the response headers. ``PersonPrincipal`` also refuses API keys (403): what
+can take money out or hand the account over (keys, webhooks, MFA, password,
+profile, advisor links) is done by the person. ``AdminPrincipal`` requires
+the admin role.
 Access to one user's data (portfolios, orders, lots) is decided by
 :func:`require_access`, the single place the permission matrix is applied.
 
@@ -23,7 +26,7 @@ from fastapi import Depends, Request
 
 from serve_apps.api.envelope import ApiError
 from serve_apps.api.resources import PRINCIPAL_CACHE_SECONDS, Resources
-from wealthalloc.accounts.errors import unauthenticated
+from wealthalloc.accounts.errors import person_required, unauthenticated
 from wealthalloc.accounts.service import REDIS_DOWN
 from wealthalloc.logging import get_logger
 from wealthalloc.security.access import Access, Principal, Role, access_to_user_data
@@ -87,29 +90,55 @@ async def current_principal(request: Request, res: ResourcesDep) -> Principal:
 
 
 async def _bearer(res: Resources, token: str) -> tuple[Principal, Decision]:
-    """The caller of a bearer token, from this replica's cache when the user has not changed since.
+    """The caller of a bearer token, from this replica's cache while nothing about the user changed.
 
-    The token's signature and expiry are checked on every request. Who the user is (their role,
-    tier, whether they still exist) is cached per replica and re-read from PostgreSQL when the
-    user's generation in Redis moved (an admin deleted or changed them), which comes back in the
-    same round trip as the rate-limit bucket, or after PRINCIPAL_CACHE_SECONDS at the latest.
+    The token's signature and expiry are checked on every request. Whether its session (login) is
+    still live and who the user is (role, tier, still there) come from PostgreSQL, cached per
+    replica and session while the user's generation in Redis stays the same. The generation comes
+    back in the same round trip as the rate-limit bucket, so the fast path costs no query, and
+    every revocation (sign-out, password or MFA change, role change, deletion) moves it: the next
+    request of a revoked session goes to PostgreSQL and is refused there, on every replica. When
+    the generation cannot be read (Redis down) the cache is not trusted and PostgreSQL answers.
+    Entries are re-read after PRINCIPAL_CACHE_SECONDS in any case.
+
+    The generation is always read *before* PostgreSQL: a revocation committed after that read
+    moves the generation after it too, so what is cached can never hide it.
     """
     claims = res.accounts.verify_bearer(token)
-    cached = res.principals.get(claims.user_id)
-    now = time.monotonic()
-    if cached is not None and now - cached.loaded_at < PRINCIPAL_CACHE_SECONDS:
+    if claims.session_id is None:
+        raise unauthenticated("token_without_session")
+    cached = res.principals.get(claims.session_id)
+    if (
+        cached is not None
+        and cached.principal.user_id == claims.user_id
+        and time.monotonic() - cached.loaded_at < PRINCIPAL_CACHE_SECONDS
+    ):
         decision = await _spend_request_token(res, cached.principal, watch=True)
         if decision.read_value is not None and decision.read_value == cached.generation:
             return replace(cached.principal, token_id=claims.token_id), decision
         principal = await res.accounts.authenticate_bearer(token, claims)
         if request_limit(principal, res.settings) != request_limit(cached.principal, res.settings):
-            decision = await _spend_request_token(res, principal, watch=True)  # the new tier's bucket
+            generation = decision.read_value
+            decision = await _spend_request_token(res, principal)  # the new tier's bucket
+            decision = replace(decision, read_value=generation)
         res.remember(principal, decision.read_value)
         return principal, decision
+    generation = await _user_generation(res, claims.user_id)
     principal = await res.accounts.authenticate_bearer(token, claims)
-    decision = await _spend_request_token(res, principal, watch=True)
-    res.remember(principal, decision.read_value)
+    decision = await _spend_request_token(res, principal)
+    res.remember(principal, generation)
     return principal, decision
+
+
+async def _user_generation(res: Resources, user_id: uuid.UUID) -> str | None:
+    """The user's generation in Redis, or None when Redis cannot say (then nothing is cached)."""
+    if res.limiter is None:
+        return None
+    try:
+        return await res.limiter.read(user_generation_key(user_id))
+    except REDIS_DOWN as exc:
+        log.warning("user_generation_unavailable", error=str(exc))
+        return None
 
 
 async def _spend_request_token(res: Resources, principal: Principal, *, watch: bool = False) -> Decision:
@@ -125,6 +154,22 @@ async def _spend_request_token(res: Resources, principal: Principal, *, watch: b
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+async def require_person(principal: CurrentPrincipal) -> Principal:
+    if not principal.is_person:
+        raise person_required()
+    return principal
+
+
+PersonPrincipal = Annotated[Principal, Depends(require_person)]
+
+
+async def refuse_api_keys(request: Request) -> None:
+    """For a whole router (``/api/v1/auth``): a request carrying an API key is refused (403)
+    before anything else, also on routes that need no credentials."""
+    if request.headers.get("x-api-key"):
+        raise person_required()
 
 
 async def require_admin(principal: CurrentPrincipal) -> Principal:

@@ -60,6 +60,7 @@ class Resources:
     _shards: ShardRouter | None = None
     # Which user owns a portfolio never changes: remembered per replica, bounded.
     portfolio_owners: dict[uuid.UUID, uuid.UUID] = field(default_factory=dict)
+    # Who is behind each session (login) seen lately, with the user's generation when it was read.
     principals: dict[uuid.UUID, CachedPrincipal] = field(default_factory=dict)
     # The AnomalyDetector deployment (a DeploymentHandle), set by the Serve ingress; None in a plain app.
     anomaly: DeploymentHandle[Any] | None = None
@@ -94,13 +95,16 @@ class Resources:
             log.warning("event_bus_unavailable", error=str(exc))
 
     def remember(self, principal: Principal, generation: str | None) -> None:
-        """Cache who a user is, only when their generation is known (Redis answered)."""
+        """Cache who is behind a session, only when the user's generation is known (Redis answered)
+        and was read before PostgreSQL was: a change made in between then shows as a new generation."""
+        if principal.session_id is None:
+            return
         if generation is None:
-            self.principals.pop(principal.user_id, None)
+            self.principals.pop(principal.session_id, None)
             return
         if len(self.principals) >= MAX_PRINCIPALS_CACHED:
             self.principals.clear()
-        self.principals[principal.user_id] = CachedPrincipal(principal, generation, time.monotonic())
+        self.principals[principal.session_id] = CachedPrincipal(principal, generation, time.monotonic())
 
     @property
     def shards(self) -> ShardRouter:

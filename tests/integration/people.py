@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import time
 import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import psycopg
+
+from wealthalloc.security import totp
 
 PASSWORD = "correct horse battery staple"
 
@@ -82,3 +89,115 @@ def error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
     assert body["code"] == code, body
     assert set(body) == {"code", "message", "details", "timestamp", "request_id"}
     return body
+
+
+# People with logins: each login is a session of its own ---------------------------------------------
+
+
+@dataclass
+class Login:
+    """One sign-in (a session): its access and refresh tokens."""
+
+    access_token: str
+    refresh_token: str
+    ip: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.access_token}", "X-Forwarded-For": self.ip}
+
+    @property
+    def claims(self) -> dict[str, Any]:
+        """The access token's claims, read without checking the signature (the server checks it)."""
+        payload = self.access_token.split(".")[1]
+        return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))  # type: ignore[no-any-return]
+
+
+@dataclass
+class Person:
+    """Someone registered through the API (premium, so tests rarely meet the rate limit)."""
+
+    http: httpx.Client
+    id: str
+    email: str
+    ip: str
+    password: str = PASSWORD
+
+    def try_login(self, **extra: str) -> httpx.Response:
+        return self.http.post(
+            "/api/v1/auth/login",
+            json={"email": self.email, "password": self.password, **extra},
+            headers={"X-Forwarded-For": self.ip},
+        )
+
+    def login(self, **extra: str) -> Login:
+        tokens = data(self.try_login(**extra))
+        return Login(tokens["access_token"], tokens["refresh_token"], self.ip)
+
+    def refresh(self, login: Login) -> Login:
+        response = self.http.post(
+            "/api/v1/auth/refresh",
+            json={"refresh_token": login.refresh_token},
+            headers={"X-Forwarded-For": self.ip},
+        )
+        tokens = data(response)
+        return Login(tokens["access_token"], tokens["refresh_token"], self.ip)
+
+
+def new_person(
+    http: httpx.Client, database_url: str, *, role: str = "investor", prefix: str = "sec"
+) -> Person:
+    ip = fresh_ip()
+    email = f"{prefix}-{uuid.uuid4().hex[:10]}@example.com"
+    created = http.post(
+        "/api/v1/auth/register",
+        json={"email": email, "password": PASSWORD, "full_name": "Test Person"},
+        headers={"X-Forwarded-For": ip},
+    )
+    user_id = data(created, 201)["id"]
+    with psycopg.connect(database_url) as conn:
+        conn.execute("UPDATE users SET role = %s, tier = 'premium' WHERE id = %s", (role, user_id))
+    return Person(http=http, id=user_id, email=email, ip=ip)
+
+
+def signed_in_long_ago(person: Person, login: Login, database_url: str, *, minutes: int = 60) -> Login:
+    """The same session as ``login`` as it is after a sign-in ``minutes`` ago and a refresh since:
+    a valid access token whose sign-in is no longer recent."""
+    with psycopg.connect(database_url) as conn:
+        conn.execute(
+            "UPDATE sessions SET authenticated_at = now() - make_interval(mins => %s) WHERE id = %s",
+            (minutes, login.claims["sid"]),
+        )
+    return person.refresh(login)
+
+
+class Authenticator:
+    """A person's authenticator app: the code of a 30-second step, each step given out once.
+
+    The server accepts the current step and one either side, each only once and in increasing
+    order, so this hands out the earliest step the server will still take, waiting for the
+    clock when all three are spent, and keeps clear of a step boundary about to pass.
+    """
+
+    def __init__(self, secret: str) -> None:
+        self.secret = secret
+        self.last_step: int | None = None
+
+    def code(self) -> str:
+        while True:
+            now = time.time()
+            current, into = divmod(now, totp.STEP_SECONDS)
+            earliest = int(current) - 1 if into < totp.STEP_SECONDS - 5 else int(current)
+            step = earliest if self.last_step is None else max(self.last_step + 1, earliest)
+            if step <= int(current) + 1:
+                self.last_step = step
+                return totp.code_at(self.secret, datetime.fromtimestamp(step * totp.STEP_SECONDS, UTC))
+            time.sleep(totp.STEP_SECONDS - into + 0.05)
+
+
+def turn_on_mfa(person: Person, login: Login) -> Authenticator:
+    setup = data(person.http.post("/api/v1/auth/mfa/setup", headers=login.headers))
+    app = Authenticator(setup["secret"])
+    enabled = person.http.post("/api/v1/auth/mfa/enable", json={"code": app.code()}, headers=login.headers)
+    assert enabled.status_code == 204, enabled.text
+    return app

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given
@@ -16,7 +18,9 @@ from wealthalloc.security.access import (
     Scope,
     access_to_user_data,
     may_manage_users,
+    needs_person,
     scopes_grantable,
+    signed_in_recently,
 )
 
 CALLER = uuid.UUID("00000000-0000-4000-8000-000000000001")
@@ -196,3 +200,32 @@ def test_roles_and_scopes_have_their_wire_names() -> None:
     assert [r.value for r in Role] == ["investor", "advisor", "admin"]
     assert [s.value for s in Scope] == ["read", "trade", "admin"]
     assert Role("advisor") is Role.ADVISOR
+
+
+# People and programs: what only a person may do, and what needs a recent sign-in -----------------
+
+NOW = datetime(2026, 3, 2, 14, 30, tzinfo=UTC)
+FRESH = timedelta(minutes=10)
+
+
+@pytest.mark.parametrize("role", list(Role))
+def test_a_bearer_token_is_a_person_and_no_api_key_is_whatever_its_scopes(role: Role) -> None:
+    assert not needs_person(_person(role))
+    for scopes in ([Scope.READ], [Scope.TRADE], [Scope.READ, Scope.TRADE], list(ALL_SCOPES)):
+        assert needs_person(_key(role, *scopes))
+
+
+def test_a_sign_in_within_the_window_is_recent_and_one_before_it_is_not() -> None:
+    person = _person(Role.INVESTOR)
+
+    assert signed_in_recently(replace(person, authenticated_at=NOW - FRESH), now=NOW, within=FRESH)
+    assert not signed_in_recently(
+        replace(person, authenticated_at=NOW - FRESH - timedelta(seconds=1)), now=NOW, within=FRESH
+    )
+
+
+def test_a_token_without_a_sign_in_time_or_an_api_key_is_never_recent() -> None:
+    assert not signed_in_recently(_person(Role.INVESTOR), now=NOW, within=FRESH)
+    assert not signed_in_recently(
+        replace(_key(Role.ADMIN, *ALL_SCOPES), authenticated_at=NOW), now=NOW, within=FRESH
+    )

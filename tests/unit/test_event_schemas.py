@@ -121,6 +121,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "model_version": "lstm-ae-7",
     },
     "prices.updated": {"symbols": ["AAPL", "MSFT"], "as_of": "2022-12-28", "prices": {"AAPL": "126.04"}},
+    "auth.registration_existing_account": {"email": "owner@example.com", "ip": "203.0.113.7"},
     "price_alert.triggered": {
         "alert_id": uuid.uuid4(),
         "symbol": "AAPL",

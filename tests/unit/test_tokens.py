@@ -36,6 +36,8 @@ SECRET = "s" * 33 + "-the-active-signing-secret-0001"
 OLD_SECRET = "o" * 32 + "-the-retired-signing-secret-0001"
 OTHER_SECRET = "x" * 32 + "-somebody-elses-signing-secret-1"
 USER_ID = uuid.UUID("7b0c6a52-4a8f-4d0e-9a55-0c1f9c3b2d11")
+SESSION_ID = uuid.UUID("5d0e1c2b-3a49-4f5e-8d7c-6b5a49382716")
+SIGNED_IN = NOW - timedelta(hours=2)
 
 
 @pytest.fixture
@@ -45,7 +47,14 @@ def ring() -> KeyRing:
 
 def _issue(ring: KeyRing, *, now: datetime = NOW, ttl: timedelta = TTL) -> str:
     return issue_access_token(
-        ring, user_id=USER_ID, email="alice@example.com", role="investor", now=now, ttl=ttl
+        ring,
+        user_id=USER_ID,
+        email="alice@example.com",
+        role="investor",
+        now=now,
+        ttl=ttl,
+        session_id=SESSION_ID,
+        authenticated_at=min(now, SIGNED_IN),
     ).token
 
 
@@ -83,7 +92,14 @@ def _reason(ring: KeyRing, token: str, *, now: datetime = NOW) -> str:
 
 def test_an_issued_token_decodes_to_the_claims_it_was_issued_with(ring: KeyRing) -> None:
     issued = issue_access_token(
-        ring, user_id=USER_ID, email="alice@example.com", role="advisor", now=NOW, ttl=TTL
+        ring,
+        user_id=USER_ID,
+        email="alice@example.com",
+        role="advisor",
+        now=NOW,
+        ttl=TTL,
+        session_id=SESSION_ID,
+        authenticated_at=SIGNED_IN,
     )
 
     claims = decode_access_token(ring, issued.token, now=NOW)
@@ -93,11 +109,55 @@ def test_an_issued_token_decodes_to_the_claims_it_was_issued_with(ring: KeyRing)
     assert claims.email == "alice@example.com"
     assert claims.role == "advisor"
     assert claims.expires_at - claims.issued_at == TTL
+    assert claims.session_id == SESSION_ID
+    assert claims.authenticated_at == SIGNED_IN.replace(microsecond=0)
+
+
+def test_a_refreshed_token_keeps_the_sign_in_time_of_its_login_not_its_own_issue_time(
+    ring: KeyRing,
+) -> None:
+    later = NOW + timedelta(hours=5)
+    token = _issue(ring, now=later)
+
+    claims = decode_access_token(ring, token, now=later)
+
+    assert claims.issued_at == later.replace(microsecond=0)
+    assert claims.authenticated_at == SIGNED_IN.replace(microsecond=0)
+    assert json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))["sid"] == str(SESSION_ID)
+
+
+def test_a_token_from_before_sessions_decodes_without_a_session(ring: KeyRing) -> None:
+    token = jwt.encode(_claims(), SECRET, algorithm="HS256", headers={"kid": ring.active_kid})
+
+    claims = decode_access_token(ring, token, now=NOW)
+
+    assert claims.session_id is None and claims.authenticated_at is None
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"sid": "not-a-uuid"}, {"auth_time": "yesterday"}, {"auth_time": int(NOW.timestamp()) + 3600}],
+)
+def test_a_malformed_session_or_a_sign_in_after_the_token_is_refused(
+    ring: KeyRing, overrides: dict[str, Any]
+) -> None:
+    token = jwt.encode(_claims(**overrides), SECRET, algorithm="HS256", headers={"kid": ring.active_kid})
+
+    with pytest.raises(InvalidToken) as raised:
+        decode_access_token(ring, token, now=NOW)
+    assert raised.value.reason == "malformed"
 
 
 def test_the_issue_time_is_whole_seconds_because_jwt_times_are(ring: KeyRing) -> None:
     issued = issue_access_token(
-        ring, user_id=USER_ID, email="alice@example.com", role="investor", now=NOW, ttl=TTL
+        ring,
+        user_id=USER_ID,
+        email="alice@example.com",
+        role="investor",
+        now=NOW,
+        ttl=TTL,
+        session_id=SESSION_ID,
+        authenticated_at=SIGNED_IN,
     )
 
     assert issued.claims.issued_at == NOW.replace(microsecond=0)

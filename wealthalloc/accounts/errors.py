@@ -32,3 +32,37 @@ def limiter_unavailable() -> AccountError:
         {"reason": "the login rate limiter cannot be reached"},
         headers={"Retry-After": "5"},
     )
+
+
+def person_required() -> AccountError:
+    return AccountError(
+        403,
+        "FORBIDDEN",
+        "This needs a signed-in person (a bearer token from /api/v1/auth/login), not an API key.",
+        {"reason": "api_key_not_allowed"},
+    )
+
+
+def reauthentication_required(max_age_s: int) -> AccountError:
+    """A step-up request (RFC 9470): the sign-in behind this token is too old for the change asked."""
+    minutes = max_age_s // 60
+    return AccountError(
+        401,
+        "REAUTHENTICATION_REQUIRED",
+        f"This change needs a sign-in from the last {minutes} minutes: sign in again, then retry.",
+        {"max_age_seconds": max_age_s},
+        headers={
+            "WWW-Authenticate": (
+                'Bearer error="insufficient_user_authentication", '
+                f'error_description="A more recent sign-in is required", max_age="{max_age_s}"'
+            )
+        },
+    )
+
+
+def mfa_required() -> AccountError:
+    return AccountError(401, "MFA_REQUIRED", "This account uses two-factor authentication: send totp_code.")
+
+
+def invalid_mfa_code() -> AccountError:
+    return AccountError(401, "INVALID_MFA_CODE", "The two-factor code is not valid or was already used.")

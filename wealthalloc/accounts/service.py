@@ -14,6 +14,22 @@ Failed logins and lockout
     password spraying across many accounts without one person's typos locking
     out everyone behind the same address.
 
+Sessions
+    Each login is a session (a row of ``sessions``, whose id is the refresh
+    tokens' family and the access tokens' ``sid``). A sign-out, a password
+    change, an MFA change, a role change or a deletion revokes sessions in
+    PostgreSQL and bumps the user's generation in Redis, so every replica
+    drops its cached view and re-checks the session on the next request: the
+    access tokens of a revoked session stop at once, not when they expire.
+
+Step-up
+    Changing MFA or API keys needs a person (never an API key) whose sign-in
+    is recent (``fresh_login_minutes``; refreshes do not count) and, when MFA
+    is on, the current TOTP code. Changing the password or turning MFA off
+    needs the current password too. Wrong passwords and codes there count
+    towards the same lockout as at login, so a stolen token cannot be used to
+    guess them.
+
 When Redis is down
     Logins and registrations answer 503: without the shared counters neither
     the lockout nor the per-address limit could be enforced, and failing open
@@ -36,13 +52,17 @@ from wealthalloc.accounts.emails import InvalidEmail, normalise_email
 from wealthalloc.accounts.errors import (
     AccountError,
     invalid_credentials,
+    invalid_mfa_code,
     limiter_unavailable,
+    mfa_required,
+    person_required,
+    reauthentication_required,
     unauthenticated,
 )
 from wealthalloc.config import Settings
 from wealthalloc.logging import get_logger
 from wealthalloc.security import totp
-from wealthalloc.security.access import Principal, Role, Scope, scopes_grantable
+from wealthalloc.security.access import Principal, Role, Scope, scopes_grantable, signed_in_recently
 from wealthalloc.security.password_policy import password_problems
 from wealthalloc.security.passwords import hash_password, needs_rehash, verify_password
 from wealthalloc.security.rate_limits import login_ip_limit, user_generation_key
@@ -59,6 +79,7 @@ from wealthalloc.security.tokens import (
 )
 from wealthalloc.storage import accounts as store
 from wealthalloc.storage.audit import append_audit, new_entry
+from wealthalloc.storage.outbox import add_event
 from wealthalloc.storage.postgres import AsyncPool
 from wealthalloc.storage.rate_limiter import RateLimiter
 
@@ -66,6 +87,8 @@ log = get_logger(__name__)
 
 REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 API_KEY_TOUCH_INTERVAL = timedelta(minutes=1)
+# Notices for people about their own account; read by the mailer (a later issue), not by webhooks.
+ACCOUNT_NOTICES_TOPIC = "accounts.notices"
 
 
 def utc_now() -> datetime:
@@ -146,15 +169,15 @@ class AccountService:
     async def register(
         self, *, email: str, password: str, full_name: str | None, risk_tolerance: str, ip: str
     ) -> dict[str, Any]:
+        """A new investor account; a taken address is answered exactly the same way.
+
+        Saying "this address has an account" would let anyone find out who uses the platform, so
+        a taken address goes through the same work (policy, bcrypt, one insert) and gets a 201
+        with a stand-in user whose id matches nothing, and nothing is created. The owner is told
+        instead: an outbox event for the mailer and an audit entry.
+        """
         address = _valid_email(email)
-        problems = password_problems(password, email=address)
-        if problems:
-            raise AccountError(
-                400,
-                "WEAK_PASSWORD",
-                "The password does not meet the policy.",
-                [{"field": "password", "message": p} for p in problems],
-            )
+        await self._check_new_password(password, email=address, full_name=full_name)
         await self._check_ip_budget(ip)
         password_hash = await asyncio.to_thread(hash_password, password, rounds=self._settings.bcrypt_rounds)
         async with self._pool.connection() as conn, conn.transaction():
@@ -166,10 +189,18 @@ class AccountService:
                 risk_tolerance=risk_tolerance,
             )
             if row is None:
-                raise AccountError(409, "EMAIL_TAKEN", "An account with this email already exists.")
-            await append_audit(
-                conn, new_entry("auth.register", actor_id=row["id"], subject=f"user:{row['id']}", ip=ip)
-            )
+                await _tell_the_owner_of(conn, address, ip=ip)
+                row = await store.stand_in_user(
+                    conn,
+                    email=address,
+                    password_hash=password_hash,
+                    full_name=full_name,
+                    risk_tolerance=risk_tolerance,
+                )
+            else:
+                await append_audit(
+                    conn, new_entry("auth.register", actor_id=row["id"], subject=f"user:{row['id']}", ip=ip)
+                )
         return public_user(row)
 
     async def login(self, *, email: str, password: str, totp_code: str | None, ip: str) -> TokenPair:
@@ -204,9 +235,7 @@ class AccountService:
 
         if user["mfa_enabled"]:
             if not totp_code:
-                raise AccountError(
-                    401, "MFA_REQUIRED", "This account uses two-factor authentication: send totp_code."
-                )
+                raise mfa_required()
             step = totp.accepted_step(
                 user["mfa_secret"], totp_code, now=now, last_step=user["mfa_last_counter"]
             )
@@ -217,9 +246,7 @@ class AccountService:
             if not claimed:
                 await self._audit("auth.mfa_failed", user_id, ip, {"attempt": attempts})
                 await self._lock_when_due(user_id, attempts, ip, now)
-                raise AccountError(
-                    401, "INVALID_MFA_CODE", "The two-factor code is not valid or was already used."
-                )
+                raise invalid_mfa_code()
 
         await self._reset_attempts(user_id)
         async with self._pool.connection() as conn, conn.transaction():
@@ -229,7 +256,9 @@ class AccountService:
                     hash_password, password, rounds=self._settings.bcrypt_rounds
                 )
                 await store.update_password_hash(conn, user_id, new_hash)
-            pair = await self._issue_pair(conn, user, family_id=uuid.uuid4())
+            session_id = uuid.uuid4()
+            await store.insert_session(conn, session_id=session_id, user_id=user_id, authenticated_at=now)
+            pair = await self._issue_pair(conn, user, session_id=session_id, authenticated_at=now)
             await append_audit(
                 conn, new_entry("auth.login", actor_id=user_id, subject=f"user:{user_id}", ip=ip)
             )
@@ -261,13 +290,22 @@ class AccountService:
                 )
             else:
                 user = await store.user_by_id(conn, row["user_id"])
-                if user is None:
+                session = await store.session(conn, row["family_id"])
+                if user is None or session is None or session["revoked_at"] is not None:
                     raise AccountError(
                         401, "INVALID_REFRESH_TOKEN", "The refresh token is not valid; sign in again."
                     )
-                pair = await self._issue_pair(conn, user, family_id=row["family_id"], replaces=row["id"])
+                # The new access token keeps the login's sign-in time: a refresh is not a sign-in.
+                pair = await self._issue_pair(
+                    conn,
+                    user,
+                    session_id=row["family_id"],
+                    authenticated_at=session["authenticated_at"],
+                    replaces=row["id"],
+                )
         if reused_family is not None:
             log.warning("refresh_token_reused", family_id=str(reused_family))
+            await self._bump_generation(row["user_id"])
             raise AccountError(
                 401,
                 "REFRESH_TOKEN_REUSED",
@@ -276,6 +314,7 @@ class AccountService:
         return pair
 
     async def logout(self, *, refresh_token: str, ip: str) -> None:
+        """End the login the refresh token belongs to, its access tokens included (at once)."""
         async with self._pool.connection() as conn, conn.transaction():
             row = await store.refresh_token_for_update(conn, digest(refresh_token))
             if row is None or row["revoked_at"] is not None:
@@ -285,6 +324,7 @@ class AccountService:
                 conn,
                 new_entry("auth.logout", actor_id=row["user_id"], subject=f"user:{row['user_id']}", ip=ip),
             )
+        await self._bump_generation(row["user_id"])
 
     # Authenticating requests ---------------------------------------------------------------------
 
@@ -296,11 +336,17 @@ class AccountService:
             raise unauthenticated(f"token_{exc.reason}") from exc
 
     async def authenticate_bearer(self, token: str, claims: AccessClaims | None = None) -> Principal:
+        """The person behind a bearer token, checked against PostgreSQL: the user exists and the
+        login (session) the token belongs to has not ended."""
         claims = claims or self.verify_bearer(token)
+        if claims.session_id is None:
+            # Issued before tokens named their session; such a token cannot be revoked, so it is not
+            # accepted (it would have expired within access_token_minutes anyway).
+            raise unauthenticated("token_without_session")
         async with self._pool.connection() as conn:
-            user = await store.user_by_id(conn, claims.user_id)
+            user = await store.user_in_live_session(conn, claims.user_id, claims.session_id)
         if user is None:
-            raise unauthenticated("user_not_found")
+            raise unauthenticated("session_ended")
         # The role and tier come from the database, not the token: a demotion takes effect at once.
         return Principal(
             user_id=user["id"],
@@ -308,6 +354,8 @@ class AccountService:
             role=Role(user["role"]),
             tier=user["tier"],
             token_id=claims.token_id,
+            session_id=claims.session_id,
+            authenticated_at=claims.authenticated_at,
         )
 
     async def authenticate_api_key(self, key: str) -> Principal:
@@ -363,6 +411,7 @@ class AccountService:
     # MFA -----------------------------------------------------------------------------------------
 
     async def mfa_setup(self, principal: Principal, *, ip: str) -> totp.MfaSetup:
+        self._require_recent_sign_in(principal)
         setup = totp.new_setup(email=principal.email, issuer=self._settings.mfa_issuer)
         async with self._pool.connection() as conn, conn.transaction():
             user = await store.user_by_id(conn, principal.user_id, for_update=True)
@@ -380,6 +429,8 @@ class AccountService:
         return setup
 
     async def mfa_enable(self, principal: Principal, code: str, *, ip: str) -> None:
+        """Turn TOTP on; the person's other logins end, since they were made without it."""
+        self._require_recent_sign_in(principal)
         async with self._pool.connection() as conn, conn.transaction():
             user = await store.user_by_id(conn, principal.user_id, for_update=True)
             if user is None:
@@ -395,20 +446,100 @@ class AccountService:
                 raise AccountError(
                     400, "INVALID_MFA_CODE", "The two-factor code is not valid or was already used."
                 )
+            ended = await store.revoke_sessions_of(
+                conn, principal.user_id, except_session=principal.session_id
+            )
             await append_audit(
                 conn,
                 new_entry(
-                    "auth.mfa_enabled", actor_id=principal.user_id, subject=f"user:{principal.user_id}", ip=ip
+                    "auth.mfa_enabled",
+                    actor_id=principal.user_id,
+                    subject=f"user:{principal.user_id}",
+                    details={"sessions_ended": ended},
+                    ip=ip,
                 ),
             )
+        await self._bump_generation(principal.user_id)
+
+    async def mfa_disable(self, principal: Principal, *, password: str, code: str, ip: str) -> None:
+        """Turn TOTP off: a recent sign-in, the password and a current code. Other logins end."""
+        self._require_recent_sign_in(principal)
+        user = await self._user_of(principal)
+        if not user["mfa_enabled"]:
+            raise AccountError(409, "MFA_NOT_ENABLED", "Two-factor authentication is not on.")
+        await self._prove_it_is_them(user, password=password, totp_code=code, ip=ip, action="mfa_disable")
+        async with self._pool.connection() as conn, conn.transaction():
+            await store.disable_mfa(conn, principal.user_id)
+            ended = await store.revoke_sessions_of(
+                conn, principal.user_id, except_session=principal.session_id
+            )
+            await append_audit(
+                conn,
+                new_entry(
+                    "auth.mfa_disabled",
+                    actor_id=principal.user_id,
+                    subject=f"user:{principal.user_id}",
+                    details={"sessions_ended": ended},
+                    ip=ip,
+                ),
+            )
+        await self._bump_generation(principal.user_id)
+
+    # Password ------------------------------------------------------------------------------------
+
+    async def change_password(
+        self,
+        principal: Principal,
+        *,
+        current_password: str,
+        new_password: str,
+        totp_code: str | None,
+        ip: str,
+    ) -> None:
+        """A new password, proved by the current one (and a code when MFA is on).
+
+        Every other login of the person ends (whoever else knew the old password is signed out);
+        the login making the change goes on, since it has just proved both factors. API keys stay:
+        they are revoked one by one, on purpose.
+        """
+        if not principal.is_person:
+            raise person_required()
+        user = await self._user_of(principal)
+        await self._check_new_password(new_password, email=user["email"], full_name=user["full_name"])
+        await self._prove_it_is_them(
+            user, password=current_password, totp_code=totp_code, ip=ip, action="password_change"
+        )
+        new_hash = await asyncio.to_thread(hash_password, new_password, rounds=self._settings.bcrypt_rounds)
+        async with self._pool.connection() as conn, conn.transaction():
+            await store.update_password_hash(conn, principal.user_id, new_hash)
+            ended = await store.revoke_sessions_of(
+                conn, principal.user_id, except_session=principal.session_id
+            )
+            await append_audit(
+                conn,
+                new_entry(
+                    "auth.password_changed",
+                    actor_id=principal.user_id,
+                    subject=f"user:{principal.user_id}",
+                    details={"sessions_ended": ended},
+                    ip=ip,
+                ),
+            )
+        await self._bump_generation(principal.user_id)
 
     # API keys ------------------------------------------------------------------------------------
 
     async def create_api_key(
-        self, principal: Principal, *, name: str, scopes: Iterable[Scope], ip: str
+        self,
+        principal: Principal,
+        *,
+        name: str,
+        scopes: Iterable[Scope],
+        totp_code: str | None = None,
+        ip: str,
     ) -> CreatedApiKey:
-        if principal.api_key_id is not None:
-            raise AccountError(403, "FORBIDDEN", "API keys cannot create API keys; sign in as the person.")
+        """A key for a program: only a person with a recent sign-in (and their code when MFA is on)."""
+        self._require_recent_sign_in(principal)
         wanted = frozenset(scopes)
         refused = sorted(wanted - scopes_grantable(principal.role))
         if refused:
@@ -418,6 +549,9 @@ class AccountService:
                 f"Your role cannot grant: {', '.join(refused)}.",
                 {"scopes": refused},
             )
+        await self._prove_it_is_them(
+            await self._user_of(principal), totp_code=totp_code, ip=ip, action="api_key_create"
+        )
         new = new_api_key()
         expires_at = self._now() + timedelta(days=self._settings.api_key_days)
         async with self._pool.connection() as conn, conn.transaction():
@@ -443,10 +577,18 @@ class AccountService:
         return CreatedApiKey(key=new.key, record=record)
 
     async def list_api_keys(self, principal: Principal) -> list[dict[str, Any]]:
+        if not principal.is_person:
+            raise person_required()
         async with self._pool.connection() as conn:
             return await store.api_keys_of(conn, principal.user_id)
 
-    async def revoke_api_key(self, principal: Principal, key_id: uuid.UUID, *, ip: str) -> dict[str, Any]:
+    async def revoke_api_key(
+        self, principal: Principal, key_id: uuid.UUID, *, totp_code: str | None = None, ip: str
+    ) -> dict[str, Any]:
+        self._require_recent_sign_in(principal)
+        await self._prove_it_is_them(
+            await self._user_of(principal), totp_code=totp_code, ip=ip, action="api_key_revoke"
+        )
         async with self._pool.connection() as conn, conn.transaction():
             record = await store.revoke_api_key(conn, principal.user_id, key_id)
             if record is None:
@@ -553,16 +695,22 @@ class AccountService:
         if admin.user_id == user_id and role is not None and role is not Role.ADMIN:
             raise AccountError(409, "CONFLICT", "An admin cannot take the admin role from themself.")
         async with self._pool.connection() as conn, conn.transaction():
+            before = await store.user_by_id(conn, user_id, for_update=True)
             row = await store.set_role_and_tier(conn, user_id, role=role.value if role else None, tier=tier)
-            if row is None:
+            if before is None or row is None:
                 raise AccountError(404, "NOT_FOUND", "No such user.")
+            # A new role is a new set of powers: the person signs in again to use them, and no token
+            # or cached view from before goes on acting under the old ones.
+            ended = 0
+            if row["role"] != before["role"]:
+                ended = await store.revoke_sessions_of(conn, user_id)
             await append_audit(
                 conn,
                 new_entry(
                     "admin.user_updated",
                     actor_id=admin.user_id,
                     subject=f"user:{user_id}",
-                    details={"role": role.value if role else None, "tier": tier},
+                    details={"role": role.value if role else None, "tier": tier, "sessions_ended": ended},
                     ip=ip,
                 ),
             )
@@ -597,19 +745,27 @@ class AccountService:
         conn: store.Conn,
         user: dict[str, Any],
         *,
-        family_id: uuid.UUID,
+        session_id: uuid.UUID,
+        authenticated_at: datetime,
         replaces: uuid.UUID | None = None,
     ) -> TokenPair:
         now = self._now()
         ttl = timedelta(minutes=self._settings.access_token_minutes)
         access = issue_access_token(
-            self._keys, user_id=user["id"], email=user["email"], role=user["role"], now=now, ttl=ttl
+            self._keys,
+            user_id=user["id"],
+            email=user["email"],
+            role=user["role"],
+            now=now,
+            ttl=ttl,
+            session_id=session_id,
+            authenticated_at=authenticated_at,
         )
         refresh = new_refresh_token()
         new_id = await store.insert_refresh_token(
             conn,
             user_id=user["id"],
-            family_id=family_id,
+            family_id=session_id,
             token_hash=digest(refresh),
             expires_at=now + timedelta(days=self._settings.refresh_token_days),
         )
@@ -621,6 +777,80 @@ class AccountService:
             expires_in=int(ttl.total_seconds()),
             user=public_user(user),
         )
+
+    def _require_recent_sign_in(self, principal: Principal) -> None:
+        if not principal.is_person:
+            raise person_required()
+        window = timedelta(minutes=self._settings.fresh_login_minutes)
+        if not signed_in_recently(principal, now=self._now(), within=window):
+            raise reauthentication_required(int(window.total_seconds()))
+
+    async def _user_of(self, principal: Principal) -> dict[str, Any]:
+        async with self._pool.connection() as conn:
+            user = await store.user_by_id(conn, principal.user_id)
+        if user is None:
+            raise unauthenticated("user_not_found")
+        return user
+
+    async def _check_new_password(self, password: str, *, email: str, full_name: str | None) -> None:
+        # In a thread: the strength estimate takes milliseconds of CPU, too long for the event loop.
+        problems = await asyncio.to_thread(
+            password_problems, password, email=email, user_inputs=[full_name or ""]
+        )
+        if problems:
+            raise AccountError(
+                400,
+                "WEAK_PASSWORD",
+                "The password does not meet the policy.",
+                [{"field": "password", "message": p} for p in problems],
+            )
+
+    async def _prove_it_is_them(
+        self,
+        user: dict[str, Any],
+        *,
+        password: str | None = None,
+        totp_code: str | None = None,
+        ip: str,
+        action: str,
+    ) -> None:
+        """Check the password (when asked for) and, when MFA is on, a current code, for a change a
+        signed-in person makes. Failures count towards the login lockout, so a stolen access token
+        gives no more guesses than the login form does."""
+        needs_code = bool(user["mfa_enabled"])
+        if password is None and not needs_code:
+            return
+        if needs_code and not totp_code:
+            raise mfa_required()
+        user_id: uuid.UUID = user["id"]
+        now = self._now()
+        if user["locked_until"] is not None and user["locked_until"] > now:
+            raise _locked(user["locked_until"], now)
+        attempts = await self._count_attempt(user_id)
+        if attempts > self._settings.lockout_threshold:
+            raise _locked(await self._lock(user_id, attempts, ip), now)
+        if password is not None and not await asyncio.to_thread(
+            verify_password, password, user["password_hash"]
+        ):
+            await self._audit(
+                "auth.reauthentication_failed", user_id, ip, {"reason": "password", "during": action}
+            )
+            await self._lock_when_due(user_id, attempts, ip, now)
+            raise AccountError(401, "INVALID_CREDENTIALS", "The current password is not correct.")
+        if needs_code:
+            assert totp_code is not None
+            step = totp.accepted_step(
+                user["mfa_secret"], totp_code, now=now, last_step=user["mfa_last_counter"]
+            )
+            claimed = False
+            if step is not None:
+                async with self._pool.connection() as conn, conn.transaction():
+                    claimed = await store.claim_mfa_step(conn, user_id, step)
+            if not claimed:
+                await self._audit("auth.mfa_failed", user_id, ip, {"attempt": attempts, "during": action})
+                await self._lock_when_due(user_id, attempts, ip, now)
+                raise invalid_mfa_code()
+        await self._reset_attempts(user_id)
 
     async def _check_ip_budget(self, ip: str) -> None:
         try:
@@ -690,6 +920,31 @@ class AccountService:
             await append_audit(
                 conn, new_entry(action, actor_id=user_id, subject=subject, details=details, ip=ip)
             )
+
+
+async def _tell_the_owner_of(conn: store.Conn, address: str, *, ip: str) -> None:
+    """Someone registered a taken address: a notice for the owner (outbox, for the mailer) and the
+    audit trail. A deleted account keeps its address reserved and gets the audit entry only."""
+    owner = await store.user_by_email(conn, address)
+    if owner is not None:
+        await add_event(
+            conn,
+            topic=ACCOUNT_NOTICES_TOPIC,
+            event_type="auth.registration_existing_account",
+            user_id=owner["id"],
+            aggregate_id=owner["id"],
+            payload={"email": owner["email"], "ip": ip[:100]},
+        )
+    await append_audit(
+        conn,
+        new_entry(
+            "auth.registration_existing_account",
+            actor_id=None,
+            subject=f"user:{owner['id']}" if owner is not None else None,
+            details={"account": "active" if owner is not None else "deleted"},
+            ip=ip,
+        ),
+    )
 
 
 def _valid_email(raw: str) -> str:

@@ -286,3 +286,15 @@ class PriceAlertTriggeredV1(EventPayload):
     price: Decimal
     as_of: date | datetime
     note: str | None = None
+
+
+# Accounts (topic accounts.notices; read by the mailer, not by webhooks) ------------------------------
+
+
+@register("auth.registration_existing_account")
+class RegistrationExistingAccountV1(EventPayload):
+    """Someone registered the address of an existing account. The owner is to be told (a sign-in
+    or password-reset hint); the caller is answered as for a new account, so addresses do not leak."""
+
+    email: str = Field(min_length=3, max_length=320)
+    ip: str | None = Field(default=None, max_length=100)

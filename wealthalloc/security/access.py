@@ -14,6 +14,15 @@ User management    -         -        RW
 A caller asking for something it may not even read is told it does not exist
 (404), so ids of other people's portfolios, orders and lots do not leak; a
 caller that may read but not write (an advisor) is told 403.
+
+An API key acts for its owner within its scopes: ``read`` reads, ``trade``
+also writes the owner's portfolios (orders, cancels, deposits). Whatever can
+take money out or hand the account to someone else needs the person
+themself, with a bearer token: withdrawals, API keys, webhooks, MFA, the
+password, the profile, advisor links (:func:`needs_person`). Changing MFA or
+API keys also needs a recent sign-in (:func:`signed_in_recently`), so a
+stolen access token cannot entrench itself. ``docs/security.md`` has the
+whole matrix, route by route.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from __future__ import annotations
 import enum
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 
 class Role(enum.StrEnum):
@@ -57,10 +67,34 @@ class Principal:
     api_key_id: uuid.UUID | None = None
     scopes: frozenset[Scope] = field(default_factory=lambda: ALL_SCOPES)
     token_id: str | None = None
+    # The login (refresh-token family) a bearer token belongs to, and when its password was checked.
+    session_id: uuid.UUID | None = None
+    authenticated_at: datetime | None = None
 
     @property
     def is_admin(self) -> bool:
         return self.role is Role.ADMIN and Scope.ADMIN in self.scopes
+
+    @property
+    def is_person(self) -> bool:
+        """A person signed in with a bearer token, not a program holding one of their API keys."""
+        return self.api_key_id is None
+
+
+def needs_person(principal: Principal) -> bool:
+    """Whether ``principal`` is refused an action reserved to people (keys, MFA, withdrawals ...)."""
+    return not principal.is_person
+
+
+def signed_in_recently(principal: Principal, *, now: datetime, within: timedelta) -> bool:
+    """Whether the person proved who they are (password, and TOTP when on) within ``within`` of ``now``.
+
+    The time is the login's, not the token's: refreshing keeps a session going but does not make
+    it fresh, so a stolen refresh token cannot be turned into the right to change MFA or keys.
+    """
+    if not principal.is_person or principal.authenticated_at is None:
+        return False
+    return now - principal.authenticated_at <= within
 
 
 def access_to_user_data(principal: Principal, owner_id: uuid.UUID, *, linked_advisor: bool) -> Access:

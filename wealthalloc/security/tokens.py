@@ -6,6 +6,14 @@ rotated: the new key signs, retired keys still verify until the tokens they
 signed have expired. Only HS256 is accepted, whatever a token's header claims,
 so ``alg: none`` and algorithm-confusion tokens fail like forged ones.
 
+Every access token names the login it belongs to (``sid``, the refresh-token
+family, kept as a row of ``sessions``) and when the person last proved who they
+are with a password (``auth_time``, as in OpenID Connect; carried unchanged
+through refreshes). The session lets a sign-out end the access tokens of that
+login at once; ``auth_time`` lets MFA and API-key changes ask for a recent
+sign-in. Tokens from before these claims decode with both as ``None``, and the
+account service refuses them.
+
 Refresh tokens and API keys are random strings with 256 bits of entropy. They
 are stored as SHA-256 digests: a slow hash (bcrypt) protects guessable human
 passwords, but a digest of an unguessable token is already irreversible, and a
@@ -69,6 +77,8 @@ class AccessClaims:
     token_id: str
     issued_at: datetime
     expires_at: datetime
+    session_id: uuid.UUID | None = None
+    authenticated_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -78,7 +88,15 @@ class IssuedToken:
 
 
 def issue_access_token(
-    ring: KeyRing, *, user_id: uuid.UUID, email: str, role: str, now: datetime, ttl: timedelta
+    ring: KeyRing,
+    *,
+    user_id: uuid.UUID,
+    email: str,
+    role: str,
+    now: datetime,
+    ttl: timedelta,
+    session_id: uuid.UUID,
+    authenticated_at: datetime,
 ) -> IssuedToken:
     issued = now.replace(microsecond=0)
     claims = AccessClaims(
@@ -88,6 +106,8 @@ def issue_access_token(
         token_id=uuid.uuid4().hex,
         issued_at=issued,
         expires_at=issued + ttl,
+        session_id=session_id,
+        authenticated_at=authenticated_at.replace(microsecond=0),
     )
     payload = {
         "sub": str(user_id),
@@ -96,6 +116,8 @@ def issue_access_token(
         "jti": claims.token_id,
         "iat": int(issued.timestamp()),
         "exp": int(claims.expires_at.timestamp()),
+        "sid": str(session_id),
+        "auth_time": int(authenticated_at.timestamp()),
     }
     token = jwt.encode(
         payload, ring.keys[ring.active_kid], algorithm=ALGORITHM, headers={"kid": ring.active_kid}
@@ -128,8 +150,14 @@ def decode_access_token(ring: KeyRing, token: str, *, now: datetime) -> AccessCl
         expires_at = datetime.fromtimestamp(int(payload["exp"]), UTC)
         issued_at = datetime.fromtimestamp(int(payload["iat"]), UTC)
         user_id = uuid.UUID(str(payload["sub"]))
+        session_id = uuid.UUID(str(payload["sid"])) if "sid" in payload else None
+        authenticated_at = (
+            datetime.fromtimestamp(int(payload["auth_time"]), UTC) if "auth_time" in payload else None
+        )
     except (TypeError, ValueError, OverflowError, OSError) as exc:  # OSError: a time past year 9999
         raise InvalidToken("malformed") from exc
+    if authenticated_at is not None and authenticated_at > issued_at:
+        raise InvalidToken("malformed")  # a sign-in cannot come after the token it produced
     # Checked against the injected clock, not the wall clock, so tests and replays are deterministic.
     if expires_at <= now:
         raise InvalidToken("expired")
@@ -142,6 +170,8 @@ def decode_access_token(ring: KeyRing, token: str, *, now: datetime) -> AccessCl
         token_id=str(payload["jti"]),
         issued_at=issued_at,
         expires_at=expires_at,
+        session_id=session_id,
+        authenticated_at=authenticated_at,
     )
 
 

@@ -1,4 +1,4 @@
-"""Users, refresh tokens, API keys and advisor links in PostgreSQL.
+"""Users, sessions, refresh tokens, API keys and advisor links in PostgreSQL.
 
 Plain parameterised SQL (never string-built), one function per question or
 change, each taking the connection so the caller decides the transaction.
@@ -130,6 +130,34 @@ async def claim_mfa_step(conn: Conn, user_id: uuid.UUID, step: int, *, enable: b
     return await cur.fetchone() is not None
 
 
+async def disable_mfa(conn: Conn, user_id: uuid.UUID) -> None:
+    """MFA off and its secret forgotten: turning it on again starts from a new secret."""
+    await conn.execute(
+        """UPDATE users SET mfa_enabled = false, mfa_secret = NULL, mfa_last_counter = NULL,
+                  updated_date = now()
+           WHERE id = %s""",
+        (user_id,),
+    )
+
+
+async def stand_in_user(
+    conn: Conn, *, email: str, password_hash: str, full_name: str | None, risk_tolerance: str
+) -> Row:
+    """The row registering ``email`` would have created, inserted under a placeholder address and
+    rolled back at once: an answer for a taken address with the real defaults, clock and shape,
+    and an id that matches nothing."""
+    async with conn.transaction(force_rollback=True):
+        row = await insert_user(
+            conn,
+            email=f"{uuid.uuid4().hex}@stand-in.invalid",
+            password_hash=password_hash,
+            full_name=full_name,
+            risk_tolerance=risk_tolerance,
+        )
+    assert row is not None
+    return {**row, "email": email}
+
+
 async def soft_delete_user(conn: Conn, user_id: uuid.UUID) -> bool:
     cur = await conn.execute(
         "UPDATE users SET deleted_at = now(), updated_date = now() WHERE id = %s AND deleted_at IS NULL "
@@ -137,13 +165,61 @@ async def soft_delete_user(conn: Conn, user_id: uuid.UUID) -> bool:
         (user_id,),
     )
     found = await cur.fetchone() is not None
-    await conn.execute(
-        "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = %s AND revoked_at IS NULL", (user_id,)
-    )
+    await revoke_sessions_of(conn, user_id)
     await conn.execute(
         "UPDATE api_keys SET revoked_at = now() WHERE user_id = %s AND revoked_at IS NULL", (user_id,)
     )
     return found
+
+
+# Sessions (one per login) --------------------------------------------------------------------------
+
+
+async def insert_session(
+    conn: Conn, *, session_id: uuid.UUID, user_id: uuid.UUID, authenticated_at: datetime
+) -> None:
+    await conn.execute(
+        "INSERT INTO sessions (id, user_id, authenticated_at) VALUES (%s, %s, %s)",
+        (session_id, user_id, authenticated_at),
+    )
+
+
+async def session(conn: Conn, session_id: uuid.UUID) -> Row | None:
+    return await _one(
+        conn, "SELECT id, user_id, authenticated_at, revoked_at FROM sessions WHERE id = %s", (session_id,)
+    )
+
+
+async def user_in_live_session(conn: Conn, user_id: uuid.UUID, session_id: uuid.UUID) -> Row | None:
+    """The user, when they exist and ``session_id`` is one of their logins that has not ended.
+
+    One indexed query: it runs for every request a replica cannot answer from its cache.
+    """
+    return await _one(
+        conn,
+        f"""SELECT {USER_COLUMNS} FROM users
+            WHERE id = %s AND deleted_at IS NULL
+              AND EXISTS (SELECT 1 FROM sessions s
+                          WHERE s.id = %s AND s.user_id = users.id AND s.revoked_at IS NULL)""",
+        (user_id, session_id),
+    )
+
+
+async def revoke_sessions_of(
+    conn: Conn, user_id: uuid.UUID, *, except_session: uuid.UUID | None = None
+) -> int:
+    """End every login of the user (but ``except_session``): their sessions and refresh tokens."""
+    cur = await conn.execute(
+        """UPDATE sessions SET revoked_at = now()
+           WHERE user_id = %s AND revoked_at IS NULL AND id IS DISTINCT FROM %s""",
+        (user_id, except_session),
+    )
+    await conn.execute(
+        """UPDATE refresh_tokens SET revoked_at = now()
+           WHERE user_id = %s AND revoked_at IS NULL AND family_id IS DISTINCT FROM %s""",
+        (user_id, except_session),
+    )
+    return cur.rowcount
 
 
 # Refresh tokens ------------------------------------------------------------------------------------
@@ -175,6 +251,10 @@ async def mark_rotated(conn: Conn, token_id: uuid.UUID, replaced_by: uuid.UUID) 
 
 
 async def revoke_family(conn: Conn, family_id: uuid.UUID) -> int:
+    """End one login: its session (so its access tokens stop) and every refresh token of it."""
+    await conn.execute(
+        "UPDATE sessions SET revoked_at = now() WHERE id = %s AND revoked_at IS NULL", (family_id,)
+    )
     cur = await conn.execute(
         "UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = %s AND revoked_at IS NULL",
         (family_id,),

@@ -10,6 +10,7 @@ nothing.
 from __future__ import annotations
 
 import math
+import secrets
 from dataclasses import dataclass, replace
 
 import redis.asyncio as aioredis
@@ -52,6 +53,11 @@ return {n, redis.call('PTTL', KEYS[1])}
 """
 
 
+# A generation outlives every replica's cache of it many times over; when it expires, "0" is read,
+# which differs from every value bump() writes, so replicas re-check (never wrongly trust) the user.
+GENERATION_TTL_S = 7 * 24 * 3600
+
+
 class RateLimiter:
     def __init__(self, client: aioredis.Redis) -> None:
         self._client = client
@@ -68,12 +74,7 @@ class RateLimiter:
         decision = _decision(limit, bool(allowed), tokens, int(now_ms) / 1000, cost)
         if also_read is None:
             return decision
-        read = (
-            value.decode()
-            if isinstance(value, bytes)
-            else (None if value in (None, 0, False) else str(value))
-        )
-        return replace(decision, read_value=read or "0")
+        return replace(decision, read_value=_text_or_zero(value))
 
     async def count_attempt(self, key: str, window_s: int) -> tuple[int, int]:
         """One more attempt on ``key``: (attempts in the window, seconds the window has left)."""
@@ -81,13 +82,25 @@ class RateLimiter:
         return int(count), max(1, math.ceil(int(ttl_ms) / 1000))
 
     async def bump(self, key: str) -> None:
-        await self._client.incr(key)
+        """Give ``key`` a value it never had: a counter could come back to a value a replica cached
+        before Redis lost its data, and a match would wrongly mean "nothing changed"."""
+        await self._client.set(key, secrets.token_hex(8), ex=GENERATION_TTL_S)
+
+    async def read(self, key: str) -> str:
+        """The value of ``key`` as ``take(also_read=...)`` reports it ("0" when there is none)."""
+        value = await self._client.get(key)
+        return _text_or_zero(value)
 
     async def reset(self, key: str) -> None:
         await self._client.delete(key)
 
     async def expire_in(self, key: str, seconds: float) -> None:
         await self._client.pexpire(key, max(1, int(seconds * 1000)))
+
+
+def _text_or_zero(value: object) -> str:
+    text = value.decode() if isinstance(value, bytes) else (None if value in (None, 0, False) else str(value))
+    return text or "0"
 
 
 def _decision(limit: Limit, allowed: bool, tokens: float, now_s: float, cost: int) -> Decision:

@@ -1,4 +1,8 @@
-"""Links between advisors and the investors whose portfolios they may read."""
+"""Links between advisors and the investors whose portfolios they may read.
+
+A link hands someone else read access to a person's portfolios, so only people (bearer tokens)
+see or change links; an API key gets 403.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
-from serve_apps.api.deps import ClientIp, CurrentPrincipal, ResourcesDep
+from serve_apps.api.deps import ClientIp, PersonPrincipal, ResourcesDep
 from serve_apps.api.envelope import success
 
 router = APIRouter(prefix="/api/v1/advisor", tags=["advisors"])
@@ -30,7 +34,7 @@ class LinkBody(BaseModel):
     "/clients", status_code=201, summary="Link an advisor to an investor (admin, or the investor's consent)"
 )
 async def link_client(
-    body: LinkBody, principal: CurrentPrincipal, request: Request, res: ResourcesDep, ip: ClientIp
+    body: LinkBody, principal: PersonPrincipal, request: Request, res: ResourcesDep, ip: ClientIp
 ) -> JSONResponse:
     link = await res.accounts.link_advisor(
         principal, advisor_email=body.advisor_email, client_email=body.client_email, ip=ip
@@ -39,7 +43,7 @@ async def link_client(
 
 
 @router.get("/clients", summary="My links: my clients as an advisor, my advisors as an investor")
-async def list_links(principal: CurrentPrincipal, request: Request, res: ResourcesDep) -> JSONResponse:
+async def list_links(principal: PersonPrincipal, request: Request, res: ResourcesDep) -> JSONResponse:
     return success(request, await res.accounts.advisor_links(principal))
 
 
@@ -47,7 +51,7 @@ async def list_links(principal: CurrentPrincipal, request: Request, res: Resourc
     "/clients/{advisor_id}/{client_id}", status_code=204, summary="End a link (admin, or the investor)"
 )
 async def unlink_client(
-    advisor_id: uuid.UUID, client_id: uuid.UUID, principal: CurrentPrincipal, res: ResourcesDep, ip: ClientIp
+    advisor_id: uuid.UUID, client_id: uuid.UUID, principal: PersonPrincipal, res: ResourcesDep, ip: ClientIp
 ) -> Response:
     await res.accounts.unlink_advisor(principal, advisor_id=advisor_id, client_id=client_id, ip=ip)
     return Response(status_code=204)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from serve_apps.api.deps import ClientIp, CurrentPrincipal, ResourcesDep
+from serve_apps.api.deps import ClientIp, CurrentPrincipal, PersonPrincipal, ResourcesDep
 from serve_apps.api.envelope import ApiError, success
 
 router = APIRouter(prefix="/api/v1", tags=["users"])
@@ -74,8 +74,6 @@ async def read_me(principal: CurrentPrincipal, request: Request, res: ResourcesD
 
 @router.patch("/me", summary="Change my risk profile or tax profile")
 async def update_me(
-    body: ProfileChanges, principal: CurrentPrincipal, request: Request, res: ResourcesDep, ip: ClientIp
+    body: ProfileChanges, principal: PersonPrincipal, request: Request, res: ResourcesDep, ip: ClientIp
 ) -> JSONResponse:
-    if principal.api_key_id is not None:
-        raise ApiError(403, "FORBIDDEN", "The profile is changed by the signed-in person, not an API key.")
     return success(request, await res.accounts.update_me(principal, body.changes(), ip=ip))

@@ -183,7 +183,8 @@ async def read_recommendation(
 async def generate(
     portfolio_id: uuid.UUID, principal: CurrentPrincipal, request: Request, res: ResourcesDep
 ) -> JSONResponse:
-    owner = await owner_checked(res, principal, portfolio_id, write=False)
+    # A run writes (new, refreshed and expired recommendations): 403 to a read-only advisor or key.
+    owner = await owner_checked(res, principal, portfolio_id, write=True)
     snapshot = await res.shards.call(owner, "snapshot", owner, portfolio_id)
     try:
         result = await _run(res, owner, snapshot, force=True)

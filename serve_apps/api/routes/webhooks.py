@@ -1,6 +1,9 @@
 """Webhooks: subscribe a URL to events (its signing secret shown once), read the delivery log,
 and receive partners' signed webhooks.
 
+Subscriptions are the person's (an API key gets 403): a webhook sends the account's events to
+any URL, which is handing the account's data over.
+
 Outgoing deliveries are made by the event bus, not by these routes; see ``docs/webhooks.md``
 for the header format and how a receiver verifies it.
 """
@@ -14,7 +17,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from serve_apps.api.deps import ClientIp, CurrentPrincipal, ResourcesDep, require_access
+from serve_apps.api.deps import ClientIp, PersonPrincipal, ResourcesDep, require_access
 from serve_apps.api.envelope import ApiError, success
 from wealthalloc.brokers import incoming
 from wealthalloc.events.signing import SIGNATURE_HEADER
@@ -52,7 +55,7 @@ class NewWebhookBody(BaseModel):
 )
 async def create_webhook(
     body: NewWebhookBody,
-    principal: CurrentPrincipal,
+    principal: PersonPrincipal,
     request: Request,
     res: ResourcesDep,
     service: WebhookServiceDep,
@@ -75,7 +78,7 @@ async def create_webhook(
 
 @router.get("", summary="My webhooks (never their secrets)")
 async def list_webhooks(
-    principal: CurrentPrincipal, request: Request, res: ResourcesDep, service: WebhookServiceDep
+    principal: PersonPrincipal, request: Request, res: ResourcesDep, service: WebhookServiceDep
 ) -> JSONResponse:
     await require_access(res, principal, principal.user_id, write=False, what="webhook")
     return success(request, await service.webhooks_of(user_id=principal.user_id))
@@ -86,7 +89,7 @@ async def list_webhooks(
 )
 async def delete_webhook(
     webhook_id: uuid.UUID,
-    principal: CurrentPrincipal,
+    principal: PersonPrincipal,
     res: ResourcesDep,
     service: WebhookServiceDep,
     ip: ClientIp,
@@ -99,7 +102,7 @@ async def delete_webhook(
 @router.get("/{webhook_id}/deliveries", summary="A webhook's delivery log, newest first")
 async def list_deliveries(
     webhook_id: uuid.UUID,
-    principal: CurrentPrincipal,
+    principal: PersonPrincipal,
     request: Request,
     res: ResourcesDep,
     service: WebhookServiceDep,
