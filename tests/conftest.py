@@ -24,6 +24,8 @@ ADMIN_URL = os.environ.get(
 )
 BROKER_WEBHOOK_SECRET = "test-broker-webhook-secret-0123456789abcdef"
 TEST_REDIS_URL = os.environ.get("WEALTHALLOC_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+OPERATIONS_TOKEN = "test-operations-token-0123456789abcdef"
+OPERATOR = {"Authorization": f"Bearer {OPERATIONS_TOKEN}"}
 
 
 def _database_url(name: str) -> str:
@@ -117,13 +119,21 @@ def ray_local() -> Iterator[None]:
     """A real local Ray for the session (no dashboard: tests need none and it costs start-up time)."""
     import ray
 
+    from serve_apps.api.proxy import PROXY_CALLBACK, PROXY_CALLBACK_ENV
+
     ray.init(
         address="local",  # a new cluster, never one `make run` left behind
         num_cpus=2,
         include_dashboard=False,
         namespace=f"wealthalloc-test-{uuid.uuid4().hex[:6]}",
         log_to_driver=False,
-        runtime_env={"env_vars": {"RAY_USAGE_STATS_ENABLED": "0"}},
+        runtime_env={
+            "env_vars": {
+                "RAY_USAGE_STATS_ENABLED": "0",
+                # Serve's HTTP proxy checks a client's X-Request-ID before echoing it, as in production.
+                PROXY_CALLBACK_ENV: PROXY_CALLBACK,
+            }
+        },
     )
     try:
         yield
@@ -144,8 +154,11 @@ def api_settings(database_url: str, session_redis_url: str, data_dir: Path) -> d
         "trusted_proxy_hops": "1",
         "secret_key": "test-secret-key-0123456789abcdef0123456789",
         "log_level": "WARNING",
-        # Webhook receivers in tests listen on loopback, which production refuses unless allowed.
-        "webhook_allowed_hosts": ["127.0.0.1"],
+        # Webhook receivers in tests listen on loopback, which production refuses unless allowed, each
+        # on a port picked when its test starts (after this deployment): any port but the platform's.
+        "webhook_allowed_hosts": ["127.0.0.1:*"],
+        # What Prometheus and `wealthalloc doctor` send for /metrics and /health's details.
+        "operations_token": OPERATIONS_TOKEN,
         # The broker's signed order news arrives at /api/v1/webhooks/incoming/broker.
         "webhook_incoming_secrets": {"broker": [BROKER_WEBHOOK_SECRET]},
         # The anomaly detector: no CPU reservation (the test Ray has two, the API replicas take them),

@@ -11,8 +11,9 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
 
 from serve_apps.api import health
 from serve_apps.api.errors import install_error_handlers
@@ -39,6 +40,32 @@ from wealthalloc.config import VERSION, Settings
 from wealthalloc.logging import configure_logging
 
 WEB_DIR = Path(__file__).resolve().parents[2] / "web"
+
+# The dashboard's scripts and styles are files under web/ (served at /static/), never inline, so the
+# page's policy allows no inline script at all: injected markup cannot run.
+PAGE_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self';"
+    " form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+# Swagger UI (vendored under web/vendor/swagger-ui) sets style attributes in the markup it renders.
+DOCS_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:;"
+    " connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+DOCS_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>WealthAlloc API - Swagger UI</title>
+<link rel="stylesheet" href="/static/vendor/swagger-ui/swagger-ui.css">
+</head>
+<body>
+<div id="swagger-ui" data-openapi-url="/openapi.json"></div>
+<script src="/static/vendor/swagger-ui/swagger-ui-bundle.js"></script>
+<script src="/static/docs.js"></script>
+</body>
+</html>
+"""
 
 API_DESCRIPTION = """
 Portfolios and tax lots, valuation and performance, trading through a paper
@@ -67,7 +94,8 @@ def create_app(
         version=VERSION,
         description=API_DESCRIPTION,
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # served below from the vendored Swagger UI, not from a CDN
+        redoc_url=None,
         openapi_url="/openapi.json",
     )
     app.state.resources = resources
@@ -80,6 +108,7 @@ def create_app(
     )
 
     app.include_router(health.router)
+    app.mount("/static", StaticFiles(directory=WEB_DIR, check_dir=False), name="static")
     app.include_router(_operations_router())
     for module in (
         auth,
@@ -106,7 +135,12 @@ def create_app(
 def _operations_router() -> APIRouter:
     router = APIRouter(tags=["operations"])
 
-    @router.get("/metrics", summary="Prometheus metrics of this replica", response_class=Response)
+    @router.get(
+        "/metrics",
+        summary="Prometheus metrics of this replica (admin or the operations token)",
+        response_class=Response,
+        dependencies=[Depends(health.require_operator)],
+    )
     async def metrics(request: Request) -> Response:
         res: Resources = request.app.state.resources
         return Response(res.metrics.render(), media_type=CONTENT_TYPE_LATEST)
@@ -115,7 +149,11 @@ def _operations_router() -> APIRouter:
     async def index() -> Response:
         page = WEB_DIR / "index.html"
         if page.is_file():
-            return FileResponse(page)
+            return FileResponse(page, headers={"Content-Security-Policy": PAGE_POLICY})
         return RedirectResponse("/docs")
+
+    @router.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return HTMLResponse(DOCS_PAGE, headers={"Content-Security-Policy": DOCS_POLICY})
 
     return router

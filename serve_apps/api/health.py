@@ -1,14 +1,20 @@
 """``/health``: real checks of every dependency the API needs to serve money.
 
 Each check runs with a timeout and reports ``healthy`` or ``unhealthy`` with
-what it saw. Any unhealthy check turns the answer into a 503 error envelope
-that names the failing checks, with the whole report in ``details``, so a load
-balancer and a person read the same answer.
+what it saw. Any unhealthy check turns the answer into a 503 error envelope.
+
+Who sees what: the report names server paths, pool sizes, versions and memory,
+which help an attacker as much as an operator. So an anonymous caller (a load
+balancer) gets the status only; the whole report, and ``/metrics``, need an
+operator: an admin's token, or the ``operations_token`` that Prometheus and
+``wealthalloc doctor`` send. ``/health/live`` and ``/health/ready`` are the
+orchestrator's probes: the process answers, and it can serve requests.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -19,6 +25,7 @@ import ray
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from serve_apps.api.deps import current_principal
 from serve_apps.api.envelope import ApiError, success
 from serve_apps.api.resources import Resources
 from wealthalloc.config import VERSION
@@ -162,8 +169,7 @@ async def _run(name: str, check: Check, res: Resources) -> dict[str, Any]:
     return result
 
 
-async def health_report(res: Resources) -> dict[str, Any]:
-    names = list(CHECKS)
+async def health_report(res: Resources, names: tuple[str, ...] = tuple(CHECKS)) -> dict[str, Any]:
     results = await asyncio.gather(*(_run(n, CHECKS[n], res) for n in names))
     checks = dict(zip(names, results, strict=True))
     failing = [n for n, r in checks.items() if r["status"] != "healthy"]
@@ -178,16 +184,67 @@ async def health_report(res: Resources) -> dict[str, Any]:
     }
 
 
-@router.get("/health", summary="Dependency checks; 503 naming the failing ones")
+# Without these no request can be served; the others (broker, bus, model) degrade some routes only.
+READY_CHECKS = ("database", "redis")
+
+
+async def is_operator(request: Request) -> bool:
+    """True for the operations token or an admin's credentials; anonymous is False.
+
+    Credentials that are presented but invalid are refused (401) rather than treated as anonymous,
+    so a scraper with an expired token learns it instead of reading an empty report.
+    """
+    res: Resources = request.app.state.resources
+    authorization = request.headers.get("authorization", "")
+    if authorization[:7].lower() == "bearer ":
+        expected = res.settings.operations_token.get_secret_value()
+        presented = authorization[7:].strip()
+        if expected and hmac.compare_digest(presented.encode(), expected.encode()):
+            return True
+    elif "x-api-key" not in request.headers:
+        return False
+    principal = await current_principal(request, res)
+    return principal.is_admin
+
+
+async def require_operator(request: Request) -> None:
+    if not await is_operator(request):
+        if "authorization" not in request.headers and "x-api-key" not in request.headers:
+            await current_principal(request, request.app.state.resources)  # 401: credentials missing
+        raise ApiError(403, "FORBIDDEN", "This needs the admin role or the operations token.")
+
+
+@router.get("/health", summary="Dependency checks; 503 when one fails. The report needs an operator.")
 async def health(request: Request) -> JSONResponse:
     res: Resources = request.app.state.resources
+    operator = await is_operator(request)
     report = await health_report(res)
     if report["failing"]:
         raise ApiError(
             503,
             "SERVICE_UNAVAILABLE",
-            f"Unhealthy: {', '.join(report['failing'])}.",
-            details=report,
+            f"Unhealthy: {', '.join(report['failing'])}." if operator else "Unhealthy.",
+            details=report if operator else {"status": report["status"], "version": VERSION},
             headers={"Retry-After": "5"},
         )
-    return success(request, report)
+    return success(request, report if operator else {"status": report["status"], "version": VERSION})
+
+
+@router.get("/health/live", summary="Liveness: the process answers (no dependency is checked)")
+async def live(request: Request) -> JSONResponse:
+    return success(request, {"status": "alive"})
+
+
+@router.get("/health/ready", summary="Readiness: PostgreSQL and Redis answer, the schema is current")
+async def ready(request: Request) -> JSONResponse:
+    res: Resources = request.app.state.resources
+    report = await health_report(res, READY_CHECKS)
+    if report["failing"]:
+        raise ApiError(
+            503,
+            "SERVICE_UNAVAILABLE",
+            "Not ready.",
+            details={"status": "not_ready"},
+            headers={"Retry-After": "5"},
+        )
+    return success(request, {"status": "ready"})

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import httpx
 
+from tests.conftest import OPERATOR
+
 EXPECTED_CHECKS = {"database", "redis", "ray", "broker", "event_bus", "model"}
 
 
 def test_health_is_200_with_every_check_healthy(http: httpx.Client) -> None:
-    response = http.get("/health")
+    response = http.get("/health", headers=OPERATOR)
     assert response.status_code == 200, response.text
     report = response.json()["data"]
     assert report["status"] == "healthy"
@@ -38,7 +40,7 @@ def test_unknown_path_answers_404_in_the_error_envelope(http: httpx.Client) -> N
 
 def test_metrics_are_prometheus_text(http: httpx.Client) -> None:
     http.get("/health")
-    response = http.get("/metrics")
+    response = http.get("/metrics", headers=OPERATOR)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     assert 'wealthalloc_http_requests_total{endpoint="/health",method="GET",status="200"}' in response.text
@@ -63,13 +65,23 @@ def test_health_is_503_naming_redis_when_redis_is_dead(
     broken = {**api_settings, "redis_url": "redis://127.0.0.1:1/0"}
     serve.run(build(broken), name="api-dead-redis", route_prefix="/dead-redis")
     try:
-        response = httpx.get(f"{api_url}/dead-redis/health", timeout=30)
+        response = httpx.get(f"{api_url}/dead-redis/health", timeout=30, headers=OPERATOR)
         assert response.status_code == 503
         error = response.json()["error"]
         assert error["code"] == "SERVICE_UNAVAILABLE"
         assert set(error["details"]["failing"]) == {"redis", "event_bus"}
         assert "redis" in error["message"]
         assert error["details"]["checks"]["database"]["status"] == "healthy"
+        anonymous = httpx.get(f"{api_url}/dead-redis/health", timeout=30)
+        assert anonymous.status_code == 503
+        assert anonymous.json()["error"]["details"] == {
+            "status": "unhealthy",
+            "version": error["details"]["version"],
+        }
+        assert "redis" not in anonymous.text
+        ready = httpx.get(f"{api_url}/dead-redis/health/ready", timeout=30)
+        assert ready.status_code == 503 and ready.json()["error"]["code"] == "SERVICE_UNAVAILABLE"
+        assert httpx.get(f"{api_url}/dead-redis/health/live", timeout=30).status_code == 200
     finally:
         serve.delete("api-dead-redis")
 
@@ -126,5 +138,7 @@ def test_the_dashboard_page_is_served_at_the_root(http: httpx.Client) -> None:
     assert response.headers["content-type"].startswith("text/html")
     page = response.text
     assert "<title>WealthAlloc</title>" in page
+    script = http.get("/static/app.js")
+    assert script.status_code == 200 and '<script src="/static/app.js">' in page
     for path in ("/api/v1/auth/login", "/api/v1/dashboard", "/api/v1/portfolios/"):
-        assert path in page
+        assert path in script.text

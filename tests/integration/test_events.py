@@ -18,6 +18,7 @@ import pytest
 import redis
 from psycopg.rows import dict_row
 
+from tests.conftest import OPERATOR
 from wealthalloc.config import Settings
 from wealthalloc.events.audit_chain import verify_chain
 from wealthalloc.events.consumers import AuditLogger
@@ -179,12 +180,12 @@ def test_a_deposit_through_the_api_reaches_the_audit_trail(http, database_url: s
     assert row["details"]["payload"]["amount"] == "42.00"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        bus = http.get("/health").json()["data"]["checks"]["event_bus"]
+        bus = http.get("/health", headers=OPERATOR).json()["data"]["checks"]["event_bus"]
         if bus["consumer_lag"].get("audit") == 0 and bus["outbox_backlog"] == 0:
             break
         time.sleep(0.3)
     assert bus["consumer_lag"] == {"alerts": 0, "audit": 0, "cache": 0, "webhooks": 0}
-    assert 'wealthalloc_event_consumer_lag{group="audit"} 0.0' in http.get("/metrics").text
+    assert 'wealthalloc_event_consumer_lag{group="audit"} 0.0' in http.get("/metrics", headers=OPERATOR).text
 
 
 def test_killing_the_event_bus_mid_stream_loses_no_event_and_audits_each_once_in_sequence(

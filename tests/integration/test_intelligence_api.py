@@ -25,7 +25,7 @@ import pandas as pd
 import pytest
 from scipy.stats import norm
 
-from tests.conftest import tiny_model_recipe
+from tests.conftest import OPERATOR, tiny_model_recipe
 from tests.integration.people import Investor
 from wealthalloc.ml.autoencoder import METADATA_FILE, MODEL_FILE, ModelBundle
 from wealthalloc.ml.features import FeatureSpec, daily_features, make_windows
@@ -398,7 +398,7 @@ def lab(
 
 def _model_check(url: str) -> tuple[int, dict[str, Any]]:
     """/health's status and its model check, whether or not another check is failing."""
-    response = httpx.get(f"{url}/health", timeout=30)
+    response = httpx.get(f"{url}/health", timeout=30, headers=OPERATOR)
     body = response.json()
     report = body["data"] if response.status_code == 200 else body["error"]["details"]
     return response.status_code, report["checks"]["model"]

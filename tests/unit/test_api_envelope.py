@@ -15,6 +15,9 @@ from serve_apps.api.app import create_app
 from serve_apps.api.envelope import ApiError, success
 from wealthalloc.config import Settings
 
+OPERATIONS_TOKEN = "unit-operations-token-0123456789"
+OPERATOR = {"Authorization": f"Bearer {OPERATIONS_TOKEN}"}
+
 
 class _Deposit(BaseModel):
     amount: Decimal
@@ -45,6 +48,7 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
         database_url="postgresql://postgres@127.0.0.1:1/none",
         redis_url="redis://127.0.0.1:1/0",
         max_body_bytes=2048,
+        operations_token=OPERATIONS_TOKEN,
     )
     app = create_app(settings, extra_routers=[_probe_router()])
     with TestClient(app, raise_server_exceptions=False) as test_client:
@@ -124,14 +128,14 @@ def test_oversized_body_is_413_before_it_is_read(client: TestClient) -> None:
 
 
 def test_a_well_formed_client_request_id_is_kept_and_a_bad_one_replaced(client: TestClient) -> None:
-    kept = client.get("/metrics", headers={"X-Request-ID": "trace-0123456789"})
+    kept = client.get("/health/live", headers={"X-Request-ID": "trace-0123456789"})
     assert kept.headers["x-request-id"] == "trace-0123456789"
-    replaced = client.get("/metrics", headers={"X-Request-ID": "bad id\twith spaces"})
+    replaced = client.get("/health/live", headers={"X-Request-ID": "bad id\twith spaces"})
     assert replaced.headers["x-request-id"].startswith("req_")
 
 
 def test_health_names_the_failing_dependencies_with_503(client: TestClient) -> None:
-    response = client.get("/health")
+    response = client.get("/health", headers=OPERATOR)
     assert response.status_code == 503
     body = response.json()
     _assert_error_envelope(body, "SERVICE_UNAVAILABLE")
@@ -143,5 +147,5 @@ def test_health_names_the_failing_dependencies_with_503(client: TestClient) -> N
 
 def test_metrics_count_requests_by_route_template(client: TestClient) -> None:
     client.get("/api/v1/no-such-thing")
-    text = client.get("/metrics").text
+    text = client.get("/metrics", headers=OPERATOR).text
     assert 'wealthalloc_http_requests_total{endpoint="unmatched",method="GET",status="404"}' in text
