@@ -588,11 +588,16 @@ def serve(
     _say(f"Ray:        started at {address}")
     launcher.deploy_serve(settings, env)
     _say("Serve:      application deployed, waiting for /health ...")
-    launcher.wait_for_health(settings.api_url, timeout_s=health_timeout)
+    launcher.wait_for_health(
+        settings.api_url, timeout_s=health_timeout, token=env["WEALTHALLOC_OPERATIONS_TOKEN"]
+    )
 
     _say("")
     _say(f"WealthAlloc is up in {time.monotonic() - started:.0f} s")
     _say(f"  API:        {settings.api_url}   (docs: /docs, health: /health, metrics: /metrics)")
+    if not settings.operations_token.get_secret_value():
+        token_file = settings.data_dir / "operations_token"
+        _say(f"  Operators:  /metrics and /health's report take the bearer token in {token_file}")
     _say(f"  Dashboard:  {settings.dashboard_url}")
     _say("  Demo logins:")
     for role, email, password in DEMO_LOGINS:
@@ -662,8 +667,11 @@ def doctor() -> None:
     )
     ray_up = launcher.port_in_use("127.0.0.1", settings.ray_port)
     report("ray", None if ray_up else "not running (make run)", f"GCS on {settings.ray_port}")
+    token = launcher.operations_token(settings)
     try:
-        response = httpx.get(f"{settings.api_url}/health", timeout=5)
+        response = httpx.get(
+            f"{settings.api_url}/health", timeout=5, headers={"Authorization": f"Bearer {token}"}
+        )
         failing = response.json().get("error", {}).get("message") if response.status_code != 200 else None
         report("api", failing, f"{settings.api_url} healthy")
     except httpx.HTTPError:

@@ -41,6 +41,10 @@ _API_POLICY = (b"content-security-policy", b"default-src 'none'; frame-ancestors
 # Tokens and account data must not stay in a browser's or a proxy's cache; only static files may.
 _NO_STORE = (b"cache-control", b"no-store")
 _CACHEABLE_PREFIX = "/static/"
+# Request headers past this many bytes are refused (431) here, in the envelope. The HAProxy ingress
+# buffers up to 128 KiB of request head (wealthalloc/runtime/haproxy_errors.py), so it is this answer,
+# not HAProxy's HTML one, that a client with oversized headers gets.
+MAX_HEADER_BYTES = 32_768
 
 
 class _Refused(BaseException):  # noqa: N818 - not an error: the answer this middleware gives instead
@@ -53,6 +57,10 @@ class _Refused(BaseException):  # noqa: N818 - not an error: the answer this mid
 
 
 class _BodyTooLarge(_Refused):
+    pass
+
+
+class _HeadersTooLarge(_Refused):
     pass
 
 
@@ -106,6 +114,14 @@ class RequestContextMiddleware:
                     "PAYLOAD_TOO_LARGE",
                     f"The request body is larger than {self.max_body_bytes} bytes.",
                 )
+        except _HeadersTooLarge:
+            await _send_error(
+                send_with_id,
+                431,
+                request_id,
+                "REQUEST_HEADERS_TOO_LARGE",
+                f"The request's headers are larger than {MAX_HEADER_BYTES} bytes.",
+            )
         except _NulInText as exc:
             if not status_holder["started"]:
                 details = [{"field": exc.field, "message": _NUL_MESSAGE, "type": "string_nul"}]
@@ -206,7 +222,8 @@ def _find_nul(value: Any, path: str) -> str | None:
 
 
 def _check_url_and_headers(scope: Scope) -> None:
-    """Refuse a NUL in the path, the query string or a header value: each may reach a query."""
+    """Refuse a NUL in the path, the query string or a header value (each may reach a query), and
+    headers larger than :data:`MAX_HEADER_BYTES`."""
     if "\x00" in scope["path"]:
         raise _NulInText("path")
     query: bytes = scope.get("query_string", b"")
@@ -215,9 +232,13 @@ def _check_url_and_headers(scope: Scope) -> None:
             if "\x00" in name or "\x00" in value:
                 raise _NulInText(f"query.{name.replace(chr(0), '')}")
         raise _NulInText("query")
+    size = 0
     for name, value in scope.get("headers", ()):
+        size += len(name) + len(value) + 4
         if b"\x00" in value:
             raise _NulInText(f"header.{name.decode('latin-1')}")
+    if size > MAX_HEADER_BYTES:
+        raise _HeadersTooLarge
 
 
 def _response_headers(

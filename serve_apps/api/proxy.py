@@ -8,13 +8,22 @@ named by ``RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH`` for a list of
 middlewares that wrap *outside* its own, so :class:`RequestIdGuard`, returned
 by :func:`proxy_middlewares`, replaces a malformed id before Ray reads it.
 
+The same callback makes the servers' answer to a request they cannot parse (a
+broken request line, a malformed header) the API's JSON error envelope with an
+``X-Request-ID``, where uvicorn writes a plain-text 400: uvicorn has no setting
+for it, so :func:`answer_unparsable_requests_in_json` replaces the one method
+both of its HTTP implementations call for it.
+
 This module is imported by Ray's proxy processes: it imports nothing heavy.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
+from datetime import UTC, datetime
+from typing import Any
 
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -51,6 +60,51 @@ class RequestIdGuard:
         await self.app(scope, receive, send)
 
 
+def unparsable_request_answer() -> bytes:
+    """A complete HTTP response: 400 in the error envelope, with a fresh request id."""
+    request_id = new_request_id()
+    timestamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    body = json.dumps(
+        {
+            "error": {
+                "code": "BAD_REQUEST",
+                "message": "The request could not be read as HTTP.",
+                "details": {},
+                "timestamp": timestamp,
+                "request_id": request_id,
+            }
+        }
+    ).encode()
+    head = (
+        "HTTP/1.1 400 Bad Request\r\n"
+        "content-type: application/json\r\n"
+        f"x-request-id: {request_id}\r\n"
+        "x-content-type-options: nosniff\r\n"
+        "cache-control: no-store\r\n"
+        f"content-length: {len(body)}\r\n"
+        "connection: close\r\n\r\n"
+    )
+    return head.encode("ascii") + body
+
+
+def _send_400_in_json(self: Any, msg: str) -> None:
+    self.transport.write(unparsable_request_answer())
+    self.transport.close()
+
+
+def answer_unparsable_requests_in_json() -> None:
+    """Make uvicorn's answer to an unparsable request (both HTTP implementations) the envelope."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    H11Protocol.send_400_response = _send_400_in_json  # type: ignore[method-assign]
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    except ImportError:  # httptools is optional; uvicorn then uses h11 only
+        return
+    HttpToolsProtocol.send_400_response = _send_400_in_json  # type: ignore[method-assign]
+
+
 def proxy_middlewares() -> list[Middleware]:
     """The callback Ray Serve's HTTP servers call (see ``PROXY_CALLBACK_ENV``)."""
+    answer_unparsable_requests_in_json()
     return [Middleware(RequestIdGuard)]

@@ -23,7 +23,9 @@ from typing import Any
 import httpx
 import yaml
 
+from serve_apps.api.proxy import PROXY_CALLBACK, PROXY_CALLBACK_ENV
 from wealthalloc.config import Settings
+from wealthalloc.runtime import haproxy_errors
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVE_CONFIG = REPO_ROOT / "cluster" / "serve-config.yaml"
@@ -100,6 +102,18 @@ def secret_key(settings: Settings) -> str:
     return _generated_secret(settings.data_dir / "secret_key", lambda: secrets.token_urlsafe(48))
 
 
+def operations_token(settings: Settings) -> str:
+    """The configured operations token (for /metrics and /health's details), or one generated once.
+
+    ``wealthalloc doctor`` reads it from the same file; point Prometheus's ``authorization``
+    credentials file at it.
+    """
+    configured = settings.operations_token.get_secret_value()
+    if configured:
+        return configured
+    return _generated_secret(settings.data_dir / "operations_token", lambda: secrets.token_urlsafe(32))
+
+
 def ray_auth_env(settings: Settings) -> dict[str, str]:
     """Token authentication for the local Ray (GCS and dashboard), the token kept in the data directory.
 
@@ -116,12 +130,16 @@ def platform_env(settings: Settings, database_url: str, redis_url: str) -> dict[
     """Environment for Ray and every worker it spawns: the resolved services and Serve's ingress."""
     env = {
         "WEALTHALLOC_SECRET_KEY": secret_key(settings),
+        "WEALTHALLOC_OPERATIONS_TOKEN": operations_token(settings),
         "WEALTHALLOC_DATABASE_URL": database_url,
         "WEALTHALLOC_REDIS_URL": redis_url,
         "WEALTHALLOC_DATA_DIR": str(settings.data_dir),
         "WEALTHALLOC_HTTP_HOST": settings.http_host,
         "WEALTHALLOC_HTTP_PORT": str(settings.http_port),
         "RAY_USAGE_STATS_ENABLED": "0",
+        # Serve's HTTP servers (proxy and replicas) check a client's X-Request-ID before echoing it
+        # and answer requests they cannot parse in the JSON envelope (serve_apps/api/proxy.py).
+        PROXY_CALLBACK_ENV: PROXY_CALLBACK,
         # `ray job submit -- python -m training.tune` runs its entrypoint through the shell: "python"
         # must be this environment's, which has the project and its dependencies installed.
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
@@ -132,6 +150,9 @@ def platform_env(settings: Settings, database_url: str, redis_url: str) -> dict[
         env["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
         env["RAY_SERVE_HAPROXY_STATS_PORT"] = str(settings.haproxy_stats_port)
         env["RAY_SERVE_HAPROXY_METRICS_PORT"] = str(settings.haproxy_metrics_port)
+        # HAProxy's own error answers in the JSON envelope (see wealthalloc/runtime/haproxy_errors.py).
+        env["RAY_SERVE_HAPROXY_BINARY_PATH"] = str(haproxy_errors.install(settings.data_dir / "haproxy"))
+        env["RAY_SERVE_HAPROXY_TUNE_BUFSIZE"] = str(haproxy_errors.BUFSIZE)
     return env
 
 
@@ -217,13 +238,16 @@ def stop_ray(pid: int, *, timeout_s: float = 10) -> bool:
     return True
 
 
+_SECRET_ENV = frozenset({"WEALTHALLOC_SECRET_KEY", "WEALTHALLOC_OPERATIONS_TOKEN"})
+
+
 def serve_config(settings: Settings, env: dict[str, str]) -> dict[str, Any]:
     """cluster/serve-config.yaml with this machine's host, port and environment filled in."""
     config: dict[str, Any] = yaml.safe_load(SERVE_CONFIG.read_text())
     config.setdefault("http_options", {}).update({"host": settings.http_host, "port": settings.http_port})
-    # The secret stays out: a Serve config is shown on the dashboard. Replicas
-    # inherit it from the environment `ray start` was given.
-    visible = {k: v for k, v in env.items() if k != "WEALTHALLOC_SECRET_KEY"}
+    # The secrets stay out: a Serve config is shown on the dashboard. Replicas
+    # inherit them from the environment `ray start` was given.
+    visible = {k: v for k, v in env.items() if k not in _SECRET_ENV}
     for app in config.get("applications", []):
         runtime_env = app.setdefault("runtime_env", {})
         runtime_env.setdefault("env_vars", {}).update(visible)
@@ -255,13 +279,20 @@ def deploy_serve(settings: Settings, env: dict[str, str], *, timeout_s: float = 
     raise LaunchError(f"`serve run` failed: {last_error}")
 
 
-def wait_for_health(api_url: str, *, timeout_s: float, on_wait: Any = None) -> dict[str, Any]:
-    """Poll /health until it answers 200; raise with the failing checks when it never does."""
+def wait_for_health(
+    api_url: str, *, timeout_s: float, on_wait: Any = None, token: str = ""
+) -> dict[str, Any]:
+    """Poll /health until it answers 200; raise with the failing checks when it never does.
+
+    With the operations ``token`` the answer is the whole report and names the failing checks;
+    without it, the status only.
+    """
     deadline = time.monotonic() + timeout_s
     last = "no answer"
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     while time.monotonic() < deadline:
         try:
-            response = httpx.get(f"{api_url}/health", timeout=5)
+            response = httpx.get(f"{api_url}/health", timeout=5, headers=headers)
             body = response.json()
             if response.status_code == 200:
                 return dict(body["data"])

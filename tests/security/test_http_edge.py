@@ -1,0 +1,194 @@
+"""The HTTP edge, as a hostile client meets it through Ray Serve: request ids, oversized and
+unparsable requests, security headers, and what /health and /metrics tell whom.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from urllib.parse import urlsplit
+
+import httpx
+import psycopg
+import pytest
+
+from tests.conftest import OPERATOR
+from tests.integration.people import PASSWORD, Investor, error
+
+TOKEN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+@pytest.fixture(scope="module")
+def investor(api_url: str, database_url: str) -> Investor:
+    with httpx.Client(base_url=api_url, timeout=30) as client:
+        return Investor(client, database_url)
+
+
+@pytest.fixture(scope="module")
+def admin(api_url: str, database_url: str) -> Investor:
+    with httpx.Client(base_url=api_url, timeout=30) as client:
+        person = Investor(client, database_url)
+    with psycopg.connect(database_url) as conn:
+        conn.execute("UPDATE users SET role = 'admin' WHERE id = %s", (person.id,))
+    return person
+
+
+def _as(person: Investor, http: httpx.Client) -> Investor:
+    person.http = http
+    return person
+
+
+# --- X-Request-ID ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "sent",
+    ["<script>alert(1)</script>", "a" * 129, "id with spaces", "é-accented", 'quote"d'],
+)
+def test_a_client_request_id_that_is_not_a_short_token_is_replaced(http: httpx.Client, sent: str) -> None:
+    response = http.get("/api/v1/no-such-thing", headers={"X-Request-ID": sent.encode("utf-8")})
+    echoed = response.headers.get_list("x-request-id")
+    assert len(echoed) == 1 and echoed[0] != sent and TOKEN.fullmatch(echoed[0])
+    assert response.json()["error"]["request_id"] == echoed[0]
+
+
+def test_a_client_request_id_that_is_a_short_token_is_kept(http: httpx.Client) -> None:
+    response = http.get("/health/live", headers={"X-Request-ID": "trace-01:ab.CD_9"})
+    assert response.headers.get_list("x-request-id") == ["trace-01:ab.CD_9"]
+    assert response.json()["meta"]["request_id"] == "trace-01:ab.CD_9"
+
+
+# --- Requests too large or unreadable ---------------------------------------------------------------
+
+
+def test_a_100_kb_header_gets_the_error_envelope_with_a_request_id(http: httpx.Client) -> None:
+    response = http.get("/api/v1/market/clock", headers={"X-Padding": "a" * 100_000})
+    assert response.status_code == 431
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.json()["error"]["code"] == "REQUEST_HEADERS_TOO_LARGE"
+    assert response.json()["error"]["request_id"] == response.headers["x-request-id"]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"GET /\x01bad HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"BR0KEN REQUEST\r\n\r\n",
+        b"GET / HTTP/1.1\r\nBad Header\r\n\r\n",
+    ],
+)
+def test_a_request_that_is_not_http_gets_the_error_envelope_with_a_request_id(
+    api_url: str, raw: bytes
+) -> None:
+    parts = urlsplit(api_url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        sock.sendall(raw)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in lines[1:])
+    assert lines[0].startswith("HTTP/1.1 400")
+    assert headers["content-type"] == "application/json"
+    assert httpx.Response(400, content=body).json()["error"]["request_id"] == headers["x-request-id"]
+
+
+# --- Security headers --------------------------------------------------------------------------------
+
+
+def test_every_api_answer_says_nosniff_and_authenticated_ones_are_not_stored(
+    http: httpx.Client, investor: Investor
+) -> None:
+    me = _as(investor, http).get("/api/v1/me")
+    assert me.status_code == 200
+    assert me.headers["x-content-type-options"] == "nosniff"
+    assert me.headers["cache-control"] == "no-store"
+    tokens = http.post(
+        "/api/v1/auth/login",
+        json={"email": investor.email, "password": PASSWORD},
+        headers={"X-Forwarded-For": investor.ip},
+    )
+    assert tokens.status_code == 200 and "access_token" in tokens.json()["data"]
+    assert tokens.headers["cache-control"] == "no-store"
+    for anonymous in (http.get("/api/v1/no-such-thing"), http.get("/health/live")):
+        assert anonymous.headers["x-content-type-options"] == "nosniff"
+        assert "frame-ancestors 'none'" in anonymous.headers["content-security-policy"]
+
+
+def _policy(header: str) -> dict[str, str]:
+    return {
+        part.strip().split(" ", 1)[0]: part.strip().partition(" ")[2]
+        for part in header.split(";")
+        if part.strip()
+    }
+
+
+def test_the_dashboard_page_runs_no_inline_script_and_cannot_be_framed(http: httpx.Client) -> None:
+    page = http.get("/")
+    assert page.status_code == 200
+    policy = _policy(page.headers["content-security-policy"])
+    assert policy["script-src"] == "'self'" and "unsafe" not in page.headers["content-security-policy"]
+    assert policy["frame-ancestors"] == "'none'" and policy["default-src"] == "'none'"
+    assert page.headers["x-frame-options"] == "DENY"
+    assert page.headers["referrer-policy"] == "no-referrer"
+    assert page.headers["x-content-type-options"] == "nosniff"
+    html = page.text
+    assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html), "an inline script"
+    assert not re.search(r"<style|\sstyle=|\son[a-z]+=", html), "inline style or handler"
+    assert "Demo-Investor-2026" not in html and not re.search(r'type="password"[^>]*value=', html)
+    for asset in re.findall(r'(?:src|href)="(/[^"]+)"', html):
+        served = http.get(asset)
+        assert served.status_code == 200, asset
+        assert served.headers["x-content-type-options"] == "nosniff"
+
+
+def test_the_docs_load_swagger_ui_from_the_api_itself(http: httpx.Client) -> None:
+    docs = http.get("/docs")
+    assert docs.status_code == 200
+    assert "//" not in re.sub(r"<!doctype[^>]*>", "", docs.text).replace("http-equiv", "")
+    policy = _policy(docs.headers["content-security-policy"])
+    assert policy["script-src"] == "'self'" and policy["frame-ancestors"] == "'none'"
+    assets = re.findall(r'(?:src|href)="(/[^"]+)"', docs.text)
+    assert {
+        "/static/vendor/swagger-ui/swagger-ui-bundle.js",
+        "/static/vendor/swagger-ui/swagger-ui.css",
+    } <= set(assets)
+    for asset in assets:
+        served = http.get(asset)
+        assert served.status_code == 200, asset
+        assert "cdn" not in served.text[:2000].lower() or asset.endswith(".css")
+    assert http.get("/openapi.json").status_code == 200
+
+
+# --- What /health and /metrics tell whom ------------------------------------------------------------
+
+
+def test_anonymous_health_is_the_status_only(http: httpx.Client, investor: Investor) -> None:
+    for response in (http.get("/health"), _as(investor, http).get("/health")):
+        assert response.status_code == 200, response.text
+        assert response.json()["data"] == {"status": "healthy", "version": response.json()["meta"]["version"]}
+        assert "memory" not in response.text and "/tmp" not in response.text and "pool" not in response.text
+
+
+def test_an_operator_reads_the_whole_health_report(http: httpx.Client, admin: Investor) -> None:
+    for headers in (OPERATOR, _as(admin, http).headers):
+        report = http.get("/health", headers=headers).json()["data"]
+        assert report["status"] == "healthy" and "database" in report["checks"]
+        assert report["memory_mb"] > 0
+
+
+def test_liveness_and_readiness_probes(http: httpx.Client) -> None:
+    live = http.get("/health/live")
+    assert live.status_code == 200 and live.json()["data"] == {"status": "alive"}
+    ready = http.get("/health/ready")
+    assert ready.status_code == 200 and ready.json()["data"] == {"status": "ready"}
+
+
+def test_metrics_need_an_operator(http: httpx.Client, investor: Investor, admin: Investor) -> None:
+    error(http.get("/metrics"), 401, "UNAUTHORIZED")
+    error(_as(investor, http).get("/metrics"), 403, "FORBIDDEN")
+    error(http.get("/metrics", headers={"Authorization": "Bearer not-the-token"}), 401, "UNAUTHORIZED")
+    for headers in (OPERATOR, _as(admin, http).headers):
+        metrics = http.get("/metrics", headers=headers)
+        assert metrics.status_code == 200 and "wealthalloc_http_requests_total" in metrics.text
