@@ -110,7 +110,16 @@ def test_a_withdrawal_larger_than_cash_is_refused_and_changes_nothing(investor: 
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["code"] == "INSUFFICIENT_FUNDS"
-    assert error["details"] == {"cash_balance": "100.0000", "requested": "100.01"}
+    assert error["details"] == {
+        "cash_balance": "100.0000",
+        "reserved_cash": "0.0000",
+        "unsettled_cash": "0.0000",
+        "available_cash": "100.0000",
+        "buying_power": "100.0000",
+        "available": "100.0000",
+        "requested": "100.01",
+    }
+    assert "100.0000 available" in error["message"]
     assert investor.get(f"/api/v1/portfolios/{p['id']}").json()["data"]["cash_balance"] == "100.0000"
 
 
@@ -120,7 +129,7 @@ def test_a_withdrawal_larger_than_cash_is_refused_and_changes_nothing(investor: 
         "0",
         "0.00",
         "-0",
-        "1.001",
+        "1.00001",
         "abc",
         "",
         "1e3",
