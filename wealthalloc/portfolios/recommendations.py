@@ -189,9 +189,11 @@ def portfolio_state(snapshot: Mapping[str, Any]) -> PortfolioState:
         for h in snapshot["holdings"]
         if Decimal(str(h["shares"])) > 0 and h.get("current_price") is not None
     )
+    # Sized on what a buy may spend: cash open buys reserve is not there for a recommendation's orders.
+    spendable = snapshot.get("buying_power", snapshot["cash_balance"])
     return PortfolioState(
         as_of=date.fromisoformat(str(snapshot["as_of"])),
-        cash=Decimal(str(snapshot["cash_balance"])),
+        cash=Decimal(str(spendable)),
         holdings=holdings,
     )
 
