@@ -116,10 +116,10 @@ async def _bearer(res: Resources, token: str) -> tuple[Principal, Decision]:
         decision = await _spend_request_token(res, cached.principal, watch=True)
         if decision.read_value is not None and decision.read_value == cached.generation:
             # The sign-in time is the token's own (signed) claim, not whatever token filled the cache.
-            fresh = replace(
+            principal = replace(
                 cached.principal, token_id=claims.token_id, authenticated_at=claims.authenticated_at
             )
-            return fresh, decision
+            return principal, decision
         principal = await res.accounts.authenticate_bearer(token, claims)
         if request_limit(principal, res.settings) != request_limit(cached.principal, res.settings):
             generation = decision.read_value

@@ -16,10 +16,10 @@ A caller asking for something it may not even read is told it does not exist
 caller that may read but not write (an advisor) is told 403.
 
 An API key acts for its owner within its scopes: ``read`` reads, ``trade``
-also writes the owner's portfolios (orders, cancels, deposits). Whatever can
-take money out or hand the account to someone else needs the person
-themself, with a bearer token: withdrawals, API keys, webhooks, MFA, the
-password, the profile, advisor links (:func:`needs_person`). Changing MFA or
+also writes the owner's portfolios (orders and cancels). Whatever can take
+money out or hand the account to someone else needs the person themself,
+with a bearer token: cash movements, API keys, webhooks, MFA, the password,
+the profile, advisor links (:func:`needs_person`). Changing MFA or
 API keys also needs a recent sign-in (:func:`signed_in_recently`), so a
 stolen access token cannot entrench itself. ``docs/security.md`` has the
 whole matrix, route by route.
