@@ -232,12 +232,12 @@ def _check_url_and_headers(scope: Scope) -> None:
             if "\x00" in name or "\x00" in value:
                 raise _NulInText(f"query.{name.replace(chr(0), '')}")
         raise _NulInText("query")
-    size = 0
-    for name, value in scope.get("headers", ()):
-        size += len(name) + len(value) + 4
-        if b"\x00" in value:
-            raise _NulInText(f"header.{name.decode('latin-1')}")
-    if size > MAX_HEADER_BYTES:
+    headers = scope.get("headers", ())
+    values = b"".join([value for _, value in headers])  # one search instead of one per header
+    if b"\x00" in values:
+        name = next(name for name, value in headers if b"\x00" in value)
+        raise _NulInText(f"header.{name.decode('latin-1')}")
+    if len(values) > MAX_HEADER_BYTES:
         raise _HeadersTooLarge
 
 

@@ -55,9 +55,14 @@ def test_serve_comes_up_healthy_refuses_a_second_start_and_stops(platform_env: d
     assert api in up.stdout
     assert "demo@wealthalloc.dev" in up.stdout and "Demo-Investor-2026" in up.stdout
 
-    health = httpx.get(f"{api}/health", timeout=10)
+    anonymous = httpx.get(f"{api}/health", timeout=10)
+    assert anonymous.status_code == 200 and anonymous.json()["data"]["status"] == "healthy"
+    assert "checks" not in anonymous.json()["data"]
+    token = (Path(platform_env["WEALTHALLOC_DATA_DIR"]) / "operations_token").read_text().strip()
+    health = httpx.get(f"{api}/health", timeout=10, headers={"Authorization": f"Bearer {token}"})
     assert health.status_code == 200
     assert all(c["status"] == "healthy" for c in health.json()["data"]["checks"].values())
+    _the_haproxy_ingress_answers_in_the_envelope(api, int(platform_env["WEALTHALLOC_HAPROXY_STATS_PORT"]))
     dashboard = httpx.get(f"http://127.0.0.1:{platform_env['WEALTHALLOC_DASHBOARD_PORT']}", timeout=10)
     assert dashboard.status_code == 200
 
@@ -77,3 +82,29 @@ def test_serve_comes_up_healthy_refuses_a_second_start_and_stops(platform_env: d
     assert not [
         c for c in psutil.net_connections("tcp") if c.laddr and c.laddr.port == stats and c.status == "LISTEN"
     ]
+
+
+def _the_haproxy_ingress_answers_in_the_envelope(api: str, stats_port: int) -> None:
+    """Through Serve's HAProxy: a 100 KB header gets the API's 431 envelope with a request id, a
+    client's malformed request id is replaced, and the configuration HAProxy runs carries the JSON
+    answers for its own errors (wealthalloc/runtime/haproxy_errors.py)."""
+    import re
+
+    import psutil
+
+    from wealthalloc.runtime.haproxy_errors import MARKER
+
+    big = httpx.get(f"{api}/api/v1/market/clock", headers={"X-Padding": "a" * 100_000}, timeout=10)
+    assert big.status_code == 431, big.text[:300]
+    assert big.headers["content-type"].startswith("application/json")
+    assert big.json()["error"]["request_id"] == big.headers["x-request-id"]
+    hostile = httpx.get(f"{api}/health/live", headers={"X-Request-ID": "<script>x</script>"}, timeout=10)
+    assert re.fullmatch(r"[A-Za-z0-9._:-]{1,128}", hostile.headers["x-request-id"])
+    assert hostile.json()["meta"]["request_id"] == hostile.headers["x-request-id"]
+    (haproxy,) = {
+        psutil.Process(c.pid)
+        for c in psutil.net_connections("tcp")
+        if c.laddr and c.laddr.port == stats_port and c.status == "LISTEN" and c.pid
+    }
+    args = haproxy.cmdline()
+    assert MARKER in Path(args[args.index("-f") + 1]).read_text()

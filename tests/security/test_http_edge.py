@@ -4,8 +4,13 @@ unparsable requests, security headers, and what /health and /metrics tell whom.
 
 from __future__ import annotations
 
+import os
 import re
 import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -192,3 +197,53 @@ def test_metrics_need_an_operator(http: httpx.Client, investor: Investor, admin:
     for headers in (OPERATOR, _as(admin, http).headers):
         metrics = http.get("/metrics", headers=headers)
         assert metrics.status_code == 200 and "wealthalloc_http_requests_total" in metrics.text
+
+
+# --- HAProxy's own answers (the ingress of `wealthalloc serve`) -------------------------------------
+
+
+def test_haproxy_answers_its_own_errors_in_the_envelope(
+    tmp_path: Path, unused_port: Callable[[], int]
+) -> None:
+    """The wrapper Serve runs as its HAProxy binary adds the JSON answers to the configuration Serve
+    wrote, then runs the real HAProxy: its 503 for a dead backend is the envelope with a request id."""
+    from wealthalloc.runtime import haproxy_errors
+
+    wrapper = haproxy_errors.install(tmp_path / "haproxy")
+    port = unused_port()
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(
+        "global\n    maxconn 50\n"
+        "defaults\n    mode http\n    timeout connect 1s\n    timeout client 5s\n    timeout server 5s\n"
+        f"    errorfile 503 {tmp_path / '500.http'}\n"
+        f"frontend http_frontend\n    bind 127.0.0.1:{port}\n    default_backend app\n"
+        f"backend app\n    server dead 127.0.0.1:{unused_port()}\n"
+    )
+    (tmp_path / "500.http").write_text("HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n")
+    # As Serve runs it: the variable that names the binary names the wrapper itself.
+    env = {**os.environ, "RAY_SERVE_HAPROXY_BINARY_PATH": str(wrapper)}
+    process = subprocess.Popen([str(wrapper), "-db", "-f", str(config)], stderr=subprocess.PIPE, env=env)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/api/v1/me", timeout=5)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, process.stderr.read() if process.stderr else ""
+                assert time.monotonic() < deadline, "HAProxy did not start"
+                time.sleep(0.2)
+        assert response.status_code == 503
+        assert response.headers["content-type"] == "application/json"
+        body = response.json()["error"]
+        assert (
+            body["code"] == "SERVICE_UNAVAILABLE" and body["request_id"] == response.headers["x-request-id"]
+        )
+        assert set(body) == {"code", "message", "details", "timestamp", "request_id"}
+        assert TOKEN.fullmatch(body["request_id"]) and body["timestamp"].endswith("Z")
+        again = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
+        assert again.headers["x-request-id"] != response.headers["x-request-id"]
+        assert haproxy_errors.MARKER in config.read_text()  # Serve's own file, so its bookkeeping holds
+    finally:
+        process.terminate()
+        process.wait(10)

@@ -149,3 +149,29 @@ def test_metrics_count_requests_by_route_template(client: TestClient) -> None:
     client.get("/api/v1/no-such-thing")
     text = client.get("/metrics", headers=OPERATOR).text
     assert 'wealthalloc_http_requests_total{endpoint="unmatched",method="GET",status="404"}' in text
+
+
+def test_a_nul_in_a_header_value_is_refused_naming_the_header(client: TestClient) -> None:
+    response = client.get("/health/live", headers=[(b"idempotency-key", b"k\x00ey")])
+    assert response.status_code == 400
+    _assert_error_envelope(response.json(), "VALIDATION_ERROR")
+    assert response.json()["error"]["details"][0]["field"] == "header.idempotency-key"
+
+
+def test_headers_over_32_kib_are_431_in_the_envelope(client: TestClient) -> None:
+    response = client.get("/health/live", headers={"X-Padding": "a" * 40_000})
+    assert response.status_code == 431
+    _assert_error_envelope(response.json(), "REQUEST_HEADERS_TOO_LARGE")
+    assert client.get("/health/live", headers={"X-Padding": "a" * 20_000}).status_code == 200
+
+
+def test_every_answer_carries_the_security_headers(client: TestClient) -> None:
+    for response in (
+        client.get("/health/live"),
+        client.get("/api/v1/no-such-thing"),
+        client.get("/probe/crash"),
+    ):
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["x-frame-options"] == "DENY"
+        assert response.headers["cache-control"] == "no-store"
+        assert response.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"

