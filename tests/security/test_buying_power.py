@@ -131,6 +131,69 @@ def test_rebalancing_spends_only_cash_no_open_buy_reserved(investor: Investor) -
     assert D(shown["cash_balance"]) >= D(shown["reserved_cash"]) == RESERVED
 
 
+def test_a_harvest_buys_its_replacement_without_the_cash_an_open_buy_reserved(investor: Investor) -> None:
+    p = investor.funded("1000.00")
+    lot = {"symbol": "AMD", "shares": "100", "cost_basis": "11000.00", "acquired_at": "2021-06-01"}
+    data(investor.post(f"/api/v1/portfolios/{p['id']}/lots", lot, str(uuid.uuid4())), 201)
+    order = resting_buy(investor, p["id"])
+    [opportunity] = data(investor.get("/api/v1/tax-harvesting", params={"portfolio_id": p["id"]}))[
+        "opportunities"
+    ]
+    replacement = opportunity["replacement_candidates"][0]["symbol"]
+    done = data(
+        investor.post(
+            f"/api/v1/tax-harvesting/{opportunity['id']}/execute",
+            {"replacement_symbol": replacement},
+            str(uuid.uuid4()),
+        ),
+        201,
+    )
+    assert done["refused"] == [] and done["orders"]["buy"]["status"] == "filled"
+    still = data(investor.get(f"/api/v1/trades/{order['id']}"))
+    assert still["status"] in ("pending", "submitted") and D(still["reserved_cash"]) == RESERVED
+    shown = portfolio(investor, p["id"])
+    assert D(shown["cash_balance"]) >= RESERVED
+    assert D(shown["available_cash"]) == max(
+        D(shown["cash_balance"]) - RESERVED - D(shown["unsettled_cash"]), D(0)
+    )
+    error(investor.deposit(p["id"], f"-{D(shown['available_cash']) + D('0.01')}"), 400, "INSUFFICIENT_FUNDS")
+
+
+def test_an_accepted_recommendation_is_sized_on_cash_no_open_buy_reserved(investor: Investor) -> None:
+    p = investor.portfolio("Concentrated")
+    investor.deposit(p["id"], "20000.00")
+    for symbol, shares, basis in (
+        ("AAPL", "400", "20000.00"),
+        ("KO", "50", "2000.00"),
+        ("JNJ", "20", "2000.00"),
+    ):
+        lot = {"symbol": symbol, "shares": shares, "cost_basis": basis, "acquired_at": "2015-01-02"}
+        data(investor.post(f"/api/v1/portfolios/{p['id']}/lots", lot, str(uuid.uuid4())), 201)
+    big = data(
+        investor.trade(
+            p["id"],
+            symbol="AAPL",
+            side="buy",
+            quantity="190",
+            order_type="limit",
+            limit_price=str(LIMIT),
+            time_in_force="gtc",
+        ),
+        201,
+    )
+    assert D(big["reserved_cash"]) == D("19001.0000")
+    recs = data(investor.get(f"/api/v1/recommendations?portfolio_id={p['id']}&status=open"))
+    [rebalance] = [r for r in recs if r["kind"] == "rebalance"]
+    accepted = data(
+        investor.post(f"/api/v1/recommendations/{rebalance['id']}/accept", None, str(uuid.uuid4())), 201
+    )
+    assert accepted["refused"] == [] and accepted["placed"]
+    still = data(investor.get(f"/api/v1/trades/{big['id']}"))
+    assert still["status"] in ("pending", "submitted") and D(still["reserved_cash"]) == D("19001.0000")
+    shown = portfolio(investor, p["id"])
+    assert D(shown["cash_balance"]) >= D(shown["reserved_cash"]) == D("19001.0000")
+
+
 # Settlement -------------------------------------------------------------------------------------
 
 

@@ -105,3 +105,17 @@ def test_cash_is_entered_with_the_precision_it_is_kept_in() -> None:
     empty one that fractional fills left at 0.0054."""
     assert CASH_PLACES == MONEY_PLACES == 4
     assert SHARE_PLACES == 6
+
+
+def test_the_market_names_the_next_trading_day_from_its_calendar_and_weekdays_past_its_end() -> None:
+    from typing import Any, cast
+
+    from wealthalloc.marketdata import MarketClock
+    from wealthalloc.portfolios.market import Market
+
+    days = [date(2022, 11, 22), date(2022, 11, 23), date(2022, 11, 25), date(2022, 11, 28)]
+    market = Market(cast(Any, None), MarketClock(days), cast(Any, None))
+    assert market.next_day(date(2022, 11, 23)) == date(2022, 11, 25)  # over Thanksgiving
+    assert market.next_day(date(2022, 11, 25)) == date(2022, 11, 28)  # over the weekend
+    assert market.next_day(date(2022, 11, 28)) == date(2022, 11, 29)  # past the data: the next weekday
+    assert market.next_day(date(2022, 12, 2)) == date(2022, 12, 5)
