@@ -156,6 +156,7 @@ class RequestContextMiddleware:
         limit = self.max_body_bytes
         seen = 0
         tail = b""
+        delivered: list[bytes] = []  # chunks already handed on: a NUL's field is named from the whole body
 
         async def receive_checked() -> Message:
             nonlocal seen, tail
@@ -166,9 +167,12 @@ class RequestContextMiddleware:
             seen += len(chunk)
             if seen > limit:
                 raise _BodyTooLarge
-            if _JSON_NUL in tail + chunk:
+            if _JSON_NUL in chunk or (tail and _JSON_NUL in tail + chunk[: len(_JSON_NUL) - 1]):
                 return await _inspect(message, receive, limit - seen)
-            tail = chunk[-(len(_JSON_NUL) - 1) :] if message.get("more_body", False) else b""
+            if message.get("more_body", False):  # what a NUL split across chunks would start with
+                keep = len(_JSON_NUL) - 1
+                tail = chunk[-keep:] if len(chunk) >= keep else (tail + chunk)[-keep:]
+                delivered.append(chunk)
             return message
 
         async def _inspect(first: Message, rest: Receive, room: int) -> Message:
@@ -185,7 +189,7 @@ class RequestContextMiddleware:
                 parts.append(part)
                 more = bool(message.get("more_body", False))
             body = b"".join(parts)
-            field = _nul_field(body)
+            field = _nul_field(b"".join([*delivered, body]))
             if field is not None:
                 raise _NulInText(field)
             return {"type": "http.request", "body": body, "more_body": False}

@@ -23,12 +23,20 @@ class _Deposit(BaseModel):
     amount: Decimal
 
 
+class _Note(BaseModel):
+    text: str
+
+
 def _probe_router() -> APIRouter:
     router = APIRouter()
 
     @router.post("/probe/deposit")
     async def deposit(body: _Deposit, request: Request):  # type: ignore[no-untyped-def]
         return success(request, {"amount": body.amount}, status_code=201)
+
+    @router.post("/probe/note")
+    async def note(body: _Note, request: Request):  # type: ignore[no-untyped-def]
+        return success(request, {"text": body.text}, status_code=201)
 
     @router.get("/probe/conflict")
     async def conflict() -> None:
@@ -175,3 +183,40 @@ def test_every_answer_carries_the_security_headers(client: TestClient) -> None:
         assert response.headers["x-frame-options"] == "DENY"
         assert response.headers["cache-control"] == "no-store"
         assert response.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
+
+
+def test_a_nul_escape_split_across_body_chunks_is_found_and_named(client: TestClient) -> None:
+    """The escape straddles two chunks; the field is named from the whole body, not the rest."""
+    import asyncio
+    import json
+
+    body = b'{"text": "ab' + b"c" * 50 + b'\\u0000"}'
+    cut = body.index(b"\\u0000") + 2
+    chunks = [body[:10], body[10:cut], body[cut:]]
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        chunk = chunks.pop(0)
+        return {"type": "http.request", "body": chunk, "more_body": bool(chunks)}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/probe/note",
+        "raw_path": b"/probe/note",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 1),
+        "server": ("testserver", 80),
+    }
+    asyncio.run(client.app(scope, receive, send))  # type: ignore[arg-type]
+    assert sent[0]["status"] == 400
+    error = json.loads(sent[1]["body"])["error"]  # type: ignore[arg-type]
+    assert error["code"] == "VALIDATION_ERROR" and error["details"][0]["field"] == "body.text"
