@@ -252,6 +252,37 @@ def test_a_role_change_ends_the_persons_logins_and_a_tier_change_does_not(
     assert data(_me(person, person.login()))["role"] == "advisor"
 
 
+# Other replicas ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def second_api(ray_local: None, api_url: str, api_settings: dict[str, str]) -> Iterator[str]:
+    """Another API app on the same PostgreSQL and Redis: a replica with a principal cache of its own."""
+    from ray import serve
+
+    from serve_apps.api.deployment import build
+
+    serve.run(build(dict(api_settings)), name="api-sessions-second", route_prefix="/second-replica")
+    try:
+        yield f"{api_url}/second-replica"
+    finally:
+        serve.delete("api-sessions-second")
+
+
+def test_a_replica_that_cached_a_session_refuses_it_once_signed_out_elsewhere(
+    person: Person, second_api: str
+) -> None:
+    login, other = person.login(), person.login()
+    for _ in range(3):  # well inside the second replica's cache now
+        assert httpx.get(f"{second_api}/api/v1/me", headers=login.headers, timeout=30).status_code == 200
+    assert httpx.get(f"{second_api}/api/v1/me", headers=other.headers, timeout=30).status_code == 200
+
+    person.http.post("/api/v1/auth/logout", json={"refresh_token": login.refresh_token})  # the first app
+
+    _refused_because(httpx.get(f"{second_api}/api/v1/me", headers=login.headers, timeout=30), "session_ended")
+    assert httpx.get(f"{second_api}/api/v1/me", headers=other.headers, timeout=30).status_code == 200
+
+
 # Redis down ---------------------------------------------------------------------------------------
 
 
