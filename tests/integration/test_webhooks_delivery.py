@@ -55,7 +55,7 @@ from wealthalloc.storage.postgres import AsyncPool, async_pool
 from wealthalloc.storage.redis_client import async_redis
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "webhooks.md"
-LOOPBACK = ("127.0.0.1",)
+LOOPBACK = ("127.0.0.1:*",)  # receivers take a free port each; an entry without a port admits 80/443 only
 REDIS_DB = 10
 T = TypeVar("T")
 
