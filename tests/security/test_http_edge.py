@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -247,3 +249,61 @@ def test_haproxy_answers_its_own_errors_in_the_envelope(
     finally:
         process.terminate()
         process.wait(10)
+
+
+@pytest.mark.skipif(
+    shutil.which("chromium") is None, reason="needs a headless chromium (apt-get install chromium)"
+)
+def test_the_pages_load_in_a_browser_with_no_content_security_policy_violation(
+    tmp_path: Path, unused_port: Callable[[], int]
+) -> None:
+    """The dashboard page and Swagger UI under their real policies: the browser reports no blocked
+    script, style or request, and /docs renders the operations it fetched from /openapi.json."""
+    port = unused_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, uvicorn; from pathlib import Path; from serve_apps.api.app import create_app;"
+            " from wealthalloc.config import Settings;"
+            " s = Settings(data_dir=Path(sys.argv[1]), database_url='postgresql://postgres@127.0.0.1:1/none',"
+            " redis_url='redis://127.0.0.1:1/0', log_level='ERROR');"
+            " uvicorn.run(create_app(s), host='127.0.0.1', port=int(sys.argv[2]), log_level='error')",
+            str(tmp_path),
+            str(port),
+        ],
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/docs", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert server.poll() is None and time.monotonic() < deadline, "the app did not start"
+            time.sleep(0.3)
+        for path, rendered in (("/", 'id="login"'), ("/docs", "opblock-summary-path")):
+            browser = subprocess.run(
+                [
+                    "chromium",
+                    "--headless=new",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--enable-logging=stderr",
+                    "--v=0",
+                    "--virtual-time-budget=8000",
+                    "--dump-dom",
+                    f"http://127.0.0.1:{port}{path}",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert rendered in browser.stdout, path
+            console = [line for line in browser.stderr.splitlines() if "CONSOLE" in line]
+            assert not [line for line in console if "Content Security Policy" in line], console
+    finally:
+        server.terminate()
+        server.wait(10)
