@@ -20,6 +20,7 @@ from ray.serve.handle import DeploymentHandle
 
 from serve_apps.anomaly.deployment import build_detector
 from serve_apps.api.app import create_app
+from serve_apps.api.proxy import answer_unparsable_requests_in_json
 from serve_apps.api.resources import Resources
 from wealthalloc.config import Settings
 
@@ -30,6 +31,9 @@ class ApiIngress:
     def __init__(self, overrides: dict[str, Any], anomaly: DeploymentHandle[Any] | None = None) -> None:
         self._settings = Settings(**overrides)
         self._anomaly = anomaly
+        # This replica's own HTTP server (HAProxy's backend) answers unparsable requests in the
+        # envelope even where Serve's proxy callback is not configured (serve_apps/api/proxy.py).
+        answer_unparsable_requests_in_json()
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         app = create_app(self._settings, behind_serve=True)
