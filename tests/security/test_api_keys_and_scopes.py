@@ -26,7 +26,17 @@ import httpx
 import psycopg
 import pytest
 
-from tests.integration.people import Login, Person, data, error, new_person, signed_in_long_ago, turn_on_mfa
+from tests.integration.people import (
+    PASSWORD,
+    Login,
+    Person,
+    data,
+    error,
+    fresh_ip,
+    new_person,
+    signed_in_long_ago,
+    turn_on_mfa,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -140,6 +150,28 @@ def _cancel(cast: Cast, who: str) -> httpx.Response:
     return cast.call(who, "DELETE", f"/api/v1/trades/{cast.open_order()}")
 
 
+def _spare_user(cast: Cast) -> str:
+    """Someone registered for one cell, so a disable there ends nobody else's sessions."""
+    registered = cast.http.post(
+        "/api/v1/auth/register",
+        json={"email": f"matrix-spare-{uuid.uuid4().hex[:10]}@example.com", "password": PASSWORD},
+        headers={"X-Forwarded-For": fresh_ip()},
+    )
+    return str(data(registered, 201)["id"])
+
+
+def _user_disabled(cast: Cast, who: str) -> httpx.Response:
+    body = {"reason": "matrix check"}
+    return cast.call(who, "POST", f"/api/v1/admin/users/{_spare_user(cast)}/disable", body)
+
+
+def _user_enabled(cast: Cast, who: str) -> httpx.Response:
+    spare = _spare_user(cast)
+    disabled = cast.call("admin", "POST", f"/api/v1/admin/users/{spare}/disable", {"reason": "matrix check"})
+    assert disabled.status_code == 200, disabled.text
+    return cast.call(who, "POST", f"/api/v1/admin/users/{spare}/enable", {})
+
+
 def _get(path: str) -> Request:
     return lambda cast, who: cast.call(who, "GET", path.format(p=cast.portfolio_id))
 
@@ -186,6 +218,8 @@ MATRIX: dict[str, tuple[Request, dict[str, int]]] = {
     "webhooks: list": (_get("/api/v1/webhooks"), _people(200)),
     "advisor links": (_get("/api/v1/advisor/clients"), _people(200)),
     "admin: users": (_get("/api/v1/admin/users?limit=1"), {**_everyone(403), "admin": 200}),
+    "admin: disable a user": (_user_disabled, {**_everyone(403), "admin": 200}),
+    "admin: enable a user": (_user_enabled, {**_everyone(403), "admin": 200}),
     "portfolios: read": (_get("/api/v1/portfolios/{p}"), _everyone(200)),
     "portfolios: change": (_send("PATCH", "/api/v1/portfolios/{p}", {"name": "Main"}), _writers(200)),
     "cash: deposit": (_cash("10.00"), _writers(201, trade_key=403)),

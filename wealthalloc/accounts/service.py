@@ -17,10 +17,12 @@ Failed logins and lockout
 Sessions
     Each login is a session (a row of ``sessions``, whose id is the refresh
     tokens' family and the access tokens' ``sid``). A sign-out, a password
-    change, an MFA change, a role change or a deletion revokes sessions in
-    PostgreSQL and bumps the user's generation in Redis, so every replica
-    drops its cached view and re-checks the session on the next request: the
-    access tokens of a revoked session stop at once, not when they expire.
+    change, an MFA change, a role change, a suspension (an admin's disable)
+    or a deletion revokes sessions in PostgreSQL and bumps the user's
+    generation in Redis, so every replica drops its cached view and re-checks
+    the session on the next request: the access tokens of a revoked session
+    stop at once, not when they expire. A disabled user's API keys are refused
+    (not revoked) until an admin enables the account again.
 
 Step-up
     Changing MFA or API keys needs a person (never an API key) whose sign-in
@@ -141,6 +143,15 @@ def public_user(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def admin_user(row: dict[str, Any]) -> dict[str, Any]:
+    """The user as operators see it: also whether, since when and why the account is disabled.
+
+    The reason is the operator's note (it may name an investigation), so the person never sees
+    it: while disabled they cannot read their own account, and enabling clears it.
+    """
+    return {**public_user(row), "disabled_at": row["disabled_at"], "disabled_reason": row["disabled_reason"]}
+
+
 def _failure_key(user_id: uuid.UUID) -> str:
     return f"login-fail:{{{user_id}}}"
 
@@ -248,8 +259,20 @@ class AccountService:
                 await self._lock_when_due(user_id, attempts, ip, now)
                 raise invalid_mfa_code()
 
+        # Only now, with the password (and code) proved, is a suspension said: telling a guesser
+        # would reveal the account and its status, so a wrong password got the usual 401 above.
         await self._reset_attempts(user_id)
+        if user["disabled_at"] is not None:
+            await self._audit("auth.login_refused", user_id, ip, {"reason": "account_disabled"})
+            raise _disabled()
         async with self._pool.connection() as conn, conn.transaction():
+            # Under the row's lock, which a suspension takes too: a login racing a suspension
+            # either sees it or made its session before the suspension ended every session.
+            current = await store.user_by_id(conn, user_id, for_update=True)
+            if current is None:
+                raise invalid_credentials()
+            if current["disabled_at"] is not None:
+                raise _disabled()
             await store.record_login_success(conn, user_id)
             if needs_rehash(user["password_hash"], rounds=self._settings.bcrypt_rounds):
                 new_hash = await asyncio.to_thread(
@@ -291,7 +314,12 @@ class AccountService:
             else:
                 user = await store.user_by_id(conn, row["user_id"])
                 session = await store.session(conn, row["family_id"])
-                if user is None or session is None or session["revoked_at"] is not None:
+                if (
+                    user is None
+                    or user["disabled_at"] is not None
+                    or session is None
+                    or session["revoked_at"] is not None
+                ):
                     raise AccountError(
                         401, "INVALID_REFRESH_TOKEN", "The refresh token is not valid; sign in again."
                     )
@@ -370,6 +398,9 @@ class AccountService:
                 raise unauthenticated("api_key_revoked")
             if row["expires_at"] is not None and row["expires_at"] <= now:
                 raise unauthenticated("api_key_expired")
+            # Refused, not revoked: the key works again once an admin enables the account.
+            if row["disabled_at"] is not None:
+                raise unauthenticated("account_disabled")
             if row["last_used_at"] is None or now - row["last_used_at"] > API_KEY_TOUCH_INTERVAL:
                 await store.touch_api_key(conn, row["key_id"])
                 await conn.commit()
@@ -686,7 +717,7 @@ class AccountService:
     async def users(self, *, after_email: str | None, limit: int) -> list[dict[str, Any]]:
         async with self._pool.connection() as conn:
             return [
-                public_user(row) for row in await store.users_page(conn, after_email=after_email, limit=limit)
+                admin_user(row) for row in await store.users_page(conn, after_email=after_email, limit=limit)
             ]
 
     async def set_role_and_tier(
@@ -715,7 +746,71 @@ class AccountService:
                 ),
             )
         await self._bump_generation(user_id)
-        return public_user(row)
+        return admin_user(row)
+
+    async def disable_user(
+        self, admin: Principal, user_id: uuid.UUID, *, reason: str, ip: str
+    ) -> dict[str, Any]:
+        """Suspend an account (suspected compromise, compliance hold) so that it can be reinstated.
+
+        Every login of the user ends at once (sessions and refresh tokens in PostgreSQL, then the
+        generation in Redis so every replica drops its cached view); their API keys are refused
+        while it lasts but not revoked; sign-ins get 403 ACCOUNT_DISABLED once the password is
+        right. Portfolios, orders and data are untouched: open orders stay at the venue. Disabling
+        a disabled account changes nothing and is not audited again (the proxy may retry a POST).
+        """
+        if admin.user_id == user_id:
+            raise AccountError(409, "CONFLICT", "An admin cannot disable their own account.")
+        async with self._pool.connection() as conn, conn.transaction():
+            before = await store.user_by_id(conn, user_id, for_update=True)
+            if before is None:
+                raise AccountError(404, "NOT_FOUND", "No such user.")
+            if before["disabled_at"] is not None:
+                return admin_user(before)
+            row = await store.disable_user(conn, user_id, reason=reason)
+            assert row is not None  # the row is locked and was there
+            ended = await store.revoke_sessions_of(conn, user_id)
+            await append_audit(
+                conn,
+                new_entry(
+                    "admin.user_disabled",
+                    actor_id=admin.user_id,
+                    subject=f"user:{user_id}",
+                    details={"reason": reason, "sessions_ended": ended},
+                    ip=ip,
+                ),
+            )
+        await self._bump_generation(user_id)
+        return admin_user(row)
+
+    async def enable_user(
+        self, admin: Principal, user_id: uuid.UUID, *, reason: str | None, ip: str
+    ) -> dict[str, Any]:
+        """Lift a suspension: the person signs in again (the logins it ended stay ended) and their
+        keys work again unless revoked or expired. Enabling an enabled account changes nothing."""
+        async with self._pool.connection() as conn, conn.transaction():
+            before = await store.user_by_id(conn, user_id, for_update=True)
+            if before is None:
+                raise AccountError(404, "NOT_FOUND", "No such user.")
+            if before["disabled_at"] is None:
+                return admin_user(before)
+            row = await store.enable_user(conn, user_id)
+            assert row is not None  # the row is locked and was there
+            await append_audit(
+                conn,
+                new_entry(
+                    "admin.user_enabled",
+                    actor_id=admin.user_id,
+                    subject=f"user:{user_id}",
+                    details={
+                        "reason": reason,
+                        "disabled_at": before["disabled_at"].isoformat(),
+                        "disabled_reason": before["disabled_reason"],
+                    },
+                    ip=ip,
+                ),
+            )
+        return admin_user(row)
 
     async def delete_user(self, admin: Principal, user_id: uuid.UUID, *, ip: str) -> None:
         """Soft delete: the address stays reserved; tokens and keys of the user stop working at once."""
@@ -941,9 +1036,22 @@ async def _tell_the_owner_of(conn: store.Conn, address: str, *, ip: str) -> None
             "auth.registration_existing_account",
             actor_id=None,
             subject=f"user:{owner['id']}" if owner is not None else None,
-            details={"account": "active" if owner is not None else "deleted"},
+            details={"account": _account_state(owner)},
             ip=ip,
         ),
+    )
+
+
+def _account_state(owner: dict[str, Any] | None) -> str:
+    if owner is None:
+        return "deleted"
+    return "disabled" if owner["disabled_at"] is not None else "active"
+
+
+def _disabled() -> AccountError:
+    # No reason and no date: the operator's note is not the account holder's to read.
+    return AccountError(
+        403, "ACCOUNT_DISABLED", "This account is disabled; contact support to have it enabled again."
     )
 
 

@@ -21,7 +21,7 @@ USER_COLUMNS = """
 id, email, password_hash, full_name, role, tier, risk_tolerance, investment_experience,
 filing_status, federal_rate, state_rate, short_term_rate, long_term_rate,
 mfa_secret, mfa_enabled, mfa_last_counter, failed_logins, locked_until, deleted_at,
-created_date, updated_date
+disabled_at, disabled_reason, created_date, updated_date
 """
 
 PROFILE_FIELDS = frozenset(
@@ -172,6 +172,31 @@ async def soft_delete_user(conn: Conn, user_id: uuid.UUID) -> bool:
     return found
 
 
+async def disable_user(conn: Conn, user_id: uuid.UUID, *, reason: str) -> Row | None:
+    """Suspend the account (None when there is no such user), keeping the first suspension's time
+    and reason when it already is: a retried request changes nothing. Nothing else of the user
+    changes; the caller ends their sessions."""
+    return await _one(
+        conn,
+        f"""UPDATE users SET disabled_at = coalesce(disabled_at, now()),
+                             disabled_reason = coalesce(disabled_reason, %s),
+                             updated_date = now()
+            WHERE id = %s AND deleted_at IS NULL RETURNING {USER_COLUMNS}""",
+        (reason, user_id),
+    )
+
+
+async def enable_user(conn: Conn, user_id: uuid.UUID) -> Row | None:
+    """Lift a suspension (None when there is no such user). Ended sessions stay ended; API keys
+    that are neither revoked nor expired work again."""
+    return await _one(
+        conn,
+        f"""UPDATE users SET disabled_at = NULL, disabled_reason = NULL, updated_date = now()
+            WHERE id = %s AND deleted_at IS NULL RETURNING {USER_COLUMNS}""",
+        (user_id,),
+    )
+
+
 # Sessions (one per login) --------------------------------------------------------------------------
 
 
@@ -191,14 +216,16 @@ async def session(conn: Conn, session_id: uuid.UUID) -> Row | None:
 
 
 async def user_in_live_session(conn: Conn, user_id: uuid.UUID, session_id: uuid.UUID) -> Row | None:
-    """The user, when they exist and ``session_id`` is one of their logins that has not ended.
+    """The user, when they exist, are not disabled and ``session_id`` is one of their logins that
+    has not ended.
 
-    One indexed query: it runs for every request a replica cannot answer from its cache.
+    One indexed query: it runs for every request a replica cannot answer from its cache, so a
+    suspension is refused here rather than by a query of its own.
     """
     return await _one(
         conn,
         f"""SELECT {USER_COLUMNS} FROM users
-            WHERE id = %s AND deleted_at IS NULL
+            WHERE id = %s AND deleted_at IS NULL AND disabled_at IS NULL
               AND EXISTS (SELECT 1 FROM sessions s
                           WHERE s.id = %s AND s.user_id = users.id AND s.revoked_at IS NULL)""",
         (user_id, session_id),
@@ -287,6 +314,8 @@ async def insert_api_key(
 
 
 async def api_key_by_hash(conn: Conn, key_hash: str) -> Row | None:
+    """The key with its owner's row (``deleted_at`` and ``disabled_at`` included), in the one query
+    every API-key request makes: the caller refuses a deleted or disabled owner with a reason."""
     return await _one(
         conn,
         f"""SELECT k.id AS key_id, k.scopes, k.expires_at, k.revoked_at, k.last_used_at,

@@ -1,4 +1,8 @@
-"""Operators' routes: user management and the audit trail. Admins only."""
+"""Operators' routes: user management and the audit trail. Admins only.
+
+An admin-scoped API key reaches these routes like its admin owner's token (docs/security.md's
+matrix): operators script them, and a key is only ever as strong as its owner.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from serve_apps.api.deps import AdminPrincipal, ClientIp, ResourcesDep
 from serve_apps.api.envelope import ApiError, success
@@ -57,6 +61,53 @@ async def update_user(
     return success(
         request, await res.accounts.set_role_and_tier(admin, user_id, role=body.role, tier=body.tier, ip=ip)
     )
+
+
+# Trimmed, so a blank reason is refused rather than recorded as one.
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+
+
+class DisableRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Reason = Field(description="Why (a ticket, a hold): kept with the user and in the audit trail")
+
+
+class EnableRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Reason | None = None
+
+
+@router.post(
+    "/users/{user_id}/disable",
+    summary="Suspend a user: every login ends at once, API keys and sign-ins are refused until enabled",
+)
+async def disable_user(
+    user_id: uuid.UUID,
+    body: DisableRequest,
+    admin: AdminPrincipal,
+    request: Request,
+    res: ResourcesDep,
+    ip: ClientIp,
+) -> JSONResponse:
+    return success(request, await res.accounts.disable_user(admin, user_id, reason=body.reason, ip=ip))
+
+
+@router.post(
+    "/users/{user_id}/enable",
+    summary="Lift a suspension: the user signs in again and their API keys work again",
+)
+async def enable_user(
+    user_id: uuid.UUID,
+    admin: AdminPrincipal,
+    request: Request,
+    res: ResourcesDep,
+    ip: ClientIp,
+    body: EnableRequest | None = None,
+) -> JSONResponse:
+    reason = body.reason if body is not None else None
+    return success(request, await res.accounts.enable_user(admin, user_id, reason=reason, ip=ip))
 
 
 @router.delete(
