@@ -28,8 +28,9 @@ log = get_logger(__name__)
 # only carry it escaped (a raw NUL byte is invalid JSON and already refused as MALFORMED_JSON).
 _JSON_NUL = b"\\u0000"
 _NUL_MESSAGE = "Text must not contain the NUL character (U+0000)."
-# The status and code of every other validation error (serve_apps/api/errors.py).
-_NUL_STATUS = 400
+# 422, not the 400 of a malformed request: the request is well formed, but it carries text that can
+# never be stored. The code is that of every other validation error (serve_apps/api/errors.py).
+_NUL_STATUS = 422
 
 # On every answer. A page that needs more (the dashboard, /docs) sets its own policy.
 _SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (

@@ -103,7 +103,7 @@ def test_a_nul_character_is_a_validation_error_naming_the_field(
     person.http = http
     call, field = OPERATIONS[operation]
     response = call(http, person)
-    body = error(response, 400, "VALIDATION_ERROR")
+    body = error(response, 422, "VALIDATION_ERROR")
     assert body["details"][0]["field"] == field
     assert body["request_id"] == response.headers["x-request-id"]
 
@@ -129,4 +129,4 @@ def test_a_nul_split_across_body_chunks_is_found(http: httpx.Client, person: Inv
     response = http.post(
         "/api/v1/portfolios", content=chunks(), headers={**person.headers, "Content-Type": "application/json"}
     )
-    assert error(response, 400, "VALIDATION_ERROR")["details"][0]["field"] == "body.name"
+    assert error(response, 422, "VALIDATION_ERROR")["details"][0]["field"] == "body.name"
