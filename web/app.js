@@ -59,7 +59,7 @@ async function show() {
   $("login").hidden = true; $("app").hidden = false; $("signout").hidden = false;
   $("figures").innerHTML = figure("Total value", money(board.total_value)) + figure("Today", signed(board.day_change))
     + figure("Unrealized gain/loss", signed(board.total_gain_loss)) + figure("Cash", money(board.cash_balance))
-    + figure("Harvestable losses", money(board.harvestable_loss_total)) + figure("Market date", esc(board.as_of));
+    + figure("Available cash", money(board.available_cash)) + figure("Harvestable losses", money(board.harvestable_loss_total)) + figure("Market date", esc(board.as_of));
   $("tabs").innerHTML = portfolios.map((p) => `<button data-id="${esc(p.id)}">${esc(p.name)}</button>`).join("");
   $("tabs").querySelectorAll("button").forEach((b) => b.addEventListener("click", () => showPortfolio(b.dataset.id)));
   if (portfolios.length) await showPortfolio(portfolios[0].id);
@@ -69,7 +69,8 @@ async function showPortfolio(id) {
   $("tabs").querySelectorAll("button").forEach((b) => b.classList.toggle("on", b.dataset.id === id));
   const p = await api(`/api/v1/portfolios/${id}`);
   $("portfolio-figures").innerHTML = figure("Value", money(p.total_value)) + figure("Invested", money(p.invested_value))
-    + figure("Gain/loss", signed(p.total_gain_loss)) + figure("Risk score", esc(p.risk_score ?? "—"))
+    + figure("Gain/loss", signed(p.total_gain_loss)) + figure("Cash", money(p.cash_balance))
+    + figure("Available to withdraw", money(p.available_cash)) + figure("Risk score", esc(p.risk_score ?? "—"))
     + figure("Account", esc(p.account_type)) + figure("Lot method", esc(p.lot_method).toUpperCase());
   $("holdings").innerHTML = "<tr><th>Symbol</th><th class=l>Sector</th><th>Shares</th><th>Avg cost</th><th>Price</th><th>Value</th><th>Gain/loss</th><th>Weight</th></tr>"
     + p.holdings.map((h) => `<tr><td>${esc(h.symbol)}</td><td class=l>${esc(h.sector)}</td><td>${Number(h.shares)}</td><td>${money(h.average_cost)}</td>`
