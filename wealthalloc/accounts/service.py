@@ -477,19 +477,7 @@ class AccountService:
                 raise AccountError(
                     400, "INVALID_MFA_CODE", "The two-factor code is not valid or was already used."
                 )
-            ended = await store.revoke_sessions_of(
-                conn, principal.user_id, except_session=principal.session_id
-            )
-            await append_audit(
-                conn,
-                new_entry(
-                    "auth.mfa_enabled",
-                    actor_id=principal.user_id,
-                    subject=f"user:{principal.user_id}",
-                    details={"sessions_ended": ended},
-                    ip=ip,
-                ),
-            )
+            await self._end_other_logins(conn, principal, action="auth.mfa_enabled", ip=ip)
         await self._bump_generation(principal.user_id)
 
     async def mfa_disable(self, principal: Principal, *, password: str, code: str, ip: str) -> None:
@@ -501,19 +489,7 @@ class AccountService:
         await self._prove_it_is_them(user, password=password, totp_code=code, ip=ip, action="mfa_disable")
         async with self._pool.connection() as conn, conn.transaction():
             await store.disable_mfa(conn, principal.user_id)
-            ended = await store.revoke_sessions_of(
-                conn, principal.user_id, except_session=principal.session_id
-            )
-            await append_audit(
-                conn,
-                new_entry(
-                    "auth.mfa_disabled",
-                    actor_id=principal.user_id,
-                    subject=f"user:{principal.user_id}",
-                    details={"sessions_ended": ended},
-                    ip=ip,
-                ),
-            )
+            await self._end_other_logins(conn, principal, action="auth.mfa_disabled", ip=ip)
         await self._bump_generation(principal.user_id)
 
     # Password ------------------------------------------------------------------------------------
@@ -543,19 +519,7 @@ class AccountService:
         new_hash = await asyncio.to_thread(hash_password, new_password, rounds=self._settings.bcrypt_rounds)
         async with self._pool.connection() as conn, conn.transaction():
             await store.update_password_hash(conn, principal.user_id, new_hash)
-            ended = await store.revoke_sessions_of(
-                conn, principal.user_id, except_session=principal.session_id
-            )
-            await append_audit(
-                conn,
-                new_entry(
-                    "auth.password_changed",
-                    actor_id=principal.user_id,
-                    subject=f"user:{principal.user_id}",
-                    details={"sessions_ended": ended},
-                    ip=ip,
-                ),
-            )
+            await self._end_other_logins(conn, principal, action="auth.password_changed", ip=ip)
         await self._bump_generation(principal.user_id)
 
     # API keys ------------------------------------------------------------------------------------
@@ -824,6 +788,23 @@ class AccountService:
                 new_entry("admin.user_deleted", actor_id=admin.user_id, subject=f"user:{user_id}", ip=ip),
             )
         await self._bump_generation(user_id)
+
+    async def _end_other_logins(
+        self, conn: store.Conn, principal: Principal, *, action: str, ip: str
+    ) -> None:
+        """A change to how a person proves who they are ends every login but the one making it
+        (whoever else held the old factor is out), audited as ``action`` in the change's transaction."""
+        ended = await store.revoke_sessions_of(conn, principal.user_id, except_session=principal.session_id)
+        await append_audit(
+            conn,
+            new_entry(
+                action,
+                actor_id=principal.user_id,
+                subject=f"user:{principal.user_id}",
+                details={"sessions_ended": ended},
+                ip=ip,
+            ),
+        )
 
     async def _bump_generation(self, user_id: uuid.UUID) -> None:
         """Tell every replica its cached view of this user is stale (see serve_apps.api.deps)."""
