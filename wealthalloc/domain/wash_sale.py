@@ -27,24 +27,30 @@ rest keeps the original lot's id. That is how the ``lots`` table holds them.
 
 The time-ordered replay keeps, per identity group, a window of the lots
 bought in the last 30 days and of the losses still waiting for a
-replacement, so each lookup touches only that window: O(n log n) over a
-history of n transactions (the log is the lot heap of a position). The
-quadratic :func:`realize_all_pairs` scans every lot and loss instead; it
-exists as a reference that tests and the benchmark compare with.
+replacement; what has been used up inside the window is jumped over, so
+each lookup touches only what it matches: O(n log n) over a history of n
+transactions (the log is the lot heap of a position). Lots change in place
+while replayed and become frozen :class:`Lot` and :class:`RealizedLot`
+values once, at the end. The quadratic :func:`realize_all_pairs` scans
+every lot and loss instead; it exists as a reference that tests and the
+benchmark compare with.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import enum
+import gc
 import heapq
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from contextlib import contextmanager
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Generic, Protocol, TypeVar
 
-from wealthalloc.domain.lots import InsufficientShares, Lot, LotMethod, LotRelief, Term, relieve, term
+from wealthalloc.domain.lots import InsufficientShares, Lot, LotMethod, Term, relieve, term
 from wealthalloc.domain.money import money
 
 WASH_SALE_DAYS = 30
@@ -383,9 +389,10 @@ def realize(
     ValueError
         For the ``SPECIFIC`` lot method.
     """
-    return _Replay(lot_method, groups or IdentityGroups(), _WindowIndex(), _HeapPosition, new_lot_id).run(
-        transactions, opening_lots
-    )
+    with gc_paused():
+        return _Replay(lot_method, groups or IdentityGroups(), _WindowIndex(), _HeapPosition, new_lot_id).run(
+            transactions, opening_lots
+        )
 
 
 def realize_all_pairs(
@@ -407,28 +414,84 @@ def realize_all_pairs(
     )
 
 
+_gc_lock = threading.Lock()
+_gc_pauses = 0
+_gc_was_enabled = False
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Run the block without the cyclic garbage collector, and restore it after.
+
+    A replay builds a few objects per transaction and keeps nearly all of them
+    (lots, rows, wash sales) to the end, none in a reference cycle. The
+    collector, triggered by every 700 allocations, would traverse them again
+    and again: about half of the time of a 100,000-trade report. Reference
+    counting still frees everything as usual. The pause is process-wide, so
+    overlapping pauses (threads of one API process) are counted and the
+    collector comes back, if it was on, when the last one ends.
+    """
+    global _gc_pauses, _gc_was_enabled
+    with _gc_lock:
+        if _gc_pauses == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_pauses += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_pauses -= 1
+            if _gc_pauses == 0 and _gc_was_enabled:
+                gc.enable()
+
+
 # --- the replay ---------------------------------------------------------------------------------
 
 
 class _Slot:
-    """A lot being replayed: mutable, unlike :class:`Lot`, because it changes on every sale."""
+    """A lot being replayed, its figures kept as mutable fields.
+
+    A lot changes on every sale that relieves it and every loss it absorbs;
+    building a frozen :class:`Lot` for each change was most of the replay's
+    time, so the fields change in place and a :class:`Lot` is built only when
+    one is asked for (the open lots at the end, the reference's
+    :func:`relieve`). An opening lot that never changes is handed back as given.
+    """
 
     __slots__ = (
         "account_id",
         "account_type",
+        "acquired_at",
+        "adjusted",
+        "cost",
+        "holding_period_start",
+        "id",
         "key",
-        "lot",
         "opened_by_ref",
         "origin",
         "original_shares",
         "replacement",
+        "shares",
+        "symbol",
+        "taxable",
         "version",
+        "window_date",
+        "candidate",
+        "_disallowed",
+        "_lot",
     )
 
     def __init__(
         self,
-        lot: Lot,
         *,
+        lot_id: uuid.UUID,
+        symbol: str,
+        shares: Decimal,
+        cost: Decimal,
+        adjusted: Decimal,
+        acquired_at: dt.date,
+        holding_period_start: dt.date,
         account_id: str,
         account_type: AccountType,
         key: str,
@@ -436,21 +499,66 @@ class _Slot:
         original_shares: Decimal,
         opened_by_ref: str | None,
         replacement: bool = False,
+        lot: Lot | None = None,
+        disallowed: Decimal | None = None,
     ) -> None:
-        self.lot = lot
-        self.account_id = account_id
-        self.account_type = account_type
+        self.id, self.symbol = lot_id, symbol
+        self.shares, self.cost, self.adjusted = shares, cost, adjusted
+        self.acquired_at, self.holding_period_start = acquired_at, holding_period_start
+        self.window_date = acquired_at  # a lot replaces losses within 30 days of its acquisition
+        self.account_id, self.account_type = account_id, account_type
+        self.taxable = account_type.is_taxable
         self.key = key
         self.origin = origin  # the purchase this lot came from (splits share it)
         self.original_shares = original_shares
         self.opened_by_ref = opened_by_ref
         self.replacement = replacement
+        # Still held and not yet a replacement: these shares can absorb a loss. Kept as a field,
+        # not a property, because the window index reads it for every lot it steps over.
+        self.candidate = not replacement and shares > 0
         self.version = 0
+        self._lot = lot  # the Lot these fields equal, while they do
+        # What the Lot says was disallowed until the figures change (None: adjusted minus cost).
+        self._disallowed = disallowed
 
     @property
-    def candidate(self) -> bool:
-        """Still held and not yet a replacement: these shares can absorb a loss."""
-        return not self.replacement and self.lot.shares > 0
+    def lot(self) -> Lot:
+        """The lot as it stands, ``wash_sale_disallowed`` kept equal to adjusted minus cost basis."""
+        if self._lot is None:
+            self._lot = Lot(
+                id=self.id,
+                symbol=self.symbol,
+                shares=self.shares,
+                cost_basis=self.cost,
+                adjusted_basis=self.adjusted,
+                acquired_at=self.acquired_at,
+                holding_period_start=self.holding_period_start,
+                wash_sale_disallowed=self.adjusted - self.cost
+                if self._disallowed is None
+                else self._disallowed,
+            )
+        return self._lot
+
+    def take(self, shares: Decimal, cost: Decimal, adjusted: Decimal) -> None:
+        """Remove ``shares`` and their basis (sold, or split off into a lot of their own)."""
+        self.shares -= shares
+        self.cost -= cost
+        self.adjusted -= adjusted
+        self.candidate = self.candidate and self.shares > 0
+        self._lot = self._disallowed = None
+
+    def make_replacement(self) -> None:
+        """These shares now replace sold shares, so they can absorb no other loss."""
+        self.replacement = True
+        self.candidate = False
+
+    def absorb(self, disallowed: Decimal, holding_days: int) -> None:
+        """Add a disallowed loss to the basis and move the holding period back by the sold shares' days."""
+        self.adjusted += disallowed
+        self.holding_period_start = min(
+            self.holding_period_start, self.acquired_at - dt.timedelta(days=holding_days)
+        )
+        self._lot = self._disallowed = None
 
     def public(self) -> AccountLot:
         return AccountLot(
@@ -463,56 +571,57 @@ class _Slot:
         )
 
 
-class _Row:
-    """A realized row whose adjustment may still grow when a replacement is bought later."""
-
-    __slots__ = ("adjustment", "frozen_fields", "permanent")
-
-    def __init__(self, frozen_fields: RealizedLot) -> None:
-        self.frozen_fields = frozen_fields
-        self.adjustment = _ZERO
-        self.permanent = _ZERO
-
-    def public(self) -> RealizedLot:
-        if not self.adjustment:
-            return self.frozen_fields
-        return replace(self.frozen_fields, adjustment=self.adjustment, permanently_disallowed=self.permanent)
+# What one sale takes from one lot: (slot, shares, cost basis, adjusted basis). A plain tuple: one
+# is made for every lot every sale relieves.
+_Relief = tuple[_Slot, Decimal, Decimal, Decimal]
 
 
 class _Loss:
-    """The loss on shares of one lot sold, and how much of it still awaits replacement shares."""
+    """A sale of one lot's shares at a loss: the realized row it will be, and how much of the loss
+    still awaits replacement shares.
+
+    The row's adjustment grows as replacements are matched, bought later as
+    well as before, so the frozen :class:`RealizedLot` is built once, at the
+    end (:meth:`realized`).
+    """
 
     __slots__ = (
+        "acquired_at",
+        "adjustment",
+        "candidate",
+        "cost",
+        "adjusted",
         "holding_days",
+        "holding_period_start",
         "key",
         "loss",
         "loss_left",
         "origin",
-        "row",
+        "permanent",
+        "proceeds",
         "sale",
         "shares",
         "shares_left",
         "sold",
         "sold_lot_id",
+        "window_date",
     )
 
     def __init__(
-        self,
-        *,
-        row: _Row,
-        sale: Transaction,
-        key: str,
-        sold_lot: Lot,
-        origin: int,
-        shares: Decimal,
-        loss: Decimal,
+        self, *, sale: Transaction, key: str, relief: _Relief, proceeds: Decimal, loss: Decimal
     ) -> None:
-        self.row, self.sale, self.key, self.origin = row, sale, key, origin
+        slot, shares, self.cost, self.adjusted = relief
+        self.sale, self.key, self.origin, self.proceeds = sale, key, slot.origin, proceeds
         self.sold: dt.date = sale.date
-        self.sold_lot_id = sold_lot.id
+        self.window_date = sale.date  # a loss takes replacement shares bought within 30 days of the sale
+        # The sold lot as it was at the sale: it may be split or become a replacement later.
+        self.sold_lot_id, self.acquired_at = slot.id, slot.acquired_at
+        self.holding_period_start = slot.holding_period_start
+        self.holding_days = (sale.date - slot.holding_period_start).days
         self.shares = self.shares_left = shares
         self.loss = self.loss_left = loss
-        self.holding_days = (sale.date - sold_lot.holding_period_start).days
+        self.adjustment = self.permanent = _ZERO
+        self.candidate = True  # some sold shares still wait for replacement shares
 
     def take(self, shares: Decimal) -> Decimal:
         """The loss of ``shares`` more sold shares; the last share matched takes what rounding left."""
@@ -522,7 +631,54 @@ class _Loss:
             part = min(money(self.loss * shares / self.shares), self.loss_left)
         self.shares_left -= shares
         self.loss_left -= part
+        self.candidate = self.shares_left > 0
         return part
+
+    def realized(self) -> RealizedLot:
+        # A loss matched only with shares whose part rounds to nothing keeps the row's plain zeros.
+        adjusted = bool(self.adjustment)
+        return _realized(
+            self.sale,
+            lot_id=self.sold_lot_id,
+            acquired_at=self.acquired_at,
+            holding_period_start=self.holding_period_start,
+            relief=(self.shares, self.cost, self.adjusted),
+            proceeds=self.proceeds,
+            adjustment=self.adjustment if adjusted else _ZERO,
+            permanent=self.permanent if adjusted else _ZERO,
+        )
+
+
+def _realized(
+    sale: Transaction,
+    *,
+    lot_id: uuid.UUID,
+    acquired_at: dt.date,
+    holding_period_start: dt.date,
+    relief: tuple[Decimal, Decimal, Decimal],
+    proceeds: Decimal,
+    adjustment: Decimal = _ZERO,
+    permanent: Decimal = _ZERO,
+) -> RealizedLot:
+    """The realized row of ``relief`` (shares, cost basis, adjusted basis) sold by ``sale``."""
+    shares, cost, adjusted = relief
+    return RealizedLot(
+        symbol=sale.symbol,
+        account_id=sale.account_id,
+        account_type=sale.account_type,
+        lot_id=lot_id,
+        shares=shares,
+        acquired_at=acquired_at,
+        holding_period_start=holding_period_start,
+        sold=sale.date,
+        proceeds=proceeds,
+        cost_basis=adjusted,
+        unadjusted_cost=cost,
+        adjustment=adjustment,
+        permanently_disallowed=permanent,
+        term=term(holding_period_start, sale.date),
+        sale_ref=sale.ref,
+    )
 
 
 class _Index(Protocol):
@@ -537,74 +693,107 @@ class _Index(Protocol):
     def losses_before(self, key: str, bought: dt.date) -> Iterator[_Loss]: ...
 
 
-class _Queue(Generic[_T]):
-    """A list consumed from the front, with a read position instead of pops (cheap at any length)."""
+class _Windowed(Protocol):
+    candidate: bool
+    window_date: dt.date
 
-    __slots__ = ("head", "items")
+
+_W = TypeVar("_W", bound=_Windowed)
+
+
+class _Window(Generic[_W]):
+    """The lots (or losses) of one identity group in date order, read from the front of the window on.
+
+    The replay moves forward in time, so what has left the window (dated more
+    than 30 days before today) can never match again and is dropped from the
+    front. What stops being a candidate in the middle (a lot sold or used up
+    as a replacement, a loss fully replaced) never becomes one again, so it is
+    marked with a jump past it, and jumps are shortened as they are followed
+    (path compression, as in union-find). Each entry is thus stepped over a
+    bounded number of times instead of once per query: without the jumps, a
+    long-held lot whose own sales cannot replace it, followed by many lots
+    sold within the window, made every loss re-read all of them (O(n^2)).
+    """
+
+    __slots__ = ("head", "items", "jump")
 
     def __init__(self) -> None:
-        self.items: list[_T] = []
+        self.items: list[_W] = []
+        self.jump: list[int] = []  # jump[i] == i: not known dead; else where the next candidate may be
         self.head = 0
 
-    def compact(self) -> None:
-        if self.head > 64 and self.head * 2 > len(self.items):
-            del self.items[: self.head]
+    def append(self, item: _W) -> None:
+        self.jump.append(len(self.items))
+        self.items.append(item)
+
+    def _next_candidate(self, start: int) -> int:
+        """The first position from ``start`` on holding a candidate (``len(items)`` if none)."""
+        items, jump = self.items, self.jump
+        end = len(items)
+        if start < end and jump[start] == start and items[start].candidate:
+            return start  # the usual case, without the bookkeeping below
+        passed: list[int] = []
+        position = start
+        while position < end:
+            ahead = jump[position]
+            if ahead == position:
+                if items[position].candidate:
+                    break
+                ahead = position + 1
+            passed.append(position)
+            position = ahead
+        for dead in passed:
+            jump[dead] = position
+        return position
+
+    def _drop_before(self, start: dt.date) -> None:
+        """Move the front past whatever is dated before ``start`` or no longer a candidate."""
+        items = self.items
+        position = self._next_candidate(self.head)
+        while position < len(items) and items[position].window_date < start:
+            position = self._next_candidate(position + 1)
+        self.head = position
+        if position > 64 and position * 2 > len(items):
+            del items[:position]
+            self.jump = [ahead - position for ahead in self.jump[position:]]
             self.head = 0
+
+    def since(self, start: dt.date) -> Iterator[_W]:
+        """The candidates dated from ``start`` on, oldest first, re-checked as the caller uses them up."""
+        self._drop_before(start)
+        items = self.items
+        position = self.head
+        while position < len(items):
+            yield items[position]
+            position = self._next_candidate(position + 1)
 
 
 class _WindowIndex:
-    """Per identity group, the lots bought and the losses taken in the last 30 days, oldest first.
-
-    The replay moves forward in time, so whatever has left a group's window
-    (a lot bought more than 30 days before today's sale, a loss more than 30
-    days before today's buy) can never match again and is dropped from the
-    front; a used-up entry in the middle is skipped and dropped when it
-    reaches the front.
-    """
+    """Per identity group, the lots bought and the losses taken in the last 30 days, oldest first."""
 
     def __init__(self) -> None:
-        self._lots: dict[str, _Queue[_Slot]] = {}
-        self._losses: dict[str, _Queue[_Loss]] = {}
+        self._lots: dict[str, _Window[_Slot]] = {}
+        self._losses: dict[str, _Window[_Loss]] = {}
 
     def add_lot(self, slot: _Slot) -> None:
-        self._lots.setdefault(slot.key, _Queue()).items.append(slot)
+        window = self._lots.get(slot.key)
+        if window is None:
+            window = self._lots[slot.key] = _Window()
+        window.append(slot)
 
     def lots_before(self, key: str, sold: dt.date) -> Iterator[_Slot]:
-        queue = self._lots.get(key)
-        if queue is None:
-            return
-        start = sold - _WINDOW
-        items = queue.items
-        while queue.head < len(items):
-            slot = items[queue.head]
-            if slot.candidate and slot.lot.acquired_at >= start:
-                break
-            queue.head += 1
-        queue.compact()
-        for position in range(queue.head, len(queue.items)):
-            slot = queue.items[position]
-            if slot.candidate:
-                yield slot
+        window = self._lots.get(key)
+        return iter(()) if window is None else window.since(sold - _WINDOW)
 
     def add_loss(self, loss: _Loss) -> None:
-        self._losses.setdefault(loss.key, _Queue()).items.append(loss)
+        window = self._losses.get(loss.key)
+        if window is None:
+            window = self._losses[loss.key] = _Window()
+        window.append(loss)
 
     def losses_before(self, key: str, bought: dt.date) -> Iterator[_Loss]:
-        queue = self._losses.get(key)
-        if queue is None:
-            return
-        start = bought - _WINDOW
-        items = queue.items
-        while queue.head < len(items):
-            loss = items[queue.head]
-            if loss.shares_left > 0 and loss.sold >= start:
-                break
-            queue.head += 1
-        queue.compact()
-        for position in range(queue.head, len(queue.items)):
-            loss = queue.items[position]
-            if loss.shares_left > 0:
-                yield loss
+        window = self._losses.get(key)
+        return iter(()) if window is None else window.since(bought - _WINDOW)
 
 
 class _AllPairsIndex:
@@ -619,7 +808,7 @@ class _AllPairsIndex:
 
     def lots_before(self, key: str, sold: dt.date) -> Iterator[_Slot]:
         for slot in list(self._lots):
-            if slot.key == key and slot.candidate and sold - _WINDOW <= slot.lot.acquired_at <= sold:
+            if slot.key == key and slot.candidate and sold - _WINDOW <= slot.acquired_at <= sold:
                 yield slot
 
     def add_loss(self, loss: _Loss) -> None:
@@ -638,46 +827,7 @@ class _Position(Protocol):
 
     def changed(self, slot: _Slot) -> None: ...
 
-    def sell(self, quantity: Decimal, symbol: str) -> list[tuple[LotRelief, _Slot]]: ...
-
-
-def _rebased(
-    lot: Lot,
-    *,
-    shares: Decimal,
-    cost: Decimal,
-    adjusted: Decimal,
-    lot_id: uuid.UUID | None = None,
-    holding_period_start: dt.date | None = None,
-) -> Lot:
-    """``lot`` with other shares and basis, ``wash_sale_disallowed`` kept equal to adjusted minus cost.
-
-    What ``dataclasses.replace`` would give, built directly: it runs for every
-    share relieved or matched, and ``replace`` costs several times more.
-    """
-    return Lot(
-        id=lot.id if lot_id is None else lot_id,
-        symbol=lot.symbol,
-        shares=shares,
-        cost_basis=cost,
-        adjusted_basis=adjusted,
-        acquired_at=lot.acquired_at,
-        holding_period_start=lot.holding_period_start
-        if holding_period_start is None
-        else holding_period_start,
-        wash_sale_disallowed=adjusted - cost,
-    )
-
-
-def _after_relief(relief: LotRelief) -> Lot:
-    """The lot less the shares relieved, as ``LotRelief.remaining`` but with its wash-sale part in step."""
-    lot = relief.lot
-    return _rebased(
-        lot,
-        shares=lot.shares - relief.shares,
-        cost=lot.cost_basis - relief.cost_basis,
-        adjusted=lot.adjusted_basis - relief.adjusted_basis,
-    )
+    def sell(self, quantity: Decimal, symbol: str) -> list[_Relief]: ...
 
 
 class _ListPosition:
@@ -693,70 +843,102 @@ class _ListPosition:
     def changed(self, slot: _Slot) -> None:
         pass
 
-    def sell(self, quantity: Decimal, symbol: str) -> list[tuple[LotRelief, _Slot]]:
-        self._slots = [slot for slot in self._slots if slot.lot.shares > 0]
-        by_id = {slot.lot.id: slot for slot in self._slots}
+    def sell(self, quantity: Decimal, symbol: str) -> list[_Relief]:
+        self._slots = [slot for slot in self._slots if slot.shares > 0]
+        by_id = {slot.id: slot for slot in self._slots}
         if not self._slots:
             raise InsufficientShares(symbol, quantity, _ZERO)
-        reliefs = relieve([slot.lot for slot in self._slots], quantity, self._method)
-        pairs = [(relief, by_id[relief.lot.id]) for relief in reliefs]
-        for relief, slot in pairs:
-            slot.lot = _after_relief(relief)
-        return pairs
+        reliefs = [
+            (by_id[relief.lot.id], relief.shares, relief.cost_basis, relief.adjusted_basis)
+            for relief in relieve([slot.lot for slot in self._slots], quantity, self._method)
+        ]
+        for slot, shares, cost, adjusted in reliefs:
+            slot.take(shares, cost, adjusted)
+        return reliefs
 
 
 class _HeapPosition:
     """Open lots in a heap ordered as :func:`order_lots` orders them, so a sale pops only what it takes.
 
-    A lot whose order may have changed (partly sold, split, basis raised) is
-    pushed again under a new version; entries of older versions are skipped
-    when popped.
+    An entry is the lot's order key, then a push counter (so two entries never
+    compare lots), the lot's version and the lot. A lot whose order may have
+    changed (partly sold, split, basis raised) is pushed again under a new
+    version; entries of older versions are skipped when popped. Under FIFO the
+    order (acquisition, id) never changes, so only a partly sold lot goes back.
+    A UUID's integer orders as its string does (fixed-width lower-case hex), so
+    ``id.int`` stands for the ``str(id)`` of :func:`order_lots`.
     """
 
     def __init__(self, method: LotMethod) -> None:
-        self._method = method
-        self._heap: list[tuple[tuple[object, ...], int, int, _Slot]] = []
+        self._hifo = method is LotMethod.HIFO
+        self._heap: list[tuple[object, ...]] = []
         self._pushed = 0
-
-    def _order(self, lot: Lot) -> tuple[object, ...]:
-        # A UUID's integer orders as its string does (fixed-width lower-case hex): the order of
-        # order_lots(), at the cost of an attribute read instead of a string.
-        if self._method is LotMethod.HIFO:
-            return (-lot.basis_per_share, lot.acquired_at, lot.id.int)
-        return (lot.acquired_at, lot.id.int)
 
     def add(self, slot: _Slot) -> None:
         slot.version += 1
         self._pushed += 1
-        heapq.heappush(self._heap, (self._order(slot.lot), self._pushed, slot.version, slot))
+        if self._hifo:
+            per_share = slot.adjusted / slot.shares if slot.shares else _ZERO  # Lot.basis_per_share
+            entry: tuple[object, ...] = (
+                -per_share,
+                slot.acquired_at,
+                slot.id.int,
+                self._pushed,
+                slot.version,
+                slot,
+            )
+        else:
+            entry = (slot.acquired_at, slot.id.int, self._pushed, slot.version, slot)
+        heapq.heappush(self._heap, entry)
 
-    changed = add
+    def changed(self, slot: _Slot) -> None:
+        if self._hifo:
+            self.add(slot)
 
-    def sell(self, quantity: Decimal, symbol: str) -> list[tuple[LotRelief, _Slot]]:
-        taken: list[_Slot] = []
-        available = _ZERO
-        while available < quantity and self._heap:
-            _, _, version, slot = heapq.heappop(self._heap)
-            if version == slot.version and slot.lot.shares > 0:
-                taken.append(slot)
-                available += slot.lot.shares
+    def sell(self, quantity: Decimal, symbol: str) -> list[_Relief]:
+        taken = self._pop_lots_holding(quantity)
+        available = sum((slot.shares for slot in taken), _ZERO)
         if available < quantity:
             for slot in taken:
                 self.add(slot)
             raise InsufficientShares(symbol, quantity, available)
-        # The lots popped are the first in relief order, so relieve() takes exactly what it
-        # would take from the whole position.
-        by_id = {slot.lot.id: slot for slot in taken}
-        pairs = [
-            (relief, by_id[relief.lot.id])
-            for relief in relieve([s.lot for s in taken], quantity, self._method)
-        ]
-        for relief, slot in pairs:
-            slot.lot = _after_relief(relief)
-        for slot in taken:
-            if slot.lot.shares > 0:
+        reliefs = _relieve_in_order(taken, quantity)
+        for slot, shares, cost, adjusted in reliefs:
+            slot.take(shares, cost, adjusted)
+            if slot.shares > 0:
                 self.add(slot)
-        return pairs
+        return reliefs
+
+    def _pop_lots_holding(self, quantity: Decimal) -> list[_Slot]:
+        """The first lots in relief order, until they hold ``quantity`` shares or none are left."""
+        heap = self._heap
+        taken: list[_Slot] = []
+        available = _ZERO
+        while available < quantity and heap:
+            entry = heapq.heappop(heap)
+            slot: _Slot = entry[-1]  # type: ignore[assignment]
+            if entry[-2] == slot.version and slot.shares > 0:
+                taken.append(slot)
+                available += slot.shares
+        return taken
+
+
+def _relieve_in_order(slots: list[_Slot], quantity: Decimal) -> list[_Relief]:
+    """What :func:`relieve` takes from lots already in relief order, computed the same way."""
+    reliefs: list[_Relief] = []
+    left = quantity
+    for slot in slots:
+        if left <= 0:
+            break
+        shares = min(left, slot.shares)
+        if shares == slot.shares:
+            cost, adjusted = slot.cost, slot.adjusted
+        else:
+            fraction = shares / slot.shares
+            cost, adjusted = money(slot.cost * fraction), money(slot.adjusted * fraction)
+        reliefs.append((slot, shares, cost, adjusted))
+        left -= shares
+    return reliefs
 
 
 class _Replay:
@@ -779,7 +961,7 @@ class _Replay:
         self._new_lot_id = new_lot_id
         self._positions: dict[tuple[str, str], _Position] = {}
         self._slots: list[_Slot] = []
-        self._rows: list[_Row] = []
+        self._rows: list[RealizedLot | _Loss] = []  # in sale order; a loss becomes its row at the end
         self._washes: list[WashSale] = []
         self._account_types: dict[str, AccountType] = {}
 
@@ -796,27 +978,29 @@ class _Replay:
             if previous is not None and tx.date < previous:
                 raise InvalidHistory(f"dated {tx.date}, after a trade of {previous}", index=index, ref=tx.ref)
             previous = tx.date
-            self._check(index, tx)
+            amount = tx.amount
+            self._check(index, tx, amount)
             if tx.side is Side.BUY:
-                self._buy(index, tx)
+                self._buy(index, tx, amount)
             else:
-                self._sell(index, tx)
+                self._sell(index, tx, amount)
+        # id.int orders as str(id) does (see _HeapPosition).
         open_lots = sorted(
-            (slot for slot in self._slots if slot.lot.shares > 0),
-            key=lambda slot: (slot.account_id, slot.lot.symbol, slot.lot.acquired_at, str(slot.lot.id)),
+            (slot for slot in self._slots if slot.shares > 0),
+            key=lambda slot: (slot.account_id, slot.symbol, slot.acquired_at, slot.id.int),
         )
         return Realization(
-            realized=tuple(row.public() for row in self._rows),
+            realized=tuple(row if isinstance(row, RealizedLot) else row.realized() for row in self._rows),
             open_lots=tuple(slot.public() for slot in open_lots),
             wash_sales=tuple(self._washes),
         )
 
-    def _check(self, index: int, tx: Transaction) -> None:
+    def _check(self, index: int, tx: Transaction, amount: Decimal) -> None:
         if tx.quantity <= 0 or tx.price <= 0:
             raise InvalidHistory("quantity and price must be positive", index=index, ref=tx.ref)
         if tx.fees < 0:
             raise InvalidHistory("fees must not be negative", index=index, ref=tx.ref)
-        if tx.side is Side.SELL and tx.amount < 0:
+        if tx.side is Side.SELL and amount < 0:
             raise InvalidHistory("fees exceed the sale's gross amount", index=index, ref=tx.ref)
         known = self._account_types.setdefault(tx.account_id, tx.account_type)
         if known is not tx.account_type:
@@ -833,41 +1017,46 @@ class _Replay:
         return position
 
     def _open(self, held: AccountLot, *, origin: int) -> _Slot:
+        lot = held.lot
         slot = _Slot(
-            held.lot,
+            lot_id=lot.id,
+            symbol=lot.symbol,
+            shares=lot.shares,
+            cost=lot.cost_basis,
+            adjusted=lot.adjusted_basis,
+            acquired_at=lot.acquired_at,
+            holding_period_start=lot.holding_period_start,
             account_id=held.account_id,
             account_type=held.account_type,
-            key=self._groups.key(held.lot.symbol),
+            key=self._groups.key(lot.symbol),
             origin=origin,
             original_shares=held.original_shares,
             opened_by_ref=held.opened_by_ref,
             replacement=held.is_replacement,
+            lot=lot,
         )
         self._slots.append(slot)
-        self._position(slot.account_id, held.lot.symbol).add(slot)
+        self._position(slot.account_id, slot.symbol).add(slot)
         if slot.candidate:
             self._index.add_lot(slot)
         return slot
 
-    def _buy(self, index: int, tx: Transaction) -> None:
-        cost = tx.amount
-        lot = Lot(
-            id=self._new_lot_id(),
+    def _buy(self, index: int, tx: Transaction, cost: Decimal) -> None:
+        slot = _Slot(
+            lot_id=self._new_lot_id(),
             symbol=tx.symbol,
             shares=tx.quantity,
-            cost_basis=cost,
-            adjusted_basis=cost,
+            cost=cost,
+            adjusted=cost,
             acquired_at=tx.date,
             holding_period_start=tx.date,
-        )
-        slot = _Slot(
-            lot,
             account_id=tx.account_id,
             account_type=tx.account_type,
             key=self._groups.key(tx.symbol),
             origin=index,
             original_shares=tx.quantity,
             opened_by_ref=tx.ref,
+            disallowed=_ZERO,  # as a new Lot says
         )
         self._slots.append(slot)
         self._position(tx.account_id, tx.symbol).add(slot)
@@ -878,98 +1067,81 @@ class _Replay:
         if slot.candidate:
             self._index.add_lot(slot)
 
-    def _sell(self, index: int, tx: Transaction) -> None:
+    def _sell(self, index: int, tx: Transaction, amount: Decimal) -> None:
         try:
-            pairs = self._position(tx.account_id, tx.symbol).sell(tx.quantity, tx.symbol)
+            reliefs = self._position(tx.account_id, tx.symbol).sell(tx.quantity, tx.symbol)
         except InsufficientShares as exc:
             raise InvalidHistory(
                 f"sells {exc.wanted} {tx.symbol} in account {tx.account_id}, which holds {exc.available}",
                 index=index,
                 ref=tx.ref,
             ) from exc
-        proceeds_left = tx.amount
+        proceeds_left = amount
         shares_left = tx.quantity
+        taxable = tx.account_type.is_taxable
         key = self._groups.key(tx.symbol)
-        for relief, slot in pairs:
-            shares_left -= relief.shares
-            proceeds = proceeds_left if shares_left == 0 else money(tx.amount * relief.shares / tx.quantity)
+        # Every row is taken down before any loss is matched: matching one lot's loss may move the
+        # holding period of another lot this sale relieves, and its row keeps the period it was sold with.
+        losses: list[_Loss] = []
+        for relief in reliefs:
+            slot, shares, cost, adjusted = relief
+            shares_left -= shares
+            proceeds = proceeds_left if shares_left == 0 else money(amount * shares / tx.quantity)
             proceeds_left -= proceeds
-            sold = relief.lot
-            row = _Row(
-                RealizedLot(
-                    symbol=tx.symbol,
-                    account_id=tx.account_id,
-                    account_type=tx.account_type,
-                    lot_id=sold.id,
-                    shares=relief.shares,
-                    acquired_at=sold.acquired_at,
-                    holding_period_start=sold.holding_period_start,
-                    sold=tx.date,
-                    proceeds=proceeds,
-                    cost_basis=relief.adjusted_basis,
-                    unadjusted_cost=relief.cost_basis,
-                    adjustment=_ZERO,
-                    permanently_disallowed=_ZERO,
-                    term=term(sold.holding_period_start, tx.date),
-                    sale_ref=tx.ref,
+            loss = adjusted - proceeds
+            if loss > 0 and taxable:
+                losses.append(_Loss(sale=tx, key=key, relief=relief, proceeds=proceeds, loss=loss))
+                self._rows.append(losses[-1])
+            else:
+                self._rows.append(
+                    _realized(
+                        tx,
+                        lot_id=slot.id,
+                        acquired_at=slot.acquired_at,
+                        holding_period_start=slot.holding_period_start,
+                        relief=(shares, cost, adjusted),
+                        proceeds=proceeds,
+                    )
                 )
-            )
-            self._rows.append(row)
-            loss_amount = relief.adjusted_basis - proceeds
-            if loss_amount <= 0 or not tx.account_type.is_taxable:
-                continue
-            loss = _Loss(
-                row=row,
-                sale=tx,
-                key=key,
-                sold_lot=sold,
-                origin=slot.origin,
-                shares=relief.shares,
-                loss=loss_amount,
-            )
-            for candidate in self._index.lots_before(key, tx.date):
-                if candidate.origin == loss.origin:
-                    continue  # the rest of the purchase sold from is not its own replacement
-                self._match(loss, candidate)
-                if loss.shares_left == 0:
-                    break
-            if loss.shares_left > 0:
-                self._index.add_loss(loss)
+        for pending in losses:
+            self._replace(pending)
+
+    def _replace(self, loss: _Loss) -> None:
+        """Match a new loss with the lots bought in the 30 days before; what is left waits for buys."""
+        for candidate in self._index.lots_before(loss.key, loss.sold):
+            if candidate.origin == loss.origin:
+                continue  # the rest of the purchase sold from is not its own replacement
+            self._match(loss, candidate)
+            if loss.shares_left == 0:
+                break
+        if loss.shares_left > 0:
+            self._index.add_loss(loss)
 
     def _match(self, loss: _Loss, candidate: _Slot) -> None:
         """Make (part of) ``candidate`` the replacement of (part of) ``loss``."""
-        shares = min(loss.shares_left, candidate.lot.shares)
-        replacement = self._split(candidate, shares) if shares < candidate.lot.shares else candidate
-        replacement.replacement = True
+        shares = min(loss.shares_left, candidate.shares)
+        replacement = self._split(candidate, shares) if shares < candidate.shares else candidate
+        replacement.make_replacement()
         disallowed = loss.take(shares)
+        loss.adjustment += disallowed
         holding_days = 0
-        if replacement.account_type.is_taxable:
+        if replacement.taxable:
             holding_days = loss.holding_days
-            lot = replacement.lot
-            replacement.lot = _rebased(
-                lot,
-                shares=lot.shares,
-                cost=lot.cost_basis,
-                adjusted=lot.adjusted_basis + disallowed,
-                holding_period_start=min(
-                    lot.holding_period_start, lot.acquired_at - dt.timedelta(days=holding_days)
-                ),
-            )
-            self._position(replacement.account_id, lot.symbol).changed(replacement)
+            replacement.absorb(disallowed, holding_days)
+            self._position(replacement.account_id, replacement.symbol).changed(replacement)
         else:
-            loss.row.permanent += disallowed
-        loss.row.adjustment += disallowed
+            loss.permanent += disallowed
         self._washes.append(
             WashSale(
                 symbol=loss.sale.symbol,
                 account_id=loss.sale.account_id,
                 sold=loss.sold,
                 sold_lot_id=loss.sold_lot_id,
-                replacement_symbol=replacement.lot.symbol,
+                replacement_symbol=replacement.symbol,
                 replacement_account_id=replacement.account_id,
                 replacement_account_type=replacement.account_type,
-                replacement_lot_id=replacement.lot.id,
-                replacement_acquired=replacement.lot.acquired_at,
+                replacement_lot_id=replacement.id,
+                replacement_acquired=replacement.acquired_at,
                 shares=shares,
                 disallowed=disallowed,
                 holding_days=holding_days,
@@ -979,11 +1151,16 @@ class _Replay:
 
     def _split(self, slot: _Slot, shares: Decimal) -> _Slot:
         """Split ``shares`` off into a new lot (basis pro rata); ``slot`` keeps its id and the rest."""
-        lot = slot.lot
-        cost = money(lot.cost_basis * shares / lot.shares)
-        adjusted = money(lot.adjusted_basis * shares / lot.shares)
+        cost = money(slot.cost * shares / slot.shares)
+        adjusted = money(slot.adjusted * shares / slot.shares)
         part = _Slot(
-            _rebased(lot, lot_id=self._new_lot_id(), shares=shares, cost=cost, adjusted=adjusted),
+            lot_id=self._new_lot_id(),
+            symbol=slot.symbol,
+            shares=shares,
+            cost=cost,
+            adjusted=adjusted,
+            acquired_at=slot.acquired_at,
+            holding_period_start=slot.holding_period_start,
             account_id=slot.account_id,
             account_type=slot.account_type,
             key=slot.key,
@@ -991,14 +1168,9 @@ class _Replay:
             original_shares=shares,
             opened_by_ref=slot.opened_by_ref,
         )
-        slot.lot = _rebased(
-            lot,
-            shares=lot.shares - shares,
-            cost=lot.cost_basis - cost,
-            adjusted=lot.adjusted_basis - adjusted,
-        )
+        slot.take(shares, cost, adjusted)
         slot.original_shares -= shares
-        position = self._position(slot.account_id, lot.symbol)
+        position = self._position(slot.account_id, slot.symbol)
         position.changed(slot)
         position.add(part)
         self._slots.append(part)
