@@ -637,46 +637,44 @@ class _Loss:
     def realized(self) -> RealizedLot:
         # A loss matched only with shares whose part rounds to nothing keeps the row's plain zeros.
         adjusted = bool(self.adjustment)
-        return _realized(
-            self.sale,
+        sale = self.sale
+        return RealizedLot(
+            symbol=sale.symbol,
+            account_id=sale.account_id,
+            account_type=sale.account_type,
             lot_id=self.sold_lot_id,
+            shares=self.shares,
             acquired_at=self.acquired_at,
             holding_period_start=self.holding_period_start,
-            relief=(self.shares, self.cost, self.adjusted),
+            sold=self.sold,
             proceeds=self.proceeds,
+            cost_basis=self.adjusted,
+            unadjusted_cost=self.cost,
             adjustment=self.adjustment if adjusted else _ZERO,
-            permanent=self.permanent if adjusted else _ZERO,
+            permanently_disallowed=self.permanent if adjusted else _ZERO,
+            term=term(self.holding_period_start, self.sold),
+            sale_ref=sale.ref,
         )
 
 
-def _realized(
-    sale: Transaction,
-    *,
-    lot_id: uuid.UUID,
-    acquired_at: dt.date,
-    holding_period_start: dt.date,
-    relief: tuple[Decimal, Decimal, Decimal],
-    proceeds: Decimal,
-    adjustment: Decimal = _ZERO,
-    permanent: Decimal = _ZERO,
-) -> RealizedLot:
-    """The realized row of ``relief`` (shares, cost basis, adjusted basis) sold by ``sale``."""
-    shares, cost, adjusted = relief
+def _realized(sale: Transaction, relief: _Relief, proceeds: Decimal) -> RealizedLot:
+    """The row of shares sold at a gain, or where no loss counts (an IRA): final as it is made."""
+    slot, shares, cost, adjusted = relief
     return RealizedLot(
         symbol=sale.symbol,
         account_id=sale.account_id,
         account_type=sale.account_type,
-        lot_id=lot_id,
+        lot_id=slot.id,
         shares=shares,
-        acquired_at=acquired_at,
-        holding_period_start=holding_period_start,
+        acquired_at=slot.acquired_at,
+        holding_period_start=slot.holding_period_start,
         sold=sale.date,
         proceeds=proceeds,
         cost_basis=adjusted,
         unadjusted_cost=cost,
-        adjustment=adjustment,
-        permanently_disallowed=permanent,
-        term=term(holding_period_start, sale.date),
+        adjustment=_ZERO,
+        permanently_disallowed=_ZERO,
+        term=term(slot.holding_period_start, sale.date),
         sale_ref=sale.ref,
     )
 
@@ -896,8 +894,7 @@ class _HeapPosition:
             self.add(slot)
 
     def sell(self, quantity: Decimal, symbol: str) -> list[_Relief]:
-        taken = self._pop_lots_holding(quantity)
-        available = sum((slot.shares for slot in taken), _ZERO)
+        taken, available = self._pop_lots_holding(quantity)
         if available < quantity:
             for slot in taken:
                 self.add(slot)
@@ -909,8 +906,9 @@ class _HeapPosition:
                 self.add(slot)
         return reliefs
 
-    def _pop_lots_holding(self, quantity: Decimal) -> list[_Slot]:
-        """The first lots in relief order, until they hold ``quantity`` shares or none are left."""
+    def _pop_lots_holding(self, quantity: Decimal) -> tuple[list[_Slot], Decimal]:
+        """The first lots in relief order, until they hold ``quantity`` shares or none are left, and
+        the shares they hold."""
         heap = self._heap
         taken: list[_Slot] = []
         available = _ZERO
@@ -920,7 +918,7 @@ class _HeapPosition:
             if entry[-2] == slot.version and slot.shares > 0:
                 taken.append(slot)
                 available += slot.shares
-        return taken
+        return taken, available
 
 
 def _relieve_in_order(slots: list[_Slot], quantity: Decimal) -> list[_Relief]:
@@ -1084,7 +1082,7 @@ class _Replay:
         # holding period of another lot this sale relieves, and its row keeps the period it was sold with.
         losses: list[_Loss] = []
         for relief in reliefs:
-            slot, shares, cost, adjusted = relief
+            _, shares, _, adjusted = relief
             shares_left -= shares
             proceeds = proceeds_left if shares_left == 0 else money(amount * shares / tx.quantity)
             proceeds_left -= proceeds
@@ -1093,16 +1091,7 @@ class _Replay:
                 losses.append(_Loss(sale=tx, key=key, relief=relief, proceeds=proceeds, loss=loss))
                 self._rows.append(losses[-1])
             else:
-                self._rows.append(
-                    _realized(
-                        tx,
-                        lot_id=slot.id,
-                        acquired_at=slot.acquired_at,
-                        holding_period_start=slot.holding_period_start,
-                        relief=(shares, cost, adjusted),
-                        proceeds=proceeds,
-                    )
-                )
+                self._rows.append(_realized(tx, relief, proceeds))
         for pending in losses:
             self._replace(pending)
 
