@@ -14,7 +14,11 @@ checked to be equal:
 - gains report: one taxpayer's 100,000 trades over the bundled history, replayed, then Form 8949
   rows and yearly totals with the carryforward. All-pairs grows as n^2, so the reference runs on
   the longest prefix of the history (doubling from 2,000) that fits its time budget, and both
-  engines are shown on that prefix.
+  engines are shown on that prefix;
+- growth: the windowed report on the first 20,000, 50,000 and 100,000 trades of that history (best
+  of two runs each), with the time per 1,000 trades, which stays flat when the work is O(n log n).
+
+The last line printed is one JSON object of the figures.
 
     .venv/bin/python bench/tax.py [--users 1000] [--transactions 100000] [--reference-seconds 20]
 """
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import random
 import sys
 import tempfile
@@ -156,6 +161,11 @@ def timed(replay: Replay, trades: list[Transaction]) -> tuple[float, Realization
     return time.perf_counter() - started, result
 
 
+def growth(trades: list[Transaction], sizes: tuple[int, ...]) -> dict[int, float]:
+    """Seconds of the windowed report on the first ``n`` trades, for each ``n`` (best of two runs)."""
+    return {n: min(timed(realize, trades[:n])[0] for _ in range(2)) for n in sizes if n <= len(trades)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=1000)
@@ -210,6 +220,10 @@ def main() -> None:
         raise SystemExit("harvest: the windowed engine and the all-pairs reference disagree")
     per_1000 = 1000 / args.users
     opportunities = sum(len(found) for found in window_found)
+    figures: dict[str, object] = {
+        "harvest_replay_scan_s_per_1000_users": round(window_s * per_1000, 3),
+        "harvest_all_pairs_s_per_1000_users": round(pairs_s * per_1000, 3),
+    }
     print(
         f"harvest scan per 1,000 users x {lots / args.users:.1f} open lots"
         f" ({sum(len(u) for u in users) / args.users:.0f} trades each,"
@@ -233,6 +247,9 @@ def main() -> None:
     big = taxpayer(args.transactions)
     window_s, result = timed(realize, big)
     washes = len(result.wash_sales)
+    figures.update(
+        gains_report_transactions=len(big), gains_report_wash_sales=washes, gains_report_s=round(window_s, 3)
+    )
     # The reference on prefixes of the same history (each a valid history), doubling the size
     # while a run stays under a quarter of its budget.
     n = min(2000, len(big))
@@ -248,17 +265,36 @@ def main() -> None:
             f"gains report {len(big):,} transactions ({washes:,} wash sales): window {window_s:.2f} s"
             f" | all-pairs reference {pairs_s:.2f} s ({pairs_s / window_s:.1f}x) | results equal"
         )
-        return
-    small_window_s, small_result = timed(realize, big[:n])
-    if small_result != reference_result:
-        raise SystemExit("gains report: the windowed engine and the all-pairs reference disagree")
-    estimate = pairs_s * (len(big) / n) ** 2
+        figures.update(
+            all_pairs_transactions=n, all_pairs_s=round(pairs_s, 3), window_on_those_s=round(window_s, 3)
+        )
+    else:
+        small_window_s, small_result = timed(realize, big[:n])
+        if small_result != reference_result:
+            raise SystemExit("gains report: the windowed engine and the all-pairs reference disagree")
+        estimate = pairs_s * (len(big) / n) ** 2
+        print(
+            f"gains report {len(big):,} transactions ({washes:,} wash sales): window {window_s:.2f} s"
+            f" | all-pairs not run at {len(big):,} (about {_duration(estimate)} by n^2);"
+            f" both on its first {n:,} transactions: window {small_window_s:.2f} s,"
+            f" all-pairs {pairs_s:.2f} s ({pairs_s / small_window_s:.1f}x) | results equal"
+        )
+        figures.update(
+            all_pairs_transactions=n,
+            all_pairs_s=round(pairs_s, 3),
+            window_on_those_s=round(small_window_s, 3),
+            all_pairs_estimate_s=round(estimate, 1),
+        )
+
+    sizes = growth(big, (20_000, 50_000, 100_000))
     print(
-        f"gains report {len(big):,} transactions ({washes:,} wash sales): window {window_s:.2f} s"
-        f" | all-pairs not run at {len(big):,} (about {_duration(estimate)} by n^2);"
-        f" both on its first {n:,} transactions: window {small_window_s:.2f} s,"
-        f" all-pairs {pairs_s:.2f} s ({pairs_s / small_window_s:.1f}x) | results equal"
+        "gains report growth (windowed, best of 2): "
+        + " | ".join(
+            f"{n:,} transactions {s:.2f} s ({s / n * 1000 * 1000:.1f} ms per 1,000)" for n, s in sizes.items()
+        )
     )
+    figures["gains_report_growth_s"] = {str(n): round(s, 3) for n, s in sizes.items()}
+    print(json.dumps(figures))
 
 
 def _duration(seconds: float) -> str:
