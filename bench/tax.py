@@ -58,6 +58,7 @@ from wealthalloc.domain.wash_sale import (  # noqa: E402
     realize_all_pairs,
 )
 from wealthalloc.marketdata import PriceHistory, SecurityReference, load_bundled_datasets  # noqa: E402
+from wealthalloc.tax.report import gc_paused  # noqa: E402
 
 ACCOUNTS = (("taxable", AccountType.TAXABLE), ("ira", AccountType.IRA), ("roth", AccountType.ROTH_IRA))
 Replay = Callable[..., Realization]
@@ -155,9 +156,11 @@ def scan_users(
 
 
 def timed(replay: Replay, trades: list[Transaction]) -> tuple[float, Realization]:
+    """The report as the API and the command line build it (``report_for``: collector paused)."""
     started = time.perf_counter()
-    result = replay(trades, lot_method=LotMethod.FIFO, new_lot_id=counting_ids())
-    gains_report(result.realized)
+    with gc_paused():
+        result = replay(trades, lot_method=LotMethod.FIFO, new_lot_id=counting_ids())
+        gains_report(result.realized)
     return time.perf_counter() - started, result
 
 

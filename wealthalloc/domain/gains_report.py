@@ -23,7 +23,7 @@ from decimal import Decimal
 from operator import attrgetter
 
 from wealthalloc.domain.lots import Term
-from wealthalloc.domain.wash_sale import RealizedLot, gc_paused
+from wealthalloc.domain.wash_sale import RealizedLot
 
 _ZERO = Decimal(0)
 
@@ -320,14 +320,13 @@ def gains_report(
         Losses carried into the first year of the history (or into ``year``
         when that comes before the first sale).
     """
-    with gc_paused():  # many rows kept, none in a cycle: see gc_paused
-        totals = yearly_totals(
-            realized,
-            filing_status=filing_status,
-            prior_carryforward=prior_carryforward,
-            first_year=year,
-            through_year=year,
-        )
-        if year is not None:
-            totals = [item for item in totals if item.year == year]
-        return GainsReport(rows=tuple(form_8949_rows(realized, year=year)), totals=tuple(totals))
+    totals = yearly_totals(
+        realized,
+        filing_status=filing_status,
+        prior_carryforward=prior_carryforward,
+        first_year=year,
+        through_year=year,
+    )
+    if year is not None:
+        totals = [item for item in totals if item.year == year]
+    return GainsReport(rows=tuple(form_8949_rows(realized, year=year)), totals=tuple(totals))

@@ -40,12 +40,9 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-import gc
 import heapq
-import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Generic, Protocol, TypeVar
@@ -389,10 +386,9 @@ def realize(
     ValueError
         For the ``SPECIFIC`` lot method.
     """
-    with gc_paused():
-        return _Replay(lot_method, groups or IdentityGroups(), _WindowIndex(), _HeapPosition, new_lot_id).run(
-            transactions, opening_lots
-        )
+    return _Replay(lot_method, groups or IdentityGroups(), _WindowIndex(), _HeapPosition, new_lot_id).run(
+        transactions, opening_lots
+    )
 
 
 def realize_all_pairs(
@@ -412,38 +408,6 @@ def realize_all_pairs(
     return _Replay(lot_method, groups or IdentityGroups(), _AllPairsIndex(), _ListPosition, new_lot_id).run(
         transactions, opening_lots
     )
-
-
-_gc_lock = threading.Lock()
-_gc_pauses = 0
-_gc_was_enabled = False
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Run the block without the cyclic garbage collector, and restore it after.
-
-    A replay builds a few objects per transaction and keeps nearly all of them
-    (lots, rows, wash sales) to the end, none in a reference cycle. The
-    collector, triggered by every 700 allocations, would traverse them again
-    and again: about half of the time of a 100,000-trade report. Reference
-    counting still frees everything as usual. The pause is process-wide, so
-    overlapping pauses (threads of one API process) are counted and the
-    collector comes back, if it was on, when the last one ends.
-    """
-    global _gc_pauses, _gc_was_enabled
-    with _gc_lock:
-        if _gc_pauses == 0:
-            _gc_was_enabled = gc.isenabled()
-            gc.disable()
-        _gc_pauses += 1
-    try:
-        yield
-    finally:
-        with _gc_lock:
-            _gc_pauses -= 1
-            if _gc_pauses == 0 and _gc_was_enabled:
-                gc.enable()
 
 
 # --- the replay ---------------------------------------------------------------------------------
