@@ -202,7 +202,8 @@ class Settings(BaseSettings):
     webhook_allowed_hosts: list[str] = Field(
         default_factory=list,
         description="Hosts, IPs or CIDRs (*.suffix allowed) webhook URLs may point at although not public;"
-        " only these may use http.",
+        " only these may use http. Each names its port (host:8443, [v6]:8443, host:*); without one only"
+        " the scheme's default port is allowed. The platform's own service ports are never allowed.",
     )
     webhook_timeout_seconds: float = Field(default=10, gt=0, description="Time allowed for one delivery.")
     webhook_max_attempts: int = Field(default=6, ge=1, description="Attempts before a delivery is failed.")
