@@ -572,6 +572,37 @@ def test_deleting_a_webhook_drops_its_pending_deliveries(
     assert receiver.requests == []
 
 
+def test_a_disabled_owners_webhooks_send_nothing_queued_before_or_after(
+    database_url: str, redis_url: str, receiver: Receiver
+) -> None:
+    """Suspending an account stops its data leaving: what was queued fails without being sent,
+    and what happens while it is suspended is not queued at all."""
+    user = new_user(database_url)
+
+    async def scenario(stack: Stack) -> Any:
+        hook = await stack.service().create(user_id=user, url=receiver.url, events=["portfolio.updates"])
+        await stack.commit_events(user, cash_moved())
+        await stack.dispatch_all(stack.dispatcher())
+        with psycopg.connect(database_url) as conn:
+            conn.execute(
+                "UPDATE users SET disabled_at = now(), disabled_reason = 'compliance hold' WHERE id = %s",
+                (user,),
+            )
+        await stack.commit_events(user, cash_moved())
+        await stack.dispatch_all(stack.dispatcher())
+        sender = stack.sender()
+        assert await sender.send_due() == 1  # the one queued before the suspension, taken and failed
+        assert await sender.send_due() == 0
+        await sender.aclose()
+        return hook
+
+    hook = run(database_url, redis_url, scenario)
+
+    [row] = deliveries(database_url, hook.record["id"])  # nothing queued for the second event
+    assert (row["status"], row["last_error"]) == ("failed", "owner disabled")
+    assert receiver.requests == []
+
+
 # The routes -----------------------------------------------------------------------------------------
 
 INCOMING_SECRET = "whsec_custodian_0123456789abcdefghijklmnopqrstuvwxyz"

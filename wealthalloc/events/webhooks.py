@@ -313,6 +313,8 @@ class WebhookSender:
     async def _attempt(self, row: Mapping[str, Any]) -> Outcome:
         if not row["active"] or row["deleted_at"] is not None:
             return Outcome(False, error="webhook deleted", retryable=False)
+        if row["owner_disabled_at"] is not None:
+            return Outcome(False, error="owner disabled", retryable=False)
         try:
             async with asyncio.timeout(self._timeout_s):
                 target = await asyncio.to_thread(

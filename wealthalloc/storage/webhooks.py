@@ -116,8 +116,9 @@ async def enqueue_deliveries(conn: Conn, events: Sequence[Outgoing]) -> int:
 
     A subscription matches when its events name the topic or the event type, it belongs to the
     event's user (an event without a user reaches every subscriber only when ``broadcast``),
-    and it existed when the event occurred. Idempotent: a second call for the same event
-    queues nothing more.
+    it existed when the event occurred, and its owner is not disabled (a suspended account's
+    data goes to no outside endpoint, and what happens while it is suspended is never sent).
+    Idempotent: a second call for the same event queues nothing more.
     """
     if not events:
         return 0
@@ -132,6 +133,7 @@ async def enqueue_deliveries(conn: Conn, events: Sequence[Outgoing]) -> int:
             AND w.events && ARRAY[e.topic, e.event_type]
             AND w.created_date <= e.occurred_at
             AND (w.user_id = e.user_id OR (e.user_id IS NULL AND e.broadcast))
+           JOIN users u ON u.id = w.user_id AND u.disabled_at IS NULL
            ORDER BY e.n, w.id
            ON CONFLICT (webhook_id, event_id) DO NOTHING""",
         {
@@ -150,7 +152,8 @@ async def enqueue_deliveries(conn: Conn, events: Sequence[Outgoing]) -> int:
 async def claim_due(conn: Conn, *, limit: int, lease_s: float) -> list[Row]:
     """Take up to ``limit`` due deliveries for this sender and count the attempt it is about to make.
 
-    Each row comes with what sending needs: the body, the webhook's URL and its secret.
+    Each row comes with what sending needs: the body, the webhook's URL and its secret, and
+    whether the webhook's owner is disabled now (then nothing is sent).
     The lease keeps other senders off the rows until ``lease_s`` seconds from now.
     """
     cur = await conn.execute(
@@ -164,10 +167,10 @@ async def claim_due(conn: Conn, *, limit: int, lease_s: float) -> list[Row]:
            SET attempts = d.attempts + 1,
                next_attempt_at = now() + %(lease_s)s * INTERVAL '1 second',
                updated_at = now()
-           FROM due, webhooks w
-           WHERE d.id = due.id AND w.id = d.webhook_id
+           FROM due, webhooks w, users u
+           WHERE d.id = due.id AND w.id = d.webhook_id AND u.id = w.user_id
            RETURNING d.id, d.webhook_id, d.event_id, d.event_type, d.body, d.attempts,
-                     w.url, w.secret, w.active, w.deleted_at""",
+                     w.url, w.secret, w.active, w.deleted_at, u.disabled_at AS owner_disabled_at""",
         {"limit": limit, "lease_s": float(lease_s)},
     )
     return await cur.fetchall()
