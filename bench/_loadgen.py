@@ -45,6 +45,10 @@ class Result:
     def line(self, label: str) -> str:
         return f"{label} {self.rate:,.0f} req/s p50 {self.p50:.1f} ms p99 {self.p99:.1f} ms"
 
+    def figures(self, unit: str = "req", prefix: str = "") -> dict[str, float]:
+        """Rate and latencies for a bench's JSON line: ``{prefix}{unit}_per_s``, ``{prefix}p50_ms``..."""
+        return {f"{prefix}{unit}_per_s": self.rate, f"{prefix}p50_ms": self.p50, f"{prefix}p99_ms": self.p99}
+
 
 @dataclass(frozen=True)
 class Request:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import socket
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,19 @@ ADMIN_URL = os.environ.get(
     "WEALTHALLOC_TEST_DATABASE_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 REDIS_URL = os.environ.get("WEALTHALLOC_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+
+
+def print_figures(figures: Mapping[str, object]) -> None:
+    """Print the figures as one JSON object, a bench's last line: floats to 3 places, NaN as null."""
+
+    def plain(value: object) -> object:
+        if isinstance(value, Mapping):
+            return {str(k): plain(v) for k, v in value.items()}
+        if isinstance(value, float):
+            return round(value, 3) if math.isfinite(value) else None
+        return value
+
+    print(json.dumps(plain(figures), allow_nan=False), flush=True)
 
 
 def free_port() -> int:

@@ -9,6 +9,8 @@ one process, real PostgreSQL and Redis):
 - GET /api/v1/me req/s with a bearer token (JWT check, user lookup, Redis
   token bucket), beside the same profile read for a fixed user, no auth.
 
+The last line printed is one JSON object of the figures.
+
 Logins are bcrypt-bound by design: 12 rounds cost a quarter of a second of one
 core, which is what makes a stolen hash slow to crack.
 
@@ -32,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from _loadgen import Request, run  # noqa: E402
-from _support import REDIS_URL, free_port, temporary_database  # noqa: E402
+from _support import REDIS_URL, free_port, print_figures, temporary_database  # noqa: E402
 
 EMAIL = "bench-investor@example.com"
 PASSWORD = "a long bench passphrase 2026"
@@ -129,6 +131,17 @@ def _measure(url: str, seconds: float, clients: int) -> None:
         f"auth: login {logins:,.1f}/s (bcrypt 12 rounds) vs no-auth lookup {base_logins:,.0f}/s | "
         f"GET /me authenticated {me:,.0f} req/s vs no auth {base_me:,.0f} req/s "
         f"({me / base_me:.0%}) x{clients} clients"
+    )
+    print_figures(
+        {
+            "clients": clients,
+            "login_clients": login_clients,
+            "logins_per_s": logins,
+            "baseline_logins_per_s": base_logins,
+            "me_req_per_s": me,
+            "baseline_me_req_per_s": base_me,
+            "me_ratio": me / base_me,
+        }
     )
 
 

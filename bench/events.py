@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from _support import REDIS_URL, temporary_database  # noqa: E402
+from _support import REDIS_URL, print_figures, temporary_database  # noqa: E402
 
 CATCH_UP_S = 120.0
 
@@ -234,7 +234,8 @@ def main() -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Prints the platform's events/s and lag, the baseline's beside it, and the check of the "
-        "audit trail (exit status 1 when it fails).",
+        "audit trail (exit status 1 when it fails); then, as the last line, one JSON object of the "
+        "figures.",
     )
     parser.add_argument("--seconds", type=float, default=8, help="how long the producers write (default 8)")
     parser.add_argument("--producers", type=int, default=16, help="concurrent writers (default 16)")
@@ -292,6 +293,15 @@ def main() -> int:
     def rate(result: dict[str, Any]) -> float:
         return float(result["events"] / result["seconds"])
 
+    def figures(prefix: str, result: dict[str, Any]) -> dict[str, float]:
+        return {
+            f"{prefix}events_per_s": rate(result),
+            f"{prefix}lag_p50_ms": statistics.median(result["lags"]),
+            f"{prefix}lag_p99_ms": percentile(result["lags"], 0.99),
+            f"{prefix}events": result["events"],
+            f"{prefix}measured_s": result["seconds"],
+        }
+
     who = f"events x{args.producers} producers"
     print(f"{who}, flat out: commit -> outbox -> relay -> stream -> audit row {line(platform)}")
     print(
@@ -307,6 +317,20 @@ def main() -> int:
     print(
         f"events verified: {total:,} committed = {total:,} audit rows, none twice, chain intact"
         f" (bus: {stats['published']:,} published, {stats['webhooks_queued']:,} seen by webhooks)"
+    )
+    print_figures(
+        {
+            "producers": args.producers,
+            "paced_rate_per_s": args.rate,
+            **figures("", platform),
+            **figures("baseline_", plain),
+            "ratio": rate(platform) / rate(plain),
+            **figures("paced_", paced),
+            **figures("paced_baseline_", plain_paced),
+            "verified_events": total,
+            "bus_published": stats["published"],
+            "bus_webhooks_queued": stats["webhooks_queued"],
+        }
     )
     return 0
 

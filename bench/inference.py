@@ -17,7 +17,8 @@ other work on the machine weighs on each alike. The ratio printed is the
 deployment's best throughput over the faster raw baseline (the aim is at
 least 0.8), then over ``model.predict``. The model has the default model's
 architecture (30-day windows, 16 units, latent 4), trained for one epoch:
-its weights do not change the cost of a forward pass.
+its weights do not change the cost of a forward pass. The last line printed is one JSON
+object of the figures.
 
     .venv/bin/python bench/inference.py [--seconds 8] [--batch 256]
 """
@@ -41,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from _support import free_port  # noqa: E402
+from _support import free_port, print_figures  # noqa: E402
 
 SYMBOLS = ("AAPL", "JNJ", "JPM", "KO", "XOM", "MSFT", "PG", "AMD")
 
@@ -59,11 +60,20 @@ class Figures:
     def rate(self) -> float:
         return self.windows / self.seconds if self.seconds else 0.0
 
-    def line(self) -> str:
+    @property
+    def p50(self) -> float:
+        return statistics.median(self.latencies_ms)
+
+    @property
+    def p99(self) -> float:
         ordered = sorted(self.latencies_ms)
-        p50 = statistics.median(ordered)
-        p99 = ordered[max(0, int(len(ordered) * 0.99) - 1)]
-        return f"{self.label} {self.rate:,.0f} windows/s p50 {p50:.1f} ms p99 {p99:.1f} ms"
+        return ordered[max(0, int(len(ordered) * 0.99) - 1)]
+
+    def line(self) -> str:
+        return f"{self.label} {self.rate:,.0f} windows/s p50 {self.p50:.1f} ms p99 {self.p99:.1f} ms"
+
+    def figures(self, prefix: str) -> dict[str, float]:
+        return {f"{prefix}windows_per_s": self.rate, f"{prefix}p50_ms": self.p50, f"{prefix}p99_ms": self.p99}
 
 
 def _train(data_dir: Path) -> str:
@@ -225,6 +235,23 @@ def main() -> None:
         + f" | serve/raw {best_served.rate / best_raw.rate:.2f}x"
         + f" (vs model.predict {best_served.rate / predict.rate:.1f}x)"
         + f" | mean batch {batching['windows'] / max(batching['batches'], 1):.0f} windows"
+    )
+    (small, small_clients), (large, large_clients) = shapes[1], shapes[0]
+    print_figures(
+        {
+            "model_version": version,
+            "cpus": os.cpu_count(),
+            "batch": args.batch,
+            **predict.figures("raw_predict_"),
+            **errors.figures("raw_scale_predict_errors_"),
+            **served[0].figures(f"serve_{large}_per_request_"),
+            f"serve_{large}_per_request_clients": large_clients,
+            **served[1].figures(f"serve_{small}_per_request_"),
+            f"serve_{small}_per_request_clients": small_clients,
+            "ratio": best_served.rate / best_raw.rate,
+            "ratio_vs_predict": best_served.rate / predict.rate,
+            "mean_batch_windows": batching["windows"] / max(batching["batches"], 1),
+        }
     )
 
 

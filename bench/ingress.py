@@ -3,7 +3,7 @@
 Prints one line: requests/s and p50/p99 latency at 50 concurrent clients for
 both, measured in the same run by the same raw-socket client (``_loadgen.py``,
 which shares the machine's cores with the servers, so compare the two
-figures, not absolutes).
+figures, not absolutes); then, as the last line, one JSON object of the figures.
 
     .venv/bin/python bench/ingress.py [--seconds 10] [--clients 50]
 """
@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from _loadgen import Request, run  # noqa: E402
-from _support import free_port  # noqa: E402
+from _support import free_port, print_figures  # noqa: E402
 
 PATH = "/api/v1/market/clock"
 
@@ -93,6 +93,13 @@ def main() -> None:
         print(
             f"ingress GET {PATH} x{args.clients} clients: "
             f"{served.line('serve+haproxy')} | {plain.line('baseline uvicorn')}"
+        )
+        print_figures(
+            {
+                "clients": args.clients,
+                **served.figures("req", "serve_"),
+                **plain.figures("req", "baseline_"),
+            }
         )
     finally:
         baseline.terminate()

@@ -49,7 +49,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from _loadgen import Request, Result, read_response  # noqa: E402
-from _support import bench_platform  # noqa: E402
+from _support import bench_platform, print_figures  # noqa: E402
 
 DEPOSIT = Decimal("1000000.00")
 # Bundled stocks priced well under the deposit divided by the orders one investor can place in a run.
@@ -357,7 +357,8 @@ def main() -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Prints one line per figure: the platform's orders/s, the baseline's row-sets/s with the "
-        "ratio, and the durability check (exit status 1 when it fails).",
+        "ratio, and the durability check (exit status 1 when it fails); then, as the last line, one "
+        "JSON object of the figures.",
     )
     parser.add_argument("--seconds", type=float, default=8, help="length of each measured run (default 8)")
     parser.add_argument("--clients", type=int, default=50, help="concurrent clients (default 50)")
@@ -438,6 +439,25 @@ def main() -> int:
             f"orders verified: {answered:,} answered filled ({warm:,} in warm-up, +{late} filled after "
             f"answering) = {total:,} filled orders = {total:,} fills in PostgreSQL, none filled twice, "
             f"cash = deposit - fills' cost on {len(people)} portfolios"
+        )
+        print_figures(
+            {
+                "clients": args.clients,
+                "investors": args.investors,
+                "shards": args.shards,
+                **placed.figures("orders"),
+                "orders": placed.requests,
+                "measured_s": placed.seconds,
+                "answered_unfilled": sum(unfilled.values()),
+                "refused": sum(ledger.refused.values()),
+                **plain.figures("row_sets", "baseline_"),
+                "ratio": ratio,
+                "verified_answered_filled": answered,
+                "verified_warmup_filled": warm,
+                "verified_filled_after_answering": late,
+                "verified_filled_orders": total,
+                "verified_portfolios": len(people),
+            }
         )
         return 0
 

@@ -13,6 +13,8 @@ servers: compare the figures side by side, not with other machines):
   each one committed (movement, balance, outbox event, key) before it answers,
   with the API redeployed for 1, 4 and 16 shards.
 
+The last line printed is one JSON object of the figures.
+
     .venv/bin/python bench/portfolio.py [--seconds 8] [--clients 50]
 """
 
@@ -31,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from _loadgen import Request, run  # noqa: E402
-from _support import bench_platform  # noqa: E402
+from _support import bench_platform, print_figures  # noqa: E402
 
 
 def _baseline_router() -> object:
@@ -145,6 +147,14 @@ def main() -> None:
             f"portfolio x{args.clients} clients: {read.line('GET via serve+shards')} | "
             f"{base.line('baseline PostgreSQL read')} | cash deposits committed/s: "
             + ", ".join(f"{n} shards {v:,.0f}" for n, v in writes.items())
+        )
+        print_figures(
+            {
+                "clients": args.clients,
+                **read.figures("req", "read_"),
+                **base.figures("req", "baseline_read_"),
+                "deposits_per_s_by_shards": writes,
+            }
         )
 
 
