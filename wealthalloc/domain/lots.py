@@ -112,6 +112,17 @@ def order_lots(lots: Sequence[Lot], method: LotMethod, lot_ids: Sequence[uuid.UU
     return [by_id[i] for i in lot_ids]
 
 
+def basis_of_part(
+    shares: Decimal, held: Decimal, cost_basis: Decimal, adjusted_basis: Decimal
+) -> tuple[Decimal, Decimal]:
+    """The cost and adjusted basis of ``shares`` of a lot of ``held`` shares: pro rata, rounded to
+    money, and the lot's own figures when all of it goes (so no rounding residue is left behind)."""
+    if shares == held:
+        return cost_basis, adjusted_basis
+    fraction = shares / held
+    return money(cost_basis * fraction), money(adjusted_basis * fraction)
+
+
 def relieve(
     lots: Sequence[Lot], shares: Decimal, method: LotMethod, lot_ids: Sequence[uuid.UUID] = ()
 ) -> list[LotRelief]:
@@ -129,11 +140,7 @@ def relieve(
         if left <= 0:
             break
         taken = min(left, lot.shares)
-        if taken == lot.shares:
-            cost, adjusted = lot.cost_basis, lot.adjusted_basis
-        else:
-            fraction = taken / lot.shares
-            cost, adjusted = money(lot.cost_basis * fraction), money(lot.adjusted_basis * fraction)
+        cost, adjusted = basis_of_part(taken, lot.shares, lot.cost_basis, lot.adjusted_basis)
         reliefs.append(LotRelief(lot=lot, shares=taken, cost_basis=cost, adjusted_basis=adjusted))
         left -= taken
     return reliefs

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Generic, Protocol, TypeVar
 
-from wealthalloc.domain.lots import InsufficientShares, Lot, LotMethod, Term, relieve, term
+from wealthalloc.domain.lots import InsufficientShares, Lot, LotMethod, Term, basis_of_part, relieve, term
 from wealthalloc.domain.money import money
 
 WASH_SALE_DAYS = 30
@@ -893,11 +893,7 @@ def _relieve_in_order(slots: list[_Slot], quantity: Decimal) -> list[_Relief]:
         if left <= 0:
             break
         shares = min(left, slot.shares)
-        if shares == slot.shares:
-            cost, adjusted = slot.cost, slot.adjusted
-        else:
-            fraction = shares / slot.shares
-            cost, adjusted = money(slot.cost * fraction), money(slot.adjusted * fraction)
+        cost, adjusted = basis_of_part(shares, slot.shares, slot.cost, slot.adjusted)
         reliefs.append((slot, shares, cost, adjusted))
         left -= shares
     return reliefs
