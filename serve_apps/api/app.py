@@ -33,6 +33,7 @@ from serve_apps.api.routes import (
     quotes,
     recommendations,
     tax,
+    tax_years,
     trades,
     webhooks,
 )
@@ -118,6 +119,7 @@ def create_app(
         portfolios,
         trades,
         tax,
+        tax_years,
         webhooks,
         alerts,
         admin,

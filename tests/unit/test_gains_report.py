@@ -13,9 +13,12 @@ from wealthalloc.domain.gains_report import (
     FilingStatus,
     capital_loss_limit,
     carryforward,
+    first_reportable_year,
     form_8949_rows,
     gains_report,
+    opening_carryforward,
     year_totals,
+    year_totals_with_entered,
     yearly_totals,
 )
 from wealthalloc.domain.lots import LotMethod, Term
@@ -201,3 +204,67 @@ def test_from_a_replayed_history_wash_sales_and_terms_flow_into_the_totals() -> 
     assert (first.long, first.disallowed, first.deductible) == (D("-750"), D("750"), D("750"))
     # 750 proceeds - 1,275 basis: a long-term loss of 525 although the shares were held 71 days.
     assert (second.long, second.short) == (D("-525"), 0)
+
+
+# Carryovers entered by the taxpayer -------------------------------------------------------------
+
+
+def test_the_worked_example_of_a_carryover_entered_into_2022() -> None:
+    # Schedule D 2022 with 5,000 short and 2,000 long carried in (lines 6 and 14):
+    #   line 7  = 1,000 short gain - 5,000 = -4,000;  line 15 = -500 long loss - 2,000 = -2,500
+    #   line 16 = -6,500; line 21 deducts 3,000 (single)
+    #   worksheet: the deduction uses the short loss first: short 4,000 - 3,000 = 1,000 carried;
+    #   nothing of it is left for the long loss, and no gain absorbs it: long 2,500 carried.
+    entered = {2022: CapitalLossCarryforward(short=D("5000"), long=D("2000"))}
+    realized = [sale("1000", Term.SHORT), sale("-500", Term.LONG)]
+    totals = year_totals_with_entered(realized, year=2022, entered=entered)
+    assert totals.prior_carryforward == entered[2022]
+    assert (totals.net_short, totals.net_long, totals.net) == (D("-4000"), D("-2500"), D("-6500"))
+    assert totals.deductible == D("3000")
+    assert totals.carryforward == CapitalLossCarryforward(short=D("1000"), long=D("2500"))
+    # Married filing separately deducts 1,500, all of it from the short loss.
+    separate = year_totals_with_entered(
+        realized, year=2022, filing_status=FilingStatus.MARRIED_SEPARATE, entered=entered
+    )
+    assert separate.deductible == D("1500")
+    assert separate.carryforward == CapitalLossCarryforward(short=D("2500"), long=D("2500"))
+
+
+def test_the_opening_carryover_is_the_latest_entered_year_not_after_the_first_sale() -> None:
+    entered = {
+        2019: CapitalLossCarryforward(short=D("1")),
+        2021: CapitalLossCarryforward(short=D("2")),
+        2024: CapitalLossCarryforward(short=D("3")),
+    }
+    assert opening_carryforward(entered, first_sale_year=2022, year=2025) == (2021, entered[2021])
+    assert opening_carryforward(entered, first_sale_year=2022, year=2020) == (2019, entered[2019])
+    assert opening_carryforward(entered, first_sale_year=2024, year=2024) == (2024, entered[2024])
+    assert opening_carryforward(entered, first_sale_year=None, year=2026) == (2024, entered[2024])
+    assert opening_carryforward(entered, first_sale_year=2018, year=2026) is None
+    assert first_reportable_year([sale("1", Term.SHORT, date(2023, 2, 1)), sale("1", Term.LONG)]) == 2022
+    assert first_reportable_year([sale("1", Term.SHORT, kind=AccountType.IRA)]) is None
+
+
+def test_an_entered_year_after_the_first_sale_is_not_used_the_chain_computes_it() -> None:
+    realized = [sale("-10000", Term.SHORT, date(2021, 5, 1)), sale("0", Term.SHORT, date(2022, 5, 1))]
+    entered = {2022: CapitalLossCarryforward(long=D("99999"))}
+    totals = year_totals_with_entered(realized, year=2022, entered=entered)
+    # 2021 deducts 3,000 of its 10,000 loss; 7,000 short comes into 2022, whatever was entered.
+    assert totals.prior_carryforward == CapitalLossCarryforward(short=D("7000"))
+    assert totals.deductible == D("3000") and totals.carryforward == CapitalLossCarryforward(short=D("4000"))
+
+
+def test_an_entered_year_before_the_first_sale_is_used_up_by_the_years_between() -> None:
+    # 10,000 into 2020; 2020 and 2021 have no sales and still deduct 3,000 each: 4,000 into 2022.
+    entered = {2020: CapitalLossCarryforward(short=D("10000"))}
+    totals = year_totals_with_entered([sale("500", Term.LONG)], year=2022, entered=entered)
+    assert totals.prior_carryforward == CapitalLossCarryforward(short=D("4000"))
+    # The 500 long gain absorbs 500 of it, 3,000 is deducted, 500 is carried.
+    assert totals.net == D("-3500") and totals.deductible == D("3000")
+    assert totals.carryforward == CapitalLossCarryforward(short=D("500"))
+    assert year_totals_with_entered([], year=2021, entered=entered).prior_carryforward == (
+        CapitalLossCarryforward(short=D("7000"))
+    )
+    # Without anything entered, the totals are those of gains_report.
+    plain = year_totals_with_entered([sale("500", Term.LONG)], year=2022)
+    assert plain == gains_report([sale("500", Term.LONG)], year=2022).totals[0]

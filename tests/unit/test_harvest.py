@@ -249,3 +249,19 @@ def test_replacements_come_from_the_similarity_engine_and_are_never_identical() 
     assert [c.symbol for c in opportunity.replacements] == ["CCC", "DDD"]
     assert opportunity.replacements[0].similarity > 0.9
     assert all(0 <= c.similarity <= 1 for c in opportunity.replacements)
+
+
+def test_the_carryforward_into_this_year_starts_from_the_carryover_entered_before_the_platform() -> None:
+    from wealthalloc.tax.harvesting import carryforward_into
+
+    # Nothing sold on the platform before 2024: the 9,000 entered into 2023 deducts 3,000 in 2023.
+    entered = {2023: CapitalLossCarryforward(short=D("9000"), long=D("1000"))}
+    carried = carryforward_into([], year=2024, filing_status=FilingStatus.SINGLE, entered=entered)
+    assert carried == CapitalLossCarryforward(short=D("6000"), long=D("1000"))
+    assert carryforward_into([], year=2024, filing_status=FilingStatus.SINGLE) == CapitalLossCarryforward()
+    # So a harvested loss this year saves nothing: the carryover already uses the whole limit.
+    profile = TaxProfile(short_rate=D("0.35"), long_rate=D("0.15"), carryforward=carried)
+    assert estimate_tax_savings(profile, short_loss=D("2000"), long_loss=D("0")) == 0
+    assert estimate_tax_savings(
+        TaxProfile(short_rate=D("0.35"), long_rate=D("0.15")), short_loss=D("2000"), long_loss=D("0")
+    ) == D("700")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from operator import attrgetter
@@ -330,3 +330,83 @@ def gains_report(
     if year is not None:
         totals = [item for item in totals if item.year == year]
     return GainsReport(rows=tuple(form_8949_rows(realized, year=year)), totals=tuple(totals))
+
+
+# Carryovers entered by the taxpayer -------------------------------------------------------------
+
+
+def first_reportable_year(realized: Iterable[RealizedLot]) -> int | None:
+    """The year of the first reportable (taxable-account) sale, or ``None`` without one."""
+    years = [item.sold.year for item in realized if item.is_reportable]
+    return min(years) if years else None
+
+
+def opening_carryforward(
+    entered: Mapping[int, CapitalLossCarryforward], *, first_sale_year: int | None, year: int
+) -> tuple[int, CapitalLossCarryforward] | None:
+    """The entered year the Schedule D chain for ``year`` starts from, with its carryover.
+
+    A carryover the taxpayer entered for year Y (from their own return, before
+    this platform) is what came *into* Y. It is used only where the platform's
+    history cannot compute it: when there is no reportable sale before Y, i.e.
+    ``Y <= first_sale_year``. Among those, the latest one not after ``year``
+    wins (it is the nearest to the platform's history, and any earlier entry
+    would only have been chained into it). An entered year after the first
+    sale is not used: the carryover into it is computed from the sales, and
+    the caller may show the entered one beside it.
+
+    Parameters
+    ----------
+    entered : mapping of int to CapitalLossCarryforward
+        Carryovers into each year, as entered.
+    first_sale_year : int or None
+        :func:`first_reportable_year` of the taxpayer's history.
+    year : int
+        The year being reported.
+
+    Returns
+    -------
+    (int, CapitalLossCarryforward) or None
+        The starting year and what is carried into it; ``None`` when no entry applies.
+    """
+    bound = year if first_sale_year is None else min(year, first_sale_year)
+    usable = [entered_year for entered_year in entered if entered_year <= bound]
+    if not usable:
+        return None
+    start = max(usable)
+    return start, entered[start]
+
+
+def year_totals_with_entered(
+    realized: Sequence[RealizedLot],
+    *,
+    year: int,
+    filing_status: FilingStatus = FilingStatus.SINGLE,
+    entered: Mapping[int, CapitalLossCarryforward] | None = None,
+) -> YearTotals:
+    """Schedule D totals of ``year`` for a taxpayer, the chain started from an entered carryover.
+
+    The chain starts at the year :func:`opening_carryforward` picks (with the
+    entered amounts) or, without one, at the first sale with nothing carried
+    in; years without sales in between still deduct up to the limit.
+
+    Parameters
+    ----------
+    realized : sequence of RealizedLot
+        The taxpayer's whole history (every account; only taxable sales count).
+    year : int
+        The year to total.
+    filing_status : FilingStatus
+        Decides the limit.
+    entered : mapping of int to CapitalLossCarryforward, optional
+        Carryovers the taxpayer entered, by the year they are carried into.
+    """
+    opening = opening_carryforward(entered or {}, first_sale_year=first_reportable_year(realized), year=year)
+    totals = yearly_totals(
+        realized,
+        filing_status=filing_status,
+        prior_carryforward=opening[1] if opening else None,
+        first_year=opening[0] if opening else year,
+        through_year=year,
+    )
+    return next(item for item in totals if item.year == year)

@@ -15,6 +15,14 @@ offsets ordinary income up to the $3,000 limit ($1,500 married filing
 separately). Beyond that the loss carries forward; that later value is not
 counted here. Each opportunity is estimated as if it were the only one harvested.
 
+Losses carried into the year (``TaxProfile.carryforward``: computed from the
+platform's earlier years, started from the carryover the taxpayer entered for
+the years before it) are netted first, as Schedule D nets them, so they use
+up the gains and the deduction before a harvest does: a taxpayer whose
+carryforward already covers this year's gains and the whole limit saves
+nothing this year from harvesting (the harvested loss only adds to what is
+carried forward, which is not counted).
+
 A harvest is spoiled by any purchase of the same or a substantially
 identical security within 30 days before or after the sale, in any account:
 recent buys, open buy orders and dividend reinvestment are listed as

@@ -4,7 +4,8 @@ The rules are the domain's (:class:`~wealthalloc.domain.harvest.HarvestScanner`
 picks the lots and estimates the saving, :class:`~wealthalloc.domain.similarity.SimilarityEngine`
 proposes replacements); this module gives them the taxpayer as stored: open
 lots of every portfolio, open buy orders, the tax profile of the ``users`` row,
-the gains realized so far this year and the carryforward from the years before.
+the gains realized so far this year and the carryforward from the years before, started from
+the carryover the taxpayer entered for the years before the platform (``tax_years``).
 
 An opportunity is a ``tax_harvests`` row with status ``identified``. A refresh
 (the daily scan, or the user reading ``GET /tax-harvesting``) updates the row of
@@ -24,13 +25,13 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from wealthalloc.domain.gains_report import CapitalLossCarryforward, FilingStatus, YearTotals, yearly_totals
+from wealthalloc.domain.gains_report import CapitalLossCarryforward, FilingStatus, year_totals_with_entered
 from wealthalloc.domain.harvest import (
     DividendReinvestment,
     HarvestActivity,
@@ -45,6 +46,7 @@ from wealthalloc.domain.wash_sale import AccountLot, AccountType, IdentityGroups
 from wealthalloc.marketdata import MarketDataError, PriceHistory, SecurityReference
 from wealthalloc.storage import books as store
 from wealthalloc.storage import tax as tax_store
+from wealthalloc.storage import tax_years as tax_years_store
 from wealthalloc.storage.outbox import add_event
 from wealthalloc.storage.postgres import AsyncPool
 
@@ -123,7 +125,12 @@ async def load_taxpayer(conn: store.Conn, user_id: uuid.UUID, day: date) -> Taxp
         if row["account_type"] == AccountType.TAXABLE.value
     ]
     this_year = [item for item in realized if item.sold.year == day.year]
-    carried = carryforward_into(realized, year=day.year, filing_status=filing_status)
+    carried = carryforward_into(
+        realized,
+        year=day.year,
+        filing_status=filing_status,
+        entered=await tax_years_store.carryforwards(conn, user_id),
+    )
     profile = TaxProfile(
         short_rate=profile_row["short_term_rate"],
         long_rate=profile_row["long_term_rate"],
@@ -150,13 +157,22 @@ async def load_taxpayer(conn: store.Conn, user_id: uuid.UUID, day: date) -> Taxp
 
 
 def carryforward_into(
-    realized: Iterable[RealizedLot], *, year: int, filing_status: FilingStatus
+    realized: Sequence[RealizedLot],
+    *,
+    year: int,
+    filing_status: FilingStatus,
+    entered: Mapping[int, CapitalLossCarryforward] | None = None,
 ) -> CapitalLossCarryforward:
-    """Capital losses carried into ``year`` from the taxpayer's earlier years on this platform."""
-    earlier: list[YearTotals] = yearly_totals(
-        [item for item in realized if item.sold.year < year], filing_status=filing_status
-    )
-    return earlier[-1].carryforward if earlier else CapitalLossCarryforward()
+    """Capital losses carried into ``year``: from the years on this platform, started from what was entered.
+
+    The carryover the taxpayer entered (``PUT /me/tax-years/{year}``) starts
+    the Schedule D chain where the platform has no earlier sale to compute it
+    from (:func:`~wealthalloc.domain.gains_report.opening_carryforward`); the
+    realized-gains report uses the same rule, so the two agree.
+    """
+    return year_totals_with_entered(
+        realized, year=year, filing_status=filing_status, entered=entered
+    ).prior_carryforward
 
 
 @dataclass

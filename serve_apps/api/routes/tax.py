@@ -7,9 +7,18 @@ trade history from the body, and shape the answer.
 - Realized gains of a portfolio are its stored realized rows, reported for a
   year with the totals of the portfolio and of the taxpayer (all taxable
   accounts: the deduction limit and the carryforward are per taxpayer).
+- The taxpayer totals start from the capital-loss carryover the user entered
+  (``PUT /me/tax-years/{year}``) where the platform has no earlier taxable
+  sale to compute it from; ``carryforward_source`` says which entry was used
+  and shows an entered figure that was not (see
+  :func:`wealthalloc.domain.gains_report.opening_carryforward`). The
+  portfolio's own ``totals`` stay those of its sales alone: the carryover is
+  the taxpayer's, not an account's.
 - ``POST /tax/gains-report`` stores nothing: the history is checked exactly as
   ``wealthalloc tax report`` checks a CSV file (the same parser, fed the rows
-  as CSV), so the two agree, and a bad row is a 400 naming its index.
+  as CSV), so the two agree, and a bad row is a 400 naming its index. Losses
+  carried in are ``prior_carryforward: {short, long}``; the former name
+  ``carryforward`` is still accepted, both at once are a 400.
 - Reading ``/tax-harvesting`` refreshes the user's opportunities (stable ids,
   see :mod:`wealthalloc.tax.harvesting`); executing one goes to the shard that
   owns the user, which sells and buys through its order desk.
@@ -37,12 +46,16 @@ from wealthalloc.domain.gains_report import (
     CapitalLossCarryforward,
     FilingStatus,
     capital_loss_limit,
+    first_reportable_year,
     gains_report,
+    opening_carryforward,
+    year_totals_with_entered,
 )
 from wealthalloc.domain.lots import LotMethod
 from wealthalloc.domain.money import cents
 from wealthalloc.domain.wash_sale import InvalidHistory
 from wealthalloc.storage import tax as tax_store
+from wealthalloc.storage import tax_years as tax_years_store
 from wealthalloc.tax import TransactionsCsvError, parse_transactions_csv
 from wealthalloc.tax.harvesting import HarvestPlanner, describe, realized_lot, refresh_user
 from wealthalloc.tax.report import report_dict, report_for, totals_dict
@@ -97,13 +110,15 @@ async def realized_gains(
         profile = await tax_store.tax_profile(conn, owner)
         portfolios = {row["id"]: row for row in await tax_store.portfolios(conn, owner)}
         rows = await tax_store.realized_rows(conn, owner)
+        entered = await tax_years_store.carryforwards(conn, owner)
     if profile is None or portfolio_id not in portfolios:
         raise ApiError(404, "NOT_FOUND", "No such portfolio.")
     filing_status = FilingStatus(profile["filing_status"])
     realized = [realized_lot(row) for row in rows]
     mine = [item for item in realized if item.account_id == str(portfolio_id)]
     report = gains_report(mine, year=year, filing_status=filing_status)
-    everything = gains_report(realized, year=year, filing_status=filing_status)
+    everything = year_totals_with_entered(realized, year=year, filing_status=filing_status, entered=entered)
+    opening = opening_carryforward(entered, first_sale_year=first_reportable_year(realized), year=year)
     account_type = portfolios[portfolio_id]["account_type"]
     data = {
         "portfolio_id": portfolio_id,
@@ -115,9 +130,34 @@ async def realized_gains(
         "deduction_limit": str(cents(capital_loss_limit(filing_status))),
         "rows": report_dict(report)["rows"],
         "totals": totals_dict(report.totals[0]),
-        "taxpayer_totals": totals_dict(everything.totals[0]),
+        "taxpayer_totals": totals_dict(everything),
+        "carryforward_source": _carryforward_source(opening, entered, year),
     }
     return success(request, data)
+
+
+def _money(carried: CapitalLossCarryforward) -> dict[str, str]:
+    return {"short": str(cents(carried.short)), "long": str(cents(carried.long))}
+
+
+def _carryforward_source(
+    opening: tuple[int, CapitalLossCarryforward] | None,
+    entered: dict[int, CapitalLossCarryforward],
+    year: int,
+) -> dict[str, Any]:
+    """Where ``taxpayer_totals.prior_carryforward`` comes from; an entered figure not used is shown."""
+    source: dict[str, Any] = {
+        "opening_year": opening[0] if opening else None,
+        "opening_carryforward": _money(opening[1]) if opening else None,
+        "entered_carryforward": _money(entered[year]) if year in entered else None,
+        "note": None,
+    }
+    if year in entered and (opening is None or opening[0] != year):
+        source["note"] = (
+            f"The carryover entered for {year} is not used: there are taxable sales on the platform "
+            f"before {year}, so the carryover into {year} is computed from them."
+        )
+    return source
 
 
 # The stateless gains report ---------------------------------------------------------------------
@@ -153,8 +193,11 @@ class GainsReportBody(BaseModel):
     lot_method: Literal["fifo", "hifo"] = "fifo"
     year: int | None = Field(default=None, ge=1900, le=2200)
     filing_status: Literal["single", "married_joint", "married_separate", "head_of_household"] = "single"
-    carryforward: Carryforward | None = Field(
+    prior_carryforward: Carryforward | None = Field(
         default=None, description="Capital losses carried into the history's first year (positive)"
+    )
+    carryforward: Carryforward | None = Field(
+        default=None, description="The former name of prior_carryforward, still accepted (not both)"
     )
     sort: bool = Field(default=False, description="Sort by date instead of refusing a history out of order")
 
@@ -189,17 +232,26 @@ def _invalid(problems: list[dict[str, Any]]) -> ApiError:
 async def gains_report_route(
     body: GainsReportBody, principal: CurrentPrincipal, request: Request, res: ResourcesDep
 ) -> JSONResponse:
+    if body.prior_carryforward is not None and body.carryforward is not None:
+        raise ApiError(
+            400,
+            "VALIDATION_ERROR",
+            "Send prior_carryforward or its former name carryforward, not both.",
+            [{"field": "body.carryforward", "message": "an alias of prior_carryforward; send one"}],
+        )
+    given = body.prior_carryforward or body.carryforward
+    name = "prior_carryforward" if body.prior_carryforward is not None else "carryforward"
     try:
         carried = CapitalLossCarryforward(
-            short=Decimal(body.carryforward.short) if body.carryforward else Decimal(0),
-            long=Decimal(body.carryforward.long) if body.carryforward else Decimal(0),
+            short=Decimal(given.short) if given else Decimal(0),
+            long=Decimal(given.long) if given else Decimal(0),
         )
     except (InvalidOperation, ValueError) as exc:
         raise ApiError(
             400,
             "VALIDATION_ERROR",
-            f"carryforward: {exc}",
-            [{"field": "body.carryforward", "message": str(exc)}],
+            f"{name}: {exc}",
+            [{"field": f"body.{name}", "message": str(exc)}],
         ) from exc
     known = set(res.prices.symbols()) or None
 
