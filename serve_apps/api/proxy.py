@@ -14,7 +14,8 @@ broken request line, a malformed header) the API's JSON error envelope with an
 for it, so :func:`answer_unparsable_requests_in_json` replaces the one method
 both of its HTTP implementations call for it.
 
-This module is imported by Ray's proxy processes: it imports nothing heavy.
+This module is imported by Ray's proxy processes: it imports nothing heavier than the
+envelope (FastAPI, which Serve's proxy has loaded anyway).
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from serve_apps.api.envelope import error_body
 
 PROXY_CALLBACK_ENV = "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"
 PROXY_CALLBACK = "serve_apps.api.proxy:proxy_middlewares"
@@ -63,17 +65,8 @@ class RequestIdGuard:
 def unparsable_request_answer() -> bytes:
     """A complete HTTP response: 400 in the error envelope, with a fresh request id."""
     request_id = new_request_id()
-    timestamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     body = json.dumps(
-        {
-            "error": {
-                "code": "BAD_REQUEST",
-                "message": "The request could not be read as HTTP.",
-                "details": {},
-                "timestamp": timestamp,
-                "request_id": request_id,
-            }
-        }
+        error_body(request_id, "BAD_REQUEST", "The request could not be read as HTTP.")
     ).encode()
     head = (
         "HTTP/1.1 400 Bad Request\r\n"
