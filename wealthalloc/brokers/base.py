@@ -26,7 +26,6 @@ from typing import Any, Literal, Protocol
 Side = Literal["buy", "sell"]
 OrderType = Literal["market", "limit", "stop", "stop_limit"]
 TimeInForce = Literal["day", "gtc"]
-OPEN_STATUSES = ("pending", "submitted", "partially_filled")
 
 
 @dataclass(frozen=True)

@@ -28,11 +28,11 @@ from decimal import Decimal
 from typing import Any
 
 from wealthalloc.domain.money import money
+from wealthalloc.domain.order_status import OPEN_STATUSES
 
 SETTLEMENT_DAYS = 1
 """Trading days after the trade date on which a sale's proceeds settle (T+1)."""
 
-_OPEN = frozenset({"pending", "submitted", "partially_filled"})
 _ZERO = Decimal(0)
 
 
@@ -87,7 +87,7 @@ def reserved_by(open_orders: Iterable[Mapping[str, Any]]) -> Decimal:
         (
             o["reserved_cash"]
             for o in open_orders
-            if o["side"] == "buy" and o.get("status", "pending") in _OPEN
+            if o["side"] == "buy" and o.get("status", "pending") in OPEN_STATUSES
         ),
         _ZERO,
     )

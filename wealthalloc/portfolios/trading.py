@@ -35,6 +35,7 @@ from wealthalloc.brokers.paper import PaperVenue, paper_broker_order_id
 from wealthalloc.domain import orders as rules
 from wealthalloc.domain.lots import InsufficientShares, LotMethod, UnknownLot, relieve
 from wealthalloc.domain.money import money
+from wealthalloc.domain.order_status import OPEN_STATUSES
 from wealthalloc.domain.wash_sale import IdentityGroups
 from wealthalloc.domain.wash_sale_book import SoldShares
 from wealthalloc.errors import ServiceError
@@ -228,7 +229,7 @@ class OrderDesk:
         if row["status"] == "pending":
             await self._hand_off(self._submit, row)  # the broker's answer changed it: read it again
             return status, await self.order(m.user_id, row["id"])
-        if row["status"] in order_store.OPEN:
+        if row["status"] in OPEN_STATUSES:
             await self._hand_off(self._rest, row)
         return status, describe(row, fills)
 
@@ -311,7 +312,7 @@ class OrderDesk:
         row = await self.order_row(order_id)
         if row is None or row["user_id"] != m.user_id:
             raise not_found("order")
-        if row["status"] not in order_store.OPEN:
+        if row["status"] not in OPEN_STATUSES:
             raise ServiceError(
                 409,
                 "ORDER_NOT_OPEN",
@@ -389,7 +390,7 @@ class OrderDesk:
             fill_quantity=execution.quantity,
             fill_price=execution.price,
         )
-        if order["status"] not in order_store.OPEN:
+        if order["status"] not in OPEN_STATUSES:
             # A fill that raced a cancel at the venue still happened: apply it, keep the final state.
             status, reserved = order["status"], Decimal(0)
             if filled == order["quantity"]:
@@ -539,7 +540,7 @@ class OrderDesk:
                 if order is None or order["user_id"] != user_id:
                     log.error("status_for_unknown_order", order_id=str(change.order_id), status=change.status)
                     return None
-                if order["status"] not in order_store.OPEN:
+                if order["status"] not in OPEN_STATUSES:
                     return _light(order)
                 if change.status == "submitted":
                     if order["status"] == "pending":

@@ -15,9 +15,9 @@ from decimal import Decimal
 from typing import Any
 
 from wealthalloc.brokers.base import Execution
+from wealthalloc.domain.order_status import OPEN_STATUSES
 from wealthalloc.storage.books import Conn, Row
 
-OPEN = ("pending", "submitted", "partially_filled")
 ORDER_COLUMNS = """
 id, portfolio_id, user_id, symbol, side, quantity, order_type, limit_price, stop_price, time_in_force,
 status, filled_quantity, average_fill_price, reserved_cash, broker, broker_order_id, reject_reason,
@@ -55,7 +55,7 @@ async def order(conn: Conn, order_id: uuid.UUID, *, for_update: bool = False) ->
 async def open_orders_of_portfolio(conn: Conn, portfolio_id: uuid.UUID) -> list[Row]:
     cur = await conn.execute(
         f"SELECT {ORDER_COLUMNS} FROM orders WHERE portfolio_id = %s AND status = ANY(%s)",
-        (portfolio_id, list(OPEN)),
+        (portfolio_id, list(OPEN_STATUSES)),
     )
     return await cur.fetchall()
 
@@ -86,7 +86,7 @@ async def list_orders(
         params["portfolio"] = portfolio_id
     if status == "open":
         clauses.append("status = ANY(%(open)s)")
-        params["open"] = list(OPEN)
+        params["open"] = list(OPEN_STATUSES)
     elif status is not None:
         clauses.append("status = %(status)s")
         params["status"] = status
@@ -148,7 +148,7 @@ async def cash_commitments(
            FROM orders o JOIN fills f ON f.order_id = o.id
            WHERE o.user_id = %(user)s AND o.side = 'sell' AND f.market_date >= %(since)s
              AND (%(portfolio)s::uuid IS NULL OR o.portfolio_id = %(portfolio)s::uuid)""",
-        {"user": user_id, "open": list(OPEN), "since": since, "portfolio": portfolio_id},
+        {"user": user_id, "open": list(OPEN_STATUSES), "since": since, "portfolio": portfolio_id},
     )
     return await cur.fetchall()
 

@@ -18,11 +18,9 @@ from decimal import Decimal
 from typing import Any
 
 from wealthalloc.domain.lots import Lot
+from wealthalloc.domain.order_status import OPEN_STATUSES
 from wealthalloc.domain.wash_sale import IdentityGroups
 from wealthalloc.storage.books import Conn, Row
-
-OPEN_ORDER_STATUSES = ("pending", "submitted", "partially_filled")
-
 
 # Substantially identical securities ---------------------------------------------------------------
 
@@ -273,7 +271,7 @@ async def open_buy_orders(conn: Conn, user_id: uuid.UUID) -> list[Row]:
     cur = await conn.execute(
         """SELECT id, portfolio_id, symbol, quantity - filled_quantity AS remaining FROM orders
            WHERE user_id = %s AND side = 'buy' AND status = ANY(%s) ORDER BY created_date""",
-        (user_id, list(OPEN_ORDER_STATUSES)),
+        (user_id, list(OPEN_STATUSES)),
     )
     return await cur.fetchall()
 
