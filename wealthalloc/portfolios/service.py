@@ -234,11 +234,7 @@ class BookService:
     def buying_power(self, cash: Decimal, commitments: list[dict[str, Any]]) -> BuyingPower:
         """One portfolio's cash split by :class:`BuyingPower`, from its rows of
         :func:`wealthalloc.storage.orders.cash_commitments`."""
-        open_buys = [
-            {"side": "buy", "reserved_cash": r["reserved_cash"]}
-            for r in commitments
-            if r["kind"] == "reserved"
-        ]
+        reserved = sum((r["reserved_cash"] for r in commitments if r["kind"] == "reserved"), Decimal(0))
         sales = [
             SaleFill(
                 traded_on=r["market_date"],
@@ -252,7 +248,7 @@ class BookService:
         unsettled = unsettled_proceeds(
             sales, today=self.market.today(), next_trading_day=self.market.next_day
         )
-        return BuyingPower.of(cash, open_buys, unsettled)
+        return BuyingPower(cash=cash, reserved=reserved, unsettled=unsettled)
 
     def _power(self, book: Book, portfolio_id: uuid.UUID) -> BuyingPower:
         rows = [r for r in book.commitments if r["portfolio_id"] == portfolio_id]
