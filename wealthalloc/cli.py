@@ -294,7 +294,22 @@ def tax_report(
         Literal["single", "married_joint", "married_separate", "head_of_household"],
         typer.Option(help="Decides the deduction limit: 3,000, or 1,500 married filing separately."),
     ] = "single",
-    output: Annotated[Literal["table", "json"], typer.Option("--format", help="Output format.")] = "table",
+    output: Annotated[
+        Literal["table", "json", "csv", "pdf"],
+        typer.Option("--format", help="table or json (the report), csv or pdf (Form 8949 of one year)."),
+    ] = "table",
+    output_path: Annotated[
+        Path | None,
+        typer.Option("--output", dir_okay=False, help="Write here instead of stdout (required for pdf)."),
+    ] = None,
+    box_basis: Annotated[
+        Literal["reported", "not-reported", "no-1099b"],
+        typer.Option(
+            help="What your 1099-B says of the basis, which picks the Form 8949 box: reported (A/D),"
+            " not-reported (B/E) or no-1099b (C/F)."
+        ),
+    ] = "reported",
+    taxpayer: Annotated[str, typer.Option(help="Name(s) shown on the return, printed on the PDF.")] = "",
     identity_groups: Annotated[
         Path | None,
         typer.Option(
@@ -317,6 +332,10 @@ def tax_report(
     (WEALTHALLOC_DATA_DIR) when there are any; any well-formed ticker is
     accepted otherwise. A file that cannot be used exits with code 2 and the
     line numbers of its problems.
+
+    csv and pdf give Form 8949 of --year (by default the last year with a
+    sale), every sale in the box --box-basis picks; the pdf ends with the
+    Schedule D summary.
     """
     import json
     from datetime import date
@@ -324,9 +343,18 @@ def tax_report(
 
     from wealthalloc.domain.gains_report import CapitalLossCarryforward, FilingStatus
     from wealthalloc.domain.lots import LotMethod
+    from wealthalloc.domain.tax_forms import (
+        BasisReporting,
+        box_totals,
+        boxed_rows,
+        same_reporting,
+        schedule_d,
+    )
     from wealthalloc.domain.wash_sale import InvalidHistory
     from wealthalloc.marketdata import PriceHistory
     from wealthalloc.tax import TransactionsCsvError, read_identity_groups_csv, read_transactions_csv
+    from wealthalloc.tax.form_csv import form_8949_csv
+    from wealthalloc.tax.form_pdf import form_8949_pdf
     from wealthalloc.tax.report import report_dict, report_for, report_table
 
     settings = _settings()
@@ -335,7 +363,7 @@ def tax_report(
         carried = CapitalLossCarryforward(short=Decimal(carryforward_short), long=Decimal(carryforward_long))
         groups = read_identity_groups_csv(identity_groups) if identity_groups else None
         history = read_transactions_csv(transactions, today=date.today(), known_symbols=known, sort=sort)
-        _, report = report_for(
+        realization, report = report_for(
             history,
             lot_method=LotMethod(lot_method),
             year=year,
@@ -346,7 +374,40 @@ def tax_report(
     except (TransactionsCsvError, InvalidHistory, InvalidOperation, ValueError, OSError) as exc:  # noqa: B014
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         raise typer.Exit(2) from exc
-    _say(json.dumps(report_dict(report), indent=2) if output == "json" else report_table(report))
+    if output == "pdf" and output_path is None:
+        _fail("--format pdf needs --output PATH")
+    if output in ("table", "json"):
+        text = json.dumps(report_dict(report), indent=2) if output == "json" else report_table(report)
+        _emit(text, output_path)
+        return
+    if not report.totals:
+        _fail("no reportable sales: there is no Form 8949 to write")
+    form_year = year if year is not None else report.totals[-1].year
+    [year_totals] = [totals for totals in report.totals if totals.year == form_year]
+    rows = boxed_rows(
+        realization.realized, year=form_year, reporting=same_reporting(BasisReporting(box_basis))
+    )
+    if output == "csv":
+        _emit(form_8949_csv(rows, year=form_year), output_path)
+        return
+    assert output_path is not None
+    schedule = schedule_d(box_totals(rows), year_totals)
+    try:
+        output_path.write_bytes(form_8949_pdf(rows, year=form_year, taxpayer=taxpayer, schedule=schedule))
+    except OSError as exc:
+        _fail(f"{output_path}: {exc.strerror or exc}")
+    _say(f"wrote Form 8949 for {form_year} ({len(rows)} rows) to {output_path}")
+
+
+def _emit(text: str, path: Path | None) -> None:
+    """Text to stdout, or to ``path`` when given (a failure to write is one line)."""
+    if path is None:
+        _say(text.rstrip("\r\n"))
+        return
+    try:
+        path.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8", newline="")
+    except OSError as exc:
+        _fail(f"{path}: {exc.strerror or exc}")
 
 
 @tax_app.command("scan")

@@ -126,7 +126,7 @@ def _total_line(year: int, total: BoxTotals) -> Sequence[object]:
         box.part,
         box.value,
         "total",
-        f"Totals, box {box.value} ({total.rows} rows)",
+        f"Totals, box {box.value} ({total.rows} {'row' if total.rows == 1 else 'rows'})",
         None,
         None,
         total.proceeds,
