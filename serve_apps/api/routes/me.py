@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 from serve_apps.api.deps import ClientIp, CurrentPrincipal, PersonPrincipal, ResourcesDep
 from serve_apps.api.envelope import ApiError, success
+from wealthalloc.accounts.households import files_jointly
+from wealthalloc.domain.household import JOINT_FILING_STATUS
 
 router = APIRouter(prefix="/api/v1", tags=["users"])
 
@@ -76,4 +78,15 @@ async def read_me(principal: CurrentPrincipal, request: Request, res: ResourcesD
 async def update_me(
     body: ProfileChanges, principal: PersonPrincipal, request: Request, res: ResourcesDep, ip: ClientIp
 ) -> JSONResponse:
-    return success(request, await res.accounts.update_me(principal, body.changes(), ip=ip))
+    changes = body.changes()
+    if changes.get("filing_status", JOINT_FILING_STATUS) != JOINT_FILING_STATUS:
+        assert res.pool is not None
+        async with res.pool.connection() as conn:
+            if await files_jointly(conn, principal.user_id):
+                raise ApiError(
+                    409,
+                    "HOUSEHOLD_FILES_JOINTLY",
+                    "You are in a joint-filing household: your filing status stays married_joint until"
+                    " you leave it (DELETE /api/v1/me/household).",
+                )
+    return success(request, await res.accounts.update_me(principal, changes, ip=ip))
