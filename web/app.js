@@ -18,6 +18,26 @@ async function api(path, options = {}) {
   return body.data;
 }
 
+// A file download (CSV, PDF): fetched with the bearer token, then saved from a blob.
+async function download(path) {
+  const headers = state.token ? { Authorization: "Bearer " + state.token } : {};
+  let response = await fetch(path, { headers });
+  if (response.status === 401 && state.refresh && await refresh()) {
+    response = await fetch(path, { headers: { Authorization: "Bearer " + state.token } });
+  }
+  if (!response.ok) {
+    const body = await response.json().catch(() => ({}));
+    throw new Error(body.error ? body.error.message : response.statusText);
+  }
+  const named = /filename="([^"]+)"/.exec(response.headers.get("Content-Disposition") || "");
+  const url = URL.createObjectURL(await response.blob());
+  const link = document.createElement("a");
+  link.href = url; link.download = named ? named[1] : "download";
+  document.body.appendChild(link); link.click(); link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 1000);
+  return link.download;
+}
+
 async function refresh() {
   const response = await fetch("/api/v1/auth/refresh", {
     method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ refresh_token: state.refresh }),
@@ -60,12 +80,15 @@ async function show() {
   $("figures").innerHTML = figure("Total value", money(board.total_value)) + figure("Today", signed(board.day_change))
     + figure("Unrealized gain/loss", signed(board.total_gain_loss)) + figure("Cash", money(board.cash_balance))
     + figure("Available cash", money(board.available_cash)) + figure("Harvestable losses", money(board.harvestable_loss_total)) + figure("Market date", esc(board.as_of));
+  const year = Number(String(board.as_of).slice(0, 4)) || new Date().getFullYear();
+  $("tax-year").innerHTML = [0, 1, 2, 3, 4].map((back) => `<option>${year - back}</option>`).join("");
   $("tabs").innerHTML = portfolios.map((p) => `<button data-id="${esc(p.id)}">${esc(p.name)}</button>`).join("");
   $("tabs").querySelectorAll("button").forEach((b) => b.addEventListener("click", () => showPortfolio(b.dataset.id)));
   if (portfolios.length) await showPortfolio(portfolios[0].id);
 }
 
 async function showPortfolio(id) {
+  state.portfolio = id;
   $("tabs").querySelectorAll("button").forEach((b) => b.classList.toggle("on", b.dataset.id === id));
   const p = await api(`/api/v1/portfolios/${id}`);
   $("portfolio-figures").innerHTML = figure("Value", money(p.total_value)) + figure("Invested", money(p.invested_value))
@@ -89,5 +112,18 @@ async function showPortfolio(id) {
     $("performance").innerHTML = rows.map(([k, v]) => `<tr><td>${k}</td><td>${esc(v)}</td></tr>`).join("");
   } catch (error) { $("performance").innerHTML = `<tr><td class="muted">${esc(error.message)}</td></tr>`; }
 }
+
+async function downloadForm(format) {
+  if (!state.portfolio) return;
+  const status = $("tax-documents-status");
+  status.textContent = "Preparing…";
+  const query = new URLSearchParams({ year: $("tax-year").value, format });
+  try {
+    const name = await download(`/api/v1/portfolios/${encodeURIComponent(state.portfolio)}/realized-gains?${query}`);
+    status.textContent = `Saved ${name}.`;
+  } catch (error) { status.textContent = error.message; }
+}
+$("form-8949-csv").addEventListener("click", () => downloadForm("csv"));
+$("form-8949-pdf").addEventListener("click", () => downloadForm("pdf"));
 
 if (state.token) show().catch(signOut);

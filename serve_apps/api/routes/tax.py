@@ -14,6 +14,12 @@ trade history from the body, and shape the answer.
   :func:`wealthalloc.domain.gains_report.opening_carryforward`). The
   portfolio's own ``totals`` stay those of its sales alone: the carryover is
   the taxpayer's, not an account's.
+- The same figures download as documents to file from (see ``docs/tax-forms.md``):
+  ``realized-gains?format=csv|pdf`` is the portfolio's Form 8949, ``/1099-b``
+  the platform's 1099-B of the portfolio, and ``/me/tax-documents/{year}/...``
+  the taxpayer's Form 8949 and Schedule D over every taxable portfolio. Each
+  sale's box (A-F) follows from its lot's origin
+  (:mod:`wealthalloc.domain.tax_forms`).
 - ``POST /tax/gains-report`` stores nothing: the history is checked exactly as
   ``wealthalloc tax report`` checks a CSV file (the same parser, fed the rows
   as CSV), so the two agree, and a bad row is a 400 naming its index. Losses
@@ -34,8 +40,8 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from serve_apps.api.deps import CurrentPrincipal, ResourcesDep, require_access
@@ -53,11 +59,14 @@ from wealthalloc.domain.gains_report import (
 )
 from wealthalloc.domain.lots import LotMethod
 from wealthalloc.domain.money import cents
+from wealthalloc.domain.tax_forms import broker_statement
 from wealthalloc.domain.wash_sale import InvalidHistory
 from wealthalloc.storage import tax as tax_store
-from wealthalloc.storage import tax_years as tax_years_store
 from wealthalloc.tax import TransactionsCsvError, parse_transactions_csv
-from wealthalloc.tax.harvesting import HarvestPlanner, describe, realized_lot, refresh_user
+from wealthalloc.tax.documents import TaxpayerBooks, load_books, schedule_d_dict, short_id
+from wealthalloc.tax.form_csv import broker_statement_csv, form_8949_csv, schedule_d_csv
+from wealthalloc.tax.form_pdf import form_8949_pdf
+from wealthalloc.tax.harvesting import HarvestPlanner, describe, refresh_user
 from wealthalloc.tax.report import report_dict, report_for, totals_dict
 from wealthalloc.tax.transactions_csv import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
 
@@ -90,9 +99,15 @@ def planner_of(res: Resources) -> HarvestPlanner:
 # Realized gains ---------------------------------------------------------------------------------
 
 
+DocumentFormat = Literal["json", "csv", "pdf"]
+FileFormat = Literal["csv", "pdf"]
+TaxYear = Annotated[int, Path(ge=1900, le=2200, description="The tax year")]
+
+
 @router.get(
     "/portfolios/{portfolio_id}/realized-gains",
-    summary="Form 8949 rows (wash sales as code W) and the year's totals, limit and carryforward",
+    summary="Form 8949 rows (wash sales as code W) and the year's totals, limit and carryforward;"
+    " format=csv or pdf downloads the portfolio's Form 8949",
 )
 async def realized_gains(
     portfolio_id: uuid.UUID,
@@ -102,24 +117,24 @@ async def realized_gains(
     year: Annotated[
         int | None, Query(ge=1900, le=2200, description="Tax year; the market's current one")
     ] = None,
-) -> JSONResponse:
+    format: Annotated[
+        DocumentFormat, Query(description="json (the report), csv or pdf (Form 8949 to file from)")
+    ] = "json",
+) -> Response:
     owner = await owner_checked(res, principal, portfolio_id, write=False)
     year = year or res.clock.today().year
-    assert res.pool is not None
-    async with res.pool.connection() as conn:
-        profile = await tax_store.tax_profile(conn, owner)
-        portfolios = {row["id"]: row for row in await tax_store.portfolios(conn, owner)}
-        rows = await tax_store.realized_rows(conn, owner)
-        entered = await tax_years_store.carryforwards(conn, owner)
-    if profile is None or portfolio_id not in portfolios:
+    books = await _books(res, owner)
+    if portfolio_id not in books.portfolios:
         raise ApiError(404, "NOT_FOUND", "No such portfolio.")
-    filing_status = FilingStatus(profile["filing_status"])
-    realized = [realized_lot(row) for row in rows]
-    mine = [item for item in realized if item.account_id == str(portfolio_id)]
+    if format != "json":
+        return await _portfolio_form(books, portfolio_id, year, format)
+    filing_status = books.filing_status
+    realized, entered = books.realized, books.entered
+    mine = books.sales_of(portfolio_id)
     report = gains_report(mine, year=year, filing_status=filing_status)
     everything = year_totals_with_entered(realized, year=year, filing_status=filing_status, entered=entered)
     opening = opening_carryforward(entered, first_sale_year=first_reportable_year(realized), year=year)
-    account_type = portfolios[portfolio_id]["account_type"]
+    account_type = books.portfolios[portfolio_id]["account_type"]
     data = {
         "portfolio_id": portfolio_id,
         "account_type": account_type,
@@ -134,6 +149,115 @@ async def realized_gains(
         "carryforward_source": _carryforward_source(opening, entered, year),
     }
     return success(request, data)
+
+
+async def _books(res: Resources, owner: uuid.UUID) -> TaxpayerBooks:
+    assert res.pool is not None
+    async with res.pool.connection() as conn:
+        books = await load_books(conn, owner)
+    if books is None:
+        raise ApiError(404, "NOT_FOUND", "No such portfolio.")
+    return books
+
+
+def _attachment(content: str | bytes, filename: str) -> Response:
+    """A download: CSV as UTF-8 text, anything else as a PDF."""
+    media_type = "text/csv; charset=utf-8" if filename.endswith(".csv") else "application/pdf"
+    return Response(
+        content,
+        media_type=media_type,
+        headers={
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+def _account_label(books: TaxpayerBooks, portfolio_id: uuid.UUID) -> str:
+    portfolio = books.portfolios[portfolio_id]
+    return f"{portfolio['name']} ({portfolio['account_type']}, {short_id(portfolio_id)})"
+
+
+async def _portfolio_form(books: TaxpayerBooks, portfolio_id: uuid.UUID, year: int, fmt: str) -> Response:
+    """One portfolio's Form 8949 (and, in the PDF, the Schedule D lines of its sales alone)."""
+    name = f"form-8949-{year}-{short_id(portfolio_id)}.{fmt}"
+    rows = books.rows(year, portfolio_id)
+    if fmt == "csv":
+        return _attachment(form_8949_csv(rows, year=year), name)
+    pdf = await asyncio.to_thread(
+        form_8949_pdf,
+        rows,
+        year=year,
+        taxpayer=books.name,
+        schedule=books.schedule(year, portfolio_id),
+        account=_account_label(books, portfolio_id),
+    )
+    return _attachment(pdf, name)
+
+
+@router.get(
+    "/portfolios/{portfolio_id}/1099-b",
+    summary="The platform's 1099-B for the portfolio's sales of a year (CSV): covered or not, basis reported",
+)
+async def form_1099_b(
+    portfolio_id: uuid.UUID,
+    principal: CurrentPrincipal,
+    res: ResourcesDep,
+    year: Annotated[
+        int | None, Query(ge=1900, le=2200, description="Tax year; the market's current one")
+    ] = None,
+) -> Response:
+    owner = await owner_checked(res, principal, portfolio_id, write=False)
+    year = year or res.clock.today().year
+    books = await _books(res, owner)
+    if portfolio_id not in books.portfolios:
+        raise ApiError(404, "NOT_FOUND", "No such portfolio.")
+    statement = broker_statement(books.rows(year, portfolio_id))
+    return _attachment(broker_statement_csv(statement), f"1099-b-{year}-{short_id(portfolio_id)}.csv")
+
+
+@router.get(
+    "/me/tax-documents/{year}/form-8949",
+    summary="My Form 8949 of a year, every taxable portfolio (csv or pdf with the Schedule D summary)",
+)
+async def my_form_8949(
+    year: TaxYear,
+    principal: CurrentPrincipal,
+    res: ResourcesDep,
+    format: Annotated[FileFormat, Query(description="csv or pdf")] = "pdf",
+) -> Response:
+    books = await _books(res, principal.user_id)
+    rows = books.rows(year)
+    name = f"form-8949-{year}.{format}"
+    if format == "csv":
+        return _attachment(form_8949_csv(rows, year=year), name)
+    pdf = await asyncio.to_thread(
+        form_8949_pdf, rows, year=year, taxpayer=books.name, schedule=books.schedule(year)
+    )
+    return _attachment(pdf, name)
+
+
+@router.get(
+    "/me/tax-documents/{year}/schedule-d",
+    summary="My Schedule D lines of a year (json, csv, or pdf with the Form 8949 pages)",
+)
+async def my_schedule_d(
+    year: TaxYear,
+    principal: CurrentPrincipal,
+    request: Request,
+    res: ResourcesDep,
+    format: Annotated[DocumentFormat, Query(description="json, csv or pdf")] = "json",
+) -> Response:
+    books = await _books(res, principal.user_id)
+    schedule = books.schedule(year)
+    if format == "csv":
+        return _attachment(schedule_d_csv(schedule), f"schedule-d-{year}.csv")
+    if format == "pdf":
+        pdf = await asyncio.to_thread(
+            form_8949_pdf, books.rows(year), year=year, taxpayer=books.name, schedule=schedule
+        )
+        return _attachment(pdf, f"schedule-d-{year}.pdf")
+    return success(request, schedule_d_dict(schedule, books.filing_status))
 
 
 def _money(carried: CapitalLossCarryforward) -> dict[str, str]:
