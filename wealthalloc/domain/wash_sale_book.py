@@ -38,7 +38,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
-from wealthalloc.domain.lots import Lot, LotMethod
+from wealthalloc.domain.acquisitions import basis_for_sale
+from wealthalloc.domain.lots import Lot, LotMethod, Term
 from wealthalloc.domain.wash_sale import (
     WASH_SALE_DAYS,
     AccountLot,
@@ -57,6 +58,11 @@ _WINDOW = dt.timedelta(days=WASH_SALE_DAYS)
 _STEP = Decimal("0.00000001")
 # What a pending loss's synthetic sale brings in: any positive amount works, the loss is what counts.
 _PSEUDO_PROCEEDS = Decimal("1.0000")
+
+
+class BasisTooSmall(ValueError):
+    """A buy costing less than the engine's smallest price a share cannot replace a loss (the engine
+    states each buy as shares at a positive price)."""
 
 
 @dataclass(frozen=True)
@@ -101,7 +107,9 @@ class SoldShares:
     """Shares the desk relieved from one lot in a sale, with their basis and the proceeds booked for them.
 
     ``purchase`` is as in :class:`HeldLot`; it matters only for a lot the sale used up (a lot
-    still held says its purchase itself).
+    still held says its purchase itself). ``loss_basis`` is the FMV basis of the shares sold when
+    they came as a gift worth less than the donor's basis (:mod:`wealthalloc.domain.acquisitions`),
+    ``always_long`` says they were inherited.
     """
 
     lot: Lot
@@ -110,6 +118,8 @@ class SoldShares:
     adjusted_basis: Decimal
     proceeds: Decimal
     purchase: uuid.UUID | None = None
+    loss_basis: Decimal | None = None
+    always_long: bool = False
 
     @property
     def purchase_id(self) -> uuid.UUID:
@@ -246,15 +256,23 @@ def on_sale(
     pseudo = f"{account_id}/sold"
     for part in sold:
         own = purchase_of.get(part.lot.id, part.purchase_id)
+        carried_in = part.adjusted_basis - part.cost_basis  # wash-sale losses the shares carry
+        figured = basis_for_sale(
+            amount_realized=part.proceeds,
+            basis=part.adjusted_basis,
+            loss_basis=None if part.loss_basis is None else part.loss_basis + carried_in,
+            holding_period_start=part.lot.holding_period_start,
+            acquired_at=part.lot.acquired_at,
+        )
         lot = Lot(
             id=part.lot.id,
             symbol=symbol,
             shares=part.shares,
-            cost_basis=part.cost_basis,
-            adjusted_basis=part.adjusted_basis,
+            cost_basis=figured.basis - carried_in,
+            adjusted_basis=figured.basis,
             acquired_at=part.lot.acquired_at,
-            holding_period_start=part.lot.holding_period_start,
-            wash_sale_disallowed=part.adjusted_basis - part.cost_basis,
+            holding_period_start=figured.holding_period_start,
+            wash_sale_disallowed=carried_in,
         )
         opening = [AccountLot(pseudo, account_type, lot, part.shares, is_replacement=True)]
         opening.extend(
@@ -268,7 +286,10 @@ def on_sale(
         result = realize(
             [sale], lot_method=LotMethod.FIFO, groups=groups, opening_lots=opening, new_lot_id=new_lot_id
         )
-        realized.extend(replace(row, account_id=account_id) for row in result.realized)
+        realized.extend(
+            replace(row, account_id=account_id, term=Term.LONG if part.always_long else row.term)
+            for row in result.realized
+        )
         washes.extend(replace(wash, account_id=account_id) for wash in result.wash_sales)
         for after in result.open_lots:
             if after.account_id == pseudo:
@@ -356,6 +377,24 @@ def on_buy(
         ),
         key=lambda loss: loss.sold,
     )
+    if not waiting:  # nothing to replace: the lot as bought (also when it cost nothing)
+        lot = Lot(
+            id=lot_id,
+            symbol=symbol,
+            shares=shares,
+            cost_basis=cost,
+            adjusted_basis=cost,
+            acquired_at=day,
+            holding_period_start=day,
+        )
+        return BuyOutcome(
+            lots=(LotChange(account_id, account_type, lot, shares, is_replacement=False),), wash_sales=()
+        )
+    if cost < shares * _STEP:
+        raise BasisTooSmall(
+            f"{symbol}: a basis of {cost} for {shares} shares (below {_STEP} a share) cannot take"
+            " a wash-sale loss here"
+        )
     opening: list[AccountLot] = []
     history: list[Transaction] = []
     first_sale = waiting[0].sold if waiting else day

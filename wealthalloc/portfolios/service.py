@@ -36,6 +36,17 @@ from typing import Any
 import redis.asyncio as aioredis
 import redis.exceptions
 
+from wealthalloc.domain.acquisitions import (
+    AcquiredLot,
+    Acquisition,
+    InvalidAcquisition,
+    basis_for_sale,
+    inherited,
+    is_purchase,
+    received_as_gift,
+    term_of,
+    transferred,
+)
 from wealthalloc.domain.allocation import InvalidTarget, Position, TargetAllocation, allocation, rebalance
 from wealthalloc.domain.buying_power import (
     SETTLEMENT_DAYS,
@@ -44,17 +55,20 @@ from wealthalloc.domain.buying_power import (
     SaleFill,
     unsettled_proceeds,
 )
-from wealthalloc.domain.lots import Lot, term
+from wealthalloc.domain.lots import Lot
 from wealthalloc.domain.money import money, weight
 from wealthalloc.domain.performance import CashChange, PositionChange, performance, value_history
 from wealthalloc.domain.valuation import Valuation, risk_score, value_lots
+from wealthalloc.domain.wash_sale_book import BasisTooSmall
 from wealthalloc.errors import ServiceError
 from wealthalloc.logging import get_logger
 from wealthalloc.marketdata import MarketDataError
+from wealthalloc.portfolios import wash_sales
 from wealthalloc.portfolios.market import Market
 from wealthalloc.storage import books as store
 from wealthalloc.storage import idempotency
 from wealthalloc.storage import orders as order_store
+from wealthalloc.storage import tax as tax_store
 from wealthalloc.storage.outbox import add_event
 from wealthalloc.storage.postgres import AsyncPool
 
@@ -307,10 +321,13 @@ class BookService:
             if portfolio_id not in book.portfolios:
                 raise not_found()
             today = self.market.today()
+            held = [lot for lot in book.lots.get(portfolio_id, []) if not symbol or lot.symbol == symbol]
+            # How each lot came (a gift's loss basis, an inheritance's term) is read with the rows.
+            async with self.pool.connection() as conn:
+                kinds = await tax_store.lot_sources(conn, {lot.id for lot in held})
             rows = []
-            for lot in book.lots.get(portfolio_id, []):
-                if symbol and lot.symbol != symbol:
-                    continue
+            for lot in held:
+                kind = kinds[lot.id]
                 close = self._close_or_none(lot.symbol, today)
                 value = money(lot.shares * close) if close is not None else None
                 rows.append(
@@ -322,11 +339,19 @@ class BookService:
                         "holding_period_start": lot.holding_period_start,
                         "cost_basis": lot.cost_basis,
                         "adjusted_basis": lot.adjusted_basis,
+                        "loss_basis": kind["loss_basis"],
                         "wash_sale_disallowed": lot.wash_sale_disallowed,
-                        "term": term(lot.holding_period_start, today).value,
+                        "source": kind["source"],
+                        "term": term_of(
+                            holding_period_start=lot.holding_period_start,
+                            always_long=kind["always_long"],
+                            sold_on=today,
+                        ).value,
                         "current_price": close,
                         "market_value": value,
-                        "unrealized_gain_loss": value - lot.adjusted_basis if value is not None else None,
+                        "unrealized_gain_loss": None
+                        if value is None
+                        else value - _basis_if_sold(lot, kind, value),
                     }
                 )
             return jsonable(rows)  # type: ignore[no-any-return]
@@ -801,35 +826,83 @@ class BookService:
     async def import_lot(
         self, m: Mutation, portfolio_id: uuid.UUID, lot: Mapping[str, Any]
     ) -> tuple[int, Any]:
-        """A position transferred in from another broker, with its original basis and date."""
+        """A lot the platform did not buy: transferred in from another broker, received as a gift, or
+        inherited, with the basis and holding period its kind gives it (Pub 551)."""
         symbol: str = lot["symbol"]
         if not self.market.known(symbol):
             raise ServiceError(404, "UNKNOWN_SYMBOL", f"No security {symbol} is known.", {"symbol": symbol})
         today = self.market.today()
-        if lot["acquired_at"] > today:
-            raise ServiceError(
-                400,
-                "VALIDATION_ERROR",
-                f"acquired_at {lot['acquired_at']} is after today's market date {today}.",
-                [{"field": "body.acquired_at", "message": "must not be in the future"}],
-            )
-        return await self.idempotent(m, portfolio_id, lambda conn, row: self._lot(conn, m, row, lot))
+        for name in ("acquired_at", "donor_acquired_at", "alternate_valuation_date"):
+            if lot.get(name) is not None and lot[name] > today:
+                raise ServiceError(
+                    400,
+                    "VALIDATION_ERROR",
+                    f"{name} {lot[name]} is after today's market date {today}.",
+                    [{"field": f"body.{name}", "message": "must not be in the future"}],
+                )
+        acquired = _acquired(lot)
+        return await self.idempotent(
+            m, portfolio_id, lambda conn, row: self._lot(conn, m, row, lot, acquired)
+        )
 
     async def _lot(
-        self, conn: store.Conn, m: Mutation, row: dict[str, Any], lot: Mapping[str, Any]
+        self,
+        conn: store.Conn,
+        m: Mutation,
+        row: dict[str, Any],
+        lot: Mapping[str, Any],
+        acquired: AcquiredLot,
     ) -> tuple[int, Any]:
-        inserted = await store.insert_lot(
-            conn,
-            portfolio_id=row["id"],
-            symbol=lot["symbol"],
-            shares=lot["shares"],
-            cost_basis=lot["cost_basis"],
-            acquired_at=lot["acquired_at"],
-            source="transfer_in",
-        )
+        if is_purchase(acquired.source):  # a transfer-in: a purchase on its date for the wash-sale rule
+            try:
+                lot_id = await wash_sales.record_buy(
+                    conn,
+                    user_id=m.user_id,
+                    portfolio=row,
+                    symbol=lot["symbol"],
+                    shares=lot["shares"],
+                    cost=acquired.basis,
+                    day=acquired.acquired_at,
+                    source=acquired.source,
+                    fill_row_id=None,
+                )
+            except BasisTooSmall as exc:
+                raise ServiceError(
+                    400, "VALIDATION_ERROR", str(exc), [{"field": "body.cost_basis", "message": str(exc)}]
+                ) from exc
+        else:
+            lot_id = uuid.uuid4()
+            await tax_store.insert_lot(
+                conn,
+                portfolio_id=row["id"],
+                lot=Lot(
+                    id=lot_id,
+                    symbol=lot["symbol"],
+                    shares=lot["shares"],
+                    cost_basis=acquired.basis,
+                    adjusted_basis=acquired.basis,
+                    acquired_at=acquired.acquired_at,
+                    holding_period_start=acquired.holding_period_start,
+                ),
+                original_shares=lot["shares"],
+                source=acquired.source,
+                opened_by_fill_id=None,
+                purchase_lot_id=None,
+                loss_basis=acquired.loss_basis,
+                always_long=acquired.always_long,
+            )
         await store.refresh_holdings(conn, row["id"], lot["symbol"])
         await conn.execute(
             "UPDATE portfolios SET version = version + 1, updated_date = now() WHERE id = %s", (row["id"],)
+        )
+        # A wash sale may have split the shares: those replacing a loss are lots of their own.
+        opened = sorted(
+            (
+                r
+                for r in await store.all_lots(conn, row["id"], lot["symbol"])
+                if lot_id in (r["id"], r["purchase_lot_id"])
+            ),
+            key=lambda r: r["id"] != lot_id,
         )
         await add_event(
             conn,
@@ -839,24 +912,20 @@ class BookService:
             aggregate_id=row["id"],
             payload={
                 "portfolio_id": row["id"],
-                "lot_id": inserted["id"],
+                "lot_id": lot_id,
                 "symbol": lot["symbol"],
                 "shares": lot["shares"],
+                "acquisition": lot.get("acquisition", "transfer"),
             },
         )
         today = self.market.today()
+        described = [_lot_row(r, today) for r in opened]
         return 201, jsonable(
             {
-                "id": inserted["id"],
+                **described[0],
                 "portfolio_id": row["id"],
-                "symbol": inserted["symbol"],
-                "shares": inserted["shares"],
-                "acquired_at": inserted["acquired_at"],
-                "cost_basis": inserted["cost_basis"],
-                "adjusted_basis": inserted["adjusted_basis"],
-                "wash_sale_disallowed": inserted["wash_sale_disallowed"],
-                "term": term(inserted["holding_period_start"], today).value,
-                "source": inserted["source"],
+                "acquisition": lot.get("acquisition", "transfer"),
+                "lots": described,
             }
         )
 
@@ -919,3 +988,61 @@ class BookService:
         except REDIS_DOWN as exc:
             # The change is committed; a stale snapshot would outlive it. Say so loudly: the TTL bounds it.
             log.error("snapshot_cache_invalidation_failed", user_id=str(user_id), error=str(exc))
+
+
+def _acquired(lot: Mapping[str, Any]) -> AcquiredLot:
+    """The basis and holding period of an imported lot by its kind; a contradiction is a 400."""
+    kind = Acquisition(lot.get("acquisition", "transfer"))
+    try:
+        if kind is Acquisition.GIFT:
+            return received_as_gift(
+                donor_cost_basis=lot["donor_cost_basis"],
+                donor_acquired_at=lot["donor_acquired_at"],
+                fair_market_value=lot["fair_market_value"],
+                gift_date=lot["acquired_at"],
+                gift_tax_paid=lot.get("gift_tax_paid"),
+                taxable_gift=lot.get("taxable_gift"),
+            )
+        if kind is Acquisition.INHERITANCE:
+            return inherited(
+                fair_market_value=lot["fair_market_value"],
+                date_of_death=lot["acquired_at"],
+                alternate_valuation_date=lot.get("alternate_valuation_date"),
+                alternate_fair_market_value=lot.get("alternate_fair_market_value"),
+            )
+        return transferred(cost_basis=lot["cost_basis"], acquired_at=lot["acquired_at"])
+    except InvalidAcquisition as exc:
+        raise ServiceError(
+            400, "VALIDATION_ERROR", str(exc), [{"field": f"body.{exc.field}", "message": exc.message}]
+        ) from exc
+
+
+def _lot_row(row: Mapping[str, Any], today: date) -> dict[str, Any]:
+    """A stored lot as the import answers it."""
+    return {
+        "id": row["id"],
+        "symbol": row["symbol"],
+        "shares": row["shares"],
+        "acquired_at": row["acquired_at"],
+        "holding_period_start": row["holding_period_start"],
+        "cost_basis": row["cost_basis"],
+        "adjusted_basis": row["adjusted_basis"],
+        "loss_basis": row["loss_basis"],
+        "wash_sale_disallowed": row["wash_sale_disallowed"],
+        "term": term_of(
+            holding_period_start=row["holding_period_start"], always_long=row["always_long"], sold_on=today
+        ).value,
+        "source": row["source"],
+    }
+
+
+def _basis_if_sold(lot: Lot, kind: Mapping[str, Any], value: Decimal) -> Decimal:
+    """The basis a sale at ``value`` would be figured with (a gift's dual basis included)."""
+    loss_basis = kind["loss_basis"]
+    return basis_for_sale(
+        amount_realized=value,
+        basis=lot.adjusted_basis,
+        loss_basis=None if loss_basis is None else loss_basis + lot.wash_sale_disallowed,
+        holding_period_start=lot.holding_period_start,
+        acquired_at=lot.acquired_at,
+    ).basis

@@ -24,6 +24,8 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
+from wealthalloc.domain.acquisitions import is_purchase
+from wealthalloc.domain.lots import basis_of_part
 from wealthalloc.domain.wash_sale import WASH_SALE_DAYS, AccountType, IdentityGroups, WashSale
 from wealthalloc.domain.wash_sale_book import HeldLot, LotChange, PendingLoss, SoldShares, on_buy, on_sale
 from wealthalloc.errors import ServiceError
@@ -80,13 +82,18 @@ async def record_sale(
         groups = await tax_store.identity_groups(conn)
     rows = await tax_store.open_lots(conn, user_id, symbols=groups.members(symbol), since=day - _WINDOW)
     stored = await tax_store.lot_sources(conn, {part.lot.id for part in sold})
+    sold = [_as_stored(part, stored[part.lot.id]) for part in sold]
+    for part in sold:
+        if part.loss_basis is not None:
+            await tax_store.relieve_loss_basis(conn, part.lot.id, part.loss_basis)
     outcome = on_sale(
         account_id=str(portfolio["id"]),
         account_type=AccountType(portfolio["account_type"]),
         symbol=symbol,
         day=day,
-        sold=[replace(part, purchase=stored[part.lot.id]["purchase_lot_id"]) for part in sold],
-        held=[_held(row) for row in rows],
+        sold=sold,
+        # Gifts and inheritances are not purchases: never replacement shares.
+        held=[_held(row) for row in rows if is_purchase(row["source"])],
         groups=groups,
     )
     realized_ids: dict[uuid.UUID, uuid.UUID] = {}
@@ -131,13 +138,15 @@ async def record_buy(
     cost: Decimal,
     day: date,
     source: str,
-    fill_row_id: uuid.UUID,
+    fill_row_id: uuid.UUID | None,
     groups: IdentityGroups | None = None,
 ) -> uuid.UUID:
     """Open the lot(s) of a buy fill, replacing the losses of the last 30 days that wait for shares.
 
     The lot keeping the new id carries ``opened_by_fill_id``; shares split off as a replacement
     are lots of their own (their basis raised by the loss, their holding period moved back).
+    A lot transferred in is a purchase on its acquisition date (``day``) without a fill: its
+    ``fill_row_id`` is ``None``, and so is the ``fill_id`` of the wash sales it makes.
     """
     if groups is None:
         groups = await tax_store.identity_groups(conn)
@@ -173,6 +182,17 @@ async def record_buy(
     return lot_id
 
 
+def _as_stored(part: SoldShares, stored: dict[str, Any]) -> SoldShares:
+    """The shares sold with what only the stored lot knows: its purchase, and for a gift or an
+    inheritance the part of the loss basis that goes with them and whether they are always long."""
+    loss_basis = stored["loss_basis"]
+    if loss_basis is not None:
+        loss_basis, _ = basis_of_part(part.shares, part.lot.shares, loss_basis, loss_basis)
+    return replace(
+        part, purchase=stored["purchase_lot_id"], loss_basis=loss_basis, always_long=stored["always_long"]
+    )
+
+
 def _held(row: dict[str, Any]) -> HeldLot:
     return HeldLot(
         account_id=str(row["portfolio_id"]),
@@ -189,7 +209,7 @@ async def _write_lots(
     changes: Iterable[LotChange],
     *,
     source_of: Callable[[LotChange], str],
-    fill: tuple[uuid.UUID, uuid.UUID] | None,
+    fill: tuple[uuid.UUID, uuid.UUID | None] | None,
     new: bool = False,
 ) -> None:
     """Lots changed in place are rewritten; new ones (a buy's, or shares split off) are inserted."""
@@ -214,7 +234,7 @@ async def _write_wash_sales(
     user_id: uuid.UUID,
     washes: Iterable[WashSale],
     realized_id: Callable[[WashSale], uuid.UUID],
-    fill_row_id: uuid.UUID,
+    fill_row_id: uuid.UUID | None,
 ) -> None:
     for wash in washes:
         await tax_store.insert_wash_sale(

@@ -108,13 +108,16 @@ async def insert_lot(
     source: str,
     opened_by_fill_id: uuid.UUID | None,
     purchase_lot_id: uuid.UUID | None,
+    loss_basis: Decimal | None = None,
+    always_long: bool = False,
 ) -> None:
-    """A lot with the id, bases and holding period the engine gave it (a buy's lot, or shares split off)."""
+    """A lot with the id, bases and holding period the engine gave it (a buy's lot, or shares split off),
+    or that a gift or an inheritance gave it (``loss_basis``, ``always_long``)."""
     await conn.execute(
         """INSERT INTO lots (id, portfolio_id, symbol, shares, original_shares, cost_basis, adjusted_basis,
                              acquired_at, holding_period_start, wash_sale_disallowed, source,
-                             opened_by_fill_id, purchase_lot_id)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+                             opened_by_fill_id, purchase_lot_id, loss_basis, always_long)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
         (
             lot.id,
             portfolio_id,
@@ -129,16 +132,28 @@ async def insert_lot(
             source,
             opened_by_fill_id,
             purchase_lot_id,
+            loss_basis,
+            always_long,
         ),
     )
 
 
 async def lot_sources(conn: Conn, lot_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, Row]:
-    """Portfolio, source and purchase of stored lots (what a lot split off them inherits)."""
+    """Portfolio, source and purchase of stored lots (what a lot split off them inherits), and the
+    loss basis and always-long flag a sale of a gift or an inheritance is figured with."""
     cur = await conn.execute(
-        "SELECT id, portfolio_id, source, purchase_lot_id FROM lots WHERE id = ANY(%s)", (list(lot_ids),)
+        """SELECT id, portfolio_id, source, purchase_lot_id, loss_basis, always_long FROM lots
+           WHERE id = ANY(%s)""",
+        (list(lot_ids),),
     )
     return {row["id"]: row for row in await cur.fetchall()}
+
+
+async def relieve_loss_basis(conn: Conn, lot_id: uuid.UUID, amount: Decimal) -> None:
+    """A sale took ``amount`` of a gift lot's loss basis with its shares (the rest stays with the rest)."""
+    await conn.execute(
+        "UPDATE lots SET loss_basis = loss_basis - %s, updated_date = now() WHERE id = %s", (amount, lot_id)
+    )
 
 
 async def insert_realized(
@@ -207,7 +222,7 @@ async def insert_wash_sale(
     disallowed: Decimal,
     holding_days: int,
     permanent: bool,
-    fill_id: uuid.UUID,
+    fill_id: uuid.UUID | None,
 ) -> None:
     await conn.execute(
         """INSERT INTO wash_sales (user_id, realized_lot_id, replacement_lot_id, replacement_portfolio_id,

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from serve_apps.api.deps import CurrentPrincipal, ResourcesDep, require_access
 from serve_apps.api.envelope import ApiError, success
@@ -244,24 +244,78 @@ async def move_cash(
     return success(request, outcome.unwrap(), status_code=outcome.status)
 
 
+# The fields each kind of acquisition needs, and those it may have (Pub 551: see
+# wealthalloc.domain.acquisitions); acquired_at is the purchase, gift or death date.
+_LOT_FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "transfer": (frozenset({"cost_basis"}), frozenset()),
+    "gift": (
+        frozenset({"donor_cost_basis", "donor_acquired_at", "fair_market_value"}),
+        frozenset({"gift_tax_paid", "taxable_gift"}),
+    ),
+    "inheritance": (
+        frozenset({"fair_market_value"}),
+        frozenset({"alternate_valuation_date", "alternate_fair_market_value"}),
+    ),
+}
+
+
 class LotBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     symbol: Symbol
     shares: PositiveShares
-    cost_basis: NonNegativeMoney = Field(description="Total cost of the lot, a decimal string")
-    acquired_at: date
+    acquisition: Literal["transfer", "gift", "inheritance"] = Field(
+        default="transfer", description="How the shares came: moved in from another broker, a gift, a bequest"
+    )
+    acquired_at: date = Field(
+        description="transfer: the purchase date; gift: the date of the gift; inheritance: the date of death"
+    )
+    cost_basis: NonNegativeMoney | None = Field(default=None, description="transfer: total cost of the lot")
+    donor_cost_basis: NonNegativeMoney | None = Field(
+        default=None, description="gift: the donor's adjusted basis of the shares, in total"
+    )
+    donor_acquired_at: date | None = Field(default=None, description="gift: when the donor acquired them")
+    fair_market_value: NonNegativeMoney | None = Field(
+        default=None, description="gift: total FMV on the date of the gift; inheritance: at the date of death"
+    )
+    gift_tax_paid: NonNegativeMoney | None = Field(default=None, description="gift: gift tax the donor paid")
+    taxable_gift: NonNegativeMoney | None = Field(
+        default=None, description="gift: the amount of the gift for gift tax (after the annual exclusion)"
+    )
+    alternate_valuation_date: date | None = Field(
+        default=None, description="inheritance: the alternate valuation date, when the estate elected it"
+    )
+    alternate_fair_market_value: NonNegativeMoney | None = Field(
+        default=None, description="inheritance: total FMV at the alternate valuation date"
+    )
 
-    @field_validator("acquired_at")
+    @field_validator("acquired_at", "donor_acquired_at", "alternate_valuation_date")
     @classmethod
-    def _plausible(cls, value: date) -> date:
-        if value.year < 1900:
+    def _plausible(cls, value: date | None) -> date | None:
+        if value is not None and value.year < 1900:
             raise ValueError("must be in 1900 or later")
         return value
 
+    @model_validator(mode="after")
+    def _fields_of_the_kind(self) -> LotBody:
+        required, optional = _LOT_FIELDS[self.acquisition]
+        given = {name for name in _ALL_KIND_FIELDS if getattr(self, name) is not None}
+        missing = sorted(required - given)
+        if missing:
+            raise ValueError(f"a {self.acquisition} needs {', '.join(missing)}")
+        foreign = sorted(given - required - optional)
+        if foreign:
+            raise ValueError(f"{', '.join(foreign)}: not used for a {self.acquisition}")
+        return self
+
+
+_ALL_KIND_FIELDS = frozenset().union(*(req | opt for req, opt in _LOT_FIELDS.values()))
+
 
 @router.post(
-    "/portfolios/{portfolio_id}/lots", status_code=201, summary="Transfer a lot in from another broker"
+    "/portfolios/{portfolio_id}/lots",
+    status_code=201,
+    summary="Record a lot transferred in from another broker, received as a gift, or inherited",
 )
 async def import_lot(
     portfolio_id: uuid.UUID,
@@ -273,7 +327,10 @@ async def import_lot(
 ) -> JSONResponse:
     owner = await owner_checked(res, principal, portfolio_id, write=True)
     _require_key(idempotency_key)
-    m = _mutation(request, principal, owner, idempotency_key, body.model_dump(mode="json"))
+    # Defaults left out: a transfer's key keeps the fingerprint it had before the other kinds.
+    m = _mutation(
+        request, principal, owner, idempotency_key, body.model_dump(mode="json", exclude_defaults=True)
+    )
     outcome = await res.shards.outcome(owner, "import_lot", m, portfolio_id, body.model_dump())
     return success(request, outcome.unwrap(), status_code=outcome.status)
 
