@@ -23,6 +23,7 @@ from decimal import Decimal
 from operator import attrgetter
 
 from wealthalloc.domain.lots import Term
+from wealthalloc.domain.records import frozen_record
 from wealthalloc.domain.wash_sale import RealizedLot
 
 _ZERO = Decimal(0)
@@ -56,7 +57,7 @@ class CapitalLossCarryforward:
         return self.short + self.long
 
 
-@dataclass(frozen=True)
+@frozen_record
 class Form8949Row:
     """One line of Form 8949: columns (a) to (h), with the term and the account it was sold from."""
 

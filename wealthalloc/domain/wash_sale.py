@@ -49,6 +49,7 @@ from typing import Generic, Protocol, TypeVar
 
 from wealthalloc.domain.lots import InsufficientShares, Lot, LotMethod, Term, basis_of_part, relieve, term
 from wealthalloc.domain.money import money
+from wealthalloc.domain.records import frozen_record
 
 WASH_SALE_DAYS = 30
 """Days before and after a loss sale in which buying the security again is a wash sale."""
@@ -157,7 +158,7 @@ class AccountLot:
     opened_by_ref: str | None = None
 
 
-@dataclass(frozen=True)
+@frozen_record
 class RealizedLot:
     """The shares of one lot relieved by one sale: one row of Form 8949.
 
@@ -212,7 +213,7 @@ class RealizedLot:
         return self.account_type.is_taxable
 
 
-@dataclass(frozen=True)
+@frozen_record
 class WashSale:
     """Replacement shares matched with the loss of sold shares.
 

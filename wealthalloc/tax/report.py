@@ -100,8 +100,24 @@ def gc_paused() -> Iterator[None]:
     finally:
         with _gc_lock:
             _gc_pauses -= 1
-            if _gc_pauses == 0 and _gc_was_enabled:
-                gc.enable()
+            if _gc_pauses == 0:
+                _promote_survivors()
+                if _gc_was_enabled:
+                    gc.enable()
+
+
+def _promote_survivors() -> None:
+    """Move every tracked object into the oldest generation without traversing it.
+
+    Objects allocated during a pause all sit in the youngest generation, so the
+    first collection after it would walk the whole report once more (a fifth of
+    a 100,000-trade report's time) only to promote what is still alive.
+    ``freeze`` then ``unfreeze`` promotes them in constant time; nothing is
+    exempted from later collections, and what the caller drops is freed by
+    reference counting as usual.
+    """
+    gc.freeze()
+    gc.unfreeze()
 
 
 def _amount(value: Decimal) -> str:
