@@ -45,6 +45,8 @@ class Acquisition(enum.StrEnum):
 # The ``lots.source`` each kind is stored under.
 SOURCE = {Acquisition.TRANSFER: "transfer_in", Acquisition.GIFT: "gift", Acquisition.INHERITANCE: "inherited"}
 _NOT_PURCHASES = frozenset({"gift", "inherited"})
+# Shares that arrived without the portfolio's cash paying for them (an inflow, for performance).
+ARRIVED = frozenset(SOURCE.values())
 
 
 def is_purchase(source: str) -> bool:

@@ -37,6 +37,7 @@ import redis.asyncio as aioredis
 import redis.exceptions
 
 from wealthalloc.domain.acquisitions import (
+    ARRIVED,
     AcquiredLot,
     Acquisition,
     InvalidAcquisition,
@@ -610,7 +611,7 @@ class BookService:
                 day=lot["acquired_at"],
                 symbol=lot["symbol"],
                 shares=lot["original_shares"],
-                external=lot["source"] == "transfer_in",
+                external=lot["source"] in ARRIVED,
             )
             for lot in lots
         ]
