@@ -344,3 +344,42 @@ def test_an_inherited_lot_sold_two_days_after_death_is_long_term() -> None:
     )
     [row] = outcome.realized
     assert (row.gain_loss, row.term, row.holding_period_start) == (D(100), Term.LONG, death)
+
+
+def test_a_transfer_in_dated_ten_days_before_a_loss_sale_already_booked_replaces_that_loss() -> None:
+    # The same 250 loss, sold on 03-11; the 800 lot comes in afterwards, bought on 03-01.
+    loss = PendingLoss(uuid.uuid4(), "XYZ", date(2024, 3, 11), date(2023, 11, 1), D(100), D(250))
+    opened = on_buy(
+        account_id="brokerage",
+        account_type=TAXABLE,
+        symbol="XYZ",
+        day=date(2024, 3, 1),
+        shares=D(100),
+        cost=D(800),
+        losses=[loss],
+        groups=IdentityGroups(),
+        lot_id=uuid.uuid4(),
+    )
+    [lot] = opened.lots
+    assert (lot.lot.cost_basis, lot.lot.adjusted_basis, lot.lot.acquired_at) == (
+        D(800),
+        D(1050),
+        date(2024, 3, 1),
+    )
+    [wash] = opened.wash_sales
+    assert (wash.sold_lot_id, wash.disallowed) == (loss.ref, D(250))
+
+
+def test_a_loss_more_than_30_days_after_the_transfer_in_is_not_replaced_by_it() -> None:
+    opened = on_buy(
+        account_id="brokerage",
+        account_type=TAXABLE,
+        symbol="XYZ",
+        day=date(2024, 3, 1),
+        shares=D(100),
+        cost=D(800),
+        losses=[PendingLoss(uuid.uuid4(), "XYZ", date(2024, 4, 1), date(2023, 11, 1), D(100), D(250))],
+        groups=IdentityGroups(),
+        lot_id=uuid.uuid4(),
+    )
+    assert opened.wash_sales == () and opened.lots[0].lot.adjusted_basis == D(800)

@@ -21,7 +21,9 @@ the desk's order, each against the candidates the previous ones left.
 A buy. Each loss of the last 30 days that still has shares waiting for a
 replacement becomes an opening lot sold on its own day for exactly the loss
 left; then the buy follows, and the engine matches the new lot with those
-losses, earliest sale first.
+losses, earliest sale first. A lot recorded with a date before sales already
+booked (a transfer-in) is a buy of that date: the losses of the 30 days after
+it follow it in the history, and take what the earlier ones left.
 
 Opening lots that stand for shares already sold are flagged as replacements,
 which makes the engine never offer them as replacement shares themselves. The
@@ -345,6 +347,10 @@ def on_buy(
 ) -> BuyOutcome:
     """The lots a buy opens, after the engine matched them with the losses of the last 30 days.
 
+    Losses of the 30 days after ``day`` are matched too, after those before it: a lot recorded
+    with an earlier date than sales already booked (a transfer-in) replaces them as the purchase
+    it was would have.
+
     Parameters
     ----------
     account_id, account_type : str, AccountType
@@ -372,7 +378,7 @@ def on_buy(
             for loss in losses
             if loss.shares_left > 0
             and loss.loss_left > 0
-            and day - _WINDOW <= loss.sold <= day
+            and day - _WINDOW <= loss.sold <= day + _WINDOW
             and groups.identical(loss.symbol, symbol)
         ),
         key=lambda loss: loss.sold,
@@ -415,7 +421,9 @@ def on_buy(
         history.append(
             _sale(loss.sold, pseudo, AccountType.TAXABLE, loss.symbol, loss.shares_left, _PSEUDO_PROCEEDS)
         )
-    history.append(_purchase(day, account_id, account_type, symbol, shares, cost))
+    # In date order: the losses of the days up to the buy, the buy, then those after it.
+    before = sum(1 for loss in waiting if loss.sold <= day)
+    history.insert(before, _purchase(day, account_id, account_type, symbol, shares, cost))
     ids = _first_then(lot_id, new_lot_id)
     result = realize(history, lot_method=LotMethod.FIFO, groups=groups, opening_lots=opening, new_lot_id=ids)
     lots = [after for after in result.open_lots if after.account_id == account_id]
