@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -74,7 +75,7 @@ class Box(enum.StrEnum):
         return _REPORTING_OF_BOX[self]
 
     @property
-    def title(self) -> str:
+    def wording(self) -> str:
         """The box's wording on the form."""
         return _BOX_TITLES[self]
 
@@ -121,7 +122,7 @@ def is_covered(source: str, acquired: dt.date) -> bool:
 
 
 def reporting_of_lots(
-    sources: Mapping[object, str], *, default: str = "buy"
+    sources: Mapping[uuid.UUID, str], *, default: str = "buy"
 ) -> Callable[[RealizedLot], BasisReporting]:
     """The basis reporting of the platform's own sales, from each sold lot's source.
 

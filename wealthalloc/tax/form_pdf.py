@@ -185,7 +185,7 @@ def _box_section(box: Box, rows: Sequence[BoxedRow], total: BoxTotals) -> list[F
     )
     return [
         Paragraph(f"<b>{part}</b>", _BODY),
-        Paragraph(f"[X] <b>({box.value})</b> {escape(box.title)}", _BODY),
+        Paragraph(f"[X] <b>({box.value})</b> {escape(box.wording)}", _BODY),
         Spacer(1, 6),
         table,
     ]

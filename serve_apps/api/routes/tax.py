@@ -102,12 +102,16 @@ def planner_of(res: Resources) -> HarvestPlanner:
 DocumentFormat = Literal["json", "csv", "pdf"]
 FileFormat = Literal["csv", "pdf"]
 TaxYear = Annotated[int, Path(ge=1900, le=2200, description="The tax year")]
+_CSV = {"text/csv": {"schema": {"type": "string"}}}
+_PDF = {"application/pdf": {"schema": {"type": "string", "format": "binary"}}}
+_DOWNLOADS: dict[int | str, dict[str, Any]] = {200: {"content": {**_CSV, **_PDF}}}
 
 
 @router.get(
     "/portfolios/{portfolio_id}/realized-gains",
     summary="Form 8949 rows (wash sales as code W) and the year's totals, limit and carryforward;"
     " format=csv or pdf downloads the portfolio's Form 8949",
+    responses=_DOWNLOADS,
 )
 async def realized_gains(
     portfolio_id: uuid.UUID,
@@ -198,6 +202,8 @@ async def _portfolio_form(books: TaxpayerBooks, portfolio_id: uuid.UUID, year: i
 @router.get(
     "/portfolios/{portfolio_id}/1099-b",
     summary="The platform's 1099-B for the portfolio's sales of a year (CSV): covered or not, basis reported",
+    response_class=Response,
+    responses={200: {"content": _CSV}},
 )
 async def form_1099_b(
     portfolio_id: uuid.UUID,
@@ -219,6 +225,8 @@ async def form_1099_b(
 @router.get(
     "/me/tax-documents/{year}/form-8949",
     summary="My Form 8949 of a year, every taxable portfolio (csv or pdf with the Schedule D summary)",
+    response_class=Response,
+    responses=_DOWNLOADS,
 )
 async def my_form_8949(
     year: TaxYear,
@@ -240,6 +248,7 @@ async def my_form_8949(
 @router.get(
     "/me/tax-documents/{year}/schedule-d",
     summary="My Schedule D lines of a year (json, csv, or pdf with the Form 8949 pages)",
+    responses=_DOWNLOADS,
 )
 async def my_schedule_d(
     year: TaxYear,
