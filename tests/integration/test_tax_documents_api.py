@@ -244,3 +244,48 @@ def test_an_unknown_format_is_a_validation_error_and_someone_else_s_portfolio_is
     error(stranger.get(f"/api/v1/portfolios/{uuid.uuid4()}/1099-b"), 404, "NOT_FOUND")
     empty = csv_rows(stranger.get("/api/v1/me/tax-documents/2024/form-8949", params={"format": "csv"}))
     assert empty == []  # a taxpayer without sales gets an empty form, never someone else's
+
+
+def test_gifts_and_inheritances_are_noncovered_when_received_before_2011(investor: Investor) -> None:
+    estate = investor.funded("1000.00", name="Estate")
+    received = {
+        "KO": {  # inherited in 2009 (the date of death): long-term, noncovered
+            "acquisition": "inheritance",
+            "shares": "10",
+            "fair_market_value": "450.00",
+            "acquired_at": "2009-06-01",
+        },
+        "JPM": {  # a gift in 2015 of shares the donor bought in 2005: covered, the donor's holding period
+            "acquisition": "gift",
+            "shares": "10",
+            "donor_cost_basis": "100.00",
+            "donor_acquired_at": "2005-01-03",
+            "fair_market_value": "300.00",
+            "acquired_at": "2015-03-02",
+        },
+    }
+    for symbol, lot in received.items():
+        data(
+            investor.post(
+                f"/api/v1/portfolios/{estate['id']}/lots", {"symbol": symbol, **lot}, str(uuid.uuid4())
+            ),
+            201,
+        )
+        sell_all(investor, estate["id"], symbol, "10")
+    year = market_today(investor).year
+    lines = csv_rows(
+        investor.get(
+            f"/api/v1/portfolios/{estate['id']}/realized-gains", params={"year": year, "format": "csv"}
+        )
+    )
+    boxes = {
+        line["(a) description"]: (line["box"], line["(b) date acquired"])
+        for line in lines
+        if line["line"] == "row"
+    }
+    assert boxes == {"10 KO": ("E", "2009-06-01"), "10 JPM": ("D", "2005-01-03")}
+    statement = csv_rows(investor.get(f"/api/v1/portfolios/{estate['id']}/1099-b", params={"year": year}))
+    assert {line["description"]: line["basis_reported_to_irs"] for line in statement} == {
+        "10 KO": "no",
+        "10 JPM": "yes",
+    }
