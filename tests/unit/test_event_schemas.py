@@ -122,6 +122,18 @@ SAMPLES: dict[str, dict[str, Any]] = {
     },
     "prices.updated": {"symbols": ["AAPL", "MSFT"], "as_of": "2022-12-28", "prices": {"AAPL": "126.04"}},
     "auth.registration_existing_account": {"email": "owner@example.com", "ip": "203.0.113.7"},
+    "household.invitation_sent": {
+        "invitation_id": uuid.uuid4(),
+        "inviter_id": uuid.uuid4(),
+        "invitee_email": "spouse@example.com",
+        "expires_at": "2026-03-16T12:00:00+00:00",
+    },
+    "household.joined": {
+        "household_id": uuid.uuid4(),
+        "invitation_id": uuid.uuid4(),
+        "members": [uuid.uuid4()],
+    },
+    "household.left": {"household_id": uuid.uuid4(), "left_by": uuid.uuid4(), "members": [uuid.uuid4()]},
     "price_alert.triggered": {
         "alert_id": uuid.uuid4(),
         "symbol": "AAPL",

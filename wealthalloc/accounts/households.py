@@ -26,8 +26,6 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import Field
-
 from wealthalloc.accounts.errors import person_required, reauthentication_required
 from wealthalloc.domain.household import (
     INVITATION_LIFETIME,
@@ -38,7 +36,6 @@ from wealthalloc.domain.household import (
     check_invite,
 )
 from wealthalloc.errors import ServiceError
-from wealthalloc.events.schemas import EventPayload, register
 from wealthalloc.security.access import Principal, signed_in_recently
 from wealthalloc.storage import households as store
 from wealthalloc.storage.audit import append_audit, new_entry
@@ -47,34 +44,6 @@ from wealthalloc.storage.outbox import add_event
 from wealthalloc.storage.postgres import AsyncPool
 
 TOPIC = "accounts.notices"
-
-
-@register("household.invitation_sent")
-class HouseholdInvitationSentV1(EventPayload):
-    """Someone invited an address to their joint-filing household (the mailer tells the address)."""
-
-    invitation_id: uuid.UUID
-    inviter_id: uuid.UUID
-    invitee_email: str = Field(min_length=3, max_length=320)
-    expires_at: datetime
-
-
-@register("household.joined")
-class HouseholdJoinedV1(EventPayload):
-    """An invitation was accepted: the two members' wash sales now match across both."""
-
-    household_id: uuid.UUID
-    invitation_id: uuid.UUID
-    members: list[uuid.UUID]
-
-
-@register("household.left")
-class HouseholdLeftV1(EventPayload):
-    """A member left, which ends the household for both."""
-
-    household_id: uuid.UUID
-    left_by: uuid.UUID
-    members: list[uuid.UUID]
 
 
 class Households:
@@ -135,7 +104,7 @@ class Households:
                         "invitation_id": row["id"],
                         "inviter_id": principal.user_id,
                         "invitee_email": email,
-                        "expires_at": row["expires_at"],
+                        "expires_at": row["expires_at"].isoformat(),
                     },
                 )
                 await _audit(conn, "household.invite", principal, ip, {"invitation_id": str(row["id"])})

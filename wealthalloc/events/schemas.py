@@ -298,3 +298,34 @@ class RegistrationExistingAccountV1(EventPayload):
 
     email: str = Field(min_length=3, max_length=320)
     ip: str | None = Field(default=None, max_length=100)
+
+
+# Households (topic accounts.notices) ---------------------------------------------------------------
+
+
+@register("household.invitation_sent")
+class HouseholdInvitationSentV1(EventPayload):
+    """Someone invited an address to their joint-filing household (the mailer tells the address)."""
+
+    invitation_id: uuid.UUID
+    inviter_id: uuid.UUID
+    invitee_email: str = Field(min_length=3, max_length=320)
+    expires_at: str = Field(description="ISO-8601 instant after which the invitation cannot be accepted")
+
+
+@register("household.joined")
+class HouseholdJoinedV1(EventPayload):
+    """An invitation was accepted: the two members' wash sales now match across both."""
+
+    household_id: uuid.UUID
+    invitation_id: uuid.UUID
+    members: list[uuid.UUID]
+
+
+@register("household.left")
+class HouseholdLeftV1(EventPayload):
+    """A member left, which ends the household for both."""
+
+    household_id: uuid.UUID
+    left_by: uuid.UUID
+    members: list[uuid.UUID]
