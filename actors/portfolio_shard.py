@@ -27,6 +27,7 @@ from wealthalloc.errors import ServiceError
 from wealthalloc.logging import configure_logging, get_logger
 from wealthalloc.marketdata import MarketClock, PriceHistory, SecurityReference
 from wealthalloc.portfolios.harvesting import HarvestDesk
+from wealthalloc.portfolios.household_books import forget_locally
 from wealthalloc.portfolios.market import Market
 from wealthalloc.portfolios.service import BookService, Mutation
 from wealthalloc.portfolios.trading import OrderDesk
@@ -60,6 +61,7 @@ class PortfolioShard:
         self._desk: OrderDesk | None = None
         self._harvests: HarvestDesk | None = None
         self._gateway: Any = None
+        self._router: Any = None
 
     async def _svc(self) -> BookService:
         if self._service is None:
@@ -89,6 +91,7 @@ class PortfolioShard:
                 cancel=self._cancel,
                 venue=venue,
                 rest=self._rest,
+                evict=self._evict_elsewhere,
             )
             self._harvests = HarvestDesk(
                 self._service,
@@ -216,6 +219,22 @@ class PortfolioShard:
 
     async def apply_status(self, user_id: uuid.UUID, change: StatusChange) -> Outcome:
         return await self._trading(lambda d: d.apply_status(user_id, change))
+
+    # Households.
+    async def evict_book(self, user_id: uuid.UUID, portfolio_ids: frozenset[uuid.UUID]) -> Outcome:
+        """Forget a user's book and drop the snapshots of ``portfolio_ids``: a fill of their spouse, on
+        another shard, changed their lots (a wash sale across the household)."""
+        return await self._run(lambda s: forget_locally(s, user_id, portfolio_ids))
+
+    async def _evict_elsewhere(self, user_id: uuid.UUID, portfolio_ids: frozenset[uuid.UUID]) -> None:
+        if self._router is None:
+            from actors.shard_router import ShardRouter
+
+            self._router = ShardRouter(self.settings)
+        if self._router.index_of(user_id) == self.index:
+            await forget_locally(await self._svc(), user_id, portfolio_ids)
+        else:
+            await self._router.call(user_id, "evict_book", user_id, portfolio_ids)
 
     # Operations.
     async def stats(self) -> dict[str, Any]:

@@ -1,4 +1,11 @@
-"""How an API replica reaches the shard that owns a user: slot map, named actor, one call."""
+"""How an API replica reaches the shard that owns a user: slot map, named actor, one call.
+
+Routing is by user, also for the members of a joint-filing household, whose wash sales change
+each other's lots: the slot of a user never depends on anything that can change, so every
+replica and the broker gateway agree on it without a lookup, and a user never has two writers.
+A fill that changes the spouse's lots evicts the spouse's cached book on the spouse's shard
+before it is acknowledged (:mod:`wealthalloc.portfolios.household_books`, docs/tax-households.md).
+"""
 
 from __future__ import annotations
 

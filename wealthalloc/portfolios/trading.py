@@ -41,6 +41,7 @@ from wealthalloc.domain.wash_sale_book import SoldShares
 from wealthalloc.errors import ServiceError
 from wealthalloc.logging import get_logger
 from wealthalloc.portfolios import wash_sales
+from wealthalloc.portfolios.household_books import Evict, forget_spouse_books
 from wealthalloc.portfolios.service import BookService, Mutation, jsonable, not_found
 from wealthalloc.storage import books as store
 from wealthalloc.storage import orders as order_store
@@ -66,9 +67,12 @@ class OrderDesk:
         cancel: Handoff | None = None,
         venue: PaperVenue | None = None,
         rest: Handoff | None = None,
+        evict: Evict | None = None,
     ) -> None:
         """``venue`` is the embedded paper venue, when the broker is paper; ``rest`` hands an order it
-        left open to the gateway's paper book, as ``submit`` hands a new order to the broker."""
+        left open to the gateway's paper book, as ``submit`` hands a new order to the broker.
+        ``evict`` drops the cached book of a spouse whose lots a fill changed, on the spouse's shard
+        (:mod:`wealthalloc.portfolios.household_books`)."""
         self._book = book
         self._broker = broker
         self._commission = commission
@@ -78,6 +82,7 @@ class OrderDesk:
         self._cancel = cancel
         self._venue = venue
         self._rest = rest
+        self._evict = evict
 
     @property
     def market(self) -> Any:
@@ -223,6 +228,7 @@ class OrderDesk:
             return 201, {"id": str(row["id"])}
 
         status, body = await self._book.idempotent(m, portfolio_id, work, also_changed=also_changed)
+        await forget_spouse_books(self._book, m.user_id, also_changed, self._evict)
         if not created:  # a replay: the order as it stands now
             return status, await self.order(m.user_id, uuid.UUID(body["id"]))
         row, fills = created[-1]
@@ -367,6 +373,7 @@ class OrderDesk:
                 updated, also_changed = await self._fill(conn, order, fill, execution)
             for changed in {order["portfolio_id"], *also_changed}:
                 await self._book.drop_snapshot(user_id, changed)
+        await forget_spouse_books(self._book, user_id, also_changed, self._evict)
         return _light(updated)
 
     async def _fill(

@@ -30,6 +30,7 @@ from wealthalloc.domain.wash_sale import WASH_SALE_DAYS, AccountType, IdentityGr
 from wealthalloc.domain.wash_sale_book import HeldLot, LotChange, PendingLoss, SoldShares, on_buy, on_sale
 from wealthalloc.errors import ServiceError
 from wealthalloc.storage import books as store
+from wealthalloc.storage import households
 from wealthalloc.storage import tax as tax_store
 
 _WINDOW = timedelta(days=WASH_SALE_DAYS)
@@ -45,7 +46,8 @@ async def refuse_blocked_buy(
     function here: each reads it only when not given)."""
     if groups is None:
         groups = await tax_store.identity_groups(conn)
-    row = await tax_store.blocking_harvest(conn, user_id, symbols=groups.members(symbol), today=today)
+    household = await households.wash_sale_circle(conn, user_id, lock=False)
+    row = await tax_store.blocking_harvest(conn, household, symbols=groups.members(symbol), today=today)
     if row is None:
         return
     end: date = row["wash_sale_window_end"]
@@ -80,7 +82,8 @@ async def record_sale(
     replacement shares already held. Returns the other portfolios whose lots changed."""
     if groups is None:
         groups = await tax_store.identity_groups(conn)
-    rows = await tax_store.open_lots(conn, user_id, symbols=groups.members(symbol), since=day - _WINDOW)
+    household = await households.wash_sale_circle(conn, user_id)
+    rows = await tax_store.open_lots(conn, household, symbols=groups.members(symbol), since=day - _WINDOW)
     stored = await tax_store.lot_sources(conn, {part.lot.id for part in sold})
     sold = [_as_stored(part, stored[part.lot.id]) for part in sold]
     for part in sold:
@@ -151,7 +154,11 @@ async def record_buy(
     if groups is None:
         groups = await tax_store.identity_groups(conn)
     waiting = await tax_store.pending_losses(
-        conn, user_id, symbols=groups.members(symbol), since=day - _WINDOW, until=day
+        conn,
+        await households.wash_sale_circle(conn, user_id),
+        symbols=groups.members(symbol),
+        since=day - _WINDOW,
+        until=day,
     )
     lot_id = uuid.uuid4()
     outcome = on_buy(

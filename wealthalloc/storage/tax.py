@@ -35,28 +35,37 @@ async def identity_groups(conn: Conn) -> IdentityGroups:
 
 
 async def open_lots(
-    conn: Conn, user_id: uuid.UUID, *, symbols: Collection[str] | None = None, since: date | None = None
+    conn: Conn,
+    user_ids: Collection[uuid.UUID],
+    *,
+    symbols: Collection[str] | None = None,
+    since: date | None = None,
 ) -> list[Row]:
-    """The user's open lots in every portfolio, with the portfolio's account type and whether the lot
-    is already a replacement (it absorbed a loss), of ``symbols`` and acquired on or after ``since``."""
+    """The users' open lots in every portfolio, with the portfolio's account type and whether the lot
+    is already a replacement (it absorbed a loss), of ``symbols`` and acquired on or after ``since``.
+
+    ``user_ids`` is one user, or the members of a joint-filing household (whose lots replace each
+    other's losses: :func:`wealthalloc.storage.households.wash_sale_circle`)."""
     cur = await conn.execute(
         """SELECT l.*, p.account_type,
                   EXISTS (SELECT 1 FROM wash_sales w WHERE w.replacement_lot_id = l.id) AS is_replacement
            FROM lots l JOIN portfolios p ON p.id = l.portfolio_id
-           WHERE p.user_id = %(user)s AND p.deleted_at IS NULL AND l.closed_at IS NULL AND l.shares > 0
+           WHERE p.user_id = ANY(%(users)s::uuid[]) AND p.deleted_at IS NULL AND l.closed_at IS NULL
+             AND l.shares > 0
              AND (%(symbols)s::text[] IS NULL OR l.symbol = ANY(%(symbols)s::text[]))
              AND (%(since)s::date IS NULL OR l.acquired_at >= %(since)s::date)
            ORDER BY l.acquired_at, l.created_date, l.id""",
-        {"user": user_id, "symbols": None if symbols is None else sorted(symbols), "since": since},
+        {"users": sorted(user_ids), "symbols": None if symbols is None else sorted(symbols), "since": since},
     )
     return await cur.fetchall()
 
 
 async def pending_losses(
-    conn: Conn, user_id: uuid.UUID, *, symbols: Collection[str], since: date, until: date
+    conn: Conn, user_ids: Collection[uuid.UUID], *, symbols: Collection[str], since: date, until: date
 ) -> list[Row]:
-    """Losses realized in the user's taxable portfolios between ``since`` and ``until`` whose shares are
-    not all replaced yet: each with ``shares_left`` and ``loss_left``, earliest sale first.
+    """Losses realized in the users' (one user's, or a household's) taxable portfolios between
+    ``since`` and ``until`` whose shares are not all replaced yet: each with ``shares_left`` and
+    ``loss_left``, earliest sale first.
 
     ``FOR UPDATE`` of the realized rows: the fill that replaces them adds to their adjustment.
     """
@@ -68,14 +77,14 @@ async def pending_losses(
            JOIN portfolios p ON p.id = r.portfolio_id
            LEFT JOIN (SELECT realized_lot_id, sum(shares) AS shares, sum(disallowed) AS disallowed
                       FROM wash_sales GROUP BY realized_lot_id) w ON w.realized_lot_id = r.id
-           WHERE p.user_id = %(user)s AND p.account_type = 'taxable'
+           WHERE p.user_id = ANY(%(users)s::uuid[]) AND p.account_type = 'taxable'
              AND r.symbol = ANY(%(symbols)s::text[])
              AND r.sold_at BETWEEN %(since)s AND %(until)s
              AND r.cost_basis > r.proceeds
              AND r.shares > coalesce(w.shares, 0)
            ORDER BY r.sold_at, r.created_at, r.id
            FOR UPDATE OF r""",
-        {"user": user_id, "symbols": sorted(symbols), "since": since, "until": until},
+        {"users": sorted(user_ids), "symbols": sorted(symbols), "since": since, "until": until},
     )
     return await cur.fetchall()
 
@@ -282,11 +291,12 @@ async def tax_profile(conn: Conn, user_id: uuid.UUID) -> Row | None:
     return await cur.fetchone()
 
 
-async def open_buy_orders(conn: Conn, user_id: uuid.UUID) -> list[Row]:
+async def open_buy_orders(conn: Conn, user_ids: Collection[uuid.UUID]) -> list[Row]:
+    """The users' (one user's, or a household's) buy orders still open: purchases on their way."""
     cur = await conn.execute(
         """SELECT id, portfolio_id, symbol, quantity - filled_quantity AS remaining FROM orders
-           WHERE user_id = %s AND side = 'buy' AND status = ANY(%s) ORDER BY created_date""",
-        (user_id, list(OPEN_STATUSES)),
+           WHERE user_id = ANY(%s::uuid[]) AND side = 'buy' AND status = ANY(%s) ORDER BY created_date""",
+        (sorted(user_ids), list(OPEN_STATUSES)),
     )
     return await cur.fetchall()
 
@@ -424,14 +434,16 @@ async def attach_orders(
 
 
 async def blocking_harvest(
-    conn: Conn, user_id: uuid.UUID, *, symbols: Collection[str], today: date
+    conn: Conn, user_ids: Collection[uuid.UUID], *, symbols: Collection[str], today: date
 ) -> Row | None:
-    """The executed harvest whose wash-sale window still forbids buying one of ``symbols``, if any."""
+    """The executed harvest (of one user, or of either member of a household) whose wash-sale window
+    still forbids buying one of ``symbols``, if any."""
     cur = await conn.execute(
         f"""SELECT {HARVEST_COLUMNS} FROM tax_harvests
-            WHERE user_id = %s AND status = 'executed' AND symbol = ANY(%s) AND wash_sale_window_end >= %s
+            WHERE user_id = ANY(%s::uuid[]) AND status = 'executed' AND symbol = ANY(%s)
+              AND wash_sale_window_end >= %s
             ORDER BY wash_sale_window_end DESC LIMIT 1""",
-        (user_id, sorted(symbols), today),
+        (sorted(user_ids), sorted(symbols), today),
     )
     return await cur.fetchone()
 

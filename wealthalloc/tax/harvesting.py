@@ -17,7 +17,9 @@ the row when a position is first identified, in the same transaction.
 Blockers are what the engine itself would count as replacement shares: lots of
 an identical security acquired in the last 30 days and still held, in any
 account, open buy orders, and portfolios that reinvest its dividends
-(``dividend_reinvestment``, set with PATCH /portfolios/{id}).
+(``dividend_reinvestment``, set with PATCH /portfolios/{id}). In a joint-filing
+household the spouse's purchases, open buy orders and reinvesting portfolios
+block too (their lots are never the taxpayer's to harvest): see docs/tax-households.md.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
+from wealthalloc.domain.acquisitions import is_purchase
 from wealthalloc.domain.gains_report import CapitalLossCarryforward, FilingStatus, year_totals_with_entered
 from wealthalloc.domain.harvest import (
     DividendReinvestment,
@@ -42,9 +45,18 @@ from wealthalloc.domain.harvest import (
 )
 from wealthalloc.domain.lots import Term
 from wealthalloc.domain.similarity import SimilarityEngine
-from wealthalloc.domain.wash_sale import AccountLot, AccountType, IdentityGroups, RealizedLot
+from wealthalloc.domain.wash_sale import (
+    WASH_SALE_DAYS,
+    AccountLot,
+    AccountType,
+    IdentityGroups,
+    RealizedLot,
+    Side,
+    Transaction,
+)
 from wealthalloc.marketdata import MarketDataError, PriceHistory, SecurityReference
 from wealthalloc.storage import books as store
+from wealthalloc.storage import households
 from wealthalloc.storage import tax as tax_store
 from wealthalloc.storage import tax_years as tax_years_store
 from wealthalloc.storage.outbox import add_event
@@ -107,8 +119,11 @@ async def load_taxpayer(conn: store.Conn, user_id: uuid.UUID, day: date) -> Taxp
             is_replacement=row["is_replacement"],
             opened_by_ref=str(row["id"]),
         )
-        for row in await tax_store.open_lots(conn, user_id)
+        for row in await tax_store.open_lots(conn, [user_id])
     )
+    household = await households.wash_sale_circle(conn, user_id, lock=False)
+    spouses = [member for member in household if member != user_id]
+    spouse_portfolios = [p for spouse in spouses for p in await tax_store.portfolios(conn, spouse)]
     orders = tuple(
         OpenBuyOrder(
             account_id=str(row["portfolio_id"]),
@@ -116,7 +131,7 @@ async def load_taxpayer(conn: store.Conn, user_id: uuid.UUID, day: date) -> Taxp
             quantity=row["remaining"],
             order_id=str(row["id"]),
         )
-        for row in await tax_store.open_buy_orders(conn, user_id)
+        for row in await tax_store.open_buy_orders(conn, household)
     )
     filing_status = FilingStatus(profile_row["filing_status"])
     realized = [
@@ -144,15 +159,42 @@ async def load_taxpayer(conn: store.Conn, user_id: uuid.UUID, day: date) -> Taxp
         account_types=account_types,
         lots=lots,
         activity=HarvestActivity(
+            recent_buys=await spouse_purchases(conn, spouses, day),
             open_buy_orders=orders,
             dividend_reinvestment=tuple(
                 DividendReinvestment(account_id=str(p["id"]), symbol=symbol)
-                for p in portfolios
+                for p in [*portfolios, *spouse_portfolios]
                 for symbol in p["dividend_reinvestment"]
             ),
         ),
         profile=profile,
         groups=await tax_store.identity_groups(conn),
+    )
+
+
+async def spouse_purchases(
+    conn: store.Conn, spouses: Sequence[uuid.UUID], day: date
+) -> tuple[Transaction, ...]:
+    """The lots the taxpayer's spouse (the other member of their joint-filing household) bought in the
+    30 days to ``day`` and still holds, as buys: each would make selling the same security at a
+    loss a wash sale. The spouse's lots are not the taxpayer's to harvest, so they come as
+    purchases, never as positions."""
+    if not spouses:
+        return ()
+    since = day - timedelta(days=WASH_SALE_DAYS)
+    return tuple(
+        Transaction(
+            date=row["acquired_at"],
+            account_id=str(row["portfolio_id"]),
+            account_type=AccountType(row["account_type"]),
+            symbol=row["symbol"],
+            side=Side.BUY,
+            quantity=row["shares"],
+            price=row["cost_basis"] / row["shares"],
+            ref=str(row["id"]),
+        )
+        for row in await tax_store.open_lots(conn, spouses, since=since)
+        if is_purchase(row["source"]) and row["acquired_at"] <= day
     )
 
 
