@@ -170,6 +170,31 @@ def test_a_loss_sale_finds_a_lot_transferred_in_within_the_30_days_before_as_its
     assert row["adjustment_code"] == "W" and D(row["adjustment"]) == loss.quantize(CENT)
 
 
+def test_a_lot_transferred_in_dated_within_30_days_before_a_loss_sale_already_booked_replaces_it(
+    investor: Investor,
+) -> None:
+    taxable = investor.funded("1000.00", name="Brokerage")
+    other = investor.portfolio("Second brokerage")
+    data(
+        import_lot(
+            investor, taxable["id"], symbol="BBY", shares="10", cost_basis="1200.00", acquired_at="2021-01-04"
+        ),
+        201,
+    )
+    loss = D("1200.00") - sell(investor, taxable["id"], "BBY", 10)
+    today = market_today(investor)
+    earlier = (today - timedelta(days=10)).isoformat()
+    lot = data(
+        import_lot(
+            investor, other["id"], symbol="BBY", shares="10", cost_basis="500.00", acquired_at=earlier
+        ),
+        201,
+    )
+    assert lot["acquired_at"] == earlier and D(lot["adjusted_basis"]) == D("500.00") + loss
+    [row] = realized_rows(investor, taxable["id"], today.year)
+    assert row["adjustment_code"] == "W" and D(row["adjustment"]) == loss.quantize(CENT)
+
+
 # Inheritances -----------------------------------------------------------------------------------
 
 

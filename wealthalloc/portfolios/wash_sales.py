@@ -149,7 +149,9 @@ async def record_buy(
     The lot keeping the new id carries ``opened_by_fill_id``; shares split off as a replacement
     are lots of their own (their basis raised by the loss, their holding period moved back).
     A lot transferred in is a purchase on its acquisition date (``day``) without a fill: its
-    ``fill_row_id`` is ``None``, and so is the ``fill_id`` of the wash sales it makes.
+    ``fill_row_id`` is ``None``, and so is the ``fill_id`` of the wash sales it makes. Its date may
+    precede sales already booked: their losses of the 30 days after it wait for it too (a fill's
+    ``day`` is today, so none does).
     """
     if groups is None:
         groups = await tax_store.identity_groups(conn)
@@ -158,7 +160,7 @@ async def record_buy(
         await households.wash_sale_circle(conn, user_id),
         symbols=groups.members(symbol),
         since=day - _WINDOW,
-        until=day,
+        until=day + _WINDOW,
     )
     lot_id = uuid.uuid4()
     outcome = on_buy(
