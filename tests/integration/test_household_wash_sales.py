@@ -9,6 +9,7 @@ book and snapshot must show a wash sale the other's fill made as soon as that fi
 from __future__ import annotations
 
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 from decimal import Decimal as D
 
@@ -163,3 +164,34 @@ def test_harvesting_counts_the_spouse_s_recent_purchase_as_a_blocker(alice: Inve
     replacement = opportunity["replacement_candidates"][0]["symbol"]
     path = f"/api/v1/tax-harvesting/{opportunity['id']}/execute"
     error(alice.post(path, {"replacement_symbol": replacement}, str(uuid.uuid4())), 409, "WASH_SALE_RISK")
+
+
+def test_spouses_trading_the_same_security_at_the_same_time_defer_every_loss_exactly_once(
+    alice: Investor, bob: Investor
+) -> None:
+    # Alice sells five loss lots while Bob buys five times: whichever fill comes first, each sold
+    # share finds one replacement share, and every deferred loss lands in one of Bob's lots.
+    link(alice, bob)
+    hers, his = alice.funded("20000.00", "Brokerage"), bob.funded("20000.00", "Brokerage")
+    basis = 10 * close_of(alice, "BBY") + 50
+    for _ in range(5):
+        transfer_in(alice, hers["id"], "BBY", "10", f"{basis:.2f}", "2021-01-04")
+
+    def sell() -> httpx.Response:
+        return alice.trade(hers["id"], symbol="BBY", side="sell", quantity="10")
+
+    def buy_ten() -> httpx.Response:
+        return bob.trade(his["id"], symbol="BBY", side="buy", quantity="10")
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        answers = list(pool.map(lambda call: call(), [sell, buy_ten] * 5))
+    assert [a.status_code for a in answers] == [201] * 10, [a.text for a in answers if a.status_code != 201]
+    assert {data(a, 201)["status"] for a in answers} == {"filled"}
+
+    rows = realized_rows(alice, hers)
+    loss = sum((D(r["cost_basis"]) - D(r["proceeds"]) for r in rows), D(0))
+    assert len(rows) == 5 and {r["adjustment_code"] for r in rows} == {"W"}
+    assert sum((D(r["adjustment"]) for r in rows), D(0)) == loss
+    deferred = sum((D(lot["wash_sale_disallowed"]) for lot in lots(bob, his)), D(0))
+    assert sum((D(lot["shares"]) for lot in lots(bob, his)), D(0)) == 50
+    assert deferred.quantize(CENT) == loss.quantize(CENT)

@@ -67,7 +67,7 @@ from wealthalloc.marketdata import MarketDataError
 from wealthalloc.portfolios import wash_sales
 from wealthalloc.portfolios.market import Market
 from wealthalloc.storage import books as store
-from wealthalloc.storage import idempotency
+from wealthalloc.storage import households, idempotency
 from wealthalloc.storage import orders as order_store
 from wealthalloc.storage import tax as tax_store
 from wealthalloc.storage.outbox import add_event
@@ -960,6 +960,9 @@ class BookService:
                             "This Idempotency-Key was used for a different request.",
                         )
                     return claimed.status or 200, claimed.body
+                # A household's changes serialize on its row, taken before any row of the book, so the
+                # spouses' fills never wait on each other's rows (docs/tax-households.md).
+                await households.wash_sale_circle(conn, m.user_id)
                 row = await store.portfolio_for_update(conn, m.user_id, portfolio_id)
                 if row is None:
                     raise not_found()

@@ -44,6 +44,7 @@ from wealthalloc.portfolios import wash_sales
 from wealthalloc.portfolios.household_books import Evict, forget_spouse_books
 from wealthalloc.portfolios.service import BookService, Mutation, jsonable, not_found
 from wealthalloc.storage import books as store
+from wealthalloc.storage import households
 from wealthalloc.storage import orders as order_store
 from wealthalloc.storage import tax as tax_store
 from wealthalloc.storage.outbox import add_event
@@ -356,6 +357,7 @@ class OrderDesk:
                         "fill_for_unknown_order", order_id=str(execution.order_id), fill=execution.fill_id
                     )
                     return None
+                await households.wash_sale_circle(conn, user_id)  # before the book's rows, as in idempotent
                 if accepted is not None and order["status"] == "pending":
                     await order_store.set_status(
                         conn, order["id"], "submitted", broker_order_id=accepted.broker_order_id
