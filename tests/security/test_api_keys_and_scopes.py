@@ -231,6 +231,7 @@ MATRIX: dict[str, tuple[Request, dict[str, int]]] = {
     "recommendations: generate": (_send("POST", GENERATE), _writers(200)),
     "tax: harvesting": (_get("/api/v1/tax-harvesting?portfolio_id={p}"), _everyone(200)),
     "tax years": (_send("PUT", "/api/v1/me/tax-years/2022", {"short_term_carryforward": "1"}), _people(200)),
+    "households": (_get("/api/v1/me/household"), _people(200)),
     "alerts: create": (_send("POST", "/api/v1/alerts", ALERT), _writers(201)),
     "quotes": (_get("/api/v1/quotes/KO"), _everyone(200)),
 }  # fmt: skip
