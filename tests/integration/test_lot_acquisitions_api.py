@@ -251,6 +251,34 @@ def test_an_inheritance_valued_at_the_alternate_date_takes_that_value(investor: 
     assert D(lot["cost_basis"]) == D("590.00") and lot["acquired_at"] == "2022-01-31"
 
 
+def test_a_loss_on_inherited_shares_bought_back_within_30_days_leaves_the_replacement_long_term(
+    investor: Investor,
+) -> None:
+    estate = investor.funded("5000.00", name="Estate shares")
+    today = market_today(investor)
+    worth = str((20 * last_price(investor, "KO")).quantize(CENT))  # twice what 10 shares fetch today
+    data(
+        import_lot(
+            investor,
+            estate["id"],
+            acquisition="inheritance",
+            symbol="KO",
+            shares="10",
+            fair_market_value=worth,
+            acquired_at=(today - timedelta(days=5)).isoformat(),
+        ),
+        201,
+    )
+    loss = D(worth) - sell(investor, estate["id"], "KO", 10)
+    bought = data(investor.trade(estate["id"], symbol="KO", side="buy", quantity="10"), 201)
+    ask = D(bought["fills"][0]["price"])
+    [replacement] = data(investor.get(f"/api/v1/portfolios/{estate['id']}/lots"))
+    assert (replacement["source"], replacement["term"]) == ("buy", "long")
+    assert D(replacement["adjusted_basis"]) == 10 * ask + commission(D(10), ask) + loss
+    [row] = realized_rows(investor, estate["id"], today.year)
+    assert (row["term"], row["adjustment_code"]) == ("long", "W")
+
+
 # Gifts ------------------------------------------------------------------------------------------
 
 

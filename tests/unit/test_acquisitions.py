@@ -18,6 +18,7 @@ from wealthalloc.domain.acquisitions import (
     inherited,
     is_purchase,
     received_as_gift,
+    tacked_start,
     term_of,
     transferred,
 )
@@ -383,3 +384,39 @@ def test_a_loss_more_than_30_days_after_the_transfer_in_is_not_replaced_by_it() 
         lot_id=uuid.uuid4(),
     )
     assert opened.wash_sales == () and opened.lots[0].lot.adjusted_basis == D(800)
+
+
+def test_inherited_shares_count_as_held_over_a_year_for_what_a_replacement_tacks_on() -> None:
+    death = date(2024, 8, 20)
+    assert tacked_start(holding_period_start=death, always_long=True, sold_on=date(2024, 9, 3)) == date(
+        2023, 9, 2
+    )
+    assert tacked_start(holding_period_start=death, always_long=False, sold_on=date(2024, 9, 3)) == death
+    assert tacked_start(
+        holding_period_start=date(2001, 1, 2), always_long=True, sold_on=date(2024, 9, 3)
+    ) == (date(2001, 1, 2))
+    assert tacked_start(holding_period_start=death, always_long=True, sold_on=date(2024, 3, 1)) == date(
+        2023, 2, 28
+    )
+
+
+def test_a_loss_on_inherited_shares_makes_its_replacement_long_term_too() -> None:
+    death, sold_on = date(2024, 8, 20), date(2024, 9, 3)
+    inherited_lot = Lot(uuid.uuid4(), "IBM", D(10), D(1500), D(1500), death, death)
+    bought = Lot(uuid.uuid4(), "IBM", D(10), D(1300), D(1300), date(2024, 8, 30), date(2024, 8, 30))
+    outcome = on_sale(
+        account_id="a",
+        account_type=TAXABLE,
+        symbol="IBM",
+        day=sold_on,
+        sold=[SoldShares(inherited_lot, D(10), D(1500), D(1500), D(1400), always_long=True)],
+        held=[HeldLot("b", TAXABLE, bought, D(10))],
+        groups=IdentityGroups(),
+    )
+    [row] = outcome.realized
+    assert (row.holding_period_start, row.term, row.adjustment) == (death, Term.LONG, D(100))
+    [replacement] = outcome.lots
+    assert replacement.lot.adjusted_basis == D(1400)
+    assert term_of(
+        holding_period_start=replacement.lot.holding_period_start, always_long=False, sold_on=sold_on
+    ) is (Term.LONG)

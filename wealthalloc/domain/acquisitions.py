@@ -12,7 +12,8 @@ wash sales of every later sale, so it is fixed when the lot is recorded:
   a loss, and a sale between the two realizes neither. The holding period includes the donor's
   when the donor's basis is used; it starts on the date of the gift when the FMV figures a loss;
 - an inheritance takes the FMV at the date of death (or at the alternate valuation date the
-  estate elected), and is long-term however briefly it is held.
+  estate elected), and is long-term however briefly it is held (and so is the replacement of a
+  loss on it, whose holding period includes the inherited shares').
 
 Gifts and inheritances are not purchases, so they are never the replacement shares of a wash
 sale (IRC 1091 speaks of shares "acquired by purchase"); a loss realized on them is washed by a
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 
 from wealthalloc.domain.lots import Term, term
@@ -200,6 +201,20 @@ def basis_for_sale(
 def term_of(*, holding_period_start: date, always_long: bool, sold_on: date) -> Term:
     """The term of a lot sold (or valued) on ``sold_on``: an inherited lot is long from the start."""
     return Term.LONG if always_long else term(holding_period_start, sold_on)
+
+
+def tacked_start(*, holding_period_start: date, always_long: bool, sold_on: date) -> date:
+    """The holding-period start a replacement of shares sold on ``sold_on`` tacks on (Pub 550: the
+    replacement's period includes the sold shares'). Inherited shares count as held more than a
+    year, so their replacement is long-term too: at the latest, a year and a day before the sale."""
+    if not always_long:
+        return holding_period_start
+    day_before = sold_on - timedelta(days=1)
+    try:
+        year_and_a_day = day_before.replace(year=day_before.year - 1)
+    except ValueError:  # the day before is 29 February
+        year_and_a_day = date(day_before.year - 1, 2, 28)
+    return min(holding_period_start, year_and_a_day)
 
 
 def _gift_tax_addition(

@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
-from wealthalloc.domain.acquisitions import basis_for_sale
+from wealthalloc.domain.acquisitions import basis_for_sale, tacked_start
 from wealthalloc.domain.lots import Lot, LotMethod, Term
 from wealthalloc.domain.wash_sale import (
     WASH_SALE_DAYS,
@@ -273,7 +273,10 @@ def on_sale(
             cost_basis=figured.basis - carried_in,
             adjusted_basis=figured.basis,
             acquired_at=part.lot.acquired_at,
-            holding_period_start=figured.holding_period_start,
+            # What a replacement tacks on (an inherited lot's is over a year); the row keeps the real one.
+            holding_period_start=tacked_start(
+                holding_period_start=figured.holding_period_start, always_long=part.always_long, sold_on=day
+            ),
             wash_sale_disallowed=carried_in,
         )
         opening = [AccountLot(pseudo, account_type, lot, part.shares, is_replacement=True)]
@@ -289,7 +292,12 @@ def on_sale(
             [sale], lot_method=LotMethod.FIFO, groups=groups, opening_lots=opening, new_lot_id=new_lot_id
         )
         realized.extend(
-            replace(row, account_id=account_id, term=Term.LONG if part.always_long else row.term)
+            replace(
+                row,
+                account_id=account_id,
+                holding_period_start=figured.holding_period_start,
+                term=Term.LONG if part.always_long else row.term,
+            )
             for row in result.realized
         )
         washes.extend(replace(wash, account_id=account_id) for wash in result.wash_sales)

@@ -24,7 +24,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from wealthalloc.domain.acquisitions import is_purchase
+from wealthalloc.domain.acquisitions import is_purchase, tacked_start
 from wealthalloc.domain.lots import basis_of_part
 from wealthalloc.domain.wash_sale import WASH_SALE_DAYS, AccountType, IdentityGroups, WashSale
 from wealthalloc.domain.wash_sale_book import HeldLot, LotChange, PendingLoss, SoldShares, on_buy, on_sale
@@ -175,7 +175,11 @@ async def record_buy(
                 ref=row["id"],
                 symbol=row["symbol"],
                 sold=row["sold_at"],
-                holding_period_start=row["acquired_at"],
+                holding_period_start=tacked_start(
+                    holding_period_start=row["acquired_at"],
+                    always_long=row["always_long"],
+                    sold_on=row["sold_at"],
+                ),
                 shares_left=row["shares_left"],
                 loss_left=row["loss_left"],
             )

@@ -65,12 +65,13 @@ async def pending_losses(
 ) -> list[Row]:
     """Losses realized in the users' (one user's, or a household's) taxable portfolios between
     ``since`` and ``until`` whose shares are not all replaced yet: each with ``shares_left`` and
-    ``loss_left``, earliest sale first.
+    ``loss_left``, and ``always_long`` when the shares sold were inherited, earliest sale first.
 
     ``FOR UPDATE`` of the realized rows: the fill that replaces them adds to their adjustment.
     """
     cur = await conn.execute(
         """SELECT r.id, r.symbol, r.sold_at, r.acquired_at, r.shares, r.proceeds, r.cost_basis,
+                  (SELECT l.always_long FROM lots l WHERE l.id = r.lot_id) AS always_long,
                   r.shares - coalesce(w.shares, 0) AS shares_left,
                   r.cost_basis - r.proceeds - coalesce(w.disallowed, 0) AS loss_left
            FROM realized_lots r
