@@ -12,7 +12,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.integration.people import Investor, data, error
+from tests.integration.people import Investor, data, error, new_person, signed_in_long_ago
 
 pytestmark = pytest.mark.integration
 
@@ -149,3 +149,20 @@ def test_an_api_key_can_neither_see_nor_change_a_household(alice: Investor, bob:
     error(http.post(f"{PATH}/invitations", json={"email": bob.email}, headers=headers), 403, "FORBIDDEN")
     error(http.post(f"{PATH}/invitations/{sent['id']}/accept", headers=headers), 403, "FORBIDDEN")
     error(http.delete(PATH, headers=headers), 403, "FORBIDDEN")
+
+
+def test_inviting_and_accepting_need_a_recent_sign_in_leaving_does_not(
+    http: httpx.Client, database_url: str, alice: Investor
+) -> None:
+    bob = new_person(http, database_url, prefix="spouse")
+    stale = signed_in_long_ago(bob, bob.login(), database_url)
+    sent = invite(alice, bob.email)
+    refused = http.post(f"{PATH}/invitations/{sent['id']}/accept", headers=stale.headers)
+    error(refused, 401, "REAUTHENTICATION_REQUIRED")
+    refused = http.post(f"{PATH}/invitations", json={"email": alice.email}, headers=stale.headers)
+    error(refused, 401, "REAUTHENTICATION_REQUIRED")
+
+    fresh = bob.login()
+    data(http.post(f"{PATH}/invitations/{sent['id']}/accept", headers=fresh.headers))
+    stale = signed_in_long_ago(bob, fresh, database_url)
+    assert http.delete(PATH, headers=stale.headers).status_code == 204
