@@ -283,9 +283,23 @@ def test_gifts_and_inheritances_are_noncovered_when_received_before_2011(investo
         for line in lines
         if line["line"] == "row"
     }
-    assert boxes == {"10 KO": ("E", "2009-06-01"), "10 JPM": ("D", "2005-01-03")}
+    # Column (b) of inherited property reads INHERITED (Form 8949 instructions); a gift shows its date.
+    assert boxes == {"10 KO": ("E", "INHERITED"), "10 JPM": ("D", "2005-01-03")}
     statement = csv_rows(investor.get(f"/api/v1/portfolios/{estate['id']}/1099-b", params={"year": year}))
-    assert {line["description"]: line["basis_reported_to_irs"] for line in statement} == {
-        "10 KO": "no",
-        "10 JPM": "yes",
+    assert {
+        line["description"]: (line["basis_reported_to_irs"], line["date_acquired"], line["term"])
+        for line in statement
+    } == {
+        "10 KO": ("no", "INHERITED", "long"),
+        "10 JPM": ("yes", "2005-01-03", "long"),
     }
+    text = pdf_text(
+        investor.get(
+            f"/api/v1/portfolios/{estate['id']}/realized-gains", params={"year": year, "format": "pdf"}
+        )
+    )
+    assert after(text, "10 KO") == ["INHERITED"]
+    taxpayer = csv_rows(investor.get(f"/api/v1/me/tax-documents/{year}/form-8949", params={"format": "csv"}))
+    assert [line["(b) date acquired"] for line in taxpayer if line["(a) description"] == "10 KO"] == [
+        "INHERITED"
+    ]

@@ -13,7 +13,15 @@ from pypdf import PdfReader
 
 from wealthalloc.domain.gains_report import year_totals
 from wealthalloc.domain.lots import Term
-from wealthalloc.domain.tax_forms import BasisReporting, box_totals, boxed_rows, same_reporting, schedule_d
+from wealthalloc.domain.tax_forms import (
+    BasisReporting,
+    box_totals,
+    boxed_rows,
+    inherited_lots,
+    reporting_of_lots,
+    same_reporting,
+    schedule_d,
+)
 from wealthalloc.domain.wash_sale import AccountType, RealizedLot
 from wealthalloc.tax.form_pdf import form_8949_pdf, pdf_amount
 from wealthalloc.tax.sample import write_samples
@@ -66,6 +74,17 @@ def test_each_box_has_its_part_its_totals_and_schedule_d_ends_the_document() -> 
     assert all("Lee <b>& Co</b>" in page for page in pages)  # a name is text, never markup
     assert "12 KO\n02/03/2025\n09/01/2025\n700.00\n1,000.00\nW\n300.00\n0.00" in pages[0]
     assert "2 Totals, box E\n2,500.00\n1,000.00\n0.00\n1,500.00" in pages[1]
+
+
+def test_column_b_of_inherited_property_reads_inherited() -> None:
+    inherited = sale("2500.00", Term.LONG)
+    sources = {inherited.lot_id: "inherited"}
+    rows = boxed_rows(
+        [inherited], year=2025, reporting=reporting_of_lots(sources), inherited=inherited_lots(sources)
+    )
+    text = text_of(form_8949_pdf(rows, year=2025, taxpayer="Lee"))
+    assert "12 KO\nINHERITED\n09/01/2025\n2,500.00" in text
+    assert "02/03/2020" not in text
 
 
 def test_a_year_without_sales_says_so() -> None:

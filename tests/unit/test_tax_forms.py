@@ -24,6 +24,7 @@ from wealthalloc.domain.tax_forms import (
     box_totals,
     boxed_rows,
     broker_statement,
+    inherited_lots,
     is_covered,
     reporting_of_lots,
     same_reporting,
@@ -170,6 +171,70 @@ def test_the_description_is_the_shares_and_the_symbol() -> None:
         reporting=same_reporting(BasisReporting.REPORTED),
     )
     assert (whole.description, fraction.description) == ("10 AAPL", "2.5 MSFT")
+
+
+# Inherited property -----------------------------------------------------------------------------
+
+
+def inherited_sale(acquired: date) -> tuple[RealizedLot, dict[uuid.UUID, str]]:
+    """A sale of inherited shares (always long-term), with the sources naming its lot inherited."""
+    sold = sale("250", Term.LONG, acquired=acquired, symbol="KO")
+    return sold, {sold.lot_id: "inherited"}
+
+
+def test_column_b_of_inherited_property_reads_inherited_instead_of_a_date() -> None:
+    inherited, sources = inherited_sale(date(2024, 11, 3))
+    bought = sale("40", Term.LONG)
+    rows = boxed_rows(
+        [inherited, bought],
+        year=YEAR,
+        reporting=reporting_of_lots(sources),
+        inherited=inherited_lots(sources),
+    )
+    assert [(r.row.symbol, r.date_acquired) for r in rows] == [
+        ("AAPL", bought.acquired_at),
+        ("KO", "INHERITED"),
+    ]
+    assert [r.inherited for r in rows] == [False, True]
+
+
+@pytest.mark.parametrize(("acquired", "box"), [(date(2024, 11, 3), Box.D), (date(2009, 2, 1), Box.E)])
+def test_inherited_property_keeps_its_box_long_term_and_covered_by_the_date_of_death(
+    acquired: date, box: Box
+) -> None:
+    inherited, sources = inherited_sale(acquired)
+    [row] = boxed_rows(
+        [inherited], year=YEAR, reporting=reporting_of_lots(sources), inherited=inherited_lots(sources)
+    )
+    assert (row.box, row.lot_acquired, row.row.acquired) == (box, acquired, acquired)
+
+
+def test_only_inherited_lots_read_inherited_gifts_and_transfers_show_their_date() -> None:
+    sources = {uuid.uuid4(): "gift", uuid.uuid4(): "transfer_in", uuid.uuid4(): "buy"}
+    heir = uuid.uuid4()
+    assert inherited_lots({**sources, heir: "inherited"}) == {heir}
+
+
+def test_the_form_8949_csv_and_the_1099b_write_inherited_in_the_date_acquired_column() -> None:
+    inherited, sources = inherited_sale(date(2024, 11, 3))
+    rows = boxed_rows(
+        [inherited, sale("10")],
+        year=YEAR,
+        reporting=reporting_of_lots(sources),
+        inherited=inherited_lots(sources),
+    )
+    lines = parsed(form_8949_csv(rows, year=YEAR))
+    assert [(line["box"], line["line"], line["(b) date acquired"]) for line in lines] == [
+        ("A", "row", f"{YEAR}-01-06"),
+        ("A", "total", ""),
+        ("D", "row", "INHERITED"),
+        ("D", "total", ""),
+    ]
+    statement = parsed(broker_statement_csv(broker_statement(rows)))
+    assert [(line["description"], line["date_acquired"], line["term"]) for line in statement] == [
+        ("10 AAPL", f"{YEAR}-01-06", "short"),
+        ("10 KO", "INHERITED", "long"),
+    ]
 
 
 # Totals and Schedule D ---------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -41,6 +41,13 @@ COVERED_FROM = dt.date(2011, 1, 1)
 
 OUTSIDE_SOURCES = frozenset({"transfer_in", "gift", "inherited"})
 """Lot sources acquired away from the platform: covered only when acquired since :data:`COVERED_FROM`."""
+
+INHERITED_SOURCE = "inherited"
+"""The source of a lot received from an estate."""
+
+INHERITED = "INHERITED"
+"""Column (b) of an inherited lot: the Form 8949 instructions ask for this word instead of a date, since
+the holding period of inherited property is long-term whatever the dates say (IRC 1223(9))."""
 
 
 class BasisReporting(enum.StrEnum):
@@ -137,6 +144,11 @@ def reporting_of_lots(
     return reporting
 
 
+def inherited_lots(sources: Mapping[uuid.UUID, str]) -> frozenset[uuid.UUID]:
+    """The lots of ``sources`` (lot id -> source) that were inherited: their column (b) reads INHERITED."""
+    return frozenset(lot_id for lot_id, source in sources.items() if source == INHERITED_SOURCE)
+
+
 def same_reporting(kind: BasisReporting) -> Callable[[RealizedLot], BasisReporting]:
     """One basis reporting for every sale: for a history the taxpayer keeps, with no 1099-B from us."""
 
@@ -152,12 +164,19 @@ class BoxedRow:
 
     ``row.acquired`` is the holding-period start (column b: a wash sale moves
     it back); ``lot_acquired`` is when the lot itself was acquired, which
-    decides whether it is covered.
+    decides whether it is covered. An ``inherited`` lot shows INHERITED in
+    column (b) instead of a date.
     """
 
     row: Form8949Row
     box: Box
     lot_acquired: dt.date
+    inherited: bool = False
+
+    @property
+    def date_acquired(self) -> dt.date | str:
+        """Column (b): the holding period's start, or :data:`INHERITED` for inherited property."""
+        return INHERITED if self.inherited else self.row.acquired
 
     @property
     def description(self) -> str:
@@ -179,6 +198,7 @@ def boxed_rows(
     *,
     year: int,
     reporting: Callable[[RealizedLot], BasisReporting],
+    inherited: Collection[uuid.UUID] = frozenset(),
 ) -> list[BoxedRow]:
     """The reportable sales of ``year`` (taxable accounts only), by box, then in Form 8949 order.
 
@@ -191,12 +211,16 @@ def boxed_rows(
     reporting : callable
         The basis reporting of a sale: :func:`reporting_of_lots` for the
         platform's books, :func:`same_reporting` for a history the taxpayer sends.
+    inherited : collection of UUID, optional
+        Ids of the sold lots that were inherited (:func:`inherited_lots`):
+        their column (b) reads INHERITED. Their box follows the same rules.
     """
     rows = [
         BoxedRow(
             row=Form8949Row.from_realized(item),
             box=box_for(item.term, reporting(item)),
             lot_acquired=item.acquired_at,
+            inherited=item.lot_id in inherited,
         )
         for item in realized
         if item.is_reportable and item.sold.year == year
@@ -381,6 +405,12 @@ class BrokerStatementRow:
     wash_sale_disallowed: Decimal
     term: Term
     covered: bool
+    inherited: bool = False
+
+    @property
+    def date_acquired(self) -> dt.date | str:
+        """Box 1b: the holding period's start, or :data:`INHERITED` for inherited property."""
+        return INHERITED if self.inherited else self.acquired
 
     @property
     def basis_reported(self) -> bool:
@@ -401,6 +431,7 @@ def broker_statement(rows: Iterable[BoxedRow]) -> list[BrokerStatementRow]:
             wash_sale_disallowed=boxed.row.adjustment,
             term=boxed.row.term,
             covered=boxed.covered,
+            inherited=boxed.inherited,
         )
         for boxed in rows
     ]

@@ -30,6 +30,7 @@ from wealthalloc.domain.tax_forms import (
     ScheduleD,
     box_totals,
     boxed_rows,
+    inherited_lots,
     reporting_of_lots,
     schedule_d,
 )
@@ -53,6 +54,7 @@ class TaxpayerBooks:
     realized: list[RealizedLot]
     entered: dict[int, CapitalLossCarryforward]
     reporting: Callable[[RealizedLot], BasisReporting]
+    inherited: frozenset[uuid.UUID] = frozenset()
 
     def sales_of(self, portfolio_id: uuid.UUID) -> list[RealizedLot]:
         return [item for item in self.realized if item.account_id == str(portfolio_id)]
@@ -60,7 +62,7 @@ class TaxpayerBooks:
     def rows(self, year: int, portfolio_id: uuid.UUID | None = None) -> list[BoxedRow]:
         """Form 8949 rows of the year, of one portfolio or (``None``) of every taxable one."""
         sales = self.realized if portfolio_id is None else self.sales_of(portfolio_id)
-        return boxed_rows(sales, year=year, reporting=self.reporting)
+        return boxed_rows(sales, year=year, reporting=self.reporting, inherited=self.inherited)
 
     def portfolio_totals(self, portfolio_id: uuid.UUID, year: int) -> YearTotals:
         """The portfolio's own totals, as the realized-gains report's ``totals`` shows them."""
@@ -91,6 +93,7 @@ async def load_books(conn: Conn, user_id: uuid.UUID) -> TaxpayerBooks | None:
     rows = await tax_store.realized_rows(conn, user_id)
     sources = await tax_store.lot_sources(conn, {row["lot_id"] for row in rows})
     entered = await tax_years_store.carryforwards(conn, user_id)
+    source_of = {lot_id: row["source"] for lot_id, row in sources.items()}
     return TaxpayerBooks(
         user_id=user_id,
         name=user["full_name"] or user["email"],
@@ -98,7 +101,8 @@ async def load_books(conn: Conn, user_id: uuid.UUID) -> TaxpayerBooks | None:
         portfolios=portfolios,
         realized=[realized_lot(row) for row in rows],
         entered=entered,
-        reporting=reporting_of_lots({lot_id: row["source"] for lot_id, row in sources.items()}),
+        reporting=reporting_of_lots(source_of),
+        inherited=inherited_lots(source_of),
     )
 
 

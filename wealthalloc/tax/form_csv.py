@@ -109,7 +109,7 @@ def _row_line(year: int, boxed: BoxedRow) -> Sequence[object]:
         boxed.box.value,
         "row",
         boxed.description,
-        row.acquired,
+        boxed.date_acquired,
         row.sold,
         row.proceeds,
         row.cost_basis,
@@ -188,7 +188,7 @@ def broker_statement_csv(statement: Iterable[BrokerStatementRow]) -> str:
             (
                 line.description,
                 quantity_text(line.quantity),
-                line.acquired,
+                line.date_acquired,
                 line.sold,
                 line.proceeds,
                 line.cost_basis,

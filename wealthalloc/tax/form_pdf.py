@@ -147,7 +147,7 @@ def _box_section(box: Box, rows: Sequence[BoxedRow], total: BoxTotals) -> list[F
         table_rows.append(
             [
                 escape(boxed.description),
-                row.acquired.strftime("%m/%d/%Y"),
+                _date_acquired(boxed),
                 row.sold.strftime("%m/%d/%Y"),
                 pdf_amount(row.proceeds),
                 pdf_amount(row.cost_basis),
@@ -189,6 +189,11 @@ def _box_section(box: Box, rows: Sequence[BoxedRow], total: BoxTotals) -> list[F
         Spacer(1, 6),
         table,
     ]
+
+
+def _date_acquired(boxed: BoxedRow) -> str:
+    acquired = boxed.date_acquired
+    return acquired if isinstance(acquired, str) else acquired.strftime("%m/%d/%Y")
 
 
 def _schedule_d_page(schedule: ScheduleD, taxpayer: str, account: str | None) -> list[Flowable]:
