@@ -6,7 +6,11 @@ trade history from the body, and shape the answer.
 
 - Realized gains of a portfolio are its stored realized rows, reported for a
   year with the totals of the portfolio and of the taxpayer (all taxable
-  accounts: the deduction limit and the carryforward are per taxpayer).
+  accounts: the deduction limit and the carryforward are per return). Spouses
+  in a household file one joint return: the taxpayer totals, the carryover
+  and ``/me/tax-documents`` cover both spouses' taxable accounts (see
+  :mod:`wealthalloc.tax.documents`), while a portfolio's own rows, totals and
+  downloads stay its owner's, behind the same ownership check.
 - The taxpayer totals start from the capital-loss carryover the user entered
   (``PUT /me/tax-years/{year}``) where the platform has no earlier taxable
   sale to compute it from; ``carryforward_source`` says which entry was used
@@ -17,7 +21,7 @@ trade history from the body, and shape the answer.
 - The same figures download as documents to file from (see ``docs/tax-forms.md``):
   ``realized-gains?format=csv|pdf`` is the portfolio's Form 8949, ``/1099-b``
   the platform's 1099-B of the portfolio, and ``/me/tax-documents/{year}/...``
-  the taxpayer's Form 8949 and Schedule D over every taxable portfolio. Each
+  the return's Form 8949 and Schedule D over every taxable portfolio. Each
   sale's box (A-F) follows from its lot's origin
   (:mod:`wealthalloc.domain.tax_forms`).
 - ``POST /tax/gains-report`` stores nothing: the history is checked exactly as
@@ -224,7 +228,8 @@ async def form_1099_b(
 
 @router.get(
     "/me/tax-documents/{year}/form-8949",
-    summary="My Form 8949 of a year, every taxable portfolio (csv or pdf with the Schedule D summary)",
+    summary="My Form 8949 of a year, every taxable portfolio of my return (a joint return: both spouses');"
+    " csv, or pdf with the Schedule D summary",
     response_class=Response,
     responses=_DOWNLOADS,
 )
@@ -247,7 +252,8 @@ async def my_form_8949(
 
 @router.get(
     "/me/tax-documents/{year}/schedule-d",
-    summary="My Schedule D lines of a year (json, csv, or pdf with the Form 8949 pages)",
+    summary="My return's Schedule D lines of a year (a joint return: both spouses'; json, csv,"
+    " or pdf with the Form 8949 pages)",
     responses=_DOWNLOADS,
 )
 async def my_schedule_d(
