@@ -97,6 +97,7 @@ def test_the_docs_sample_is_made_again_with_every_box_it_shows(tmp_path: Path) -
     lines = list(csv.DictReader(io.StringIO(form.read_text())))
     assert {line["box"] for line in lines} == {"A", "D", "E"}
     assert any(line["(f) code"] == "W" for line in lines)
+    assert [line["box"] for line in lines if line["(b) date acquired"] == "INHERITED"] == ["D"]
     text = text_of(pdf.read_bytes())
     assert "Dana Demo" in text and "Schedule D summary" in text
     assert "16" in [line.split(",")[1] for line in schedule.read_text().splitlines()]
