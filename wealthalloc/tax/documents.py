@@ -72,11 +72,6 @@ class TaxpayerBooks:
     inherited: frozenset[uuid.UUID] = frozenset()
     members: tuple[uuid.UUID, ...] = ()
 
-    @property
-    def joint(self) -> bool:
-        """Whether this is a joint return (two spouses in a household)."""
-        return len(self.members) > 1
-
     def sales_of(self, portfolio_id: uuid.UUID) -> list[RealizedLot]:
         return [item for item in self.realized if item.account_id == str(portfolio_id)]
 
