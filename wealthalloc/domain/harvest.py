@@ -3,10 +3,15 @@
 A position in a taxable account is an opportunity when selling its loss lots
 realizes a loss at least ``min_loss`` in dollars AND at least ``min_loss_pct``
 of their basis (both, so that neither a small loss on a large position nor a
-large percentage of a few dollars is worth a trade). The lots are taken in
-HIFO order: a lot is at a loss exactly when its basis per share is above the
-price, so the loss lots are the head of the HIFO order and a HIFO sale of
-their shares sells exactly them.
+large percentage of a few dollars is worth a trade). The lots are listed in
+HIFO order and sold by specific identification, so only the loss lots are sold.
+
+A lot's loss and term are what selling it today would realize under the rule of
+how it was acquired (:mod:`wealthalloc.domain.acquisitions`, docs/tax-acquisitions.md):
+a gift whose value at the gift was below the donor's basis measures a loss from
+that lower value (its loss basis), with a holding period starting at the gift,
+and a price between the two bases realizes nothing, so such a lot is no
+opportunity; an inherited lot's loss is long-term whatever its dates.
 
 The saving is this year's tax with the harvest against without it, under the
 taxpayer's profile: losses first offset the gains realized so far this year
@@ -25,8 +30,9 @@ carried forward, which is not counted).
 
 A harvest is spoiled by any purchase of the same or a substantially
 identical security within 30 days before or after the sale, in any account:
-recent buys, open buy orders and dividend reinvestment are listed as
-blockers, and the sale opens a window ending 30 days later in which the
+recent buys (a transfer-in is the purchase it was, on its date; a gift or an
+inheritance received is no purchase, IRC 1091), open buy orders and dividend
+reinvestment are listed as blockers, and the sale opens a window ending 30 days later in which the
 security must not be bought back. IRA and Roth IRA losses are never
 deductible, so only taxable accounts are scanned.
 """
@@ -35,12 +41,14 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from wealthalloc.domain.acquisitions import basis_for_sale, term_of
 from wealthalloc.domain.gains_report import CapitalLossCarryforward, FilingStatus, capital_loss_limit
-from wealthalloc.domain.lots import LotMethod, Term, order_lots, term
+from wealthalloc.domain.lots import Lot, LotMethod, Term, order_lots
 from wealthalloc.domain.money import money
 from wealthalloc.domain.similarity import Candidate, SimilarityEngine
 from wealthalloc.domain.wash_sale import WASH_SALE_DAYS, AccountLot, IdentityGroups, Side, Transaction
@@ -119,6 +127,62 @@ def estimate_tax_savings(profile: TaxProfile, *, short_loss: Decimal, long_loss:
     return money(max(before - after, _ZERO))
 
 
+@dataclass(frozen=True)
+class LotOrigin:
+    """How a lot came to be held, where that changes harvesting it (``lots.source`` and its columns).
+
+    A lot the scanner is given no origin for is an ordinary purchase.
+
+    Attributes
+    ----------
+    purchase : bool
+        Acquired by purchase (a buy, or a transfer-in on its purchase date): only a purchase can be
+        the replacement shares of a wash sale, so a gift or an inheritance received blocks nothing.
+    loss_basis : Decimal, optional
+        A gift's basis for figuring a loss: the value at the gift, when it was below the donor's basis.
+    always_long : bool
+        Inherited: long-term however briefly held.
+    """
+
+    purchase: bool = True
+    loss_basis: Decimal | None = None
+    always_long: bool = False
+
+
+ORDINARY = LotOrigin()
+
+
+@dataclass(frozen=True)
+class LotLoss:
+    """What selling a whole lot at a price would realize: its value, the basis it is measured from,
+    the loss (negative: a gain, or nothing) and the term."""
+
+    market_value: Decimal
+    basis: Decimal
+    loss: Decimal
+    term: Term
+
+
+def loss_if_sold(lot: Lot, origin: LotOrigin, *, price: Decimal, on: dt.date) -> LotLoss:
+    """The loss selling ``lot`` at ``price`` on ``on`` would realize, by the rule of how it was acquired.
+
+    The basis and holding period are the sale's own (:func:`~wealthalloc.domain.acquisitions.basis_for_sale`,
+    :func:`~wealthalloc.domain.acquisitions.term_of`), so the harvest shows what the sale will book:
+    a gift below its loss basis loses from the loss basis (plus any wash-sale loss it carries), short-term
+    from the gift; between its two bases it loses nothing; an inherited lot is long-term.
+    """
+    value = money(lot.shares * price)
+    sale = basis_for_sale(
+        amount_realized=value,
+        basis=lot.adjusted_basis,
+        loss_basis=None if origin.loss_basis is None else origin.loss_basis + lot.wash_sale_disallowed,
+        holding_period_start=lot.holding_period_start,
+        acquired_at=lot.acquired_at,
+    )
+    held = term_of(holding_period_start=sale.holding_period_start, always_long=origin.always_long, sold_on=on)
+    return LotLoss(market_value=value, basis=sale.basis, loss=sale.basis - value, term=held)
+
+
 class BlockerKind(enum.StrEnum):
     RECENT_BUY = "recent_buy"
     OPEN_BUY_ORDER = "open_buy_order"
@@ -169,21 +233,21 @@ class Blocker:
 
 @dataclass(frozen=True)
 class HarvestLot:
-    """A lot to sell, valued at the current price."""
+    """A lot to sell, valued at the current price.
+
+    ``cost_basis`` is what the sale's loss is measured from: the adjusted basis, or a gift's loss basis.
+    """
 
     lot: AccountLot
     market_value: Decimal
     loss: Decimal
     term: Term
+    cost_basis: Decimal
+    origin: LotOrigin = ORDINARY
 
     @property
     def shares(self) -> Decimal:
         return self.lot.lot.shares
-
-    @property
-    def cost_basis(self) -> Decimal:
-        """Adjusted basis: what the sale is measured against."""
-        return self.lot.lot.adjusted_basis
 
 
 @dataclass(frozen=True)
@@ -262,6 +326,7 @@ class HarvestScanner:
         today: dt.date,
         profile: TaxProfile,
         activity: HarvestActivity | None = None,
+        origins: Mapping[uuid.UUID, LotOrigin] | None = None,
     ) -> list[Opportunity]:
         """Every opportunity among ``lots``, largest estimated saving first.
 
@@ -278,6 +343,8 @@ class HarvestScanner:
             For the saving estimate.
         activity : HarvestActivity, optional
             Recent buys, open buy orders and dividend reinvestment, all accounts.
+        origins : mapping of lot id to LotOrigin, optional
+            How the lots that were not bought came (gifts, inheritances); the others are purchases.
 
         Returns
         -------
@@ -285,8 +352,9 @@ class HarvestScanner:
             Sorted by estimated saving, then loss, descending.
         """
         activity = activity or HarvestActivity()
+        origins = origins or {}
         held = list(lots)
-        purchases = _Purchases(self._groups, held, activity, today)
+        purchases = _Purchases(self._groups, held, activity, today, origins)
         positions: dict[tuple[str, str], list[AccountLot]] = {}
         for item in held:
             if item.account_type.is_taxable and item.lot.shares > 0:
@@ -296,7 +364,9 @@ class HarvestScanner:
             price = prices.get(symbol)
             if price is None or price <= 0:
                 continue
-            opportunity = self._opportunity(account_id, symbol, price, position, today, profile, purchases)
+            opportunity = self._opportunity(
+                account_id, symbol, price, position, today, profile, purchases, origins
+            )
             if opportunity is not None:
                 found.append(opportunity)
         found.sort(key=lambda o: (-o.estimated_tax_savings, -o.loss, o.symbol, o.account_id))
@@ -311,20 +381,24 @@ class HarvestScanner:
         today: dt.date,
         profile: TaxProfile,
         purchases: _Purchases,
+        origins: Mapping[uuid.UUID, LotOrigin],
     ) -> Opportunity | None:
         by_id = {item.lot.id: item for item in position}
         chosen: list[HarvestLot] = []
         for lot in order_lots([item.lot for item in position], LotMethod.HIFO):
-            value = money(lot.shares * price)
-            loss = lot.adjusted_basis - value
-            if loss <= 0 or loss < lot.adjusted_basis * self._min_loss_pct:
-                break  # HIFO order: every later lot has a lower basis per share, so a smaller loss
+            origin = origins.get(lot.id, ORDINARY)
+            sale = loss_if_sold(lot, origin, price=price, on=today)
+            # Not a break: a gift's loss basis can sit below the HIFO order's next lot's basis.
+            if sale.loss <= 0 or sale.loss < sale.basis * self._min_loss_pct:
+                continue
             chosen.append(
                 HarvestLot(
                     lot=by_id[lot.id],
-                    market_value=value,
-                    loss=loss,
-                    term=term(lot.holding_period_start, today),
+                    market_value=sale.market_value,
+                    loss=sale.loss,
+                    term=sale.term,
+                    cost_basis=sale.basis,
+                    origin=origin,
                 )
             )
         total_loss = sum((item.loss for item in chosen), _ZERO)
@@ -365,7 +439,12 @@ class _Purchases:
     """The taxpayer's purchases that could be replacement shares, indexed by identity group."""
 
     def __init__(
-        self, groups: IdentityGroups, held: list[AccountLot], activity: HarvestActivity, today: dt.date
+        self,
+        groups: IdentityGroups,
+        held: list[AccountLot],
+        activity: HarvestActivity,
+        today: dt.date,
+        origins: Mapping[uuid.UUID, LotOrigin],
     ) -> None:
         self._groups = groups
         start = today - dt.timedelta(days=WASH_SALE_DAYS)
@@ -376,9 +455,12 @@ class _Purchases:
                 self._buys.setdefault(groups.key(tx.symbol), []).append(tx)
                 if tx.ref is not None:
                     refs.add(tx.ref)
-        # Lots bought in the window and still held are purchases too, when no buy above stands for them.
+        # Lots bought in the window and still held are purchases too, when no buy above stands for them;
+        # a gift or an inheritance received in the window was not bought.
         self._lots: dict[str, list[AccountLot]] = {}
         for item in held:
+            if not origins.get(item.lot.id, ORDINARY).purchase:
+                continue
             if start <= item.lot.acquired_at <= today and item.lot.shares > 0:
                 if item.opened_by_ref is None or item.opened_by_ref not in refs:
                     self._lots.setdefault(groups.key(item.lot.symbol), []).append(item)

@@ -3,9 +3,15 @@
 The rules are the domain's (:class:`~wealthalloc.domain.harvest.HarvestScanner`
 picks the lots and estimates the saving, :class:`~wealthalloc.domain.similarity.SimilarityEngine`
 proposes replacements); this module gives them the taxpayer as stored: open
-lots of every portfolio, open buy orders, the tax profile of the ``users`` row,
+lots of every portfolio (with how each was acquired: a gift's loss basis, an inheritance's
+long term, whether it was a purchase), open buy orders, the tax profile of the ``users`` row,
 the gains realized so far this year and the carryforward from the years before, started from
 the carryover the taxpayer entered for the years before the platform (``tax_years``).
+
+The saving is figured on the return the taxpayer files. In a joint-filing household that is the
+joint return, as the tax documents figure it (:mod:`wealthalloc.tax.documents`): both spouses'
+gains realized this year, the carryover each entered added up and carried through both
+spouses' earlier years on the platform, and the ``married_joint`` limit of 3,000.
 
 An opportunity is a ``tax_harvests`` row with status ``identified``. A refresh
 (the daily scan, or the user reading ``GET /tax-harvesting``) updates the row of
@@ -15,9 +21,10 @@ being one is ``expired``. A ``tax_harvests.identified`` event is written with
 the row when a position is first identified, in the same transaction.
 
 Blockers are what the engine itself would count as replacement shares: lots of
-an identical security acquired in the last 30 days and still held, in any
-account, open buy orders, and portfolios that reinvest its dividends
-(``dividend_reinvestment``, set with PATCH /portfolios/{id}). In a joint-filing
+an identical security bought in the last 30 days and still held, in any account
+(a transfer-in counts on the purchase date it was recorded with; a gift or an
+inheritance received is no purchase), open buy orders, and portfolios that
+reinvest its dividends (``dividend_reinvestment``, set with PATCH /portfolios/{id}). In a joint-filing
 household the spouse's purchases, open buy orders and reinvesting portfolios
 block too (their lots are never the taxpayer's to harvest): see docs/tax-households.md.
 """
@@ -39,6 +46,7 @@ from wealthalloc.domain.harvest import (
     DividendReinvestment,
     HarvestActivity,
     HarvestScanner,
+    LotOrigin,
     OpenBuyOrder,
     Opportunity,
     TaxProfile,
@@ -76,6 +84,7 @@ class Taxpayer:
     activity: HarvestActivity
     profile: TaxProfile
     groups: IdentityGroups
+    origins: Mapping[uuid.UUID, LotOrigin] = field(default_factory=dict)
 
 
 def realized_lot(row: Mapping[str, Any]) -> RealizedLot:
@@ -110,6 +119,7 @@ async def load_taxpayer(conn: store.Conn, user_id: uuid.UUID, day: date) -> Taxp
         return None
     portfolios = await tax_store.portfolios(conn, user_id)
     account_types = {str(p["id"]): AccountType(p["account_type"]) for p in portfolios}
+    lot_rows = await tax_store.open_lots(conn, [user_id])
     lots = tuple(
         AccountLot(
             account_id=str(row["portfolio_id"]),
@@ -119,7 +129,7 @@ async def load_taxpayer(conn: store.Conn, user_id: uuid.UUID, day: date) -> Taxp
             is_replacement=row["is_replacement"],
             opened_by_ref=str(row["id"]),
         )
-        for row in await tax_store.open_lots(conn, [user_id])
+        for row in lot_rows
     )
     household = await households.wash_sale_circle(conn, user_id, lock=False)
     spouses = [member for member in household if member != user_id]
@@ -133,27 +143,7 @@ async def load_taxpayer(conn: store.Conn, user_id: uuid.UUID, day: date) -> Taxp
         )
         for row in await tax_store.open_buy_orders(conn, household)
     )
-    filing_status = FilingStatus(profile_row["filing_status"])
-    realized = [
-        realized_lot(row)
-        for row in await tax_store.realized_rows(conn, user_id, through=day)
-        if row["account_type"] == AccountType.TAXABLE.value
-    ]
-    this_year = [item for item in realized if item.sold.year == day.year]
-    carried = carryforward_into(
-        realized,
-        year=day.year,
-        filing_status=filing_status,
-        entered=await tax_years_store.carryforwards(conn, user_id),
-    )
-    profile = TaxProfile(
-        short_rate=profile_row["short_term_rate"],
-        long_rate=profile_row["long_term_rate"],
-        filing_status=filing_status,
-        realized_short=sum((r.gain_loss for r in this_year if r.term is Term.SHORT), _ZERO),
-        realized_long=sum((r.gain_loss for r in this_year if r.term is Term.LONG), _ZERO),
-        carryforward=carried,
-    )
+    profile = await return_profile(conn, profile_row, household, day)
     return Taxpayer(
         user_id=user_id,
         account_types=account_types,
@@ -169,6 +159,50 @@ async def load_taxpayer(conn: store.Conn, user_id: uuid.UUID, day: date) -> Taxp
         ),
         profile=profile,
         groups=await tax_store.identity_groups(conn),
+        origins={row["id"]: lot_origin(row) for row in lot_rows},
+    )
+
+
+def lot_origin(row: Mapping[str, Any]) -> LotOrigin:
+    """How a stored lot (a ``lots`` row) was acquired, as the scanner weighs it."""
+    return LotOrigin(
+        purchase=is_purchase(row["source"]), loss_basis=row["loss_basis"], always_long=row["always_long"]
+    )
+
+
+async def return_profile(
+    conn: store.Conn, profile_row: Mapping[str, Any], filers: Sequence[uuid.UUID], day: date
+) -> TaxProfile:
+    """The taxpayer's profile on the return they file on ``day``'s year: theirs, or the joint return.
+
+    ``filers`` is the user alone or both spouses of their household
+    (:func:`~wealthalloc.storage.households.wash_sale_circle`). A joint return has one
+    ``married_joint`` limit, the gains both spouses realized this year and one carryover: what each
+    entered, added up, carried through both spouses' years on the platform, as the joint Schedule D
+    figures it. The rates are the user's own (one return has one bracket).
+    """
+    # documents imports this module (realized_lot), so its helper is imported where it is used.
+    from wealthalloc.tax.documents import joint_carryovers
+
+    joint = len(filers) > 1
+    filing_status = FilingStatus.MARRIED_JOINT if joint else FilingStatus(profile_row["filing_status"])
+    rows = [row for filer in filers for row in await tax_store.realized_rows(conn, filer, through=day)]
+    rows.sort(key=lambda row: row["sold_at"])  # each filer's rows are in sale order: keep that order
+    realized = [realized_lot(row) for row in rows if row["account_type"] == AccountType.TAXABLE.value]
+    this_year = [item for item in realized if item.sold.year == day.year]
+    carried = carryforward_into(
+        realized,
+        year=day.year,
+        filing_status=filing_status,
+        entered=joint_carryovers([await tax_years_store.carryforwards(conn, filer) for filer in filers]),
+    )
+    return TaxProfile(
+        short_rate=profile_row["short_term_rate"],
+        long_rate=profile_row["long_term_rate"],
+        filing_status=filing_status,
+        realized_short=sum((r.gain_loss for r in this_year if r.term is Term.SHORT), _ZERO),
+        realized_long=sum((r.gain_loss for r in this_year if r.term is Term.LONG), _ZERO),
+        carryforward=carried,
     )
 
 
@@ -274,7 +308,12 @@ class HarvestPlanner:
             except MarketDataError:
                 continue  # no price: the position cannot be valued, so it is not offered
         return scanner.scan(
-            taxpayer.lots, prices=closes, today=day, profile=taxpayer.profile, activity=taxpayer.activity
+            taxpayer.lots,
+            prices=closes,
+            today=day,
+            profile=taxpayer.profile,
+            activity=taxpayer.activity,
+            origins=taxpayer.origins,
         )
 
 
@@ -297,7 +336,9 @@ def harvest_values(opportunity: Opportunity, day: date) -> dict[str, Any]:
                 "acquired_at": item.lot.lot.acquired_at,
                 "holding_period_start": item.lot.lot.holding_period_start,
                 "cost_basis": item.lot.lot.cost_basis,
-                "adjusted_basis": item.cost_basis,
+                "adjusted_basis": item.lot.lot.adjusted_basis,
+                "loss_basis": item.origin.loss_basis,
+                "basis_of_loss": item.cost_basis,
                 "market_value": item.market_value,
                 "loss": item.loss,
                 "term": item.term.value,
