@@ -33,8 +33,8 @@ identical security within 30 days before or after the sale, in any account:
 recent buys (a transfer-in is the purchase it was, on its date; a gift or an
 inheritance received is no purchase, IRC 1091), open buy orders and dividend
 reinvestment are listed as blockers, and the sale opens a window ending 30
-days later in which the security must not be bought back. IRA and Roth IRA losses are never
-deductible, so only taxable accounts are scanned.
+days later in which the security must not be bought back. IRA and Roth IRA
+losses are never deductible, so only taxable accounts are scanned.
 """
 
 from __future__ import annotations
