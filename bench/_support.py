@@ -12,10 +12,10 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import httpx
-import psycopg
-from psycopg import sql
+if TYPE_CHECKING:
+    import httpx
 
 ADMIN_URL = os.environ.get(
     "WEALTHALLOC_TEST_DATABASE_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -45,9 +45,13 @@ def free_port() -> int:
 @contextmanager
 def temporary_database() -> Iterator[str]:
     """A new database with the schema applied, dropped afterwards whatever happened."""
+    import psycopg
+    from psycopg import sql
+
     from wealthalloc.storage.migrate import migrate
 
     name = f"wealthalloc_bench_{uuid.uuid4().hex[:8]}"
+
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
@@ -97,6 +101,7 @@ def bench_platform(users: int) -> Iterator[Platform]:
         RAY_SERVE_HAPROXY_STATS_PORT=str(free_port()),
         RAY_SERVE_HAPROXY_METRICS_PORT=str(free_port()),
     )
+    import psycopg
     import ray
     from ray import serve
 
