@@ -138,7 +138,10 @@ def test_the_dashboard_page_is_served_at_the_root(http: httpx.Client) -> None:
     assert response.headers["content-type"].startswith("text/html")
     page = response.text
     assert "<title>WealthAlloc</title>" in page
-    script = http.get("/static/app.js")
-    assert script.status_code == 200 and '<script src="/static/app.js">' in page
-    for path in ("/api/v1/auth/login", "/api/v1/dashboard", "/api/v1/portfolios/"):
-        assert path in script.text
+    assert '<script type="module" src="/static/js/main.js">' in page
+    main = http.get("/static/js/main.js")
+    assert main.status_code == 200 and "javascript" in main.headers["content-type"]
+    client = http.get("/static/js/api.js").text  # the one module that speaks to the API
+    dashboard = http.get("/static/js/screens/dashboard.js").text
+    assert "/api/v1/auth/login" in client
+    assert "/api/v1/dashboard" in dashboard and "/api/v1/portfolios/" in dashboard

@@ -1,4 +1,4 @@
-"""An investor downloads Form 8949 from the dashboard in Chromium, and gets the API's own document.
+"""An investor downloads Form 8949 from the tax documents screen in Chromium, and gets the API's own document.
 
 Real PostgreSQL, Redis and Ray Serve; the page signs in with the form,
 picks the year and saves the file the way a person would.
@@ -23,7 +23,7 @@ pytestmark = [
 ]
 
 
-def test_the_dashboard_saves_the_selected_portfolio_s_form_8949_as_csv_and_pdf(
+def test_the_tax_documents_screen_saves_the_selected_portfolio_s_form_8949_as_csv_and_pdf(
     api_url: str, http: httpx.Client, database_url: str, tmp_path: Path
 ) -> None:
     from playwright.sync_api import sync_playwright
@@ -46,6 +46,7 @@ def test_the_dashboard_saves_the_selected_portfolio_s_form_8949_as_csv_and_pdf(
             page.fill("#email", investor.email)
             page.fill("#password", PASSWORD)
             page.click("#login button[type=submit]")
+            page.click("#nav-tax", timeout=30_000)
             page.wait_for_selector("#tax-documents", state="visible", timeout=30_000)
             page.select_option("#tax-year", str(year))
 

@@ -1,0 +1,237 @@
+"""The browser app in Chromium against the real platform (PostgreSQL, Redis, Ray Serve).
+
+A person signs in, moves cash, trades and reads their orders through the page; failures show a
+message; an answer that arrives late for one portfolio never shows under another; a phone's width
+needs no sideways scrolling; the page raises no script error and breaks no Content-Security-Policy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.people import PASSWORD, Investor, data
+from tests.integration.test_tax_api import market_today
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        shutil.which("chromium") is None, reason="needs Debian's chromium package (apt-get install chromium)"
+    ),
+]
+
+# Chromium reports each non-2xx answer as a console error; the tests that expect one say so.
+NETWORK_ANSWER = "Failed to load resource: the server responded with a status of"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=shutil.which("chromium"))
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+class Session:
+    """One person's page, with what the console and the page reported."""
+
+    def __init__(self, browser: Any, api_url: str, investor: Investor, **context: Any) -> None:
+        self.api_url = api_url
+        self.investor = investor
+        self.context = browser.new_context(extra_http_headers={"X-Forwarded-For": investor.ip}, **context)
+        self.page = self.context.new_page()
+        self.console: list[str] = []
+        self.errors: list[str] = []
+        self.refused: list[str] = []
+        self.page.on("response", lambda r: r.status >= 400 and self.refused.append(f"{r.status} {r.url}"))
+        self.page.on("console", lambda m: self.console.append(m.text) if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+
+    def sign_in(self) -> Any:
+        page = self.page
+        page.goto(self.api_url)
+        page.wait_for_selector("#login", state="visible")
+        page.fill("#email", self.investor.email)
+        page.fill("#password", PASSWORD)
+        page.click("#login button[type=submit]")
+        page.wait_for_selector("#net-worth-chart", state="visible", timeout=30_000)
+        return page
+
+    def open(self, hash_route: str, ready: str) -> None:
+        self.page.evaluate("(route) => { location.hash = route; }", hash_route)
+        self.page.wait_for_selector(ready, timeout=30_000)
+
+    def settle(self) -> None:
+        self.page.wait_for_function("() => !document.querySelector('[aria-busy]')", timeout=30_000)
+
+    def assert_clean(self, *refused: str) -> None:
+        """No script error, no blocked content, and no refused request but those the test caused
+        (``refused``: parts of their URLs) and a young portfolio's 400 PERFORMANCE_UNAVAILABLE."""
+        assert not self.errors, self.errors
+        blocked = [line for line in self.console if "Content Security Policy" in line]
+        assert not blocked, blocked
+        others = [line for line in self.console if not line.startswith(NETWORK_ANSWER)]
+        assert not others, others
+        young = [r for r in self.refused if r.startswith("400 ") and "/performance?" in r]
+        unexpected = [r for r in self.refused if r not in young and not any(part in r for part in refused)]
+        assert not unexpected, unexpected
+
+    def close(self) -> None:
+        self.context.close()
+
+
+@pytest.fixture
+def session(browser: Any, api_url: str, http: httpx.Client, database_url: str) -> Iterator[Session]:
+    opened = Session(browser, api_url, Investor(http, database_url))
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def test_an_investor_deposits_buys_sees_the_holding_and_the_order_then_signs_out(session: Session) -> None:
+    portfolio = session.investor.portfolio("Brokerage")
+    pid = portfolio["id"]
+    page = session.sign_in()
+    assert page.input_value("#email") == "" and page.input_value("#password") == ""
+
+    page.select_option("#portfolio-select", pid)
+    page.click("#nav-portfolio")
+    page.wait_for_selector("#deposit-form")
+    page.fill("#deposit-amount", "10000")
+    page.click("#deposit-form button:has-text('Deposit')")
+    page.wait_for_selector("#available-cash:has-text('$10,000.00')", timeout=30_000)
+    assert "Deposited $10,000.00" in page.text_content("#status")
+
+    page.click("#nav-trade")
+    page.wait_for_selector("#order-ticket")
+    page.select_option("#order-side", "buy")
+    page.fill("#order-symbol", "msft")
+    page.fill("#order-quantity", "3")
+    page.click("button:has-text('Review order')")
+    page.wait_for_selector("#estimated-cost", timeout=30_000)
+    assert page.text_content("#estimated-cost").startswith("$")
+    page.click("button:has-text('Place order')")
+    page.wait_for_selector("#order-outcome:has-text('filled')", timeout=30_000)
+
+    page.click("#nav-portfolio")
+    page.wait_for_selector("#holdings td:has-text('MSFT')", timeout=30_000)
+    assert page.get_by_role("table", name="Open tax lots").is_visible()
+    page.click("#holdings button:has-text('Value')")
+    assert page.get_attribute("#holdings th:has(button:has-text('Value'))", "aria-sort") == "ascending"
+
+    page.click("#nav-orders")
+    row = page.wait_for_selector("#orders tbody tr:has-text('MSFT')", timeout=30_000)
+    assert "filled" in row.text_content() and "Buy" in row.text_content()
+    orders = data(session.investor.get("/api/v1/trades", params={"portfolio_id": pid}))
+    assert [(o["symbol"], o["status"]) for o in orders] == [("MSFT", "filled")]
+
+    page.click("button:has-text('Sign out')")
+    page.wait_for_selector("#login", state="visible")
+    assert page.is_hidden("#view") and page.input_value("#password") == ""
+    assert page.evaluate("() => sessionStorage.length") == 0
+    session.assert_clean()
+
+
+def test_a_withdrawal_above_the_available_cash_shows_why_and_moves_nothing(session: Session) -> None:
+    portfolio = session.investor.funded("1000.00", name="Savings")
+    page = session.sign_in()
+    session.open(f"#/portfolios/{portfolio['id']}", "#withdraw-form")
+    page.fill("#withdraw-amount", "5000")
+    page.click("#withdraw-form button:has-text('Withdraw')")
+    message = page.wait_for_selector("#withdraw-message.error", timeout=30_000)
+    assert "INSUFFICIENT_FUNDS" in message.text_content()
+    after = data(session.investor.get(f"/api/v1/portfolios/{portfolio['id']}"))
+    assert after["cash_balance"].startswith("1000.00") and after["available_cash"].startswith("1000.00")
+    assert "$1,000.00" in page.text_content("#available-cash")
+    session.assert_clean("/cash")
+
+
+def test_a_slow_answer_for_one_portfolio_never_shows_under_another(session: Session) -> None:
+    alpha = session.investor.funded("5000.00", name="Alpha")
+    data(session.investor.trade(alpha["id"], symbol="KO", side="buy", quantity="2"), 201)
+    bravo = session.investor.portfolio("Bravo")
+    page = session.sign_in()
+
+    held: list[Any] = []
+    page.route(f"**/api/v1/portfolios/{alpha['id']}", lambda route: held.append(route))
+    page.evaluate("(route) => { location.hash = route; }", f"#/portfolios/{alpha['id']}")
+    page.wait_for_function("() => document.getElementById('status').textContent.includes('Loading')")
+    for _ in range(100):
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert held, "the page never asked for Alpha"
+
+    session.open(f"#/portfolios/{bravo['id']}", "#portfolio-name:has-text('Bravo')")
+    with contextlib.suppress(Exception):  # the page may have given up on Alpha's request already
+        held[0].continue_()
+    page.wait_for_timeout(1500)
+    session.settle()
+    assert page.text_content("#portfolio-name") == "Bravo"
+    assert page.locator("#view :text('KO')").count() == 0 and page.is_visible("#no-holdings")
+    assert page.input_value("#portfolio-select") == bravo["id"]
+    session.assert_clean()
+
+
+def test_a_server_failure_shows_a_message(session: Session) -> None:
+    session.investor.funded("100.00")
+    page = session.sign_in()
+    failure = {"error": {"code": "INTERNAL_ERROR", "message": "Something failed on our side.", "details": {}}}
+    page.route(
+        "**/api/v1/dashboard",
+        lambda route: route.fulfill(status=500, content_type="application/json", body=json.dumps(failure)),
+    )
+    page.click("#nav-tax")
+    page.wait_for_selector("#tax-documents")
+    page.click("#nav-dashboard")
+    alert = page.wait_for_selector("#alert:has-text('Something failed on our side.')", timeout=30_000)
+    assert alert.get_attribute("role") == "alert" and "INTERNAL_ERROR" in alert.text_content()
+    page.unroute("**/api/v1/dashboard")
+    session.assert_clean("500 ")
+
+
+def test_a_phone_s_width_needs_no_sideways_scrolling(
+    browser: Any, api_url: str, http: httpx.Client, database_url: str
+) -> None:
+    investor = Investor(http, database_url)
+    portfolio = investor.funded("50000.00", name="A portfolio with a long name for a narrow screen")
+    for symbol in ("AAPL", "KO", "MSFT"):
+        data(investor.trade(portfolio["id"], symbol=symbol, side="buy", quantity="5"), 201)
+    moved_in = {"symbol": "JNJ", "shares": "10", "cost_basis": "1500.00"}
+    moved_in["acquired_at"] = str(market_today(investor) - timedelta(days=200))
+    data(investor.post(f"/api/v1/portfolios/{portfolio['id']}/lots", moved_in, str(uuid.uuid4())), 201)
+    phone = Session(browser, api_url, investor, viewport={"width": 390, "height": 844})
+    try:
+        page = phone.sign_in()
+        overflow = "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        phone.open("#/dashboard", "#net-worth-chart svg path.line")
+        phone.settle()
+        assert "Net worth, 1Y" in page.get_attribute("#net-worth-chart svg", "aria-label")
+        page.click("button:has-text('3M')")
+        page.wait_for_selector("#net-worth-chart svg[aria-label^='Net worth, 3M']", timeout=30_000)
+        assert page.evaluate(overflow) <= 0
+        for route, ready in (
+            (f"#/portfolios/{portfolio['id']}", "#holdings"),
+            (f"#/portfolios/{portfolio['id']}/trade", "#order-ticket"),
+            (f"#/portfolios/{portfolio['id']}/orders", "#orders"),
+            ("#/tax", "#tax-documents"),
+        ):
+            phone.open(route, ready)
+            phone.settle()
+            assert page.evaluate(overflow) <= 0, route
+        phone.assert_clean()
+    finally:
+        phone.close()

@@ -1,0 +1,117 @@
+// The app shell: sign-in gate, the navigation and portfolio choice, and one screen at a time
+// chosen by the URL.
+import { api, onSignedOut, signedIn, signOut } from "./api.js";
+import { begin, go, ignorable, parse } from "./router.js";
+import { busy, clearAlert, done, el, fail } from "./ui.js";
+import { showSignIn } from "./screens/signin.js";
+import * as dashboard from "./screens/dashboard.js";
+import * as portfolio from "./screens/portfolio.js";
+import * as trade from "./screens/trade.js";
+import * as orders from "./screens/orders.js";
+import * as tax from "./screens/tax.js";
+
+const SCREENS = { dashboard, portfolio, trade, orders, tax };
+const $ = (id) => document.getElementById(id);
+
+// What every screen may read: the signed-in person's portfolios and the one chosen.
+export const app = {
+  me: null,
+  portfolios: null,
+  portfolioId: null,
+  async load(context) {
+    if (!this.portfolios) {
+      const [me, portfolios] = await context.guard(Promise.all([
+        api("/api/v1/me", { signal: context.signal }), api("/api/v1/portfolios", { signal: context.signal })]));
+      this.me = me;
+      this.portfolios = portfolios;
+      $("who").textContent = `${me.email} · ${me.role}`;
+      fillPortfolioChoice();
+    }
+  },
+  choose(id) {
+    if (id && this.portfolios && this.portfolios.some((p) => p.id === id)) this.portfolioId = id;
+    if (!this.portfolioId && this.portfolios && this.portfolios.length) this.portfolioId = this.portfolios[0].id;
+    $("portfolio-select").value = this.portfolioId || "";
+    const base = this.portfolioId ? `#/portfolios/${this.portfolioId}` : "#/dashboard";
+    $("nav-portfolio").href = base;
+    $("nav-trade").href = this.portfolioId ? base + "/trade" : base;
+    $("nav-orders").href = this.portfolioId ? base + "/orders" : base;
+  },
+  forget() { this.me = this.portfolios = this.portfolioId = null; },
+};
+
+function fillPortfolioChoice() {
+  const select = $("portfolio-select");
+  select.replaceChildren(...app.portfolios.map((p) => {
+    const option = document.createElement("option");
+    option.value = p.id;
+    option.textContent = p.name;
+    return option;
+  }));
+}
+
+$("portfolio-select").addEventListener("change", (event) => {
+  const route = parse(location.hash);
+  const id = event.target.value;
+  const tail = { trade: "/trade", orders: "/orders" }[route.name] ?? "";
+  if (route.name === "portfolio" || route.name === "trade" || route.name === "orders") go(`/portfolios/${id}${tail}`);
+  else { app.choose(id); render(); }
+});
+
+function markCurrent(route) {
+  const current = { dashboard: "nav-dashboard", portfolio: "nav-portfolio", trade: "nav-trade", orders: "nav-orders", tax: "nav-tax" }[route.name];
+  document.querySelectorAll("#nav a").forEach((a) => {
+    if (a.id === current) a.setAttribute("aria-current", "page");
+    else a.removeAttribute("aria-current");
+  });
+}
+
+function showApp(on) {
+  $("login").hidden = on;
+  $("nav").hidden = !on;
+  $("view").hidden = !on;
+  $("signout").hidden = !on;
+  if (!on) $("who").textContent = "";
+}
+
+async function render() {
+  const route = parse(location.hash);
+  const context = begin();
+  clearAlert();
+  if (!signedIn()) {
+    showApp(false);
+    done();
+    if (route.name !== "signin") { go("/signin"); return; }
+    showSignIn(() => go("/dashboard"));
+    return;
+  }
+  if (route.name === "signin" || route.name === "notfound") { go("/dashboard"); return; }
+  showApp(true);
+  const view = $("view");
+  const screen = SCREENS[route.name];
+  busy();
+  view.replaceChildren(el("p", { class: "muted", text: "Loading…" }));
+  try {
+    await app.load(context);
+    app.choose(route.params.id);
+    markCurrent(route);
+    view.setAttribute("aria-busy", "true");
+    await screen.render({ view, context, params: route.params, app, refresh: render });
+    if (context.live()) done();
+  } catch (error) {
+    if (ignorable(error)) return;
+    fail(error);
+  } finally {
+    if (context.live()) view.removeAttribute("aria-busy");
+  }
+}
+
+$("signout").addEventListener("click", async () => {
+  await signOut();
+  app.forget();
+  go("/signin");
+});
+
+onSignedOut(() => { app.forget(); go("/signin"); });
+window.addEventListener("hashchange", render);
+render();

@@ -1,0 +1,56 @@
+// Routes live in the URL hash: #/dashboard, #/portfolios/{id}, #/portfolios/{id}/trade,
+// #/portfolios/{id}/orders, #/tax, #/signin. Each navigation starts a new generation: an answer
+// that arrives for an older one is dropped, so it never renders under the current screen.
+
+const ROUTES = [
+  [/^\/signin$/, "signin", []],
+  [/^\/dashboard$/, "dashboard", []],
+  [/^\/portfolios\/([0-9a-f-]{36})$/i, "portfolio", ["id"]],
+  [/^\/portfolios\/([0-9a-f-]{36})\/trade$/i, "trade", ["id"]],
+  [/^\/portfolios\/([0-9a-f-]{36})\/orders$/i, "orders", ["id"]],
+  [/^\/tax$/, "tax", []],
+];
+
+export function parse(hash) {
+  const path = (hash || "").replace(/^#/, "") || "/dashboard";
+  for (const [pattern, name, keys] of ROUTES) {
+    const found = pattern.exec(path);
+    if (found) return { name, path, params: Object.fromEntries(keys.map((k, i) => [k, found[i + 1]])) };
+  }
+  return { name: "notfound", path, params: {} };
+}
+
+export function go(path) {
+  if (location.hash === "#" + path) window.dispatchEvent(new HashChangeEvent("hashchange"));
+  else location.hash = path;
+}
+
+export class Stale extends Error {
+  constructor() { super("stale"); this.name = "Stale"; }
+}
+
+let generation = 0;
+let controller = null;
+
+/** A new screen: the previous one's requests are aborted and its answers ignored. */
+export function begin() {
+  generation += 1;
+  if (controller) controller.abort();
+  controller = new AbortController();
+  const mine = generation;
+  const signal = controller.signal;
+  return {
+    signal,
+    live: () => mine === generation,
+    /** Resolves with the value only while this screen is still the current one. */
+    guard: async (promise) => {
+      const value = await promise;
+      if (mine !== generation) throw new Stale();
+      return value;
+    },
+  };
+}
+
+export function ignorable(error) {
+  return error instanceof Stale || (error && error.name === "AbortError");
+}
