@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run stop test test-all bench lint install clean-data
+.PHONY: run stop test test-all bench lint install clean-data promtool
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ lint: $(STAMP)
 	@$(BIN)/ruff check .
 	@$(BIN)/ruff format --check .
 	@$(BIN)/mypy wealthalloc serve_apps
+
+## Check the Prometheus alert rules and run their unit tests (promtool, unpacked from Debian's package if missing).
+promtool: $(STAMP)
+	@PROMTOOL=$$($(BIN)/python -m wealthalloc.ops.promtool | tail -n1) && cd cluster/prometheus \
+		&& $$PROMTOOL check rules alerts.yml && $$PROMTOOL test rules alerts_test.yml
 
 clean-data:
 	rm -rf .data

@@ -147,6 +147,9 @@ def _operations_router() -> APIRouter:
     )
     async def metrics(request: Request) -> Response:
         res: Resources = request.app.state.resources
+        # The checks run now, so the health, broker and lag gauges a scrape reads are this scrape's
+        # (each check has its own timeout), not whatever the last /health call happened to see.
+        await health.health_report(res)
         return Response(res.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     @router.get("/", include_in_schema=False, response_model=None)

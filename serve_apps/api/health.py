@@ -81,6 +81,7 @@ async def check_broker(res: Resources) -> dict[str, Any]:
     gateway = res.gateway()
     if gateway is not None:
         state: dict[str, Any] = await gateway.health.remote()
+        res.metrics.broker_connected.labels(state["broker"]).set(0 if state["status"] == "down" else 1)
         if state["status"] == "down":
             raise CheckFailed(f"broker {state['broker']} is down: {state.get('detail')}")
         return {k: v for k, v in state.items() if k != "status"} | {"state": state["status"]}

@@ -54,6 +54,12 @@ class ApiMetrics:
             ["group"],
             registry=self.registry,
         )
+        self.broker_connected = Gauge(
+            "wealthalloc_broker_connected",
+            "1 when the broker gateway had a live connection to its broker at the last health check.",
+            ["broker"],
+            registry=self.registry,
+        )
 
     def observe(self, method: str, endpoint: str, status: int, seconds: float) -> None:
         self.requests.labels(method, endpoint, str(status)).inc()
