@@ -9,6 +9,7 @@ finds it, not whenever someone last called ``/health``.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -124,3 +125,40 @@ def test_the_broker_gauge_says_whether_the_gateway_reaches_ibkr(status: str, con
     except Exception:  # a down broker fails the check; the gauge is what this test reads
         pass
     assert metrics.registry.get_sample_value("wealthalloc_broker_connected", {"broker": "ibkr"}) == connected
+
+
+# --- The Grafana dashboard --------------------------------------------------------------------------
+
+GRAFANA = ROOT / "cluster" / "grafana"
+
+
+def dashboard_panels() -> list[dict[str, Any]]:
+    dashboard = json.loads((GRAFANA / "dashboards" / "wealthalloc-overview.json").read_text())
+    return list(dashboard["panels"])
+
+
+def test_every_panel_queries_only_metrics_the_api_exports(scrape: str) -> None:
+    names = exported(scrape) | PROMETHEUS_OWN
+    for panel in dashboard_panels():
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            read = metric_names(target["expr"])
+            assert read, (panel["title"], target["expr"])
+            assert read <= names, (panel["title"], read - names)
+
+
+def test_the_dashboard_shows_every_signal_an_alert_watches() -> None:
+    read = {
+        name for panel in dashboard_panels() for t in panel["targets"] for name in metric_names(t["expr"])
+    }
+    alerting = {name for expr in alert_rule_expressions() for name in metric_names(expr)}
+    assert alerting <= read, alerting - read
+
+
+def test_the_provisioned_datasource_is_the_one_every_panel_names() -> None:
+    datasources = yaml.safe_load((GRAFANA / "provisioning" / "datasources" / "prometheus.yaml").read_text())
+    uids = {source["uid"] for source in datasources["datasources"]}
+    for panel in dashboard_panels():
+        assert panel["datasource"]["uid"] in uids, panel["title"]
+    provider = yaml.safe_load((GRAFANA / "provisioning" / "dashboards" / "wealthalloc.yaml").read_text())
+    assert provider["providers"][0]["type"] == "file"
