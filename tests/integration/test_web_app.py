@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.people import PASSWORD, Investor, data
+from tests.integration.people import PASSWORD, Investor, data, new_person, turn_on_mfa
 from tests.integration.test_tax_api import market_today
 
 pytestmark = [
@@ -235,3 +235,55 @@ def test_a_phone_s_width_needs_no_sideways_scrolling(
         phone.assert_clean()
     finally:
         phone.close()
+
+
+def test_a_buy_beyond_the_cash_says_why_and_an_open_limit_order_is_cancelled(session: Session) -> None:
+    portfolio = session.investor.funded("1000.00", name="Small")
+    page = session.sign_in()
+    session.open(f"#/portfolios/{portfolio['id']}/trade", "#order-ticket")
+    page.fill("#order-symbol", "MSFT")
+    page.fill("#order-quantity", "1000")
+    page.click("button:has-text('Review order')")
+    page.click("button:has-text('Place order')")
+    refused = page.wait_for_selector("#order-outcome .error", timeout=30_000)
+    assert "INSUFFICIENT_FUNDS" in refused.text_content()
+
+    page.click("button:has-text('Edit order')")
+    page.fill("#order-quantity", "2")
+    page.select_option("#order-type", "limit")
+    page.fill("#order-limit", "1.00")
+    page.click("button:has-text('Review order')")
+    assert page.wait_for_selector("#estimated-cost", timeout=30_000).text_content() == "$2.00"
+    page.click("button:has-text('Place order')")
+    page.wait_for_selector("#order-outcome:has-text('0 of 2 MSFT filled')", timeout=30_000)
+
+    session.open(f"#/portfolios/{portfolio['id']}/orders", "#orders")
+    page.click("#orders button:has-text('Cancel')")
+    page.wait_for_selector("#orders tr:has-text('cancelled')", timeout=30_000)
+    assert page.locator("#orders button:has-text('Cancel')").count() == 0
+    orders = data(session.investor.get("/api/v1/trades", params={"portfolio_id": portfolio["id"]}))
+    assert [(o["order_type"], o["status"]) for o in orders] == [("limit", "cancelled")]
+    session.assert_clean("400 " + session.api_url + "/api/v1/trades")
+
+
+def test_a_person_with_two_factor_signs_in_with_the_code(
+    browser: Any, api_url: str, http: httpx.Client, database_url: str
+) -> None:
+    person = new_person(http, database_url, prefix="web")
+    authenticator = turn_on_mfa(person, person.login())
+    signing_in = Session(browser, api_url, person)  # type: ignore[arg-type]
+    try:
+        page = signing_in.page
+        page.goto(api_url)
+        page.fill("#email", person.email)
+        page.fill("#password", PASSWORD)
+        page.click("#login button[type=submit]")
+        page.wait_for_selector("#totp", state="visible", timeout=30_000)
+        assert "six-digit code" in page.text_content("#login-error")
+        page.fill("#totp", authenticator.code())
+        page.click("#login button[type=submit]")
+        page.wait_for_selector("#view h2:has-text('Dashboard')", timeout=30_000)
+        assert [page.input_value(f) for f in ("#email", "#password", "#totp")] == ["", "", ""]
+        signing_in.assert_clean("401 ")
+    finally:
+        signing_in.close()

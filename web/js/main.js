@@ -74,11 +74,14 @@ function showApp(on) {
   if (!on) $("who").textContent = "";
 }
 
+let shownPath = null;
+
 async function render() {
   const route = parse(location.hash);
   const context = begin();
   clearAlert();
   if (!signedIn()) {
+    shownPath = null;
     showApp(false);
     done();
     if (route.name !== "signin") { go("/signin"); return; }
@@ -97,7 +100,12 @@ async function render() {
     markCurrent(route);
     view.setAttribute("aria-busy", "true");
     await screen.render({ view, context, params: route.params, app, refresh: render });
-    if (context.live()) done();
+    if (context.live()) {
+      done();
+      // A new screen takes the focus, so a keyboard or screen reader starts at its heading.
+      if (route.path !== shownPath && shownPath !== null) view.focus({ preventScroll: false });
+      shownPath = route.path;
+    }
   } catch (error) {
     if (ignorable(error)) return;
     fail(error);

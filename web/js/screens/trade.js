@@ -1,7 +1,7 @@
 // The order ticket: side, symbol, quantity and order type; a review step with the estimated cost
 // from the current quote; then Place order, with one Idempotency-Key per reviewed order.
 import { api, newKey } from "../api.js";
-import { busy, done, el, field, messageOf, money, shares } from "../ui.js";
+import { busy, done, el, field, label, messageOf, money, shares } from "../ui.js";
 
 const TYPES = [["market", "Market"], ["limit", "Limit"], ["stop", "Stop"], ["stop_limit", "Stop limit"]];
 
@@ -39,6 +39,7 @@ export async function render({ view, context, params }) {
     onsubmit: async (event) => {
       event.preventDefault();
       message.textContent = "";
+      review.replaceChildren();
       const order = read();
       if (typeof order === "string") { message.textContent = order; return; }
       busy("Fetching the quote…");
@@ -84,16 +85,16 @@ export async function render({ view, context, params }) {
     const place = el("button", { type: "button", id: "place-order", text: "Place order" });
     const back = el("button", { type: "button", class: "secondary", text: "Edit order" });
     const outcome = el("div", { id: "order-outcome", role: "status" });
-    back.addEventListener("click", () => { review.hidden = true; ticket.hidden = false; symbol.focus(); });
+    back.addEventListener("click", () => { review.hidden = true; review.replaceChildren(); ticket.hidden = false; symbol.focus(); });
     place.addEventListener("click", async () => {
       place.disabled = back.disabled = true;
       outcome.textContent = "";
       busy("Placing the order…");
       try {
         const placed = await api("/api/v1/trades", { method: "POST", key, body: order });
-        done(`Order ${placed.status}.`);
+        done(`Order ${label(placed.status)}.`);
         outcome.replaceChildren(el("p", { class: "ok", text:
-          `${placed.side === "buy" ? "Bought" : "Sold"} order ${placed.status}: ${shares(placed.filled_quantity)} of ${shares(placed.quantity)} ${placed.symbol} filled`
+          `${placed.side === "buy" ? "Buy" : "Sell"} order ${label(placed.status)}: ${shares(placed.filled_quantity)} of ${shares(placed.quantity)} ${placed.symbol} filled`
           + (placed.average_fill_price ? ` at ${money(placed.average_fill_price)}.` : ".") }),
         el("p", {}, el("a", { href: `#/portfolios/${id}/orders`, text: "See the orders" }), " · ",
           el("a", { href: `#/portfolios/${id}`, text: "See the holdings" })));
