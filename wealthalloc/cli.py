@@ -51,7 +51,12 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(demo_app, name="demo")
 app.add_typer(users_app, name="users")
 app.add_typer(tax_app, name="tax")
+backup_app = typer.Typer(
+    help="Backups of the database and the model registry: create, list, verify, restore.",
+    no_args_is_help=True,
+)
 app.add_typer(models_app, name="models")
+app.add_typer(backup_app, name="backup")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -739,6 +744,129 @@ def doctor() -> None:
         report("api", f"no answer at {settings.api_url}")
     if problems:
         raise typer.Exit(1)
+
+
+BackupDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--dir", help="The backup directory (default: WEALTHALLOC_BACKUP_DIR or <data dir>/backups)."
+    ),
+]
+BackupName = Annotated[
+    str, typer.Argument(help="A backup id from `wealthalloc backup list`, its path, or `latest`.")
+]
+
+
+def _backups_dir(settings: Settings, directory: Path | None) -> Path:
+    return directory.resolve() if directory is not None else settings.backups_dir
+
+
+@backup_app.command("create")
+@_friendly
+def backup_create(directory: BackupDir = None) -> None:
+    """Dump the database (pg_dump) and copy the local model registry into a new, checksummed backup."""
+    from wealthalloc.ops.backup import BackupError, create_backup
+
+    settings = _settings()
+    target = _backups_dir(settings, directory)
+    try:
+        manifest = create_backup(
+            database_url=_reachable_database(settings), registry_uri=settings.registry_uri, backup_dir=target
+        )
+    except BackupError as exc:
+        raise CliError(str(exc)) from exc
+    _say(
+        f"backup {manifest.id} in {target / manifest.id}: schema {manifest.schema_version},"
+        f" {len(manifest.files)} file(s), {manifest.total_bytes} bytes, {manifest.duration_s:.1f} s"
+    )
+
+
+@backup_app.command("list")
+@_friendly
+def backup_list(directory: BackupDir = None) -> None:
+    """The backups in the backup directory, oldest first: id, time, schema version, size."""
+    from wealthalloc.ops.backup import list_backups
+
+    settings = _settings()
+    target = _backups_dir(settings, directory)
+    backups = list_backups(target)
+    if not backups:
+        _say(f"no backups in {target}")
+        return
+    for manifest in backups:
+        files = ", ".join(f.name for f in manifest.files)
+        _say(
+            f"{manifest.id}  {manifest.created_at}  schema {manifest.schema_version}"
+            f"  {manifest.total_bytes} bytes  ({files})"
+        )
+
+
+@backup_app.command("verify")
+@_friendly
+def backup_verify(backup: BackupName = "latest", directory: BackupDir = None) -> None:
+    """Check every file against the manifest's size and sha256, and that pg_restore can read the dump."""
+    from wealthalloc.ops.backup import BackupError, resolve, verify_backup
+
+    settings = _settings()
+    try:
+        path = resolve(_backups_dir(settings, directory), backup)
+        problems = verify_backup(path)
+    except BackupError as exc:
+        raise CliError(str(exc)) from exc
+    if problems:
+        raise CliError(f"backup {path.name} is damaged: {'; '.join(problems)}")
+    _say(f"backup {path.name} verified")
+
+
+@backup_app.command("restore")
+@_friendly
+def backup_restore(
+    backup: BackupName = "latest",
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            help="The database to restore into, created when missing (default: WEALTHALLOC_DATABASE_URL).",
+        ),
+    ] = None,
+    registry_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--registry-dir", help="Where the model registry goes (default: the configured local registry)."
+        ),
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Replace a database that holds tables and a registry that holds files."),
+    ] = False,
+    directory: BackupDir = None,
+) -> None:
+    """Verify a backup, then restore it into a database (pg_restore) and the model registry."""
+    from wealthalloc.ops.backup import BackupError, resolve, restore_backup
+
+    settings = _settings()
+    target_registry = registry_dir
+    if target_registry is None and "://" not in settings.registry_uri:
+        target_registry = Path(settings.registry_uri)
+    try:
+        path = resolve(_backups_dir(settings, directory), backup)
+        report = restore_backup(
+            directory=path,
+            database_url=database_url or settings.database_url,
+            registry_dir=target_registry,
+            force=force,
+        )
+    except BackupError as exc:
+        raise CliError(str(exc)) from exc
+    _say(f"restored {path.name} into {report.database} in {report.duration_s:.1f} s")
+    if report.registry:
+        _say(f"model registry restored into {report.registry}")
+    if report.pending_migrations:
+        _say(
+            f"the schema is behind this version: run `wealthalloc migrate`"
+            f" ({', '.join(report.pending_migrations)})"
+        )
+    _say("check the audit chain: wealthalloc audit verify")
 
 
 def main() -> None:

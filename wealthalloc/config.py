@@ -159,6 +159,9 @@ class Settings(BaseSettings):
         default=900, gt=0, description="A book untouched this long leaves memory."
     )
     model_registry_uri: str = Field(default="", description="Empty: data_dir/models.")
+    backup_dir: str = Field(
+        default="", description="Where `wealthalloc backup` writes. Empty: data_dir/backups."
+    )
     # The AnomalyDetector Serve deployment (serve_apps/anomaly). cluster/serve-config.yaml's
     # autoscaling_config, when present, wins over the replica settings here.
     anomaly_num_cpus: float = Field(default=1.0, ge=0, description="CPUs reserved per detector replica.")
@@ -297,6 +300,10 @@ class Settings(BaseSettings):
     @property
     def registry_uri(self) -> str:
         return self.model_registry_uri or str(self.data_dir / "models")
+
+    @property
+    def backups_dir(self) -> Path:
+        return Path(self.backup_dir).expanduser().resolve() if self.backup_dir else self.data_dir / "backups"
 
     @property
     def api_url(self) -> str:
