@@ -1,12 +1,12 @@
 // Charts drawn as SVG by the page itself: no library, nothing fetched from elsewhere.
 import { el, money, pct, svg } from "./ui.js";
 
-const W = 640;
+// Drawn at the width of their box (one SVG unit a CSS pixel), so text keeps its size on a phone.
 const H = 220;
 const PAD = { left: 64, right: 12, top: 12, bottom: 28 };
 
 /** A line of values over dates: points [{date, value}] with value a number. */
-export function lineChart(points, title) {
+export function lineChart(points, title, W = 640) {
   if (points.length < 2) return el("p", { class: "muted", text: "Not enough history to draw yet." });
   const values = points.map((p) => p.value);
   let low = Math.min(...values);
@@ -33,19 +33,23 @@ function compact(value) {
   return new Intl.NumberFormat("en-US", { style: "currency", currency: "USD", notation: "compact", maximumFractionDigits: 1 }).format(value);
 }
 
-/** Horizontal bars: rows [{key, value, weight}] with weight 0..1. */
-export function barChart(rows, title) {
+/** Horizontal bars, each under its name and figure: rows [{key, value, weight}] with weight 0..1. */
+export function barChart(rows, title, W = 640) {
   if (!rows.length) return el("p", { class: "muted", text: "Nothing held yet." });
-  const rowH = 30;
-  const height = rows.length * rowH + 4;
-  const labelW = 170;
-  const barW = W - labelW - 150;
+  const rowH = 40;
+  const height = rows.length * rowH;
   const most = Math.max(...rows.map((r) => r.weight), 0.0001);
   return svg("svg", { viewBox: `0 0 ${W} ${height}`, class: "chart bars", role: "img",
     "aria-label": `${title}: ` + rows.map((r) => `${r.key} ${pct(r.weight)}`).join(", ") },
   ...rows.map((r, i) => svg("g", {},
-    svg("text", { x: 0, y: i * rowH + 20, class: "bar-label", text: r.key }),
-    svg("rect", { x: labelW, y: i * rowH + 6, height: 18, rx: 3,
-      width: Math.max(1, (r.weight / most) * barW).toFixed(1), class: r.key === "Cash" ? "bar cash" : "bar" }),
-    svg("text", { x: W, y: i * rowH + 20, "text-anchor": "end", class: "bar-value", text: `${pct(r.weight)} · ${money(r.value)}` }))));
+    svg("text", { x: 0, y: i * rowH + 15, class: "bar-label", text: r.key }),
+    svg("text", { x: W, y: i * rowH + 15, "text-anchor": "end", class: "bar-value", text: `${pct(r.weight)} · ${money(r.value)}` }),
+    svg("rect", { x: 0, y: i * rowH + 21, width: W, height: 10, rx: 3, class: "track" }),
+    svg("rect", { x: 0, y: i * rowH + 21, height: 10, rx: 3,
+      width: Math.max(1, (r.weight / most) * W).toFixed(1), class: r.key === "Cash" ? "bar cash" : "bar" }))));
+}
+
+/** The width a chart gets inside `box` (its content box), within sensible bounds. */
+export function widthOf(box) {
+  return Math.round(Math.max(280, Math.min(1080, box.clientWidth || 640)));
 }

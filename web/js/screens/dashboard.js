@@ -1,7 +1,7 @@
 // Dashboard: totals across the portfolios, net worth over a chosen period and allocation by sector.
 import { api } from "../api.js";
 import { ignorable } from "../router.js";
-import { barChart, lineChart } from "../charts.js";
+import { barChart, lineChart, widthOf } from "../charts.js";
 import { el, figure, messageOf, money, signed } from "../ui.js";
 
 const PERIODS = ["1M", "3M", "YTD", "1Y", "Max"];
@@ -35,6 +35,8 @@ export async function render({ view, context, app }) {
   if (cash && Number(cash.value) > 0) sectors.push({ key: "Cash", value: Number(cash.value), weight: Number(cash.weight) });
   sectors.sort((a, b) => b.value - a.value);
 
+  const allocationTitle = el("h3", { class: "title", text: "Allocation by sector" });
+  const allocation = el("section", { class: "card", id: "allocation" }, allocationTitle);
   view.replaceChildren(
     el("h2", { text: "Dashboard" }),
     el("section", { class: "card grid", "aria-label": "Totals" },
@@ -48,15 +50,14 @@ export async function render({ view, context, app }) {
     el("section", { class: "card" },
       el("div", { class: "row spread" }, el("h3", { class: "title", text: "Net worth over time" }), periods),
       chartBox),
-    el("section", { class: "card" },
-      el("h3", { class: "title", text: "Allocation by sector" }),
-      barChart(sectors, "Allocation by sector")),
+    allocation,
     el("section", { class: "card" },
       el("h3", { class: "title", text: "Portfolios" }),
       el("ul", { class: "plain" }, board.portfolios.map((p) => el("li", { class: "row spread" },
         el("a", { href: `#/portfolios/${p.id}`, text: p.name }),
         el("span", { class: "muted", text: `${p.account_type} · ${money(p.total_value)} · available ${money(p.available_cash)}` }))))),
   );
+  allocation.append(barChart(sectors, "Allocation by sector", widthOf(allocationTitle)));
   if (!board.portfolios.length) chartBox.append(el("p", { class: "muted", text: "No portfolio yet." }));
   else await drawNetWorth(board, chartBox, context);
 }
@@ -86,7 +87,7 @@ async function drawNetWorth(board, box, context) {
       box.replaceChildren(el("p", { class: young ? "muted" : "error",
         text: young ? "Not enough history to draw yet: the line starts after a few trading days." : messageOf(failed.reason) }));
     } else {
-      box.replaceChildren(lineChart(points, `Net worth, ${choice}`));
+      box.replaceChildren(lineChart(points, `Net worth, ${choice}`, widthOf(box)));
     }
   } catch (error) {
     if (ignorable(error)) return;

@@ -88,10 +88,10 @@ function cashForm(kind, verb, id, available, refresh) {
       }
     } });
   const button = el("button", { type: "submit", text: verb });
-  form.append(
+  form.append(...[
     el("h4", { text: verb }),
     available === null ? null : el("p", { class: "muted", text: `Available cash: ${money(available)}` }),
     field(`Amount to ${verb.toLowerCase()} (USD)`, amount),
-    button, message);
+    button, message].filter(Boolean));
   return form;
 }
