@@ -98,6 +98,7 @@ def test_a_gift_below_its_loss_basis_harvests_the_loss_from_the_value_at_the_gif
     assert shown["lot_id"] == lot["id"] and shown["term"] == "short" and D(shown["loss"]) == loss
     assert D(shown["cost_basis"]) == donor_basis and D(shown["loss_basis"]) == fair_value
     assert opportunity["blocked"] is False  # the gift, received 100 days ago, blocks nothing anyway
+    assert D(data(investor.get("/api/v1/dashboard"))["harvestable_loss_total"]) == loss
 
 
 def test_a_gift_priced_between_its_two_bases_is_no_opportunity(investor: Investor) -> None:
@@ -118,6 +119,7 @@ def test_a_gift_priced_between_its_two_bases_is_no_opportunity(investor: Investo
         fair_market_value=str(fair_value),
     )
     assert opportunities(investor) == []
+    assert D(data(investor.get("/api/v1/dashboard"))["harvestable_loss_total"]) == 0
 
 
 # Inheritances and what blocks -------------------------------------------------------------------

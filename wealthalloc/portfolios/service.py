@@ -118,6 +118,9 @@ class Book:
     portfolios: dict[uuid.UUID, dict[str, Any]]
     lots: dict[uuid.UUID, list[Lot]]
     commitments: list[dict[str, Any]] = field(default_factory=list)
+    # A gift lot's basis for a loss (the value at the gift, below the donor's basis), by lot id: the
+    # dashboard's harvestable loss is figured from it, as a sale would be.
+    loss_bases: dict[uuid.UUID, Decimal] = field(default_factory=dict)
     used_at: float = field(default_factory=time.monotonic)
 
 
@@ -198,6 +201,7 @@ class BookService:
             portfolios={p["id"]: p for p in portfolios},
             lots=lots,
             commitments=commitments,
+            loss_bases={row["id"]: row["loss_basis"] for row in lot_rows if row["loss_basis"] is not None},
         )
         self._books[user_id] = book
         while len(self._books) > self._max_books:
@@ -454,7 +458,8 @@ class BookService:
             for lot in book.lots.get(pid, []):
                 close = self._close_or_none(lot.symbol, today)
                 if close is not None and lot.shares > 0:
-                    gain = money(lot.shares * close) - lot.adjusted_basis
+                    value = money(lot.shares * close)
+                    gain = value - _basis_if_sold(lot, {"loss_basis": book.loss_bases.get(lot.id)}, value)
                     if gain < 0:
                         harvestable -= gain
 
