@@ -186,7 +186,7 @@ def test_a_slow_answer_for_one_portfolio_never_shows_under_another(session: Sess
     session.assert_clean()
 
 
-def test_a_server_failure_shows_a_message(session: Session) -> None:
+def test_a_server_failure_shows_a_message_and_an_expired_token_is_refreshed(session: Session) -> None:
     session.investor.funded("100.00")
     page = session.sign_in()
     failure = {"error": {"code": "INTERNAL_ERROR", "message": "Something failed on our side.", "details": {}}}
@@ -200,7 +200,14 @@ def test_a_server_failure_shows_a_message(session: Session) -> None:
     alert = page.wait_for_selector("#alert:has-text('Something failed on our side.')", timeout=30_000)
     assert alert.get_attribute("role") == "alert" and "INTERNAL_ERROR" in alert.text_content()
     page.unroute("**/api/v1/dashboard")
-    session.assert_clean("500 ")
+
+    # An access token the server no longer takes: the client refreshes once and carries on.
+    page.evaluate("() => sessionStorage.setItem('wa_token', 'no-longer-valid')")
+    page.click("#nav-orders")
+    page.wait_for_selector("#no-orders", timeout=30_000)
+    assert page.evaluate("() => sessionStorage.getItem('wa_token')") != "no-longer-valid"
+    assert page.is_hidden("#alert")
+    session.assert_clean("500 ", "401 ")
 
 
 def test_a_phone_s_width_needs_no_sideways_scrolling(
