@@ -54,6 +54,11 @@ def test_every_alert_of_the_seed_exists_with_its_severity() -> None:
     assert {name: rule["labels"]["severity"] for name, rule in alerts.items()} == SEED_ALERTS
 
 
+def test_every_alert_names_a_runbook_that_exists() -> None:
+    for rule in _alerts():
+        assert (ROOT / rule["annotations"]["runbook"]).is_file(), rule["alert"]
+
+
 def test_every_alert_is_unit_tested() -> None:
     tests = yaml.safe_load((RULES / "alerts_test.yml").read_text())["tests"]
     fired = {
