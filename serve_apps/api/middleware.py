@@ -42,6 +42,9 @@ _API_POLICY = (b"content-security-policy", b"default-src 'none'; frame-ancestors
 # Tokens and account data must not stay in a browser's or a proxy's cache; only static files may.
 _NO_STORE = (b"cache-control", b"no-store")
 _CACHEABLE_PREFIX = "/static/"
+# Static files are kept but checked (ETag) on each use: after an upgrade the page's ES modules are
+# all the new ones, never a mix of old and new.
+_REVALIDATE = (b"cache-control", b"no-cache")
 # Request headers past this many bytes are refused (431) here, in the envelope. The HAProxy ingress
 # buffers up to 128 KiB of request head (wealthalloc/runtime/haproxy_errors.py), so it is this answer,
 # not HAProxy's HTML one, that a client with oversized headers gets.
@@ -264,8 +267,8 @@ def _response_headers(
     headers.extend(_SECURITY_HEADERS)
     if not has_policy:
         headers.append(_API_POLICY)
-    if not has_cache_control and not scope["path"].startswith(_CACHEABLE_PREFIX):
-        headers.append(_NO_STORE)
+    if not has_cache_control:
+        headers.append(_REVALIDATE if scope["path"].startswith(_CACHEABLE_PREFIX) else _NO_STORE)
     limits = scope.get("state", {}).get("rate_limit_headers")
     if limits:
         headers.extend((name.lower().encode(), value.encode()) for name, value in limits.items())
