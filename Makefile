@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run stop test test-all bench lint install clean-data promtool
+.PHONY: run stop test test-all bench lint install native browser clean-data promtool
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,26 +13,41 @@ $(STAMP): pyproject.toml
 	@$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) native
+
+## Compile the hot paths with mypyc when their source changed (optional: without it they run as Python).
+native: $(STAMP)
+	@$(BIN)/python -m wealthalloc.ops.native build --if-stale
 
 ## Install, migrate, load market data, seed the demo, start Ray + Serve, wait for /health.
-run: $(STAMP)
+run: $(STAMP) native
 	@$(BIN)/wealthalloc serve
 
 ## Stop Serve, Ray and any embedded PostgreSQL/Redis started by `make run`.
 stop: $(STAMP)
 	@$(BIN)/wealthalloc stop
 
+## Debian's chromium for the browser tests (Playwright launches it by path), installed when root can.
+browser:
+	@command -v chromium >/dev/null || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing Debian's chromium for the browser tests"; \
+			apt-get install -y -qq chromium >/dev/null 2>&1 \
+				|| { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1; } \
+				|| echo "could not install chromium: the browser tests will be skipped"; \
+		else echo "no chromium (apt-get install chromium): the browser tests will be skipped"; fi; }
+
 ## Lint, then the default test suite (unit + integration on real PostgreSQL, Redis and Ray).
-test: $(STAMP)
+test: $(STAMP) browser
+	@$(BIN)/python -m wealthalloc.ops.native build --if-stale --strict
 	@$(BIN)/ruff check .
-	@$(BIN)/python -m pytest
+	@WEALTHALLOC_REQUIRE_NATIVE=1 $(BIN)/python -m pytest
 
 ## Everything, including tests marked slow.
-test-all: $(STAMP)
+test-all: $(STAMP) native
 	@$(BIN)/python -m pytest -m ""
 
-bench: $(STAMP)
+bench: $(STAMP) native
 	@for script in bench/[!_]*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 lint: $(STAMP)

@@ -16,7 +16,9 @@ checked to be equal:
   the longest prefix of the history (doubling from 2,000) that fits its time budget, and both
   engines are shown on that prefix;
 - growth: the windowed report on the first 20,000, 50,000 and 100,000 trades of that history (best
-  of two runs each), with the time per 1,000 trades, which stays flat when the work is O(n log n).
+  of two runs each), with the time per 1,000 trades, which stays flat when the work is O(n log n);
+- engines: the gains report by the replay ``realize`` runs (the mypyc build when ``make install``
+  compiled it) beside the same report by the Python replay, results checked equal.
 
 The last line printed is one JSON object of the figures.
 
@@ -44,11 +46,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from wealthalloc.domain import wash_sale_replay  # noqa: E402
 from wealthalloc.domain.gains_report import gains_report  # noqa: E402
 from wealthalloc.domain.harvest import HarvestActivity, HarvestScanner, Opportunity, TaxProfile  # noqa: E402
 from wealthalloc.domain.lots import LotMethod  # noqa: E402
 from wealthalloc.domain.similarity import SimilarityEngine  # noqa: E402
 from wealthalloc.domain.wash_sale import (  # noqa: E402
+    ENGINE,
     AccountType,
     IdentityGroups,
     Realization,
@@ -162,6 +166,15 @@ def timed(replay: Replay, trades: list[Transaction]) -> tuple[float, Realization
         result = replay(trades, lot_method=LotMethod.FIFO, new_lot_id=counting_ids())
         gains_report(result.realized)
     return time.perf_counter() - started, result
+
+
+def python_realize(
+    trades: list[Transaction], *, lot_method: LotMethod, new_lot_id: Callable[[], uuid.UUID]
+) -> Realization:
+    """The Python replay, whichever engine :func:`realize` runs."""
+    return wash_sale_replay.realize(
+        trades, lot_method=lot_method, groups=IdentityGroups(), opening_lots=(), new_lot_id=new_lot_id
+    )
 
 
 def growth(trades: list[Transaction], sizes: tuple[int, ...]) -> dict[int, float]:
@@ -297,6 +310,23 @@ def main() -> None:
         )
     )
     figures["gains_report_growth_s"] = {str(n): round(s, 3) for n, s in sizes.items()}
+
+    # --- engines: the replay realize runs beside the Python replay, best of two alternating runs ----
+    engine_s = python_s = float("inf")
+    for _ in range(2):
+        seconds, engine_result = timed(realize, big)
+        engine_s = min(engine_s, seconds)
+        seconds, python_result = timed(python_realize, big)
+        python_s = min(python_s, seconds)
+    if engine_result != python_result:
+        raise SystemExit("gains report: the native and the Python replay disagree")
+    print(
+        f"gains report {len(big):,} transactions by engine (best of 2): {ENGINE} {engine_s:.2f} s"
+        f" | Python replay {python_s:.2f} s ({python_s / engine_s:.2f}x) | results equal"
+    )
+    figures.update(
+        engine=ENGINE, gains_report_engine_s=round(engine_s, 3), gains_report_python_s=round(python_s, 3)
+    )
     print(json.dumps(figures))
 
 

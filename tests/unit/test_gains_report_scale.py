@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import os
 import random
 import sys
 import uuid
@@ -28,10 +29,12 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import wealthalloc.domain
+from wealthalloc.domain import wash_sale_replay
 from wealthalloc.domain.gains_report import (
     CapitalLossCarryforward,
     FilingStatus,
@@ -44,11 +47,13 @@ from wealthalloc.domain.gains_report import (
 )
 from wealthalloc.domain.lots import Lot, LotMethod, Term, relieve, term
 from wealthalloc.domain.money import money
+from wealthalloc.domain.native import load_native
 from wealthalloc.domain.wash_sale import (
     WASH_SALE_DAYS,
     AccountLot,
     AccountType,
     IdentityGroups,
+    InvalidHistory,
     Realization,
     RealizedLot,
     Side,
@@ -450,6 +455,51 @@ def test_the_report_equals_the_quadratic_reference_to_the_last_digit(
     )
 
 
+def native_replay() -> Any:
+    """The compiled replay; ``make test`` builds it and asks for it, elsewhere its absence skips."""
+    native = load_native(wash_sale_replay)
+    if native is None:
+        if os.environ.get("WEALTHALLOC_REQUIRE_NATIVE") == "1":
+            pytest.fail("no current native build of the replay: python -m wealthalloc.ops.native build")
+        pytest.skip("no current native build of the replay (python -m wealthalloc.ops.native build)")
+    return native
+
+
+@settings(max_examples=300, deadline=None)
+@given(book=books(), method=st.sampled_from([LotMethod.FIFO, LotMethod.HIFO]))
+def test_the_native_replay_makes_exactly_the_records_of_the_python_replay(
+    book: tuple[list[AccountLot], list[Transaction]], method: LotMethod
+) -> None:
+    opening, history = book
+    native = native_replay()
+    replays = [
+        engine.realize(
+            history, lot_method=method, groups=GROUPS, opening_lots=opening, new_lot_id=counting_ids()
+        )
+        for engine in (native, wash_sale_replay)
+    ]
+    assert replays[0] == replays[1]
+    assert repr(replays[0]) == repr(replays[1])  # the same Decimal digits, not only equal values
+    assert {type(row) for row in replays[0].realized} <= {RealizedLot}
+
+
+def test_the_native_replay_refuses_a_history_as_the_python_replay_does() -> None:
+    native = native_replay()
+    day = date(2024, 5, 1)
+    oversold = [
+        Transaction(day, "brokerage", AccountType.TAXABLE, "VOO", Side.BUY, Decimal(2), Decimal(100)),
+        Transaction(day, "brokerage", AccountType.TAXABLE, "VOO", Side.SELL, Decimal(3), Decimal(90)),
+    ]
+    messages = []
+    for engine in (native, wash_sale_replay):
+        with pytest.raises(InvalidHistory) as raised:
+            engine.realize(
+                oversold, lot_method=LotMethod.FIFO, groups=GROUPS, opening_lots=(), new_lot_id=counting_ids()
+            )
+        messages.append((str(raised.value), raised.value.index, raised.value.ref))
+    assert messages[0] == messages[1]
+
+
 # --- the growth test -----------------------------------------------------------------------------
 
 DOMAIN = str(Path(wealthalloc.domain.__file__).parent)
@@ -476,8 +526,12 @@ def lines_executed(work: Callable[[], object]) -> int:
 
 
 def report_work(history: list[Transaction]) -> int:
+    # The Python replay: the native build runs no lines a tracer can count.
     def work() -> object:
-        return gains_report(realize(history, groups=GROUPS, new_lot_id=counting_ids()).realized)
+        replay = wash_sale_replay.realize(
+            history, lot_method=LotMethod.FIFO, groups=GROUPS, opening_lots=(), new_lot_id=counting_ids()
+        )
+        return gains_report(replay.realized)
 
     return lines_executed(work)
 

@@ -190,21 +190,25 @@ def year_totals(
     YearTotals
     """
     prior = prior_carryforward or CapitalLossCarryforward()
-    # One pass over the rows, adding in row order as sum() would.
+    # One pass over the rows. Each term's gain is summed as its proceeds, basis and adjustments:
+    # Decimal addition of these money amounts is exact, so this equals the sum of the rows'
+    # column (h) without computing (h) row by row.
     count = 0
-    short = long = proceeds = cost_basis = disallowed = permanent = _ZERO
+    proceeds = {Term.SHORT: _ZERO, Term.LONG: _ZERO}
+    basis = dict(proceeds)
+    adjustments = dict(proceeds)
+    permanent = _ZERO
     for item in realized:
         if not item.is_reportable or item.sold.year != year:
             continue
         count += 1
-        if item.term is Term.SHORT:
-            short += item.gain_loss
-        elif item.term is Term.LONG:
-            long += item.gain_loss
-        proceeds += item.proceeds
-        cost_basis += item.cost_basis
-        disallowed += item.adjustment
+        term = item.term
+        proceeds[term] += item.proceeds
+        basis[term] += item.cost_basis
+        adjustments[term] += item.adjustment
         permanent += item.permanently_disallowed
+    short = proceeds[Term.SHORT] - basis[Term.SHORT] + adjustments[Term.SHORT]
+    long = proceeds[Term.LONG] - basis[Term.LONG] + adjustments[Term.LONG]
     net_short, net_long = short - prior.short, long - prior.long
     net = net_short + net_long
     deductible = min(-net, capital_loss_limit(filing_status)) if net < 0 else _ZERO
@@ -212,15 +216,15 @@ def year_totals(
         year=year,
         filing_status=filing_status,
         rows=count,
-        proceeds=proceeds,
-        cost_basis=cost_basis,
+        proceeds=proceeds[Term.SHORT] + proceeds[Term.LONG],
+        cost_basis=basis[Term.SHORT] + basis[Term.LONG],
         short=short,
         long=long,
         prior_carryforward=prior,
         net_short=net_short,
         net_long=net_long,
         net=net,
-        disallowed=disallowed,
+        disallowed=adjustments[Term.SHORT] + adjustments[Term.LONG],
         permanently_disallowed=permanent,
         deductible=deductible,
         carryforward=carryforward(net_short=net_short, net_long=net_long, deducted=deductible),

@@ -6,7 +6,7 @@ for a Form 8949 row of eleven fields that is most of what building it costs,
 and a 100,000-trade gains report builds about 260,000 rows, losses and wash
 sales. :func:`frozen_record` keeps everything a frozen dataclass is (fields,
 ``replace``, equality, hashing, the refusal to assign) and only replaces the
-constructor with one that fills the instance's ``__dict__`` in a single update.
+constructor with one that stores straight into the instance's ``__dict__``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ _T = TypeVar("_T")
 
 @dataclass_transform(frozen_default=True)
 def frozen_record(cls: type[_T]) -> type[_T]:
-    """``@dataclass(frozen=True)``, with a constructor that stores all fields at once.
+    """``@dataclass(frozen=True)``, with a constructor that stores the fields without ``__setattr__``.
 
     Fields are keyword or positional as with the dataclass; defaults are
     kept; a class with ``__post_init__``, ``default_factory`` fields or
@@ -39,8 +39,10 @@ def frozen_record(cls: type[_T]) -> type[_T]:
     parameters = ", ".join(
         name + (f"=_default_{name}" if f"_default_{name}" in defaults else "") for name in names
     )
-    stored = ", ".join(f"{name!r}: {name}" for name in names)
-    source = f"def __init__(self, {parameters}):\n    self.__dict__.update({{{stored}}})\n"
+    # One store per field into the instance's own (key-sharing) dict: no temporary dict, and the
+    # instance keeps the compact layout that update() with a dict literal would give up.
+    stores = "".join(f"    fields[{name!r}] = {name}\n" for name in names)
+    source = f"def __init__(self, {parameters}):\n    fields = self.__dict__\n{stores}"
     namespace: dict[str, Any] = dict(defaults)
     exec(source, namespace)  # noqa: S102 - the source is built from the class's own field names
     init = namespace["__init__"]
