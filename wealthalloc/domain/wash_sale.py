@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from types import ModuleType
 
 from wealthalloc.domain import wash_sale_replay
 from wealthalloc.domain.lots import LotMethod
@@ -81,8 +80,11 @@ __all__ = [
     "realize_all_pairs",
 ]
 
-_engine: ModuleType = load_native(wash_sale_replay) or wash_sale_replay
-ENGINE = "native" if _engine is not wash_sale_replay else "python"
+_native = load_native(wash_sale_replay)
+_realize = wash_sale_replay.realize
+if _native is not None:
+    _realize = _native.realize  # the same function, compiled
+ENGINE = "python" if _native is None else "native"
 """Which build of the replay :func:`realize` runs: ``"native"`` (mypyc) or ``"python"``."""
 
 
@@ -128,7 +130,7 @@ def realize(
     ValueError
         For the ``SPECIFIC`` lot method.
     """
-    return _engine.realize(
+    return _realize(
         transactions,
         lot_method=lot_method,
         groups=groups or IdentityGroups(),
