@@ -221,6 +221,25 @@ class Settings(BaseSettings):
     event_stream_max_age_seconds: int = Field(
         default=7 * 24 * 3600, ge=60, description="Stream entries older than this are trimmed."
     )
+    event_user_stream_max_length: int = Field(
+        default=1000,
+        ge=10,
+        description="Entries kept (about) in each user's own stream, what a socket resumes from.",
+    )
+    stream_queue_size: int = Field(
+        default=1000, ge=1, description="Events a WebSocket may fall behind before it is closed (4429)."
+    )
+    stream_heartbeat_seconds: float = Field(
+        default=20,
+        gt=0,
+        description="A WebSocket is pinged this often and closed (4408) after two silent ones.",
+    )
+    stream_auth_timeout_seconds: float = Field(
+        default=10, gt=0, description="Time a new WebSocket has to send its auth message."
+    )
+    stream_auth_check_seconds: float = Field(
+        default=2, gt=0, description="How often a replica checks its sockets' sessions for a sign-out."
+    )
     alert_max_per_user: int = Field(default=100, ge=1, description="Armed price alerts one user may hold.")
     webhook_incoming_secrets: dict[str, list[SecretStr]] = Field(
         default_factory=dict,

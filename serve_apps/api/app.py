@@ -33,6 +33,7 @@ from serve_apps.api.routes import (
     portfolios,
     quotes,
     recommendations,
+    stream,
     tax,
     tax_years,
     trades,
@@ -129,6 +130,7 @@ def create_app(
         quotes,
         intelligence,
         recommendations,
+        stream,
     ):
         app.include_router(module.router)
     for router in extra_routers:

@@ -61,6 +61,18 @@ class ApiMetrics:
             registry=self.registry,
         )
 
+        self.stream_sockets = Gauge(
+            "wealthalloc_stream_sockets",
+            "WebSockets open on /api/v1/stream in this replica.",
+            registry=self.registry,
+        )
+        self.stream_closed = Counter(
+            "wealthalloc_stream_closed_total",
+            "WebSockets closed by the server, by close code (4401 auth, 4408 heartbeat, 4429 slow).",
+            ["code"],
+            registry=self.registry,
+        )
+
     def observe(self, method: str, endpoint: str, status: int, seconds: float) -> None:
         self.requests.labels(method, endpoint, str(status)).inc()
         self.latency.labels(method, endpoint).observe(seconds)

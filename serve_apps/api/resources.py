@@ -22,6 +22,7 @@ from wealthalloc.accounts.service import AccountService
 from wealthalloc.brokers.base import Quote
 from wealthalloc.brokers.paper import quote_from_close
 from wealthalloc.config import Settings
+from wealthalloc.events.fanout import StreamHub
 from wealthalloc.logging import get_logger
 from wealthalloc.marketdata import MarketClock, PriceHistory, SecurityReference
 from wealthalloc.marketdata.quotes import QuoteCache
@@ -64,6 +65,8 @@ class Resources:
     principals: dict[uuid.UUID, CachedPrincipal] = field(default_factory=dict)
     # The AnomalyDetector deployment (a DeploymentHandle), set by the Serve ingress; None in a plain app.
     anomaly: DeploymentHandle[Any] | None = None
+    # The one reader of the event streams for this replica's WebSockets (started by the first one).
+    _hub: StreamHub | None = None
 
     async def open(self) -> None:
         self.pool = async_pool(self.settings)
@@ -117,7 +120,21 @@ class Resources:
         assert self._accounts is not None, "Resources.open() has not run"
         return self._accounts
 
+    def stream_hub(self) -> StreamHub:
+        """This replica's stream reader, on a Redis client of its own: a blocking XREAD must not
+        hold one of the request path's connections or run into its one-second socket timeout."""
+        if self._hub is None:
+            block_ms = 1000
+            self._hub = StreamHub(
+                redis=async_redis(self.settings, socket_timeout=block_ms / 1000 + 5),
+                block_ms=block_ms,
+                check_interval_s=self.settings.stream_auth_check_seconds,
+            )
+        return self._hub
+
     async def close(self) -> None:
+        if self._hub is not None:
+            await self._hub.close()
         if self.pool is not None:
             await self.pool.close()
         if self.redis is not None:

@@ -7,6 +7,11 @@ then marks them published and commits. A relay killed between the append and
 the commit publishes those rows again on its next pass: delivery is at least
 once, and every consumer deduplicates by event id. The streams are trimmed by
 length and age; the outbox table stays the long-term record to replay from.
+
+Each event that names its user is also appended to that user's own stream
+(:func:`user_stream_key`), *before* its topic stream: a WebSocket that resumes
+reads what it missed there (a short range of one small stream, not a scan of a
+topic), and whatever a topic reader saw is already in the user's stream.
 """
 
 from __future__ import annotations
@@ -44,6 +49,11 @@ RELAY_MARKER_KEY = "outbox:relay:marker"
 
 def stream_key(topic: str) -> str:
     return f"stream:{topic}"
+
+
+def user_stream_key(user_id: uuid.UUID | str) -> str:
+    """The stream of one user's events (the user's hash tag, as their other keys carry)."""
+    return f"stream:user:{{{user_id}}}"
 
 
 @dataclass(frozen=True)
@@ -128,12 +138,14 @@ class OutboxRelay:
         batch: int = 500,
         max_stream_length: int = 100_000,
         max_stream_age_s: int = 7 * 24 * 3600,
+        max_user_stream_length: int = 1000,
     ) -> None:
         self._pool = pool
         self._redis = redis
         self._batch = batch
         self._maxlen = max_stream_length
         self._max_age_ms = max_stream_age_s * 1000
+        self._user_maxlen = max_user_stream_length
 
     async def publish_once(self) -> int:
         """Publish one batch; the number of events published (0: nothing was waiting)."""
@@ -153,6 +165,7 @@ class OutboxRelay:
             redis=redis,
             max_stream_length=settings.event_stream_max_length,
             max_stream_age_s=settings.event_stream_max_age_seconds,
+            max_user_stream_length=settings.event_user_stream_max_length,
         )
 
     async def recover_lost_streams(self) -> int:
@@ -200,8 +213,17 @@ class OutboxRelay:
     async def _append(self, events: list[Event]) -> None:
         min_id = f"{max(0, int(time.time() * 1000) - self._max_age_ms)}-0"
         pipe = self._redis.pipeline(transaction=False)
+        users: set[str] = set()
         for event in events:
-            pipe.xadd(stream_key(event.topic), event.fields(), maxlen=self._maxlen, approximate=True)
+            fields = event.fields()
+            if event.user_id is not None:
+                # First: a reader that saw the topic entry finds it in the user's stream on resume.
+                key = user_stream_key(event.user_id)
+                pipe.xadd(key, fields, maxlen=self._user_maxlen, approximate=True)
+                users.add(key)
+            pipe.xadd(stream_key(event.topic), fields, maxlen=self._maxlen, approximate=True)
+        for key in users:  # an idle user's stream goes away with the retention
+            pipe.expire(key, self._max_age_ms // 1000)
         for topic in {event.topic for event in events}:
             pipe.xtrim(stream_key(topic), minid=min_id, approximate=True)
         await pipe.execute()
