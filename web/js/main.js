@@ -9,8 +9,9 @@ import * as portfolio from "./screens/portfolio.js";
 import * as trade from "./screens/trade.js";
 import * as orders from "./screens/orders.js";
 import * as tax from "./screens/tax.js";
+import * as harvest from "./screens/harvest.js";
 
-const SCREENS = { dashboard, portfolio, trade, orders, tax };
+const SCREENS = { dashboard, portfolio, trade, orders, tax, harvest };
 const $ = (id) => document.getElementById(id);
 
 // What every screen may read: the signed-in person's portfolios and the one chosen.
@@ -54,12 +55,15 @@ $("portfolio-select").addEventListener("change", (event) => {
   const route = parse(location.hash);
   const id = event.target.value;
   const tail = { trade: "/trade", orders: "/orders" }[route.name] ?? "";
-  if (route.name === "portfolio" || route.name === "trade" || route.name === "orders") go(`/portfolios/${id}${tail}`);
+  if (["portfolio", "trade", "orders"].includes(route.name)) go(`/portfolios/${id}${tail}`);
   else { app.choose(id); render(); }
 });
 
 function markCurrent(route) {
-  const current = { dashboard: "nav-dashboard", portfolio: "nav-portfolio", trade: "nav-trade", orders: "nav-orders", tax: "nav-tax" }[route.name];
+  const current = {
+    dashboard: "nav-dashboard", portfolio: "nav-portfolio", trade: "nav-trade", orders: "nav-orders", tax: "nav-tax",
+    harvest: "nav-harvest",
+  }[route.name];
   document.querySelectorAll("#nav a").forEach((a) => {
     if (a.id === current) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
@@ -88,7 +92,7 @@ async function render() {
     showSignIn(() => go("/dashboard"));
     return;
   }
-  if (route.name === "signin" || route.name === "notfound") { go("/dashboard"); return; }
+  if (route.name === "signin" || !SCREENS[route.name]) { go("/dashboard"); return; }
   showApp(true);
   const view = $("view");
   const screen = SCREENS[route.name];

@@ -1,6 +1,8 @@
 // Routes live in the URL hash: #/dashboard, #/portfolios/{id}, #/portfolios/{id}/trade,
-// #/portfolios/{id}/orders, #/tax, #/signin. Each navigation starts a new generation: an answer
-// that arrives for an older one is dropped, so it never renders under the current screen.
+// #/portfolios/{id}/orders, #/portfolios/{id}/insights, #/tax, #/harvest, #/alerts, #/settings,
+// #/advisor (the client picker), #/advisor/{client}[/{portfolio}], #/admin/{users|audit|health},
+// #/signin. Each navigation starts a new generation: an answer that arrives for an older one is
+// dropped, so it never renders under the current screen.
 
 const ROUTES = [
   [/^\/signin$/, "signin", []],
@@ -9,6 +11,14 @@ const ROUTES = [
   [/^\/portfolios\/([0-9a-f-]{36})\/trade$/i, "trade", ["id"]],
   [/^\/portfolios\/([0-9a-f-]{36})\/orders$/i, "orders", ["id"]],
   [/^\/tax$/, "tax", []],
+  [/^\/harvest$/, "harvest", []],
+  [/^\/portfolios\/([0-9a-f-]{36})\/insights$/i, "insights", ["id"]],
+  [/^\/alerts$/, "alerts", []],
+  [/^\/settings$/, "settings", []],
+  [/^\/advisor$/, "advisor", []],
+  [/^\/advisor\/([0-9a-f-]{36})$/i, "client", ["client"]],
+  [/^\/advisor\/([0-9a-f-]{36})\/([0-9a-f-]{36})$/i, "client", ["client", "pid"]],
+  [/^\/admin\/(users|audit|health)$/, "admin", ["tab"]],
 ];
 
 export function parse(hash) {
