@@ -171,6 +171,75 @@ def data_load(
     )
 
 
+# Market data providers: `wealthalloc data fetch` ---------------------------------------------------
+
+
+@data_app.command("fetch")
+@_friendly
+def data_fetch(
+    symbols: Annotated[str, typer.Option(help="Comma-separated symbols, e.g. AAPL,MSFT.")],
+    since: Annotated[str, typer.Option(help="The first day to fetch, YYYY-MM-DD.")],
+    until: Annotated[str | None, typer.Option(help="The last day, YYYY-MM-DD (default: today).")] = None,
+    provider: Annotated[
+        str | None,
+        typer.Option(help="polygon or alpha_vantage (default: the first with an API key, in chain order)."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Fetch daily bars from Polygon or Alpha Vantage into the Parquet price store (merged, per symbol).
+
+    Runs at the provider's pace: the shared rate limit (5 a minute on a free
+    Alpha Vantage key) is waited for, not failed on.
+    """
+    import asyncio
+    from datetime import date
+
+    settings = _settings()
+    names = [name.strip().upper() for name in symbols.split(",") if name.strip()]
+    if not names:
+        raise CliError("--symbols names no symbol")
+    try:
+        first = date.fromisoformat(since)
+        last = date.fromisoformat(until) if until else date.today()
+    except ValueError as exc:
+        raise CliError(f"dates are YYYY-MM-DD: {exc}") from exc
+    if first > last:
+        raise CliError(f"--since {first} is after --until {last}")
+    summary = asyncio.run(_fetch_bars(settings, names, first, last, provider, progress=not quiet))
+    for report in summary.written:
+        _say(
+            f"{report.symbol}: {report.fetched} day(s) {report.first} .. {report.last}"
+            f" from {summary.provider}, {report.total} in {report.path}"
+        )
+    for symbol, reason in summary.failed.items():
+        typer.secho(f"{symbol}: {reason}", err=True, fg=typer.colors.YELLOW)
+    if not summary.written:
+        raise CliError(f"nothing fetched from {summary.provider}")
+
+
+async def _fetch_bars(
+    settings: Settings, symbols: list[str], since: Any, until: Any, provider: str | None, *, progress: bool
+) -> Any:
+    from wealthalloc.marketdata.providers import SharedLimiter, fetch_history, history_provider, http_client
+    from wealthalloc.storage.redis_client import async_redis
+
+    redis: Any = async_redis(settings)
+    try:
+        await redis.ping()
+    except Exception:  # the budget is then this process's own: still within the provider's limit
+        await redis.aclose()
+        redis = None
+    try:
+        async with http_client(settings) as http:
+            source = history_provider(settings, http=http, limiter=SharedLimiter(redis), name=provider)
+            return await fetch_history(
+                source, symbols, since=since, until=until, prices_dir=settings.prices_dir, progress=progress
+            )
+    finally:
+        if redis is not None:
+            await redis.aclose()
+
+
 @demo_app.command("seed")
 @_friendly
 def demo_seed() -> None:

@@ -291,6 +291,57 @@ class Settings(BaseSettings):
         description="How long a run waits for the anomaly detector before recommending without its flags.",
     )
 
+    # Market data providers (wealthalloc/marketdata/providers): live quotes ahead of the bundled history.
+    # With no API key set, the chain is the platform's original one: IBKR or bundled closes, then the cache.
+    market_data_chain: list[Literal["ibkr", "polygon", "alpha_vantage", "cache", "bundled"]] = Field(
+        default=["ibkr", "polygon", "alpha_vantage", "cache", "bundled"],
+        description="The order quotes are asked in (JSON list). A provider without its API key is skipped,"
+        " ibkr only counts when the broker is ibkr, cache needs Redis.",
+    )
+    polygon_api_key: SecretStr = Field(
+        default=SecretStr(""), description="Polygon.io API key; empty leaves Polygon out of the chain."
+    )
+    polygon_base_url: str = Field(
+        default="https://api.polygon.io", description="Polygon's REST root (tests point it at a fake server)."
+    )
+    polygon_requests_per_minute: int = Field(
+        default=5000, ge=1, description="Polygon's documented budget, shared by every process through Redis."
+    )
+    polygon_last_trade: bool = Field(
+        default=True,
+        description="Quote from /v2/last/trade (real-time plans); false, or a 403, uses the previous close.",
+    )
+    alpha_vantage_api_key: SecretStr = Field(
+        default=SecretStr(""), description="Alpha Vantage API key; empty leaves it out of the chain."
+    )
+    alpha_vantage_base_url: str = Field(
+        default="https://www.alphavantage.co", description="Alpha Vantage's root (its API is at /query)."
+    )
+    alpha_vantage_requests_per_minute: int = Field(
+        default=5, ge=1, description="Alpha Vantage's budget: 5 a minute on a free key."
+    )
+    market_data_timeout_seconds: float = Field(
+        default=2.5, gt=0, description="Longest wait for one provider answer before it counts as failed."
+    )
+    market_data_retries: int = Field(
+        default=1, ge=0, le=5, description="Retries of a provider call after a timeout, network error or 5xx."
+    )
+    market_data_backoff_initial_seconds: float = Field(
+        default=0.2, gt=0, description="First retry delay; it doubles per retry (with jitter)."
+    )
+    market_data_backoff_max_seconds: float = Field(default=4.0, gt=0, description="Longest retry delay.")
+    market_data_breaker_failures: int = Field(
+        default=3, ge=1, description="Consecutive failed calls that open a provider's circuit breaker."
+    )
+    market_data_breaker_cooldown_seconds: float = Field(
+        default=30, ge=0, description="How long an open breaker skips its provider before one trial call."
+    )
+    market_data_stale_seconds: float = Field(
+        default=900,
+        ge=0,
+        description="A provider quote whose price is older than this is marked stale; 0: only cached ones.",
+    )
+
     @field_validator("data_dir")
     @classmethod
     def _absolute_data_dir(cls, value: Path) -> Path:
