@@ -10,8 +10,9 @@ import * as trade from "./screens/trade.js";
 import * as orders from "./screens/orders.js";
 import * as tax from "./screens/tax.js";
 import * as harvest from "./screens/harvest.js";
+import * as insights from "./screens/insights.js";
 
-const SCREENS = { dashboard, portfolio, trade, orders, tax, harvest };
+const SCREENS = { dashboard, portfolio, trade, orders, tax, harvest, insights };
 const $ = (id) => document.getElementById(id);
 
 // What every screen may read: the signed-in person's portfolios and the one chosen.
@@ -37,6 +38,7 @@ export const app = {
     $("nav-portfolio").href = base;
     $("nav-trade").href = this.portfolioId ? base + "/trade" : base;
     $("nav-orders").href = this.portfolioId ? base + "/orders" : base;
+    $("nav-insights").href = this.portfolioId ? base + "/insights" : base;
   },
   forget() { this.me = this.portfolios = this.portfolioId = null; },
 };
@@ -54,15 +56,15 @@ function fillPortfolioChoice() {
 $("portfolio-select").addEventListener("change", (event) => {
   const route = parse(location.hash);
   const id = event.target.value;
-  const tail = { trade: "/trade", orders: "/orders" }[route.name] ?? "";
-  if (["portfolio", "trade", "orders"].includes(route.name)) go(`/portfolios/${id}${tail}`);
+  const tail = { trade: "/trade", orders: "/orders", insights: "/insights" }[route.name] ?? "";
+  if (["portfolio", "trade", "orders", "insights"].includes(route.name)) go(`/portfolios/${id}${tail}`);
   else { app.choose(id); render(); }
 });
 
 function markCurrent(route) {
   const current = {
     dashboard: "nav-dashboard", portfolio: "nav-portfolio", trade: "nav-trade", orders: "nav-orders", tax: "nav-tax",
-    harvest: "nav-harvest",
+    insights: "nav-insights", harvest: "nav-harvest",
   }[route.name];
   document.querySelectorAll("#nav a").forEach((a) => {
     if (a.id === current) a.setAttribute("aria-current", "page");
