@@ -63,6 +63,10 @@ class ProviderRejected(ProviderError):
     """The provider refused the request (bad key, plan without this endpoint). Counted by the breaker."""
 
 
+class NotEntitled(ProviderRejected):
+    """The key is valid but its plan lacks this endpoint (Polygon's 403 ``NOT_AUTHORIZED``)."""
+
+
 class SymbolNotFound(ProviderError, LookupError):
     """The provider is healthy and has no data for the symbol. Not counted against the provider."""
 

@@ -33,6 +33,7 @@ from wealthalloc.marketdata.providers._base import (
     EXCHANGE_TZ,
     DailyBar,
     MalformedAnswer,
+    NotEntitled,
     ProviderRejected,
     RateLimited,
     SymbolNotFound,
@@ -95,9 +96,7 @@ class PolygonClient:
         if self._last_trade:
             try:
                 return await self._guard.call(lambda: self._trade_quote(ticker))
-            except ProviderRejected as exc:
-                if "403" not in str(exc):
-                    raise
+            except NotEntitled:
                 self._last_trade = False  # this key's plan has no real-time trades: use the close
                 self._guard.breaker.record_success()
         return await self._guard.call(lambda: self._prev_quote(ticker))
@@ -170,8 +169,10 @@ def _checked(answer: JsonAnswer, ticker: str) -> dict[str, Any]:
         raise RateLimited(NAME, f"HTTP 429: {message}", retry_after_s=answer.retry_after_s)
     if answer.status == 404:
         raise SymbolNotFound(NAME, f"no data for {ticker}: {message}")
-    if answer.status in (401, 403):
-        raise ProviderRejected(NAME, f"HTTP {answer.status}: {message}")
+    if answer.status == 403:
+        raise NotEntitled(NAME, f"HTTP 403: {message}")
+    if answer.status == 401:
+        raise ProviderRejected(NAME, f"HTTP 401: {message}")
     if answer.status >= 400:
         raise ProviderRejected(NAME, f"HTTP {answer.status}: {message or answer.text[:120]}")
     if not isinstance(body, dict):
