@@ -11,8 +11,9 @@ import * as orders from "./screens/orders.js";
 import * as tax from "./screens/tax.js";
 import * as harvest from "./screens/harvest.js";
 import * as insights from "./screens/insights.js";
+import * as alerts from "./screens/alerts.js";
 
-const SCREENS = { dashboard, portfolio, trade, orders, tax, harvest, insights };
+const SCREENS = { dashboard, portfolio, trade, orders, tax, harvest, insights, alerts };
 const $ = (id) => document.getElementById(id);
 
 // What every screen may read: the signed-in person's portfolios and the one chosen.
@@ -64,7 +65,7 @@ $("portfolio-select").addEventListener("change", (event) => {
 function markCurrent(route) {
   const current = {
     dashboard: "nav-dashboard", portfolio: "nav-portfolio", trade: "nav-trade", orders: "nav-orders", tax: "nav-tax",
-    insights: "nav-insights", harvest: "nav-harvest",
+    insights: "nav-insights", harvest: "nav-harvest", alerts: "nav-alerts",
   }[route.name];
   document.querySelectorAll("#nav a").forEach((a) => {
     if (a.id === current) a.setAttribute("aria-current", "page");
