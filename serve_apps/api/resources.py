@@ -167,6 +167,36 @@ class Resources:
         return QuoteCache(self.redis, self._provider_quote, ttl_seconds=self.settings.quote_cache_seconds)
 
     async def _provider_quote(self, symbol: str) -> Quote:
+        """The quote behind the Redis cache. With a Polygon or Alpha Vantage key set, the provider chain
+        (wealthalloc/marketdata/providers, built once per replica) answers; without one, as before, the
+        broker gateway (IBKR) or the bundled closes."""
+        from wealthalloc.marketdata.providers import CACHE, build_chain, http_client, network_configured
+
+        if network_configured(self.settings):
+            chain = self.__dict__.get("_market_chain")
+            if chain is None:
+
+                async def ibkr(name: str) -> Quote:
+                    gateway = self.gateway()
+                    if gateway is None:
+                        raise RuntimeError("no broker gateway outside a cluster")
+                    live: Quote = await gateway.quote.remote(name)
+                    return live
+
+                chain = self.__dict__["_market_chain"] = build_chain(
+                    self.settings,
+                    http=http_client(self.settings),
+                    redis=self.redis,
+                    prices=self.prices,
+                    today=lambda: self.clock.today(),
+                    ibkr=ibkr if self.settings.broker == "ibkr" else None,
+                )
+            answer = await chain.answer(symbol)
+            if answer.served_by == CACHE:
+                # The QuoteCache in front serves that same last quote, marked stale, without storing
+                # it again as a fresh one.
+                raise RuntimeError(f"no live quote for {symbol}: {answer.attempts}")
+            return answer.quote
         if self.settings.broker == "ibkr":
             gateway = self.gateway()
             if gateway is None:
