@@ -12,8 +12,9 @@ import * as tax from "./screens/tax.js";
 import * as harvest from "./screens/harvest.js";
 import * as insights from "./screens/insights.js";
 import * as alerts from "./screens/alerts.js";
+import * as settings from "./screens/settings.js";
 
-const SCREENS = { dashboard, portfolio, trade, orders, tax, harvest, insights, alerts };
+const SCREENS = { dashboard, portfolio, trade, orders, tax, harvest, insights, alerts, settings };
 const $ = (id) => document.getElementById(id);
 
 // What every screen may read: the signed-in person's portfolios and the one chosen.
@@ -65,7 +66,7 @@ $("portfolio-select").addEventListener("change", (event) => {
 function markCurrent(route) {
   const current = {
     dashboard: "nav-dashboard", portfolio: "nav-portfolio", trade: "nav-trade", orders: "nav-orders", tax: "nav-tax",
-    insights: "nav-insights", harvest: "nav-harvest", alerts: "nav-alerts",
+    insights: "nav-insights", harvest: "nav-harvest", alerts: "nav-alerts", settings: "nav-settings",
   }[route.name];
   document.querySelectorAll("#nav a").forEach((a) => {
     if (a.id === current) a.setAttribute("aria-current", "page");
