@@ -170,6 +170,9 @@ class FakeMarketDataServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in two writes: without TCP_NODELAY the second waits for the
+            # client's delayed ACK (40 ms on Linux), which no real API edge makes anyone wait.
+            disable_nagle_algorithm = True
 
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base's name
                 return
