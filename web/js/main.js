@@ -13,8 +13,10 @@ import * as harvest from "./screens/harvest.js";
 import * as insights from "./screens/insights.js";
 import * as alerts from "./screens/alerts.js";
 import * as settings from "./screens/settings.js";
+import * as advisor from "./screens/advisor.js";
+import * as client from "./screens/client.js";
 
-const SCREENS = { dashboard, portfolio, trade, orders, tax, harvest, insights, alerts, settings };
+const SCREENS = { dashboard, portfolio, trade, orders, tax, harvest, insights, alerts, settings, advisor, client };
 const $ = (id) => document.getElementById(id);
 
 // What every screen may read: the signed-in person's portfolios and the one chosen.
@@ -29,6 +31,8 @@ export const app = {
       this.me = me;
       this.portfolios = portfolios;
       $("who").textContent = `${me.email} · ${me.role}`;
+      // An advisor picks a client; an admin runs the platform (and opens anyone's accounts from Users).
+      $("nav-advisor").hidden = me.role !== "advisor";
       fillPortfolioChoice();
     }
   },
@@ -67,6 +71,7 @@ function markCurrent(route) {
   const current = {
     dashboard: "nav-dashboard", portfolio: "nav-portfolio", trade: "nav-trade", orders: "nav-orders", tax: "nav-tax",
     insights: "nav-insights", harvest: "nav-harvest", alerts: "nav-alerts", settings: "nav-settings",
+    advisor: "nav-advisor", client: "nav-advisor",
   }[route.name];
   document.querySelectorAll("#nav a").forEach((a) => {
     if (a.id === current) a.setAttribute("aria-current", "page");
