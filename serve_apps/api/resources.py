@@ -195,7 +195,8 @@ class Resources:
             if answer.served_by == CACHE:
                 # The QuoteCache in front serves that same last quote, marked stale, without storing
                 # it again as a fresh one.
-                raise RuntimeError(f"no live quote for {symbol}: {answer.attempts}")
+                tried = "; ".join(f"{a.provider}: {a.outcome}" for a in answer.attempts)
+                raise RuntimeError(f"no live quote for {symbol} ({tried})")
             return answer.quote
         if self.settings.broker == "ibkr":
             gateway = self.gateway()

@@ -216,6 +216,8 @@ def test_polygon_unknown_key_and_unknown_ticker(fake: FakeMarketDataServer, tmp_
         async with polygon(fake, tmp_path) as client:
             with pytest.raises(SymbolNotFound):
                 await client.quote("ZZZZ")
+            with pytest.raises(SymbolNotFound, match="not a ticker"):
+                await client.quote("../v1/x")
             assert client.guard.breaker.failures == 0
         fake.script(POLYGON, "unauthorized")
         async with polygon(fake, tmp_path) as client:

@@ -154,7 +154,8 @@ class PolygonClient:
 
 def _ticker(symbol: str) -> str:
     ticker = symbol.strip().upper()
-    if not ticker or not all(ch.isalnum() or ch in ".-:" for ch in ticker):
+    # It goes into the URL path: letters and digits first, then only the separators tickers use.
+    if not ticker[:1].isalnum() or not all(ch.isalnum() or ch in ".-:" for ch in ticker):
         raise SymbolNotFound(NAME, f"not a ticker: {symbol!r}")
     return ticker
 
