@@ -15,8 +15,9 @@ import * as alerts from "./screens/alerts.js";
 import * as settings from "./screens/settings.js";
 import * as advisor from "./screens/advisor.js";
 import * as client from "./screens/client.js";
+import * as admin from "./screens/admin.js";
 
-const SCREENS = { dashboard, portfolio, trade, orders, tax, harvest, insights, alerts, settings, advisor, client };
+const SCREENS = { dashboard, portfolio, trade, orders, tax, harvest, insights, alerts, settings, advisor, client, admin };
 const $ = (id) => document.getElementById(id);
 
 // What every screen may read: the signed-in person's portfolios and the one chosen.
@@ -33,6 +34,7 @@ export const app = {
       $("who").textContent = `${me.email} · ${me.role}`;
       // An advisor picks a client; an admin runs the platform (and opens anyone's accounts from Users).
       $("nav-advisor").hidden = me.role !== "advisor";
+      $("nav-admin").hidden = me.role !== "admin";
       fillPortfolioChoice();
     }
   },
@@ -71,7 +73,7 @@ function markCurrent(route) {
   const current = {
     dashboard: "nav-dashboard", portfolio: "nav-portfolio", trade: "nav-trade", orders: "nav-orders", tax: "nav-tax",
     insights: "nav-insights", harvest: "nav-harvest", alerts: "nav-alerts", settings: "nav-settings",
-    advisor: "nav-advisor", client: "nav-advisor",
+    advisor: "nav-advisor", client: "nav-advisor", admin: "nav-admin",
   }[route.name];
   document.querySelectorAll("#nav a").forEach((a) => {
     if (a.id === current) a.setAttribute("aria-current", "page");
