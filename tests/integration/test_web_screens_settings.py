@@ -61,6 +61,9 @@ def open_settings(session: Session) -> Any:
 def test_the_profile_is_changed_with_rates_typed_as_percentages(session: Session) -> None:
     page = open_settings(session)
     assert page.text_content("#profile-email") == session.investor.email
+    for section in ("#profile", "#mfa", "#api-keys", "#webhooks", "#advisor-links"):
+        shown = page.text_content(section)
+        assert "null" not in shown and "undefined" not in shown, section
 
     page.click("#profile-form button:has-text('Save profile')")
     page.wait_for_selector("#profile [role=alert]:has-text('Nothing changed.')")

@@ -36,6 +36,7 @@ export const app = {
       $("nav-advisor").hidden = me.role !== "advisor";
       $("nav-admin").hidden = me.role !== "admin";
       fillPortfolioChoice();
+      $("portfolio-select").parentElement.hidden = !portfolios.length;  // an advisor or admin may hold none
     }
   },
   choose(id) {

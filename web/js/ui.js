@@ -16,6 +16,13 @@ export function el(tag, props = {}, ...children) {
   return node;
 }
 
+/** Replaces a node's children; like el(), it leaves out null, undefined and false. */
+export function fill(node, ...children) {
+  node.replaceChildren();
+  append(node, children);
+  return node;
+}
+
 function append(node, children) {
   for (const child of children.flat()) {
     if (child === null || child === undefined || child === false) continue;

@@ -4,6 +4,8 @@ import { api } from "../api.js";
 import { go } from "../router.js";
 import { el, field, figure, label, messageOf, money, pct, shares, signed, sortableTable } from "../ui.js";
 
+const capital = (s) => s.charAt(0).toUpperCase() + s.slice(1);
+
 export async function render({ view, context, params, app }) {
   const client = params.client;
   const get = (path) => api(path, { signal: context.signal });
@@ -77,7 +79,7 @@ export async function render({ view, context, params, app }) {
       figure("Beta", r.beta === null ? "—" : Number(r.beta).toFixed(2)),
       figure("Concentration (HHI)", Number(r.hhi).toFixed(2))), "client-risk", "Risk"),
     part(recs, (rows) => (rows.length ? el("ul", { class: "plain" }, rows.map((r) => el("li", { "data-kind": r.kind },
-      el("strong", { text: `${label(r.kind)}${r.symbol ? " " + r.symbol : ""}` }), ` · ${label(r.status)} · confidence ${pct(r.confidence)}`,
+      el("strong", { text: `${capital(label(r.kind))}${r.symbol ? " " + r.symbol : ""}` }), ` · ${label(r.status)} · confidence ${pct(r.confidence)}`,
       el("p", { class: "muted", text: r.rationale })))) : el("p", { class: "muted", text: "No recommendation." })), "client-recommendations", "Recommendations"),
     part(harvest, (h) => (h.opportunities.length ? el("ul", { class: "plain" }, h.opportunities.map((o) => el("li", {},
       `${o.symbol}: loss ${money(o.loss_amount)}, estimated saving ${money(o.estimated_tax_savings)}`

@@ -5,6 +5,7 @@ import { api, newKey } from "../api.js";
 import { barChart, widthOf } from "../charts.js";
 import { busy, done, el, field, figure, label, messageOf, money, pct, shares } from "../ui.js";
 
+const capital = (s) => s.charAt(0).toUpperCase() + s.slice(1);
 const ratio = (s) => (s === null || s === undefined ? "—" : Number(s).toFixed(2));
 
 export async function render({ view, context, params, refresh }) {
@@ -87,7 +88,7 @@ function recommendation(r, context, refresh) {
   const message = el("div", { class: "form-message error", role: "alert" });
   const card = el("article", { class: "inline-form recommendation", "data-recommendation": r.id, "data-kind": r.kind },
     el("div", { class: "row spread" },
-      el("h4", { text: `${label(r.kind)}${r.symbol ? " " + r.symbol : ""}` }),
+      el("h4", { text: `${capital(label(r.kind))}${r.symbol ? " " + r.symbol : ""}` }),
       el("span", { class: "muted status", text: `${label(r.status)} · confidence ${pct(r.confidence)}` })),
     el("p", { class: "rationale", text: r.rationale }),
     (r.orders || []).length

@@ -2,7 +2,7 @@
 // secrets shown once, when made), and advisor links. Each section loads and fails on its own, and
 // a section that changes reloads itself only, so a secret just shown stays on screen.
 import { api } from "../api.js";
-import { busy, done, el, field, label, messageOf } from "../ui.js";
+import { busy, done, el, field, fill, label, messageOf } from "../ui.js";
 import { qrCode } from "../qr.js";
 
 const RISK = ["conservative", "moderate", "aggressive"];
@@ -213,6 +213,7 @@ async function keys(section, state, shown = null) {
     el("td", { class: "l", text: `${k.prefix}…` }),
     el("td", { class: "l", text: (k.scopes || []).join(", ") }),
     el("td", { class: "l", text: k.last_used_at ? new Date(k.last_used_at).toLocaleString() : "Never" }),
+    el("td", { class: "l", text: k.expires_at ? new Date(k.expires_at).toLocaleDateString() : "—" }),
     el("td", { class: "l status", text: k.revoked_at ? "Revoked" : "Active" }),
     el("td", {}, k.revoked_at ? null : el("button", { type: "button", class: "small secondary", text: "Revoke", "aria-label": `Revoke ${k.name}`,
       onclick: async (event) => {
@@ -223,15 +224,15 @@ async function keys(section, state, shown = null) {
           done("API key revoked.");
         });
       } }))));
-  section.replaceChildren(title("api-keys", "API keys"),
+  fill(section, title("api-keys", "API keys"),
     el("p", { class: "muted", text: "A key lets a program act for you with the scopes you give it; it never signs in, manages keys or withdraws." }),
     shown ? el("div", { class: "review", id: "new-api-key", role: "status" },
       el("p", { text: `Your new key “${shown.name}” (${(shown.scopes || []).join(", ")}). Copy it now: it is not shown again.` }),
       el("div", { class: "secret", text: shown.key })) : null,
     list.length
       ? el("div", { class: "scroll" }, el("table", { id: "api-key-list" }, el("caption", { text: "Your API keys" }),
-        el("thead", {}, el("tr", {}, ["Name", "Starts with", "Scopes", "Last used", "Status", "Action"]
-          .map((t, i) => el("th", { scope: "col", class: i < 5 ? "l" : "", text: t })))),
+        el("thead", {}, el("tr", {}, ["Name", "Starts with", "Scopes", "Last used", "Expires", "Status", "Action"]
+          .map((t, i) => el("th", { scope: "col", class: i < 6 ? "l" : "", text: t })))),
         el("tbody", {}, rows)))
       : el("p", { class: "muted", id: "no-api-keys", text: "No API key yet." }),
     form);
@@ -278,7 +279,7 @@ async function hooks(section, state, shown = null) {
           done("Webhook deleted.");
         });
       } }))));
-  section.replaceChildren(title("webhooks", "Webhooks"),
+  fill(section, title("webhooks", "Webhooks"),
     el("p", { class: "muted", text: "Each event is POSTed to the URL, signed with the webhook's secret." }),
     shown ? el("div", { class: "review", id: "new-webhook", role: "status" },
       el("p", { text: `Signing secret of ${shown.url}. Copy it now: it is not shown again.` }),
@@ -317,7 +318,7 @@ async function links(section, state) {
   const mine = list.filter((l) => l.client_id === me.id);
   const email = el("input", { id: "advisor-email", name: "advisor_email", type: "email", autocomplete: "off", required: true });
   const add = el("button", { type: "submit", class: "small", text: "Let this advisor read my accounts" });
-  section.replaceChildren(title("advisor-links", "Advisors"),
+  fill(section, title("advisor-links", "Advisors"),
     el("p", { class: "muted", text: "An advisor you link reads your portfolios and changes nothing." }),
     mine.length
       ? el("ul", { class: "plain", id: "advisor-list" }, mine.map((l) => el("li", { class: "row spread", "data-advisor": l.advisor_id },
