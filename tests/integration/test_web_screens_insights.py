@@ -8,6 +8,7 @@ so while the others still show.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from collections.abc import Iterator
@@ -159,3 +160,28 @@ def test_the_insights_screen_fits_a_phone(
         phone.assert_clean()
     finally:
         phone.close()
+
+
+def test_a_slow_risk_answer_for_one_portfolio_never_shows_under_another(session: Session) -> None:
+    investor = session.investor
+    slow = concentrated(investor, name="Slow")
+    other = investor.funded("1000.00", name="Cash only")
+    page = session.sign_in()
+    held: list[Any] = []
+    page.route(f"**/api/v1/portfolios/{slow}/risk", lambda route: held.append(route))
+    page.evaluate("(route) => { location.hash = route; }", f"#/portfolios/{slow}/insights")
+    for _ in range(200):
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert held, "the page never asked for the slow portfolio's risk"
+
+    session.open(f"#/portfolios/{other['id']}/insights", "#risk-score")
+    session.settle()
+    with contextlib.suppress(Exception):  # the page may have given up on the slow request already
+        held[0].continue_()
+    page.wait_for_timeout(1500)
+    assert page.text_content("#view h2") == "Insights · Cash only"
+    assert page.text_content("#risk-score") == "0.00 / 100" and page.locator("#risk-score").count() == 1
+    assert page.locator("#anomaly-table").count() == 0 and page.locator("article.recommendation").count() == 0
+    session.assert_clean()
