@@ -23,7 +23,6 @@ sockets within that interval on every replica.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from collections import deque
@@ -50,6 +49,7 @@ SLOW_CONSUMER = 4429
 READ_ERROR_BACKOFF_S = 1.0
 MGET_CHUNK = 500
 SEEN_REMEMBERED = 4096
+CLOSE_WAIT_S = 2.0
 
 
 @dataclass(eq=False)
@@ -164,6 +164,7 @@ class StreamHub:
         self._subscriptions: set[Subscription] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self.dispatched = 0
+        self._closed = False
 
     @property
     def sockets(self) -> int:
@@ -200,11 +201,13 @@ class StreamHub:
 
     async def close(self) -> None:
         """Stop reading and close the hub's Redis client (the hub is given one of its own)."""
+        self._closed = True
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._tasks:
+            # A Redis read interrupted by the cancel may surface as a connection error instead; the
+            # loops then see ``_closed`` and end on their own.
+            await asyncio.wait(self._tasks, timeout=CLOSE_WAIT_S)
         self._tasks = []
         await self._redis.aclose()
 
@@ -240,7 +243,7 @@ class StreamHub:
 
     async def _read_forever(self) -> None:
         cursors: dict[str, str] | None = None
-        while True:
+        while not self._closed:
             try:
                 if cursors is None:
                     # From the tail of each stream as it is now: a socket that wants older events
@@ -271,7 +274,7 @@ class StreamHub:
         return cursors
 
     async def _watch_forever(self) -> None:
-        while True:
+        while not self._closed:
             await asyncio.sleep(self._check_interval_s)
             try:
                 await self.check_watched()
@@ -308,7 +311,7 @@ async def replay_after(
     reload what it shows.
     """
     users = sorted(set(user_ids))
-    found_at: str | None = None
+    found_at: tuple[str, int] | None = None
     for user_id in users:
         found_at = await _position_of(redis, user_stream_key(user_id), str(after), page=page)
         if found_at is not None:
@@ -316,38 +319,39 @@ async def replay_after(
     if found_at is None:
         return None
     # Every one of the users' streams (an advisor's clients too) from that instant on.
-    newer: list[tuple[str, Any]] = []
+    newer: list[tuple[str, Any]] = []  # (stream id, fields)
     for user_id in users:
-        entries: Any = await redis.xrange(user_stream_key(user_id), "(" + found_at, "+")
+        # Stream ids are per stream (two streams can both hold "<ms>-0"): read every stream from that
+        # millisecond and keep what the outbox numbered after the event the client saw.
+        start = found_at[0].partition("-")[0] + "-0"
+        entries: Any = await redis.xrange(user_stream_key(user_id), start, "+")
         for message_id, fields in entries:
             newer.append((_text(message_id), fields))
     wanted_topics = set(topics)
     seen: set[uuid.UUID] = {after}
     events: list[Event] = []
-    for _, fields in sorted(newer, key=lambda entry: _stream_id(entry[0])):
-        event = Event.from_fields(fields)
-        if event.topic in wanted_topics and event.id not in seen:
+    # Outbox order: stream ids are per stream and cannot order two users' streams against each other.
+    for event in sorted((Event.from_fields(fields) for _, fields in newer), key=lambda e: e.sequence):
+        if event.sequence > found_at[1] and event.topic in wanted_topics and event.id not in seen:
             seen.add(event.id)
             events.append(event)
     return events
 
 
-async def _position_of(redis: aioredis.Redis, key: str, event_id: str, *, page: int) -> str | None:
-    """The id of the entry of ``key`` that carries ``event_id``, searched from the newest back."""
+async def _position_of(
+    redis: aioredis.Redis, key: str, event_id: str, *, page: int
+) -> tuple[str, int] | None:
+    """The stream id and outbox sequence of the entry of ``key`` that carries ``event_id``,
+    searched from the newest back."""
     upper = "+"
     while True:
         entries: Any = await redis.xrevrange(key, upper, "-", count=page)
         for message_id, fields in entries:
             if _text(fields.get(b"event_id", fields.get("event_id", b""))) == event_id:
-                return _text(message_id)
+                return _text(message_id), int(_text(fields.get(b"sequence", fields.get("sequence", b"0"))))
         if len(entries) < page:
             return None
         upper = "(" + _text(entries[-1][0])
-
-
-def _stream_id(message_id: str) -> tuple[int, int]:
-    ms, _, seq = message_id.partition("-")
-    return int(ms), int(seq or 0)
 
 
 def _batches(response: Any) -> list[tuple[Any, list[tuple[Any, Any]]]]:
