@@ -48,13 +48,22 @@ class StreamConsumer:
             await self.ensure_groups()
         handled = 0
         for start in ("0", ">"):
-            response = await self._redis.xreadgroup(
-                self.group,
-                self._name,
-                dict.fromkeys(self._streams, start),
-                count=count,
-                block=None if start == "0" else self._block_ms,
-            )
+            try:
+                response = await self._redis.xreadgroup(
+                    self.group,
+                    self._name,
+                    dict.fromkeys(self._streams, start),
+                    count=count,
+                    block=None if start == "0" else self._block_ms,
+                )
+            except redis.exceptions.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                # Redis lost its data (a restart without persistence, a flush): the relay refills
+                # the streams from the outbox, and the groups are made again from the start of each
+                # stream; handling is idempotent by event id, so what is read twice changes nothing.
+                self._ready = False
+                return handled
             batches: Any = response or []
             if isinstance(batches, dict):  # RESP3 answers with a map
                 batches = list(batches.items())
