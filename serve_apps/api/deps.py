@@ -127,14 +127,14 @@ async def _bearer(res: Resources, token: str) -> tuple[Principal, Decision]:
             decision = replace(decision, read_value=generation)
         res.remember(principal, decision.read_value)
         return principal, decision
-    generation = await _user_generation(res, claims.user_id)
+    generation = await user_generation(res, claims.user_id)
     principal = await res.accounts.authenticate_bearer(token, claims)
     decision = await _spend_request_token(res, principal)
     res.remember(principal, generation)
     return principal, decision
 
 
-async def _user_generation(res: Resources, user_id: uuid.UUID) -> str | None:
+async def user_generation(res: Resources, user_id: uuid.UUID) -> str | None:
     """The user's generation in Redis, or None when Redis cannot say (then nothing is cached)."""
     if res.limiter is None:
         return None

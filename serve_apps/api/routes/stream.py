@@ -35,6 +35,7 @@ from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from serve_apps.api.deps import user_generation
 from serve_apps.api.resources import Resources
 from wealthalloc.accounts.errors import AccountError
 from wealthalloc.events.fanout import (
@@ -51,7 +52,6 @@ from wealthalloc.events.relay import Event
 from wealthalloc.logging import get_logger
 from wealthalloc.security.access import Principal, Role
 from wealthalloc.security.rate_limits import user_generation_key
-from wealthalloc.storage.redis_client import SOCKET_TIMEOUT_S
 
 log = get_logger(__name__)
 
@@ -106,7 +106,7 @@ async def _serve(res: Resources, websocket: WebSocket) -> None:
     settings = res.settings
     first = await _first_message(websocket, settings.stream_auth_timeout_seconds)
     token, principal, expires_at = await _authenticate(res, first)
-    generation = await _generation(res, principal.user_id)
+    generation = await user_generation(res, principal.user_id)
     users = await _audience(res, principal)
     hub = res.stream_hub()
     sub = hub.subscribe(
@@ -309,17 +309,6 @@ async def _authenticate(res: Resources, message: dict[str, Any]) -> tuple[str, P
     except AccountError as exc:
         raise StreamClosed(UNAUTHORIZED, str(exc.details.get("reason", "unauthorized"))) from exc
     return token, principal, claims.expires_at
-
-
-async def _generation(res: Resources, user_id: uuid.UUID) -> str | None:
-    if res.redis is None:
-        return None
-    try:
-        value = await asyncio.wait_for(res.redis.get(user_generation_key(user_id)), SOCKET_TIMEOUT_S)
-    except Exception as exc:  # Redis away: the periodic re-check still catches a sign-out
-        log.warning("stream_generation_unavailable", error=str(exc))
-        return None
-    return value.decode() if isinstance(value, bytes) else (value if value is not None else "0")
 
 
 async def _audience(res: Resources, principal: Principal) -> frozenset[uuid.UUID]:
