@@ -197,13 +197,16 @@ def test_any_text_is_either_refused_or_a_clean_stable_address(text: str) -> None
 
 _local = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=20)
 _label = st.text(alphabet="abcdefghijklmnopqrstuvwxyz", min_size=1, max_size=12)
+# A fixed public suffix: generated labels could otherwise end in a special-use name (.local, .test,
+# .arpa ...) that the validator refuses for reasons unrelated to the property under test.
+_public_suffix = st.sampled_from(["com", "org", "net", "de", "co.uk"])
 
 
-@given(local=_local, labels=st.lists(_label, min_size=2, max_size=4))
+@given(local=_local, labels=st.lists(_label, min_size=1, max_size=3), suffix=_public_suffix)
 def test_a_fullwidth_spelling_of_an_ascii_address_normalises_to_the_ascii_address(
-    local: str, labels: list[str]
+    local: str, labels: list[str], suffix: str
 ) -> None:
-    address = f"{local}@{'.'.join(labels)}"
+    address = f"{local}@{'.'.join([*labels, suffix])}"
     fullwidth = "".join(chr(ord(ch) + 0xFEE0) for ch in address)
 
     assert normalise_email(fullwidth) == normalise_email(address) == address
