@@ -19,6 +19,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
+# Fixtures that several integration modules share, kept beside the helpers they use.
+pytest_plugins = ["tests.integration.stream_client"]
+
 ADMIN_URL = os.environ.get(
     "WEALTHALLOC_TEST_DATABASE_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )

@@ -4,11 +4,10 @@ a published price reaches the level, and told to the user by a signed webhook an
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import timedelta
 from decimal import Decimal as D
 from typing import Any
 
@@ -17,9 +16,10 @@ import psycopg
 import pytest
 
 from tests.integration.people import Investor
+from tests.integration.prices import publish, some_future_day
 from tests.integration.test_webhooks_api import Receiver, receiver, wait_until  # noqa: F401 - fixture
 from wealthalloc.config import Settings
-from wealthalloc.events.price_alerts import DailyPricePublisher, PriceAlertEvaluator
+from wealthalloc.events.price_alerts import PriceAlertEvaluator
 from wealthalloc.storage.postgres import async_pool
 
 pytestmark = pytest.mark.integration
@@ -28,26 +28,6 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def investor(http: httpx.Client, database_url: str) -> Investor:
     return Investor(http, database_url)
-
-
-def publish(database_url: str, closes: dict[str, D], day: date) -> int:
-    """Announce ``closes`` as ``day``'s prices, as the daily publisher does when the clock gets there."""
-
-    async def run() -> int:
-        pool = async_pool(Settings(database_url=database_url), name="test-prices")
-        await pool.open()
-        try:
-            publisher = DailyPricePublisher(pool=pool, today=lambda: day, closes=lambda _: closes)
-            return await publisher.publish_once() + await publisher.publish_once()
-        finally:
-            await pool.close()
-
-    return asyncio.run(run())
-
-
-def some_future_day() -> date:
-    """A day no other test announces (the mark of a day is written once per database)."""
-    return date(2090, 1, 1) + timedelta(days=random.randrange(3000))
 
 
 @pytest.fixture

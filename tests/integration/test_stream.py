@@ -11,98 +11,18 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
-from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import ClientConnection, connect
 
 from tests.integration.people import Investor, new_person
+from tests.integration.prices import publish, some_future_day
+from tests.integration.stream_client import Stream, token_of
 
 pytestmark = pytest.mark.integration
-
-WAIT_S = 20.0
-
-
-class Stream:
-    """One client socket and the messages it has read so far."""
-
-    def __init__(self, api_url: str) -> None:
-        self.ws: ClientConnection = connect(
-            api_url.replace("http://", "ws://") + "/api/v1/stream", open_timeout=10
-        )
-        self.received: list[dict[str, Any]] = []
-
-    def auth(self, token: str, **extra: Any) -> dict[str, Any]:
-        self.ws.send(json.dumps({"type": "auth", "token": token, **extra}))
-        return self.next_message(lambda m: m["type"] in ("ready", "reset"))
-
-    def next_message(
-        self, wanted: Callable[[dict[str, Any]], bool], timeout: float = WAIT_S
-    ) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"no wanted message in {timeout} s; got {self.received}")
-            try:
-                message = json.loads(self.ws.recv(timeout=left))
-            except TimeoutError:
-                continue
-            self.received.append(message)
-            if message["type"] == "ping":
-                self.ws.send(json.dumps({"type": "pong"}))
-            if wanted(message):
-                return message
-
-    def event(self, event_type: str, timeout: float = WAIT_S) -> dict[str, Any]:
-        return self.next_message(lambda m: m["type"] == "event" and m["event_type"] == event_type, timeout)
-
-    def events(self, event_type: str) -> list[dict[str, Any]]:
-        return [m for m in self.received if m["type"] == "event" and m["event_type"] == event_type]
-
-    def drain(self, seconds: float) -> None:
-        """Read whatever arrives for ``seconds``."""
-        deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                message = json.loads(self.ws.recv(timeout=left))
-            except TimeoutError:
-                return
-            self.received.append(message)
-
-    def close_code(self, timeout: float = WAIT_S) -> int | None:
-        """The code the server closed the socket with (reading until it does)."""
-        deadline = time.monotonic() + timeout
-        try:
-            while time.monotonic() < deadline:
-                self.received.append(json.loads(self.ws.recv(timeout=deadline - time.monotonic())))
-        except ConnectionClosed as closed:
-            return closed.rcvd.code if closed.rcvd else None
-        raise TimeoutError(f"the socket stayed open; got {self.received}")
-
-    def close(self) -> None:
-        self.ws.close()
-
-
-@pytest.fixture
-def streams(api_url: str) -> Iterator[Callable[[], Stream]]:
-    opened: list[Stream] = []
-
-    def open_stream() -> Stream:
-        stream = Stream(api_url)
-        opened.append(stream)
-        return stream
-
-    yield open_stream
-    for stream in opened:
-        stream.close()
-
-
-def token_of(investor: Investor) -> str:
-    return investor.headers["Authorization"].removeprefix("Bearer ")
 
 
 def test_a_person_sees_their_own_deposit_and_its_value_and_nobody_else_sees_it(
@@ -258,3 +178,28 @@ def test_a_socket_may_renew_its_token_but_not_become_someone_else(
 
     stream.ws.send(json.dumps({"type": "auth", "token": token_of(hal)}))
     assert stream.close_code() == 4401
+
+
+def test_published_prices_push_a_fresh_value_for_a_portfolio_holding_a_moved_symbol_only(
+    http: httpx.Client, database_url: str, streams: Callable[[], Stream]
+) -> None:
+    holder, saver = Investor(http, database_url), Investor(http, database_url)
+    held, cash_only = holder.funded("5000.00"), saver.funded("5000.00")
+    bought = holder.trade(held["id"], symbol="KO", side="buy", quantity="10")
+    assert bought.status_code == 201, bought.text
+    assert bought.json()["data"]["status"] == "filled"  # the paper broker fills at once: nothing is pending
+    holder_stream, saver_stream = streams(), streams()
+    holder_stream.auth(token_of(holder))
+    saver_stream.auth(token_of(saver))
+    holder_stream.drain(1.0)
+    before = len([m for m in holder_stream.received if m["type"] == "value"])
+
+    assert publish(database_url, {"KO": Decimal("61.25"), "AAPL": Decimal("190")}, some_future_day()) == 1
+
+    value = holder_stream.next_message(lambda m: m["type"] == "value", timeout=15)
+    assert value["portfolio_id"] == held["id"]
+    assert value["data"]["total_value"] is not None
+    assert len([m for m in holder_stream.received if m["type"] == "value"]) == before + 1
+    saver_stream.drain(2.0)
+    assert not [m for m in saver_stream.received if m["type"] == "value"], cash_only
+    assert not [m for m in holder_stream.received if m.get("event_type") == "prices.updated"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,6 +53,22 @@ def test_an_event_reaches_the_sockets_of_its_user_and_an_advisor_following_them_
         assert alice_socket.queue.qsize() == 1
         assert advisor_socket.queue.qsize() == 2
         assert h.sockets == 2
+
+    asyncio.run(scenario())
+
+
+def test_published_prices_reach_every_socket_as_a_cue_but_other_userless_events_reach_none() -> None:
+    async def scenario() -> None:
+        h = hub()
+        h._start = lambda: None  # type: ignore[method-assign]
+        sockets = [h.subscribe([uuid.uuid4()], queue_size=10) for _ in range(3)]
+        closes = replace(event(None, symbols=["AAPL"]), topic="prices.updated", type="prices.updated")
+        bookkeeping = event(None)
+
+        h.dispatch([closes, bookkeeping])
+
+        assert [s.queue.qsize() for s in sockets] == [1, 1, 1]
+        assert all(s.queue.get_nowait().type == "prices.updated" for s in sockets)
 
     asyncio.run(scenario())
 

@@ -5,8 +5,10 @@ would hold a thousand connections and wake Redis a thousand times per event.
 So each API replica runs ONE :class:`StreamHub`, an asyncio task that reads
 every topic stream with a single ``XREAD`` and hands each event to the
 subscriptions of the user it names (an advisor's subscription names the
-linked clients too). Events that name no user (``prices.updated`` closes) are
-for webhooks and caches, not for people, and stop here.
+linked clients too). Of the events that name no user, only market moves
+(:data:`MARKET_EVENT_TYPES`, the published closes) reach every subscription:
+not to be shown, but as the cue for each socket to re-value the portfolios it
+shows that hold a symbol that moved. The rest are for webhooks and caches.
 
 A subscription's queue is bounded: a socket that cannot keep up is told so
 and closed (:data:`SLOW_CONSUMER`) instead of buffering without end in the
@@ -39,6 +41,9 @@ log = get_logger(__name__)
 
 STREAMED_TOPICS: tuple[str, ...] = TOPICS
 """What a person's socket carries; ``accounts.notices`` (sign-in hints, invitations) is for the mailer."""
+
+MARKET_EVENT_TYPES = frozenset({"prices.updated"})
+"""Events of no user that every subscription hears: prices moved, so held portfolios' values did."""
 
 # Close codes of the stream (4000-4999 are the application's own).
 PROTOCOL_ERROR = 4400
@@ -236,6 +241,10 @@ class StreamHub:
         """Hand each event to the subscriptions of the user it names (in outbox order within a read)."""
         for event in sorted(events, key=lambda e: e.sequence):
             if event.user_id is None:
+                if event.type in MARKET_EVENT_TYPES:
+                    for sub in tuple(self._subscriptions):
+                        sub.offer(event)
+                        self.dispatched += 1
                 continue
             for sub in tuple(self._by_user.get(event.user_id, ())):
                 sub.offer(event)
@@ -370,6 +379,7 @@ __all__ = [
     "HEARTBEAT_TIMEOUT",
     "PROTOCOL_ERROR",
     "SLOW_CONSUMER",
+    "MARKET_EVENT_TYPES",
     "STREAMED_TOPICS",
     "UNAUTHORIZED",
     "Seen",

@@ -11,7 +11,9 @@ The protocol, in the order a client sees it:
    person's own events (an advisor's linked clients' too), each at most once per socket.
    After a change to a portfolio (cash moved, a fill, an edit) the server also sends
    ``{"type": "value", "topic": "portfolio.value", "portfolio_id", "data"}`` with its totals, at
-   most once a second per portfolio (a burst of fills ends with one value, the latest).
+   most once a second per portfolio (a burst of fills ends with one value, the latest). When
+   prices are published, each portfolio the socket can see that holds a symbol whose price moved
+   gets a fresh value the same way (the prices themselves are not sent).
 4. The server sends ``{"type": "ping"}`` every heartbeat; any client message counts as alive
    (``{"type": "pong"}`` is the answer it expects). Two silent heartbeats close with 4408. A client
    may send ``{"type": "ping"}`` and gets a pong. A fresh ``auth`` message replaces the token before
@@ -40,6 +42,7 @@ from serve_apps.api.resources import Resources
 from wealthalloc.accounts.errors import AccountError
 from wealthalloc.events.fanout import (
     HEARTBEAT_TIMEOUT,
+    MARKET_EVENT_TYPES,
     PROTOCOL_ERROR,
     SLOW_CONSUMER,
     UNAUTHORIZED,
@@ -149,6 +152,9 @@ class _Connection:
         self.seen = Seen()
         self.values = Throttle(min_interval_s=VALUE_INTERVAL_S)
         self.owners: dict[uuid.UUID, uuid.UUID] = {}
+        # The symbols each visible portfolio held at its last valuation; None until a market move
+        # first needs them (most sockets never see one, so they cost no read at connect).
+        self.holdings: dict[uuid.UUID, frozenset[str]] | None = None
         self.heard_at = time.monotonic()
         self.clients_checked_at = time.monotonic()
 
@@ -186,6 +192,10 @@ class _Connection:
 
     async def deliver(self, event: Event) -> None:
         """Send ``event`` once; a change to a portfolio then pushes its value (throttled)."""
+        if event.user_id is None:
+            if event.type in MARKET_EVENT_TYPES:
+                await self._revalue(event)
+            return
         if not self.seen.add(event.id):
             return
         await _send_event(self.websocket, event)
@@ -208,6 +218,29 @@ class _Connection:
             for portfolio_id in self.values.due():
                 await self._send_value(portfolio_id)  # type: ignore[arg-type]
 
+    async def _revalue(self, event: Event) -> None:
+        """Prices moved: push a value for each visible portfolio holding one of the moved symbols."""
+        moved = {str(symbol) for symbol in event.payload.get("symbols") or ()}
+        if self.holdings is None:
+            self.holdings = await self._visible_holdings()
+        for portfolio_id, held in self.holdings.items():
+            if held & moved and self.values.request(portfolio_id):
+                await self._send_value(portfolio_id)
+
+    async def _visible_holdings(self) -> dict[uuid.UUID, frozenset[str]]:
+        holdings: dict[uuid.UUID, frozenset[str]] = {}
+        for user_id in self.users:
+            try:
+                portfolios = await self.res.shards.call(user_id, "portfolios", user_id)
+            except Exception as exc:  # the shard is moving: this user's portfolios wait for a change
+                log.info("stream_portfolios_unavailable", user_id=str(user_id), error=str(exc))
+                continue
+            for portfolio in portfolios:
+                portfolio_id = uuid.UUID(str(portfolio["id"]))
+                self.owners[portfolio_id] = user_id
+                holdings[portfolio_id] = _symbols_of(portfolio)
+        return holdings
+
     async def _send_value(self, portfolio_id: uuid.UUID) -> None:
         owner = self.owners[portfolio_id]
         try:
@@ -215,6 +248,8 @@ class _Connection:
         except Exception as exc:  # deleted meanwhile, or the shard is moving: the next change tells
             log.info("stream_value_unavailable", portfolio_id=str(portfolio_id), error=str(exc))
             return
+        if self.holdings is not None:
+            self.holdings[portfolio_id] = _symbols_of(snapshot)
         data = {key: snapshot.get(key) for key in VALUE_FIELDS}
         await _send(
             self.websocket,
@@ -332,6 +367,10 @@ async def _replay(res: Resources, users: Iterable[uuid.UUID], after: Any) -> lis
     except Exception as exc:  # Redis away: the client cannot be brought up to date from the streams
         log.warning("stream_replay_failed", error=str(exc))
         return None
+
+
+def _symbols_of(portfolio: dict[str, Any]) -> frozenset[str]:
+    return frozenset(str(h["symbol"]) for h in portfolio.get("holdings") or ())
 
 
 def _portfolio_of(event: Event) -> uuid.UUID | None:
