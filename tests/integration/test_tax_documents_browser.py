@@ -6,28 +6,22 @@ picks the year and saves the file the way a person would.
 
 from __future__ import annotations
 
-import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.integration.people import PASSWORD, Investor, data
+from tests.integration.browser import Session, needs_chromium
+from tests.integration.people import Investor, data
 from tests.integration.test_tax_api import market_today
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(
-        shutil.which("chromium") is None, reason="needs Debian's chromium package (apt-get install chromium)"
-    ),
-]
+pytestmark = [pytest.mark.integration, needs_chromium]
 
 
 def test_the_tax_documents_screen_saves_the_selected_portfolio_s_form_8949_as_csv_and_pdf(
-    api_url: str, http: httpx.Client, database_url: str, tmp_path: Path
+    browse: Callable[..., Session], http: httpx.Client, database_url: str, tmp_path: Path
 ) -> None:
-    from playwright.sync_api import sync_playwright
-
     investor = Investor(http, database_url)
     portfolio = investor.funded("20000.00", name="Brokerage")
     data(investor.trade(portfolio["id"], symbol="MSFT", side="buy", quantity="4"), 201)
@@ -38,32 +32,23 @@ def test_the_tax_documents_screen_saves_the_selected_portfolio_s_form_8949_as_cs
     )
     assert expected.status_code == 200, expected.text
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=shutil.which("chromium"))
-        try:
-            page = browser.new_page(accept_downloads=True)
-            page.goto(api_url)
-            page.fill("#email", investor.email)
-            page.fill("#password", PASSWORD)
-            page.click("#login button[type=submit]")
-            page.click("#nav-tax", timeout=30_000)
-            page.wait_for_selector("#tax-documents", state="visible", timeout=30_000)
-            page.select_option("#tax-year", str(year))
+    page = browse(investor, accept_downloads=True).submit_sign_in()
+    page.click("#nav-tax", timeout=30_000)
+    page.wait_for_selector("#tax-documents", state="visible", timeout=30_000)
+    page.select_option("#tax-year", str(year))
 
-            with page.expect_download(timeout=30_000) as csv_download:
-                page.click("#form-8949-csv")
-            saved = tmp_path / csv_download.value.suggested_filename
-            csv_download.value.save_as(saved)
-            assert saved.name == f"form-8949-{year}-{str(portfolio['id']).split('-')[0]}.csv"
-            assert saved.read_bytes() == expected.content
-            assert "4 MSFT" in saved.read_text()
+    with page.expect_download(timeout=30_000) as csv_download:
+        page.click("#form-8949-csv")
+    saved = tmp_path / csv_download.value.suggested_filename
+    csv_download.value.save_as(saved)
+    assert saved.name == f"form-8949-{year}-{str(portfolio['id']).split('-')[0]}.csv"
+    assert saved.read_bytes() == expected.content
+    assert "4 MSFT" in saved.read_text()
 
-            with page.expect_download(timeout=30_000) as pdf_download:
-                page.click("#form-8949-pdf")
-            pdf = tmp_path / pdf_download.value.suggested_filename
-            pdf_download.value.save_as(pdf)
-            assert pdf.suffix == ".pdf" and pdf.read_bytes().startswith(b"%PDF-")
-            page.wait_for_selector("#tax-documents-status:has-text('Saved')")
-            assert not page.is_visible("#login")  # nothing left the investor signed out
-        finally:
-            browser.close()
+    with page.expect_download(timeout=30_000) as pdf_download:
+        page.click("#form-8949-pdf")
+    pdf = tmp_path / pdf_download.value.suggested_filename
+    pdf_download.value.save_as(pdf)
+    assert pdf.suffix == ".pdf" and pdf.read_bytes().startswith(b"%PDF-")
+    page.wait_for_selector("#tax-documents-status:has-text('Saved')")
+    assert not page.is_visible("#login")  # nothing left the investor signed out

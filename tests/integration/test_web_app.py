@@ -9,96 +9,19 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.integration.people import PASSWORD, Investor, data, new_person, turn_on_mfa
+from tests.integration.browser import PHONE, Session, needs_chromium
+from tests.integration.people import Investor, data, new_person, turn_on_mfa
 from tests.integration.test_tax_api import market_today
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(
-        shutil.which("chromium") is None, reason="needs Debian's chromium package (apt-get install chromium)"
-    ),
-]
-
-# Chromium reports each non-2xx answer as a console error; the tests that expect one say so.
-NETWORK_ANSWER = "Failed to load resource: the server responded with a status of"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=shutil.which("chromium"))
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
-class Session:
-    """One person's page, with what the console and the page reported."""
-
-    def __init__(self, browser: Any, api_url: str, investor: Investor, **context: Any) -> None:
-        self.api_url = api_url
-        self.investor = investor
-        self.context = browser.new_context(extra_http_headers={"X-Forwarded-For": investor.ip}, **context)
-        self.page = self.context.new_page()
-        self.console: list[str] = []
-        self.errors: list[str] = []
-        self.refused: list[str] = []
-        self.page.on("response", lambda r: r.status >= 400 and self.refused.append(f"{r.status} {r.url}"))
-        self.page.on("console", lambda m: self.console.append(m.text) if m.type == "error" else None)
-        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
-
-    def sign_in(self) -> Any:
-        page = self.page
-        page.goto(self.api_url)
-        page.wait_for_selector("#login", state="visible")
-        page.fill("#email", self.investor.email)
-        page.fill("#password", PASSWORD)
-        page.click("#login button[type=submit]")
-        page.wait_for_selector("#net-worth-chart", state="visible", timeout=30_000)
-        return page
-
-    def open(self, hash_route: str, ready: str) -> None:
-        self.page.evaluate("(route) => { location.hash = route; }", hash_route)
-        self.page.wait_for_selector(ready, timeout=30_000)
-
-    def settle(self) -> None:
-        self.page.wait_for_function("() => !document.querySelector('[aria-busy]')", timeout=30_000)
-
-    def assert_clean(self, *refused: str) -> None:
-        """No script error, no blocked content, and no refused request but those the test caused
-        (``refused``: parts of their URLs) and a young portfolio's 400 PERFORMANCE_UNAVAILABLE."""
-        assert not self.errors, self.errors
-        blocked = [line for line in self.console if "Content Security Policy" in line]
-        assert not blocked, blocked
-        others = [line for line in self.console if not line.startswith(NETWORK_ANSWER)]
-        assert not others, others
-        young = [r for r in self.refused if r.startswith("400 ") and "/performance?" in r]
-        unexpected = [r for r in self.refused if r not in young and not any(part in r for part in refused)]
-        assert not unexpected, unexpected
-
-    def close(self) -> None:
-        self.context.close()
-
-
-@pytest.fixture
-def session(browser: Any, api_url: str, http: httpx.Client, database_url: str) -> Iterator[Session]:
-    opened = Session(browser, api_url, Investor(http, database_url))
-    try:
-        yield opened
-    finally:
-        opened.close()
+pytestmark = [pytest.mark.integration, needs_chromium]
 
 
 def test_an_investor_deposits_buys_sees_the_holding_and_the_order_then_signs_out(session: Session) -> None:
@@ -211,7 +134,7 @@ def test_a_server_failure_shows_a_message_and_an_expired_token_is_refreshed(sess
 
 
 def test_a_phone_s_width_needs_no_sideways_scrolling(
-    browser: Any, api_url: str, http: httpx.Client, database_url: str
+    browse: Callable[..., Session], http: httpx.Client, database_url: str
 ) -> None:
     investor = Investor(http, database_url)
     portfolio = investor.funded("50000.00", name="A portfolio with a long name for a narrow screen")
@@ -220,28 +143,24 @@ def test_a_phone_s_width_needs_no_sideways_scrolling(
     moved_in = {"symbol": "JNJ", "shares": "10", "cost_basis": "1500.00"}
     moved_in["acquired_at"] = str(market_today(investor) - timedelta(days=200))
     data(investor.post(f"/api/v1/portfolios/{portfolio['id']}/lots", moved_in, str(uuid.uuid4())), 201)
-    phone = Session(browser, api_url, investor, viewport={"width": 390, "height": 844})
-    try:
-        page = phone.sign_in()
-        overflow = "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
-        phone.open("#/dashboard", "#net-worth-chart svg path.line")
+    phone = browse(investor, **PHONE)
+    page = phone.sign_in()
+    phone.open("#/dashboard", "#net-worth-chart svg path.line")
+    phone.settle()
+    assert "Net worth, 1Y" in page.get_attribute("#net-worth-chart svg", "aria-label")
+    page.click("button:has-text('3M')")
+    page.wait_for_selector("#net-worth-chart svg[aria-label^='Net worth, 3M']", timeout=30_000)
+    assert phone.overflow() <= 0
+    for route, ready in (
+        (f"#/portfolios/{portfolio['id']}", "#holdings"),
+        (f"#/portfolios/{portfolio['id']}/trade", "#order-ticket"),
+        (f"#/portfolios/{portfolio['id']}/orders", "#orders"),
+        ("#/tax", "#tax-documents"),
+    ):
+        phone.open(route, ready)
         phone.settle()
-        assert "Net worth, 1Y" in page.get_attribute("#net-worth-chart svg", "aria-label")
-        page.click("button:has-text('3M')")
-        page.wait_for_selector("#net-worth-chart svg[aria-label^='Net worth, 3M']", timeout=30_000)
-        assert page.evaluate(overflow) <= 0
-        for route, ready in (
-            (f"#/portfolios/{portfolio['id']}", "#holdings"),
-            (f"#/portfolios/{portfolio['id']}/trade", "#order-ticket"),
-            (f"#/portfolios/{portfolio['id']}/orders", "#orders"),
-            ("#/tax", "#tax-documents"),
-        ):
-            phone.open(route, ready)
-            phone.settle()
-            assert page.evaluate(overflow) <= 0, route
-        phone.assert_clean()
-    finally:
-        phone.close()
+        assert phone.overflow() <= 0, route
+    phone.assert_clean()
 
 
 def test_a_buy_beyond_the_cash_says_why_and_an_open_limit_order_is_cancelled(session: Session) -> None:
@@ -274,23 +193,16 @@ def test_a_buy_beyond_the_cash_says_why_and_an_open_limit_order_is_cancelled(ses
 
 
 def test_a_person_with_two_factor_signs_in_with_the_code(
-    browser: Any, api_url: str, http: httpx.Client, database_url: str
+    browse: Callable[..., Session], http: httpx.Client, database_url: str
 ) -> None:
     person = new_person(http, database_url, prefix="web")
     authenticator = turn_on_mfa(person, person.login())
-    signing_in = Session(browser, api_url, person)  # type: ignore[arg-type]
-    try:
-        page = signing_in.page
-        page.goto(api_url)
-        page.fill("#email", person.email)
-        page.fill("#password", PASSWORD)
-        page.click("#login button[type=submit]")
-        page.wait_for_selector("#totp", state="visible", timeout=30_000)
-        assert "six-digit code" in page.text_content("#login-error")
-        page.fill("#totp", authenticator.code())
-        page.click("#login button[type=submit]")
-        page.wait_for_selector("#view h2:has-text('Dashboard')", timeout=30_000)
-        assert [page.input_value(f) for f in ("#email", "#password", "#totp")] == ["", "", ""]
-        signing_in.assert_clean("401 ")
-    finally:
-        signing_in.close()
+    signing_in = browse(person)
+    page = signing_in.submit_sign_in()
+    page.wait_for_selector("#totp", state="visible", timeout=30_000)
+    assert "six-digit code" in page.text_content("#login-error")
+    page.fill("#totp", authenticator.code())
+    page.click("#login button[type=submit]")
+    page.wait_for_selector("#view h2:has-text('Dashboard')", timeout=30_000)
+    assert [page.input_value(f) for f in ("#email", "#password", "#totp")] == ["", "", ""]
+    signing_in.assert_clean("401 ")

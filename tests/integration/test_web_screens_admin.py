@@ -7,36 +7,16 @@ investor has no admin screen, and the API's 403 says why when one is opened by i
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.integration.browser import PHONE, Session, needs_chromium
 from tests.integration.people import Investor, Person, data, new_person
-from tests.integration.test_web_app import Session
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(
-        shutil.which("chromium") is None, reason="needs Debian's chromium package (apt-get install chromium)"
-    ),
-]
-
-OVERFLOW = "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=shutil.which("chromium"))
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+pytestmark = [pytest.mark.integration, needs_chromium]
 
 
 @pytest.fixture
@@ -45,12 +25,9 @@ def admin(http: httpx.Client, database_url: str) -> Person:
 
 
 @pytest.fixture
-def session(browser: Any, api_url: str, admin: Person) -> Iterator[Session]:
-    opened = Session(browser, api_url, admin)  # type: ignore[arg-type]
-    try:
-        yield opened
-    finally:
-        opened.close()
+def session(browse: Callable[..., Session], admin: Person) -> Iterator[Session]:
+    opened = browse(admin)
+    yield opened
 
 
 def show_user(page: Any, person: Person) -> Any:
@@ -127,32 +104,26 @@ def test_system_health_is_the_api_s_report(session: Session, http: httpx.Client,
 
 
 def test_an_investor_has_no_admin_screen_and_the_api_s_refusal_is_shown(
-    browser: Any, api_url: str, http: httpx.Client, database_url: str
+    browse: Callable[..., Session], http: httpx.Client, database_url: str
 ) -> None:
-    investor = Session(browser, api_url, Investor(http, database_url))
-    try:
-        page = investor.sign_in()
-        assert page.is_hidden("#nav-admin") and page.is_hidden("#nav-advisor")
-        investor.open("#/admin/users", "#alert:not([hidden])")
-        assert "FORBIDDEN" in page.text_content("#alert")
-        assert page.locator("#users tbody tr").count() == 0
-        investor.assert_clean("403 ")
-    finally:
-        investor.close()
+    investor = browse(Investor(http, database_url))
+    page = investor.sign_in()
+    assert page.is_hidden("#nav-admin") and page.is_hidden("#nav-advisor")
+    investor.open("#/admin/users", "#alert:not([hidden])")
+    assert "FORBIDDEN" in page.text_content("#alert")
+    assert page.locator("#users tbody tr").count() == 0
+    investor.assert_clean("403 ")
 
 
-def test_the_admin_screens_fit_a_phone(browser: Any, api_url: str, admin: Person) -> None:
-    phone = Session(browser, api_url, admin, viewport={"width": 390, "height": 844})  # type: ignore[arg-type]
-    try:
-        page = phone.sign_in()
-        for route, ready in (
-            ("#/admin/users", "#users tbody tr"),
-            ("#/admin/audit", "#audit tbody tr"),
-            ("#/admin/health", "#health-checks"),
-        ):
-            phone.open(route, ready)
-            phone.settle()
-            assert page.evaluate(OVERFLOW) <= 0, route
-        phone.assert_clean()
-    finally:
-        phone.close()
+def test_the_admin_screens_fit_a_phone(browse: Callable[..., Session], admin: Person) -> None:
+    phone = browse(admin, **PHONE)
+    phone.sign_in()
+    for route, ready in (
+        ("#/admin/users", "#users tbody tr"),
+        ("#/admin/audit", "#audit tbody tr"),
+        ("#/admin/health", "#health-checks"),
+    ):
+        phone.open(route, ready)
+        phone.settle()
+        assert phone.overflow() <= 0, route
+    phone.assert_clean()

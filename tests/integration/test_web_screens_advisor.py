@@ -7,37 +7,16 @@ them; someone who is not their client stays hidden behind the API's 404.
 
 from __future__ import annotations
 
-import shutil
 import uuid
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
 
+from tests.integration.browser import PHONE, Session, needs_chromium
 from tests.integration.people import Investor, Person, data, new_person
-from tests.integration.test_web_app import Session
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(
-        shutil.which("chromium") is None, reason="needs Debian's chromium package (apt-get install chromium)"
-    ),
-]
-
-OVERFLOW = "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=shutil.which("chromium"))
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+pytestmark = [pytest.mark.integration, needs_chromium]
 
 
 @pytest.fixture
@@ -57,12 +36,9 @@ def client(http: httpx.Client, database_url: str, advisor: Person) -> Investor:
 
 
 @pytest.fixture
-def session(browser: Any, api_url: str, advisor: Person) -> Iterator[Session]:
-    opened = Session(browser, api_url, advisor)  # type: ignore[arg-type]
-    try:
-        yield opened
-    finally:
-        opened.close()
+def session(browse: Callable[..., Session], advisor: Person) -> Iterator[Session]:
+    opened = browse(advisor)
+    yield opened
 
 
 def test_an_advisor_picks_a_client_and_reads_their_portfolios_without_any_control_that_writes(
@@ -121,16 +97,13 @@ def test_someone_who_is_not_their_client_answers_not_found(
 
 
 def test_the_client_screen_fits_a_phone(
-    browser: Any, api_url: str, advisor: Person, client: Investor
+    browse: Callable[..., Session], advisor: Person, client: Investor
 ) -> None:
-    phone = Session(browser, api_url, advisor, viewport={"width": 390, "height": 844})  # type: ignore[arg-type]
-    try:
-        page = phone.sign_in()
-        phone.open(f"#/advisor/{client.id}", "#client-holdings")
-        phone.settle()
-        assert page.evaluate(OVERFLOW) <= 0
-        phone.open("#/advisor", "#client-select")
-        assert page.evaluate(OVERFLOW) <= 0
-        phone.assert_clean()
-    finally:
-        phone.close()
+    phone = browse(advisor, **PHONE)
+    phone.sign_in()
+    phone.open(f"#/advisor/{client.id}", "#client-holdings")
+    phone.settle()
+    assert phone.overflow() <= 0
+    phone.open("#/advisor", "#client-select")
+    assert phone.overflow() <= 0
+    phone.assert_clean()

@@ -7,46 +7,16 @@ reason and nothing is stored.
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
 
 import httpx
 import pytest
 
+from tests.integration.browser import PHONE, Session, needs_chromium
 from tests.integration.people import Investor, data
-from tests.integration.test_web_app import Session
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(
-        shutil.which("chromium") is None, reason="needs Debian's chromium package (apt-get install chromium)"
-    ),
-]
-
-OVERFLOW = "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=shutil.which("chromium"))
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
-@pytest.fixture
-def session(browser: Any, api_url: str, http: httpx.Client, database_url: str) -> Iterator[Session]:
-    opened = Session(browser, api_url, Investor(http, database_url))
-    try:
-        yield opened
-    finally:
-        opened.close()
+pytestmark = [pytest.mark.integration, needs_chromium]
 
 
 def last_price(investor: Investor, symbol: str) -> Decimal:
@@ -104,19 +74,16 @@ def test_a_level_already_reached_is_refused_with_the_reason_and_nothing_is_store
 
 
 def test_the_alerts_screen_fits_a_phone(
-    browser: Any, api_url: str, http: httpx.Client, database_url: str
+    browse: Callable[..., Session], http: httpx.Client, database_url: str
 ) -> None:
     investor = Investor(http, database_url)
     level = (last_price(investor, "MSFT") * Decimal("0.8")).quantize(Decimal("0.01"))
     note = "A note long enough to wrap on a narrow screen rather than push the page sideways"
     body = {"symbol": "MSFT", "direction": "below", "level": str(level), "note": note}
     data(investor.post("/api/v1/alerts", body), 201)
-    phone = Session(browser, api_url, investor, viewport={"width": 390, "height": 844})
-    try:
-        page = phone.sign_in()
-        phone.open("#/alerts", "#alerts tr[data-symbol='MSFT']")
-        assert "Falls to" in page.text_content("#alerts tr[data-symbol='MSFT']")
-        assert page.evaluate(OVERFLOW) <= 0
-        phone.assert_clean()
-    finally:
-        phone.close()
+    phone = browse(investor, **PHONE)
+    page = phone.sign_in()
+    phone.open("#/alerts", "#alerts tr[data-symbol='MSFT']")
+    assert "Falls to" in page.text_content("#alerts tr[data-symbol='MSFT']")
+    assert phone.overflow() <= 0
+    phone.assert_clean()

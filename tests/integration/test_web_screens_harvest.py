@@ -7,46 +7,19 @@ harvest made; a harvest that can no longer be made says why.
 
 from __future__ import annotations
 
-import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.integration.browser import PHONE, Session, needs_chromium
 from tests.integration.people import Investor, data
 from tests.integration.test_tax_api import transfer_in
-from tests.integration.test_web_app import Session
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(
-        shutil.which("chromium") is None, reason="needs Debian's chromium package (apt-get install chromium)"
-    ),
-]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=shutil.which("chromium"))
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
-@pytest.fixture
-def session(browser: Any, api_url: str, http: httpx.Client, database_url: str) -> Iterator[Session]:
-    opened = Session(browser, api_url, Investor(http, database_url))
-    try:
-        yield opened
-    finally:
-        opened.close()
+pytestmark = [pytest.mark.integration, needs_chromium]
 
 
 def usd(amount: str) -> str:
@@ -127,18 +100,14 @@ def test_a_harvest_that_is_no_longer_open_says_why_and_places_nothing_more(sessi
 
 
 def test_the_harvest_screen_fits_a_phone(
-    browser: Any, api_url: str, http: httpx.Client, database_url: str
+    browse: Callable[..., Session], http: httpx.Client, database_url: str
 ) -> None:
     investor = Investor(http, database_url)
     amd_at_a_loss(investor)
-    phone = Session(browser, api_url, investor, viewport={"width": 390, "height": 844})
-    try:
-        page = phone.sign_in()
-        phone.open("#/harvest", "article[data-symbol='AMD']")
-        page.click("button[aria-label='Harvest AMD']")
-        page.wait_for_selector("button:has-text('Confirm harvest')")
-        overflow = "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
-        assert page.evaluate(overflow) <= 0
-        phone.assert_clean()
-    finally:
-        phone.close()
+    phone = browse(investor, **PHONE)
+    page = phone.sign_in()
+    phone.open("#/harvest", "article[data-symbol='AMD']")
+    page.click("button[aria-label='Harvest AMD']")
+    page.wait_for_selector("button:has-text('Confirm harvest')")
+    assert phone.overflow() <= 0
+    phone.assert_clean()

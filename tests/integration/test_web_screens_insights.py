@@ -10,45 +10,18 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
-from collections.abc import Iterator
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.integration.browser import PHONE, Session, needs_chromium
 from tests.integration.people import Investor, data
 from tests.integration.test_recommendations_api import concentrated, listed, one
-from tests.integration.test_web_app import Session
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(
-        shutil.which("chromium") is None, reason="needs Debian's chromium package (apt-get install chromium)"
-    ),
-]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=shutil.which("chromium"))
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
-@pytest.fixture
-def session(browser: Any, api_url: str, http: httpx.Client, database_url: str) -> Iterator[Session]:
-    opened = Session(browser, api_url, Investor(http, database_url))
-    try:
-        yield opened
-    finally:
-        opened.close()
+pytestmark = [pytest.mark.integration, needs_chromium]
 
 
 def percent(fraction: str) -> str:
@@ -145,21 +118,17 @@ def test_a_failing_risk_answer_shows_its_message_while_the_other_parts_still_sho
 
 
 def test_the_insights_screen_fits_a_phone(
-    browser: Any, api_url: str, http: httpx.Client, database_url: str
+    browse: Callable[..., Session], http: httpx.Client, database_url: str
 ) -> None:
     investor = Investor(http, database_url)
     pid = concentrated(investor)
-    phone = Session(browser, api_url, investor, viewport={"width": 390, "height": 844})
-    try:
-        page = phone.sign_in()
-        phone.open(f"#/portfolios/{pid}/insights", "#risk-score")
-        phone.settle()
-        page.click("article.recommendation summary:has-text('Evidence')")
-        overflow = "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
-        assert page.evaluate(overflow) <= 0
-        phone.assert_clean()
-    finally:
-        phone.close()
+    phone = browse(investor, **PHONE)
+    page = phone.sign_in()
+    phone.open(f"#/portfolios/{pid}/insights", "#risk-score")
+    phone.settle()
+    page.click("article.recommendation summary:has-text('Evidence')")
+    assert phone.overflow() <= 0
+    phone.assert_clean()
 
 
 def test_a_slow_risk_answer_for_one_portfolio_never_shows_under_another(session: Session) -> None:

@@ -8,46 +8,17 @@ is checked against what the API then answers.
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.integration.browser import PHONE, Session, needs_chromium
 from tests.integration.people import PASSWORD, Authenticator, Investor, data, new_person
-from tests.integration.test_web_app import Session
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(
-        shutil.which("chromium") is None, reason="needs Debian's chromium package (apt-get install chromium)"
-    ),
-]
-
-OVERFLOW = "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=shutil.which("chromium"))
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
-@pytest.fixture
-def session(browser: Any, api_url: str, http: httpx.Client, database_url: str) -> Iterator[Session]:
-    opened = Session(browser, api_url, Investor(http, database_url))
-    try:
-        yield opened
-    finally:
-        opened.close()
+pytestmark = [pytest.mark.integration, needs_chromium]
 
 
 def open_settings(session: Session) -> Any:
@@ -93,56 +64,53 @@ def test_the_profile_is_changed_with_rates_typed_as_percentages(session: Session
 
 
 def test_two_factor_is_turned_on_from_the_shown_secret_then_keys_need_a_code_and_it_is_turned_off(
-    browser: Any, api_url: str, http: httpx.Client, database_url: str
+    browse: Callable[..., Session], http: httpx.Client, database_url: str
 ) -> None:
     person = new_person(http, database_url, prefix="web")
-    session = Session(browser, api_url, person)  # type: ignore[arg-type]
-    try:
-        page = open_settings(session)
-        assert "off" in page.text_content("#mfa-state")
-        page.click("button:has-text('Set up two-factor')")
-        secret = page.wait_for_selector("#mfa-secret", timeout=30_000).text_content()
-        uri = page.text_content("#mfa-uri")
-        assert uri.startswith("otpauth://totp/") and f"secret={secret}" in uri
-        assert page.get_attribute("#mfa-qr", "role") == "img" and page.locator("#mfa-qr path").count() == 1
-        app = Authenticator(secret)
+    session = browse(person)
+    page = open_settings(session)
+    assert "off" in page.text_content("#mfa-state")
+    page.click("button:has-text('Set up two-factor')")
+    secret = page.wait_for_selector("#mfa-secret", timeout=30_000).text_content()
+    uri = page.text_content("#mfa-uri")
+    assert uri.startswith("otpauth://totp/") and f"secret={secret}" in uri
+    assert page.get_attribute("#mfa-qr", "role") == "img" and page.locator("#mfa-qr path").count() == 1
+    app = Authenticator(secret)
 
-        page.fill("#mfa-code", "123456")  # not the app's code (one chance in a million that it is)
-        page.click("button:has-text('Turn on two-factor')")
-        page.wait_for_selector("#mfa [role=alert]:not(:empty)", timeout=30_000)
-        assert data(http.get("/api/v1/me", headers=person.login().headers))["mfa_enabled"] is False
+    page.fill("#mfa-code", "123456")  # not the app's code (one chance in a million that it is)
+    page.click("button:has-text('Turn on two-factor')")
+    page.wait_for_selector("#mfa [role=alert]:not(:empty)", timeout=30_000)
+    assert data(http.get("/api/v1/me", headers=person.login().headers))["mfa_enabled"] is False
 
-        page.fill("#mfa-code", app.code())
-        page.click("button:has-text('Turn on two-factor')")
-        page.wait_for_selector("#status:has-text('Two-factor sign-in is on.')", timeout=30_000)
-        assert "on" in page.text_content("#mfa-state")
-        signed_in = person.try_login()
-        assert signed_in.status_code == 401 and signed_in.json()["error"]["code"] == "MFA_REQUIRED"
+    page.fill("#mfa-code", app.code())
+    page.click("button:has-text('Turn on two-factor')")
+    page.wait_for_selector("#status:has-text('Two-factor sign-in is on.')", timeout=30_000)
+    assert "on" in page.text_content("#mfa-state")
+    signed_in = person.try_login()
+    assert signed_in.status_code == 401 and signed_in.json()["error"]["code"] == "MFA_REQUIRED"
 
-        # With two-factor on, making a key asks for a code; the key is shown once and works.
-        page.fill("#api-key-name", "Spreadsheet")
-        page.check("#api-key-scope-trade")
-        page.fill("#api-key-totp", app.code())
-        page.click("button:has-text('Create key')")
-        shown = page.wait_for_selector("#new-api-key .secret", timeout=30_000).text_content()
-        assert "not shown again" in page.text_content("#new-api-key")
-        assert http.get("/api/v1/me", headers={"X-API-Key": shown}).status_code == 200
-        row = page.text_content("#api-key-list tbody tr")
-        assert "Spreadsheet" in row and "read, trade" in row and "Active" in row and shown not in row
+    # With two-factor on, making a key asks for a code; the key is shown once and works.
+    page.fill("#api-key-name", "Spreadsheet")
+    page.check("#api-key-scope-trade")
+    page.fill("#api-key-totp", app.code())
+    page.click("button:has-text('Create key')")
+    shown = page.wait_for_selector("#new-api-key .secret", timeout=30_000).text_content()
+    assert "not shown again" in page.text_content("#new-api-key")
+    assert http.get("/api/v1/me", headers={"X-API-Key": shown}).status_code == 200
+    row = page.text_content("#api-key-list tbody tr")
+    assert "Spreadsheet" in row and "read, trade" in row and "Active" in row and shown not in row
 
-        page.fill("#api-key-totp", app.code())
-        page.click("#api-key-list button:has-text('Revoke')")
-        page.wait_for_selector("#api-key-list td:has-text('Revoked')", timeout=30_000)
-        assert http.get("/api/v1/me", headers={"X-API-Key": shown}).status_code == 401
+    page.fill("#api-key-totp", app.code())
+    page.click("#api-key-list button:has-text('Revoke')")
+    page.wait_for_selector("#api-key-list td:has-text('Revoked')", timeout=30_000)
+    assert http.get("/api/v1/me", headers={"X-API-Key": shown}).status_code == 401
 
-        page.fill("#mfa-password", PASSWORD)
-        page.fill("#mfa-disable-code", app.code())
-        page.click("button:has-text('Turn off two-factor')")
-        page.wait_for_selector("#status:has-text('Two-factor sign-in is off.')", timeout=30_000)
-        assert person.try_login().status_code == 200
-        session.assert_clean("401 ", "400 ")
-    finally:
-        session.close()
+    page.fill("#mfa-password", PASSWORD)
+    page.fill("#mfa-disable-code", app.code())
+    page.click("button:has-text('Turn off two-factor')")
+    page.wait_for_selector("#status:has-text('Two-factor sign-in is off.')", timeout=30_000)
+    assert person.try_login().status_code == 200
+    session.assert_clean("401 ", "400 ")
 
 
 def test_a_webhook_s_secret_is_shown_once_an_unsafe_url_is_refused_and_it_is_deleted(
@@ -193,15 +161,12 @@ def test_an_investor_links_an_advisor_and_ends_the_link(
 
 
 def test_the_settings_screen_fits_a_phone(
-    browser: Any, api_url: str, http: httpx.Client, database_url: str
+    browse: Callable[..., Session], http: httpx.Client, database_url: str
 ) -> None:
     investor = Investor(http, database_url)
-    phone = Session(browser, api_url, investor, viewport={"width": 390, "height": 844})
-    try:
-        page = open_settings(phone)
-        page.click("button:has-text('Set up two-factor')")
-        page.wait_for_selector("#mfa-qr", timeout=30_000)
-        assert page.evaluate(OVERFLOW) <= 0
-        phone.assert_clean()
-    finally:
-        phone.close()
+    phone = browse(investor, **PHONE)
+    page = open_settings(phone)
+    page.click("button:has-text('Set up two-factor')")
+    page.wait_for_selector("#mfa-qr", timeout=30_000)
+    assert phone.overflow() <= 0
+    phone.assert_clean()
