@@ -23,6 +23,16 @@ or ``async with``). Tests steer it with ``set_price``, ``auto_fill``,
 ``fill``, ``reject_next``, ``delay``, ``drop_connections`` and
 ``refuse_connections``, and read what it received from ``place_counts``,
 ``received`` and ``orders``.
+
+One gateway login may manage several accounts, as an advisor's or a family's
+does: ``add_account`` lists another one in ``managedAccounts``, each with its
+own positions (``set_position(..., account=)``) and cash (``set_cash``).
+Positions come back for every account, account updates and summaries per
+account. A connection belongs to the account whose updates it asked for
+(``reqAccountUpdates``, what a client connecting with ``account=`` does):
+``drop_account`` closes that account's sockets and ``block_account`` keeps
+closing them, as a login locked at the broker would, while other accounts
+stay connected.
 """
 
 from __future__ import annotations
@@ -129,6 +139,14 @@ TICK = Decimal("0.01")
 
 
 @dataclass
+class FakeAccount:
+    """One managed account: positions as symbol -> (quantity, average cost), and cash."""
+
+    positions: dict[str, tuple[Decimal, Decimal]] = field(default_factory=dict)
+    cash: Decimal = Decimal("100000")
+
+
+@dataclass
 class FakeOrder:
     """An order as the gateway keeps it, keyed by the client id and order id that placed it."""
 
@@ -179,6 +197,7 @@ class _Client:
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
     client_id: int | None = None
+    account: str | None = None
     closed: bool = False
     received: list[list[str]] = field(default_factory=list)
     closed_event: asyncio.Event = field(default_factory=asyncio.Event)
@@ -233,7 +252,10 @@ class FakeIbGateway:
         self.prices: dict[str, Decimal] = {}
         self.orders: dict[tuple[int, int], FakeOrder] = {}
         self.executions: list[FakeExecution] = []
-        self.positions: dict[str, tuple[Decimal, Decimal]] = {}
+        self.accounts: dict[str, FakeAccount] = {account: FakeAccount()}
+        # The first account's positions, as tests of a single-account login know them.
+        self.positions = self.accounts[account].positions
+        self.blocked_accounts: set[str] = set()
         self.place_counts: Counter[str] = Counter()
         self.received: Counter[str] = Counter()
         self.connections_accepted = 0
@@ -285,8 +307,49 @@ class FakeIbGateway:
         """The last price of a symbol, bid a cent below, ask a cent above; unpriced symbols are unknown."""
         self.prices[symbol] = Decimal(str(price))
 
-    def set_position(self, symbol: str, quantity: Decimal | str, avg_cost: Decimal | str = "0") -> None:
-        self.positions[symbol] = (Decimal(str(quantity)), Decimal(str(avg_cost)))
+    def set_position(
+        self,
+        symbol: str,
+        quantity: Decimal | str,
+        avg_cost: Decimal | str = "0",
+        *,
+        account: str | None = None,
+    ) -> None:
+        """A position of ``account`` (the first one by default); a quantity of 0 closes it."""
+        positions = self.accounts[account or self.account].positions
+        if Decimal(str(quantity)) == 0:
+            positions.pop(symbol, None)
+        else:
+            positions[symbol] = (Decimal(str(quantity)), Decimal(str(avg_cost)))
+
+    def add_account(self, account: str, *, cash: Decimal | str = "100000") -> FakeAccount:
+        """Another account this login manages (listed in ``managedAccounts``)."""
+        added = self.accounts.setdefault(account, FakeAccount())
+        added.cash = Decimal(str(cash))
+        return added
+
+    def set_cash(self, amount: Decimal | str, *, account: str | None = None) -> None:
+        self.accounts[account or self.account].cash = Decimal(str(amount))
+
+    def drop_account(self, account: str) -> None:
+        """Close the sockets of the clients connected for ``account``; the others stay up."""
+        for client in list(self._clients):
+            if client.account == account:
+                client.close()
+                self._clients.remove(client)
+
+    def block_account(self, account: str, blocked: bool = True) -> None:
+        """While blocked, a client asking for the account's updates is disconnected (and so cannot
+        reconnect for it); the other accounts are served as usual."""
+        if blocked:
+            self.blocked_accounts.add(account)
+            self.drop_account(account)
+        else:
+            self.blocked_accounts.discard(account)
+
+    @property
+    def connected_accounts(self) -> list[str]:
+        return sorted({c.account for c in self._clients if c.account is not None and not c.closed})
 
     def reject_next(self, reason: str, code: int = 201) -> None:
         """The next order placed is rejected with this error code and message."""
@@ -439,14 +502,18 @@ class FakeIbGateway:
 
     def _on_start_api(self, client: _Client, fields: list[str], out: Answers) -> None:
         client.client_id = int(fields[2])
-        out.append((MANAGED_ACCTS, 1, self.account))
+        out.append((MANAGED_ACCTS, 1, self._managed))
         out.append((NEXT_VALID_ID, 1, self._next_order_id))
 
     def _on_req_ids(self, client: _Client, fields: list[str], out: Answers) -> None:
         out.append((NEXT_VALID_ID, 1, self._next_order_id))
 
     def _on_managed_accounts(self, client: _Client, fields: list[str], out: Answers) -> None:
-        out.append((MANAGED_ACCTS, 1, self.account))
+        out.append((MANAGED_ACCTS, 1, self._managed))
+
+    @property
+    def _managed(self) -> str:
+        return ",".join(self.accounts)
 
     def _on_current_time(self, client: _Client, fields: list[str], out: Answers) -> None:
         out.append((CURRENT_TIME, 1, int(datetime.now(UTC).timestamp())))
@@ -454,20 +521,27 @@ class FakeIbGateway:
     # -- account ---------------------------------------------------------
 
     def _on_positions(self, client: _Client, fields: list[str], out: Answers) -> None:
-        for symbol, (quantity, avg_cost) in sorted(self.positions.items()):
-            out.append((POSITION_DATA, 3, self.account, *self._contract(symbol, ""), quantity, avg_cost))
+        for account, held in self.accounts.items():
+            for symbol, (quantity, avg_cost) in sorted(held.positions.items()):
+                out.append((POSITION_DATA, 3, account, *self._contract(symbol, ""), quantity, avg_cost))
         out.append((POSITION_END, 1))
 
     def _on_account_updates(self, client: _Client, fields: list[str], out: Answers) -> None:
         if fields[2] != "1":
             return
+        account = fields[3] or self.account
+        if account in self.blocked_accounts:
+            client.close()
+            return
+        client.account = account
+        held = self.accounts.get(account, FakeAccount({}, Decimal(0)))
         for tag, value in (
             ("NetLiquidation", "100000"),
-            ("TotalCashValue", "100000"),
+            ("TotalCashValue", held.cash),
             ("BuyingPower", "400000"),
         ):
-            out.append((ACCT_VALUE, 2, tag, value, "USD", self.account))
-        for symbol, (quantity, avg_cost) in sorted(self.positions.items()):
+            out.append((ACCT_VALUE, 2, tag, value, "USD", account))
+        for symbol, (quantity, avg_cost) in sorted(held.positions.items()):
             price = self._last(symbol)
             con_id, _, sec_type, expiry, strike, right, multiplier, _, currency, local, trading = (
                 self._contract(symbol, "")
@@ -476,22 +550,24 @@ class FakeIbGateway:
                 (
                     PORTFOLIO_VALUE, 8, con_id, symbol, sec_type, expiry, strike, right, multiplier, "NASDAQ",
                     currency, local, trading, quantity, price, quantity * price, avg_cost,
-                    quantity * (price - avg_cost), 0, self.account,
+                    quantity * (price - avg_cost), 0, account,
                 )
             )  # fmt: skip
         out.append((ACCT_UPDATE_TIME, 1, datetime.now(UTC).strftime("%H:%M")))
-        out.append((ACCT_DOWNLOAD_END, 1, fields[3] or self.account))
+        out.append((ACCT_DOWNLOAD_END, 1, account))
 
     def _on_account_updates_multi(self, client: _Client, fields: list[str], out: Answers) -> None:
         req_id, account, model = fields[2], fields[3] or self.account, fields[4]
-        for tag, value in (("NetLiquidation", "100000"), ("TotalCashValue", "100000")):
+        cash = self.accounts[account].cash if account in self.accounts else Decimal(0)
+        for tag, value in (("NetLiquidation", "100000"), ("TotalCashValue", cash)):
             out.append((ACCOUNT_UPDATE_MULTI, 1, req_id, account, model, tag, value, "USD"))
         out.append((ACCOUNT_UPDATE_MULTI_END, 1, req_id))
 
     def _on_account_summary(self, client: _Client, fields: list[str], out: Answers) -> None:
         req_id = fields[2]
-        for tag, value in (("NetLiquidation", "100000"), ("TotalCashValue", "100000")):
-            out.append((ACCOUNT_SUMMARY, 1, req_id, self.account, tag, value, "USD"))
+        for account, held in self.accounts.items():
+            for tag, value in (("NetLiquidation", "100000"), ("TotalCashValue", held.cash)):
+                out.append((ACCOUNT_SUMMARY, 1, req_id, account, tag, value, "USD"))
         out.append((ACCOUNT_SUMMARY_END, 1, req_id))
 
     # -- orders ----------------------------------------------------------

@@ -794,6 +794,32 @@ class IbkrBroker:
             held = await self._request(conn.ib.reqPositionsAsync())
         return self._positions(held)
 
+    async def holdings(self) -> tuple[dict[str, tuple[Decimal, Decimal]], Decimal | None]:
+        """The configured account's positions as (shares, average cost) per symbol, and its cash
+        (``TotalCashValue`` in the base currency, ``None`` when the gateway gives none): what a linked
+        account's sync compares with the platform's book."""
+        conn = self._orders if self._orders.up else self._data_connection()
+        account = self.settings.ib_account
+        async with conn.keyed_requests:
+            positions = await self._request(conn.ib.reqPositionsAsync())
+            await self._request(conn.ib.reqAccountSummaryAsync())
+        held: dict[str, tuple[Decimal, Decimal]] = {}
+        for position in positions:
+            if account and position.account != account:
+                continue
+            quantity = _decimal(position.position).quantize(SHARES)
+            if quantity:
+                held[position.contract.symbol] = (quantity, _decimal(position.avgCost))
+        cash = next(
+            (
+                money(Decimal(str(value.value)))
+                for value in await conn.ib.accountSummaryAsync(account)
+                if value.tag == "TotalCashValue" and value.currency in ("USD", "BASE", "")
+            ),
+            None,
+        )
+        return held, cash
+
     def _data_connection(self) -> _Connection:
         """A market-data connection that is up, else the order connection; none up is BrokerUnavailable."""
         for conn in [*self._connections[1:], self._orders]:
