@@ -15,14 +15,19 @@ export class ApiError extends Error {
 }
 
 let signedOutListener = () => {};
+let tokenListener = () => {};
 let refreshing = null;
 
 export function onSignedOut(listener) { signedOutListener = listener; }
+/** Called with each new access token (a sign-in or a refresh), so the live stream can re-authenticate. */
+export function onToken(listener) { tokenListener = listener; }
 export function signedIn() { return Boolean(sessionStorage.getItem(TOKEN)); }
+export function accessToken() { return sessionStorage.getItem(TOKEN); }
 
 function remember(tokens) {
   sessionStorage.setItem(TOKEN, tokens.access_token);
   sessionStorage.setItem(REFRESH, tokens.refresh_token);
+  tokenListener(tokens.access_token);
 }
 
 function forget() {
@@ -43,8 +48,8 @@ async function errorOf(response) {
     `The server answered ${response.status} ${response.statusText || ""}`.trim() + ".");
 }
 
-// One refresh at a time: concurrent 401s wait for the same new pair.
-async function refresh() {
+// One refresh at a time: concurrent 401s (and the live stream's 4401) wait for the same new pair.
+export async function refresh() {
   const token = sessionStorage.getItem(REFRESH);
   if (!token) return false;
   if (!refreshing) {
@@ -68,15 +73,17 @@ async function send(path, { method = "GET", body, headers = {}, signal }) {
   return fetch(path, { method, headers: all, signal, body: body === undefined ? undefined : JSON.stringify(body) });
 }
 
+/** The session is over (the refresh token was refused): forget it and go to sign-in. */
+export function endSession() {
+  forget();
+  signedOutListener();
+}
+
 async function authorized(path, options) {
   let response = await send(path, options);
   if (response.status === 401 && sessionStorage.getItem(REFRESH) && !options.anonymous) {
-    if (await refresh()) {
-      response = await send(path, options);
-    } else {
-      forget();
-      signedOutListener();
-    }
+    if (await refresh()) response = await send(path, options);
+    else endSession();
   }
   return response;
 }
@@ -84,6 +91,17 @@ async function authorized(path, options) {
 /** The envelope's data, or an ApiError. `idempotent: true` sends a fresh Idempotency-Key
  *  (or pass `key` to reuse one, so a retried click cannot move money twice). */
 export async function api(path, options = {}) {
+  const body = await envelope(path, options);
+  return body === null ? null : body.data;
+}
+
+/** A list's page: `{ data, links }`, where `links.next` (when there is one) asks for the next page. */
+export async function apiPage(path, options = {}) {
+  const body = await envelope(path, options);
+  return { data: body.data, links: body.links || {} };
+}
+
+async function envelope(path, options) {
   const headers = { ...(options.headers || {}) };
   if (options.key || options.idempotent) headers["Idempotency-Key"] = options.key || newKey();
   let response;
@@ -95,7 +113,7 @@ export async function api(path, options = {}) {
   }
   if (!response.ok) throw await errorOf(response);
   if (response.status === 204) return null;
-  return (await response.json()).data;
+  return response.json();
 }
 
 export async function signIn(email, password, totp) {

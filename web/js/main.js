@@ -1,8 +1,9 @@
 // The app shell: sign-in gate, the navigation and portfolio choice, and one screen at a time
 // chosen by the URL.
-import { api, onSignedOut, signedIn, signOut } from "./api.js";
+import { api, onSignedOut, onToken, signedIn, signOut } from "./api.js";
 import { begin, go, ignorable, parse } from "./router.js";
-import { busy, clearAlert, done, el, fail } from "./ui.js";
+import * as live from "./stream.js";
+import { busy, clearAlert, done, el, fail, label, money, shares, toast } from "./ui.js";
 import { showSignIn } from "./screens/signin.js";
 import * as dashboard from "./screens/dashboard.js";
 import * as portfolio from "./screens/portfolio.js";
@@ -82,6 +83,30 @@ function markCurrent(route) {
   });
 }
 
+// The header says whether updates arrive live; fills and cancels show as toasts on any screen.
+live.onState((state) => {
+  const badge = $("live");
+  badge.hidden = state === "off";
+  badge.textContent = state === "live" ? "Live" : "Reconnecting…";
+  badge.className = "live " + (state === "live" ? "on" : "off");
+});
+
+live.subscribe((message) => {
+  if (message.type !== "event") return;
+  const d = message.data || {};
+  const order = `${d.side === "sell" ? "Sell" : "Buy"} ${shares(d.quantity)} ${d.symbol}`;
+  if (message.event_type === "trades.executed") {
+    const partly = d.order_status === "partially_filled" ? "Partly filled" : "Filled";
+    toast(`${partly}: ${order} at ${money(d.price)}`);
+  } else if (message.event_type === "trades.order_cancelled") {
+    toast(`Order cancelled: ${d.side && d.quantity ? order : d.symbol}`);
+  } else if (message.event_type === "trades.order_rejected") {
+    toast(`Order rejected: ${d.symbol}${d.reason ? " (" + label(d.reason) + ")" : ""}`, "bad");
+  }
+});
+
+onToken((token) => live.renew(token));
+
 function showApp(on) {
   $("login").hidden = on;
   $("nav").hidden = !on;
@@ -98,6 +123,7 @@ async function render() {
   clearAlert();
   if (!signedIn()) {
     shownPath = null;
+    live.stop();
     showApp(false);
     done();
     if (route.name !== "signin") { go("/signin"); return; }
@@ -106,6 +132,7 @@ async function render() {
   }
   if (route.name === "signin" || !SCREENS[route.name]) { go("/dashboard"); return; }
   showApp(true);
+  live.start();
   const view = $("view");
   const screen = SCREENS[route.name];
   busy();
@@ -131,11 +158,12 @@ async function render() {
 }
 
 $("signout").addEventListener("click", async () => {
+  live.stop();
   await signOut();
   app.forget();
   go("/signin");
 });
 
-onSignedOut(() => { app.forget(); go("/signin"); });
+onSignedOut(() => { live.stop(); app.forget(); go("/signin"); });
 window.addEventListener("hashchange", render);
 render();

@@ -41,17 +41,24 @@ export class Stale extends Error {
 
 let generation = 0;
 let controller = null;
+let leaving = [];
 
-/** A new screen: the previous one's requests are aborted and its answers ignored. */
+/** A new screen: the previous one's requests are aborted, its answers ignored and what it
+ *  registered with `onLeave` (its live subscriptions) run. */
 export function begin() {
   generation += 1;
   if (controller) controller.abort();
   controller = new AbortController();
+  const previous = leaving;
+  leaving = [];
+  previous.forEach((cleanup) => cleanup());
   const mine = generation;
   const signal = controller.signal;
   return {
     signal,
     live: () => mine === generation,
+    /** Runs `cleanup` when the router leaves this screen (at once if it already has). */
+    onLeave: (cleanup) => { if (mine === generation) leaving.push(cleanup); else cleanup(); },
     /** Resolves with the value only while this screen is still the current one. */
     guard: async (promise) => {
       const value = await promise;

@@ -124,3 +124,14 @@ export function sortableTable(columns, rows, { id, caption } = {}) {
   return el("div", { class: "scroll" }, el("table", { id }, caption ? el("caption", { text: caption }) : null,
     el("thead", {}, el("tr", {}, heads)), body));
 }
+
+const TOAST_MS = 8000;
+/** A short note in the #toasts live region (a fill, a cancel) that goes away by itself. */
+export function toast(text, kind = "info") {
+  const region = document.getElementById("toasts");
+  if (!region) return;
+  const note = el("div", { class: `toast ${kind}`, text });
+  region.append(note);
+  while (region.children.length > 4) region.firstElementChild.remove();
+  setTimeout(() => note.remove(), TOAST_MS);
+}

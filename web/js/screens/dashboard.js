@@ -1,6 +1,8 @@
 // Dashboard: totals across the portfolios, net worth over a chosen period and allocation by sector.
+// The totals and the portfolio list follow the live stream: a deposit or a fill elsewhere shows here.
 import { api } from "../api.js";
 import { ignorable } from "../router.js";
+import { follow } from "../stream.js";
 import { barChart, lineChart, widthOf } from "../charts.js";
 import { el, figure, messageOf, money, signed } from "../ui.js";
 
@@ -37,29 +39,61 @@ export async function render({ view, context, app }) {
 
   const allocationTitle = el("h3", { class: "title", text: "Allocation by sector" });
   const allocation = el("section", { class: "card", id: "allocation" }, allocationTitle);
+  let shownTotals = totals(board);
+  let shownList = portfolioList(board);
   view.replaceChildren(
     el("h2", { text: "Dashboard" }),
-    el("section", { class: "card grid", "aria-label": "Totals" },
-      figure("Net worth", money(board.total_value)),
-      figure("Today", signed(board.day_change)),
-      figure("Unrealized gain/loss", signed(board.total_gain_loss)),
-      figure("Cash", money(board.cash_balance)),
-      figure("Available cash", money(board.available_cash)),
-      figure("Harvestable losses", money(board.harvestable_loss_total)),
-      figure("Market date", board.as_of)),
+    shownTotals,
     el("section", { class: "card" },
       el("div", { class: "row spread" }, el("h3", { class: "title", text: "Net worth over time" }), periods),
       chartBox),
     allocation,
-    el("section", { class: "card" },
-      el("h3", { class: "title", text: "Portfolios" }),
-      el("ul", { class: "plain" }, board.portfolios.map((p) => el("li", { class: "row spread" },
-        el("a", { href: `#/portfolios/${p.id}`, text: p.name }),
-        el("span", { class: "muted", text: `${p.account_type} · ${money(p.total_value)} · available ${money(p.available_cash)}` }))))),
+    shownList,
   );
   allocation.append(barChart(sectors, "Allocation by sector", widthOf(allocationTitle)));
+
+  // A burst of changes (a fill moves cash and shares) asks for the totals once.
+  let pending = null;
+  follow(context, (message) => {
+    const moved = message.type === "value" || message.type === "reset"
+      || (message.type === "event" && ["portfolio.updates", "trades.executed"].includes(message.topic));
+    if (!moved || pending) return;
+    pending = setTimeout(async () => {
+      pending = null;
+      try {
+        const fresh = await context.guard(api("/api/v1/dashboard", { signal: context.signal }));
+        const [nextTotals, nextList] = [totals(fresh), portfolioList(fresh)];
+        shownTotals.replaceWith(nextTotals);
+        shownList.replaceWith(nextList);
+        [shownTotals, shownList] = [nextTotals, nextList];
+      } catch (error) {
+        if (!ignorable(error)) console.warn("dashboard update failed", error);
+      }
+    }, 250);
+  });
+  context.onLeave(() => clearTimeout(pending));
+
   if (!board.portfolios.length) chartBox.append(el("p", { class: "muted", text: "No portfolio yet." }));
   else await drawNetWorth(board, chartBox, context);
+}
+
+function totals(board) {
+  return el("section", { class: "card grid", id: "totals", "aria-label": "Totals" },
+    figure("Net worth", el("span", { id: "total-value", text: money(board.total_value) })),
+    figure("Today", signed(board.day_change)),
+    figure("Unrealized gain/loss", signed(board.total_gain_loss)),
+    figure("Cash", el("span", { id: "total-cash", text: money(board.cash_balance) })),
+    figure("Available cash", el("span", { id: "total-available-cash", text: money(board.available_cash) })),
+    figure("Harvestable losses", money(board.harvestable_loss_total)),
+    figure("Market date", board.as_of));
+}
+
+function portfolioList(board) {
+  return el("section", { class: "card", id: "portfolio-list" },
+    el("h3", { class: "title", text: "Portfolios" }),
+    el("ul", { class: "plain" }, board.portfolios.map((p) => el("li", { class: "row spread", "data-portfolio": p.id },
+      el("a", { href: `#/portfolios/${p.id}`, text: p.name }),
+      el("span", { class: "muted", text: `${p.account_type} · ${money(p.total_value)} · available ${money(p.available_cash)}` })))));
 }
 
 // The net worth series: each portfolio's value series from /performance, added up by date.

@@ -1,13 +1,53 @@
-// A portfolio: its figures, holdings (sortable), tax lots, and cash in and out.
+// A portfolio: its figures, holdings (sortable), tax lots, and cash in and out, kept current by the
+// live stream.
 import { api, newKey } from "../api.js";
+import { ignorable } from "../router.js";
+import { follow } from "../stream.js";
 import { busy, done, el, field, figure, messageOf, money, pct, shares, signed, sortableTable } from "../ui.js";
 
 export async function render({ view, context, params, refresh }) {
   const id = params.id;
-  const [p, lots] = await context.guard(Promise.all([
+  const load = () => context.guard(Promise.all([
     api(`/api/v1/portfolios/${id}`, { signal: context.signal }),
     api(`/api/v1/portfolios/${id}/lots`, { signal: context.signal }),
   ]));
+  const [p, lots] = await load();
+  let parts = sections(id, p, lots);
+  view.replaceChildren(
+    el("h2", { id: "portfolio-name", text: p.name }),
+    parts.figures,
+    el("section", { class: "card", id: "cash" },
+      el("h3", { class: "title", text: "Cash" }),
+      parts.cashLine,
+      el("div", { class: "grid two" },
+        cashForm("deposit", "Deposit", id, null, refresh),
+        cashForm("withdraw", "Withdraw", id, p.available_cash, refresh))),
+    parts.holdings,
+    parts.lots,
+  );
+
+  // This portfolio's changes made elsewhere (another tab, an order filling) redraw its figures and
+  // tables in place, leaving the cash forms and what is typed in them alone.
+  let pending = null;
+  follow(context, (message) => {
+    const mine = message.type === "reset" || (message.type === "value" && message.portfolio_id === id)
+      || (message.type === "event" && message.data && message.data.portfolio_id === id);
+    if (!mine || pending) return;
+    pending = setTimeout(async () => {
+      pending = null;
+      try {
+        const next = sections(id, ...await load());
+        for (const key of Object.keys(parts)) parts[key].replaceWith(next[key]);
+        parts = next;
+      } catch (error) {
+        if (!ignorable(error)) console.warn("portfolio update failed", error);
+      }
+    }, 250);
+  });
+  context.onLeave(() => clearTimeout(pending));
+}
+
+function sections(id, p, lots) {
   const holdings = sortableTable([
     { key: "symbol", title: "Symbol" },
     { key: "sector", title: "Sector" },
@@ -28,29 +68,22 @@ export async function render({ view, context, params, refresh }) {
     { key: "wash_sale_disallowed", title: "Wash sale", numeric: true, render: (l) => Number(l.wash_sale_disallowed) ? money(l.wash_sale_disallowed) : "—" },
     { key: "unrealized_gain_loss", title: "Gain/loss", numeric: true, render: (l) => l.unrealized_gain_loss === null ? "—" : signed(l.unrealized_gain_loss) },
   ], lots, { id: "lots", caption: "Open tax lots" });
-
-  view.replaceChildren(
-    el("h2", { id: "portfolio-name", text: p.name }),
-    el("section", { class: "card grid", "aria-label": "Figures" },
-      figure("Value", money(p.total_value)),
+  return {
+    figures: el("section", { class: "card grid", "aria-label": "Figures" },
+      figure("Value", el("span", { id: "portfolio-value", text: money(p.total_value) })),
       figure("Invested", money(p.invested_value)),
       figure("Gain/loss", signed(p.total_gain_loss)),
-      figure("Cash", money(p.cash_balance)),
+      figure("Cash", el("span", { id: "cash-balance", text: money(p.cash_balance) })),
       figure("Available cash", el("span", { id: "available-cash", text: money(p.available_cash) })),
       figure("Risk score", p.risk_score ?? "—"),
       figure("Account", p.account_type),
       figure("Lot method", String(p.lot_method).toUpperCase())),
-    el("section", { class: "card", id: "cash" },
-      el("h3", { class: "title", text: "Cash" }),
-      el("p", { class: "muted", text: `Available to withdraw: ${money(p.available_cash)} (cash ${money(p.cash_balance)}, held for open orders ${money(p.reserved_cash)}).` }),
-      el("div", { class: "grid two" },
-        cashForm("deposit", "Deposit", id, null, refresh),
-        cashForm("withdraw", "Withdraw", id, p.available_cash, refresh))),
-    el("section", { class: "card" },
+    cashLine: el("p", { class: "muted", text: `Available to withdraw: ${money(p.available_cash)} (cash ${money(p.cash_balance)}, held for open orders ${money(p.reserved_cash)}).` }),
+    holdings: el("section", { class: "card" },
       p.holdings.length ? holdings : el("p", { class: "muted", id: "no-holdings", text: "No holdings yet." }),
       el("p", {}, el("a", { href: `#/portfolios/${id}/trade`, text: "Trade this portfolio" }))),
-    el("section", { class: "card" }, lots.length ? lotTable : el("p", { class: "muted", text: "No open tax lots." })),
-  );
+    lots: el("section", { class: "card" }, lots.length ? lotTable : el("p", { class: "muted", text: "No open tax lots." })),
+  };
 }
 
 function cashForm(kind, verb, id, available, refresh) {
