@@ -15,6 +15,7 @@ import pytest
 
 from tests.integration.browser import PHONE, Session, needs_chromium
 from tests.integration.people import Investor, Person, data, new_person
+from tests.integration.test_admin_audit_verify_api import altered
 
 pytestmark = [pytest.mark.integration, needs_chromium]
 
@@ -76,7 +77,9 @@ def test_an_admin_locks_and_unlocks_a_user_changes_their_role_and_reads_it_in_th
 
     page.click("#admin-tab-audit")
     page.wait_for_selector("#audit tbody tr", timeout=30_000)
-    assert "audit verify" in page.text_content("#audit-verify")
+    page.click("#audit-verify-run")
+    verdict = page.wait_for_selector("#audit-verify-result .ok", timeout=30_000).text_content()
+    assert verdict.startswith("Intact: ") and "entries checked" in verdict
     page.fill("#audit-action", "admin.user_updated")
     page.click("button:has-text('Filter')")
     only_updates = (
@@ -86,6 +89,19 @@ def test_an_admin_locks_and_unlocks_a_user_changes_their_role_and_reads_it_in_th
     page.wait_for_function(only_updates, timeout=30_000)
     newest = page.text_content("#audit tbody tr")
     assert f"user:{target.id}" in newest and '"role":"advisor"' in newest
+    session.assert_clean()
+
+
+def test_an_altered_audit_entry_shows_the_chain_broken_at_that_entry(
+    session: Session, database_url: str
+) -> None:
+    page = session.sign_in()
+    session.open("#/admin/audit", "#audit tbody tr")
+    with altered(database_url) as row:
+        page.click("#audit-verify-run")
+        verdict = page.wait_for_selector("#audit-verify-result .error", timeout=30_000).text_content()
+    assert verdict.startswith("Broken: ") and str(row["id"]) in verdict
+    assert "altered" in page.text_content("#audit-verify-result ul")
     session.assert_clean()
 
 

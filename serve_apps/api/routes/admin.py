@@ -15,8 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from serve_apps.api.deps import AdminPrincipal, ClientIp, ResourcesDep
 from serve_apps.api.envelope import ApiError, success
+from wealthalloc.events.audit_chain import GENESIS_HASH, ChainedEntry, entry_hash, verify_chain
 from wealthalloc.security.access import Role
-from wealthalloc.storage.audit import audit_page
+from wealthalloc.storage.audit import audit_page, row_to_chained
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 
@@ -137,3 +138,30 @@ async def audit(
         else {}
     )
     return success(request, rows, links=links)
+
+
+@router.get("/audit/verify", summary="The audit chain walked from its start: intact, or its first broken row")
+async def verify_audit(admin: AdminPrincipal, request: Request, res: ResourcesDep) -> JSONResponse:
+    assert res.pool is not None
+    async with res.pool.connection() as conn:
+        cur = await conn.execute("SELECT * FROM audit_log ORDER BY sequence")
+        rows = [row_to_chained(row) for row in await cur.fetchall()]
+    report = verify_chain(rows)
+    result = {
+        "valid": report.intact,
+        "checked": report.entries,
+        "first_bad_id": None if report.intact else _first_break(rows),
+        "problems": report.problems[:20],
+    }
+    return success(request, result)
+
+
+def _first_break(rows: list[ChainedEntry]) -> uuid.UUID | None:
+    """The first row, in sequence order, whose own hash or link to the row before it does not hold:
+    where an operator starts looking (every row after it is suspect too)."""
+    expected_prev = GENESIS_HASH
+    for row in rows:
+        if row.prev_hash != expected_prev or entry_hash(row.prev_hash, row.entry) != row.hash:
+            return row.entry.id
+        expected_prev = row.hash
+    return None

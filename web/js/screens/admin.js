@@ -1,6 +1,7 @@
 // The operator's screens: users (lock and unlock, role), the audit trail, and system health.
 // Each is its own URL: #/admin/users, #/admin/audit, #/admin/health.
 import { api } from "../api.js";
+import { ignorable } from "../router.js";
 import { busy, done, el, fail, field, label, messageOf } from "../ui.js";
 
 const TABS = [["users", "Users"], ["audit", "Audit trail"], ["health", "System health"]];
@@ -140,10 +141,7 @@ async function audit(body, { context }) {
     try { await load(oldest, false); } catch (error) { fail(error); } finally { older.disabled = false; }
   });
   body.append(
-    el("section", { class: "card", id: "audit-verify" },
-      el("h3", { class: "title", text: "Chain verification" }),
-      el("p", { class: "muted", text: "Each entry carries the hash of the one before it. The API has no operation that verifies the "
-        + "chain: run “wealthalloc audit verify” on a server; the hashes are listed below." })),
+    verification(context),
     el("section", { class: "card" },
       el("form", { class: "row", id: "audit-filter", onsubmit: async (event) => {
         event.preventDefault();
@@ -156,6 +154,32 @@ async function audit(body, { context }) {
         tbody)),
       older));
   await load(null, true);
+}
+
+// The chain's verification: the API walks every entry from the first, as `wealthalloc audit verify` does.
+function verification(context) {
+  const outcome = el("div", { id: "audit-verify-result", role: "status" });
+  const button = el("button", { type: "button", class: "small", id: "audit-verify-run", text: "Verify the chain" });
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    outcome.replaceChildren(el("p", { class: "muted", text: "Verifying…" }));
+    try {
+      const report = await context.guard(api("/api/v1/admin/audit/verify", { signal: context.signal }));
+      outcome.replaceChildren(report.valid
+        ? el("p", { class: "ok", text: `Intact: ${report.checked} entries checked, each linked to the one before it.` })
+        : el("div", {},
+          el("p", { class: "error", text: `Broken: ${report.checked} entries checked; the first bad entry is ${report.first_bad_id || "not one entry (the links do not reach every entry)"}.` }),
+          el("ul", {}, (report.problems || []).map((problem) => el("li", { text: problem })))));
+    } catch (error) {
+      if (!ignorable(error)) outcome.replaceChildren(el("p", { class: "error", text: messageOf(error) }));
+    } finally {
+      button.disabled = false;
+    }
+  });
+  return el("section", { class: "card", id: "audit-verify" },
+    el("h3", { class: "title", text: "Chain verification" }),
+    el("p", { class: "muted", text: "Each entry carries the hash of the one before it: a changed, removed or reordered entry breaks the chain from there on." }),
+    button, outcome);
 }
 
 // System health ------------------------------------------------------------------------------------
