@@ -3,6 +3,7 @@
 // nothing; it waits longer after each failed try (capped, with jitter, so a restarted server is not
 // met by every tab at once); it re-authenticates with each refreshed token, and it stops on sign-out.
 import { accessToken, endSession, refresh } from "./api.js";
+import { ignorable } from "./router.js";
 
 const FIRST_DELAY_MS = 500;
 const MAX_DELAY_MS = 30_000;
@@ -29,6 +30,24 @@ export function subscribe(handler) {
 /** A screen's subscription: dropped when the router leaves the screen, and silent once it is stale. */
 export function follow(context, handler) {
   context.onLeave(subscribe((message) => { if (context.live()) handler(message); }));
+}
+
+/** A screen part redrawn by `redraw()` when `matches(message)`: a burst of messages (a fill moves
+ *  cash and shares) redraws once, `delayMs` after the first of them. */
+export function redrawOn(context, matches, redraw, delayMs = 250) {
+  let pending = null;
+  follow(context, (message) => {
+    if (pending || !matches(message)) return;
+    pending = setTimeout(async () => {
+      pending = null;
+      try {
+        await redraw();
+      } catch (error) {
+        if (!ignorable(error)) console.warn("live update failed", error);
+      }
+    }, delayMs);
+  });
+  context.onLeave(() => clearTimeout(pending));
 }
 
 /** `listener(state)` with "live", "reconnecting" or "off" now and at each change. */

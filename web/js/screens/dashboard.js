@@ -2,7 +2,7 @@
 // The totals and the portfolio list follow the live stream: a deposit or a fill elsewhere shows here.
 import { api } from "../api.js";
 import { ignorable } from "../router.js";
-import { follow } from "../stream.js";
+import { redrawOn } from "../stream.js";
 import { barChart, lineChart, widthOf } from "../charts.js";
 import { el, figure, messageOf, money, signed } from "../ui.js";
 
@@ -52,26 +52,15 @@ export async function render({ view, context, app }) {
   );
   allocation.append(barChart(sectors, "Allocation by sector", widthOf(allocationTitle)));
 
-  // A burst of changes (a fill moves cash and shares) asks for the totals once.
-  let pending = null;
-  follow(context, (message) => {
-    const moved = message.type === "value" || message.type === "reset"
-      || (message.type === "event" && ["portfolio.updates", "trades.executed"].includes(message.topic));
-    if (!moved || pending) return;
-    pending = setTimeout(async () => {
-      pending = null;
-      try {
-        const fresh = await context.guard(api("/api/v1/dashboard", { signal: context.signal }));
-        const [nextTotals, nextList] = [totals(fresh), portfolioList(fresh)];
-        shownTotals.replaceWith(nextTotals);
-        shownList.replaceWith(nextList);
-        [shownTotals, shownList] = [nextTotals, nextList];
-      } catch (error) {
-        if (!ignorable(error)) console.warn("dashboard update failed", error);
-      }
-    }, 250);
+  const moved = (message) => message.type === "value" || message.type === "reset"
+    || (message.type === "event" && ["portfolio.updates", "trades.executed"].includes(message.topic));
+  redrawOn(context, moved, async () => {
+    const fresh = await context.guard(api("/api/v1/dashboard", { signal: context.signal }));
+    const [nextTotals, nextList] = [totals(fresh), portfolioList(fresh)];
+    shownTotals.replaceWith(nextTotals);
+    shownList.replaceWith(nextList);
+    [shownTotals, shownList] = [nextTotals, nextList];
   });
-  context.onLeave(() => clearTimeout(pending));
 
   if (!board.portfolios.length) chartBox.append(el("p", { class: "muted", text: "No portfolio yet." }));
   else await drawNetWorth(board, chartBox, context);

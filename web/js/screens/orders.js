@@ -1,8 +1,7 @@
 // Orders of a portfolio, newest first, with Cancel on those still open. An order's status follows
 // the live stream: a fill, a cancel or a new order made elsewhere shows without a reload.
 import { api } from "../api.js";
-import { ignorable } from "../router.js";
-import { follow } from "../stream.js";
+import { redrawOn } from "../stream.js";
 import { busy, done, el, fail, label, money, shares } from "../ui.js";
 
 const OPEN = new Set(["open", "pending", "submitted", "partially_filled"]);
@@ -19,23 +18,13 @@ export async function render({ view, context, params, refresh }) {
       shown,
       el("p", {}, el("a", { href: `#/portfolios/${id}/trade`, text: "Place an order" }))));
 
-  let pending = null;
-  follow(context, (message) => {
-    const mine = message.type === "reset"
-      || (message.type === "event" && message.topic === "trades.executed" && message.data && message.data.portfolio_id === id);
-    if (!mine || pending) return;
-    pending = setTimeout(async () => {
-      pending = null;
-      try {
-        const next = listing(await context.guard(list()), refresh);
-        shown.replaceWith(next);
-        shown = next;
-      } catch (error) {
-        if (!ignorable(error)) console.warn("orders update failed", error);
-      }
-    }, 150);
-  });
-  context.onLeave(() => clearTimeout(pending));
+  const mine = (message) => message.type === "reset"
+    || (message.type === "event" && message.topic === "trades.executed" && message.data && message.data.portfolio_id === id);
+  redrawOn(context, mine, async () => {
+    const next = listing(await context.guard(list()), refresh);
+    shown.replaceWith(next);
+    shown = next;
+  }, 150);
 }
 
 function listing(orders, refresh) {

@@ -1,8 +1,7 @@
 // A portfolio: its figures, holdings (sortable), tax lots, and cash in and out, kept current by the
 // live stream.
 import { api, newKey } from "../api.js";
-import { ignorable } from "../router.js";
-import { follow } from "../stream.js";
+import { redrawOn } from "../stream.js";
 import { busy, done, el, field, figure, messageOf, money, pct, shares, signed, sortableTable } from "../ui.js";
 
 export async function render({ view, context, params, refresh }) {
@@ -28,23 +27,13 @@ export async function render({ view, context, params, refresh }) {
 
   // This portfolio's changes made elsewhere (another tab, an order filling) redraw its figures and
   // tables in place, leaving the cash forms and what is typed in them alone.
-  let pending = null;
-  follow(context, (message) => {
-    const mine = message.type === "reset" || (message.type === "value" && message.portfolio_id === id)
-      || (message.type === "event" && message.data && message.data.portfolio_id === id);
-    if (!mine || pending) return;
-    pending = setTimeout(async () => {
-      pending = null;
-      try {
-        const next = sections(id, ...await load());
-        for (const key of Object.keys(parts)) parts[key].replaceWith(next[key]);
-        parts = next;
-      } catch (error) {
-        if (!ignorable(error)) console.warn("portfolio update failed", error);
-      }
-    }, 250);
+  const mine = (message) => message.type === "reset" || (message.type === "value" && message.portfolio_id === id)
+    || (message.type === "event" && message.data && message.data.portfolio_id === id);
+  redrawOn(context, mine, async () => {
+    const next = sections(id, ...await load());
+    for (const key of Object.keys(parts)) parts[key].replaceWith(next[key]);
+    parts = next;
   });
-  context.onLeave(() => clearTimeout(pending));
 }
 
 function sections(id, p, lots) {
