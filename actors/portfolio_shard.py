@@ -220,6 +220,15 @@ class PortfolioShard:
     async def apply_status(self, user_id: uuid.UUID, change: StatusChange) -> Outcome:
         return await self._trading(lambda d: d.apply_status(user_id, change))
 
+    # Linked accounts.
+    async def linked(self, method: str, *args: Any) -> Outcome:
+        """A linked account's sync, or a transfer's confirmation (``LinkedBooks``), under the user's lock."""
+        from wealthalloc.portfolios.linked_books import LinkedBooks
+
+        if method not in _LINKED:
+            return Outcome(status=404, error={"status": 404, "code": "NOT_FOUND", "message": f"no {method}"})
+        return await self._run(lambda s: getattr(LinkedBooks(s), method)(*args))
+
     # Households.
     async def evict_book(self, user_id: uuid.UUID, portfolio_ids: frozenset[uuid.UUID]) -> Outcome:
         """Forget a user's book and drop the snapshots of ``portfolio_ids``: a fill of their spouse, on
@@ -249,6 +258,7 @@ HANDOFF_TIMEOUT_S = 10.0
 
 
 _PUBLIC = {"performance", "allocation", "rebalance", "dashboard"}
+_LINKED = {"apply_snapshot", "record_failure", "confirm_lot"}
 
 
 def shard_options(name: str, namespace: str) -> dict[str, Any]:

@@ -126,6 +126,26 @@ class Settings(BaseSettings):
         default=3, ge=0, le=3, description="Resends of an order that provably did not reach the venue."
     )
     ib_request_timeout_seconds: float = Field(default=10, gt=0)
+
+    # Linked accounts (docs/linked-accounts.md): account numbers sealed with AES-256-GCM.
+    linked_account_keys: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Key ring for account numbers (JSON {key id: base64 32-byte key}, oldest first): the last"
+        " encrypts, all decrypt; `wealthalloc linked-accounts reencrypt` moves rows to the last one.",
+    )
+    linked_account_index_key: SecretStr = Field(
+        default=SecretStr(""),
+        description="Base64 32-byte HMAC key of the account-number blind index; never rotated with the ring.",
+    )
+    linked_ib_client_id: int = Field(
+        default=200, ge=0, description="The first IB client id of the linked accounts' connections."
+    )
+    linked_sync_hours: float = Field(
+        default=24, gt=0, description="How often every linked IBKR account is synced without being asked."
+    )
+    linked_max_connections: int = Field(
+        default=64, ge=1, description="IB connections the linked accounts may hold at once, all users."
+    )
     paper_commission_per_share: Decimal = Field(default=Decimal("0.005"), ge=0)
     paper_commission_minimum: Decimal = Field(default=Decimal("1.00"), ge=0)
     paper_commission_max_pct: Decimal = Field(

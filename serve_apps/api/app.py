@@ -28,6 +28,7 @@ from serve_apps.api.routes import (
     auth,
     households,
     intelligence,
+    linked_accounts,
     market,
     me,
     portfolios,
@@ -131,6 +132,7 @@ def create_app(
         intelligence,
         recommendations,
         stream,
+        linked_accounts,
     ):
         app.include_router(module.router)
     for router in extra_routers:

@@ -26,6 +26,7 @@ def fresh_ip() -> str:
 class Investor:
     def __init__(self, http: httpx.Client, database_url: str, tier: str = "premium") -> None:
         self.http = http
+        self.database_url = database_url
         self.ip = fresh_ip()
         self.email = f"pf-{uuid.uuid4().hex[:10]}@example.com"
         created = http.post(
@@ -74,6 +75,48 @@ class Investor:
         p = self.portfolio(name)
         assert self.deposit(p["id"], amount).status_code == 201
         return p
+
+    def confirm_transfers(self, portfolio_id: object) -> list[str]:
+        """An admin confirms the portfolio's pending transfers-in (as a broker sync would): what a
+        test that sells transferred shares does first. The ids of the lots confirmed."""
+        admin = _admin_headers(self.http, self.database_url)
+        lots = self.get(f"/api/v1/portfolios/{portfolio_id}/lots").json()["data"]
+        confirmed = []
+        for lot in lots:
+            if lot.get("transfer_status") == "pending":
+                response = self.http.post(
+                    f"/api/v1/portfolios/{portfolio_id}/lots/{lot['id']}/confirm",
+                    json={"reason": "Transfer statement of the previous broker checked"},
+                    headers=admin,
+                )
+                assert response.status_code == 200, response.text
+                confirmed.append(lot["id"])
+        return confirmed
+
+
+_ADMINS: dict[tuple[str, str], tuple[float, dict[str, str]]] = {}
+
+
+def _admin_headers(http: httpx.Client, database_url: str) -> dict[str, str]:
+    """An admin's headers for this API and database, signed in again before the token expires."""
+    key = (str(http.base_url), database_url)
+    made = _ADMINS.get(key)
+    if made is None or time.time() - made[0] > 20 * 60:
+        ip, email = fresh_ip(), f"admin-{uuid.uuid4().hex[:10]}@example.com"
+        created = http.post(
+            "/api/v1/auth/register",
+            json={"email": email, "password": PASSWORD},
+            headers={"X-Forwarded-For": ip},
+        )
+        assert created.status_code == 201, created.text
+        with psycopg.connect(database_url) as conn:
+            conn.execute("UPDATE users SET role = 'admin' WHERE id = %s", (created.json()["data"]["id"],))
+        tokens = http.post(
+            "/api/v1/auth/login", json={"email": email, "password": PASSWORD}, headers={"X-Forwarded-For": ip}
+        ).json()["data"]
+        made = (time.time(), {"Authorization": f"Bearer {tokens['access_token']}", "X-Forwarded-For": ip})
+        _ADMINS[key] = made
+    return made[1]
 
 
 def data(response: httpx.Response, status: int = 200) -> Any:

@@ -39,7 +39,11 @@ def market_today(investor: Investor) -> date:
 
 
 def import_lot(investor: Investor, portfolio_id: object, key: str | None = None, **body: object) -> Any:
-    return investor.post(f"/api/v1/portfolios/{portfolio_id}/lots", body, key or str(uuid.uuid4()))
+    """Record the lot; a transfer is then confirmed (as a broker sync would) so the tests may sell it."""
+    response = investor.post(f"/api/v1/portfolios/{portfolio_id}/lots", body, key or str(uuid.uuid4()))
+    if response.status_code == 201 and body.get("acquisition", "transfer") == "transfer":
+        investor.confirm_transfers(portfolio_id)
+    return response
 
 
 def sell(investor: Investor, portfolio_id: object, symbol: str, quantity: int) -> D:

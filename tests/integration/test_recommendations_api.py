@@ -29,12 +29,13 @@ def investor(http: httpx.Client, database_url: str) -> Investor:
 
 
 def concentrated(investor: Investor, name: str = "Concentrated") -> str:
-    """Mostly Apple, a little Coca-Cola and Johnson & Johnson, and 20,000 in cash."""
+    """Mostly Apple, a little Coca-Cola and Johnson & Johnson (moved in and confirmed), and 20,000 in cash."""
     portfolio = investor.portfolio(name)
     assert investor.deposit(portfolio["id"], "20000.00").status_code == 201
     for symbol, shares, basis in LOTS:
         lot = {"symbol": symbol, "shares": shares, "cost_basis": basis, "acquired_at": "2015-01-02"}
         data(investor.post(f"/api/v1/portfolios/{portfolio['id']}/lots", lot, str(uuid.uuid4())), 201)
+    investor.confirm_transfers(portfolio["id"])  # the positions were at a broker: sellable once confirmed
     return str(portfolio["id"])
 
 

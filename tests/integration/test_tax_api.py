@@ -42,8 +42,13 @@ def commission(quantity: D, price: D) -> D:
 def transfer_in(
     investor: Investor, portfolio_id: object, symbol: str, shares: str, basis: str, day: str
 ) -> str:
+    """A lot moved in from another broker, confirmed (by an admin, as a sync would) so it can be sold."""
     lot = {"symbol": symbol, "shares": shares, "cost_basis": basis, "acquired_at": day}
-    return data(investor.post(f"/api/v1/portfolios/{portfolio_id}/lots", lot, str(uuid.uuid4())), 201)["id"]  # type: ignore[no-any-return]
+    lot_id: str = data(investor.post(f"/api/v1/portfolios/{portfolio_id}/lots", lot, str(uuid.uuid4())), 201)[
+        "id"
+    ]
+    investor.confirm_transfers(portfolio_id)
+    return lot_id
 
 
 def market_today(investor: Investor) -> date:

@@ -84,6 +84,7 @@ def test_a_sell_relieves_lots_by_the_chosen_method_and_books_the_realized_gain(
     for shares, basis, day in (("10", "500.00", "2021-01-04"), ("10", "2000.00", "2021-06-01")):
         lot = {"symbol": "MSFT", "shares": shares, "cost_basis": basis, "acquired_at": day}
         assert investor.post(f"/api/v1/portfolios/{p['id']}/lots", lot, str(uuid.uuid4())).status_code == 201
+    investor.confirm_transfers(p["id"])
     bid = D(quote(investor, "MSFT")["bid"])
     sold = investor.trade(p["id"], symbol="MSFT", side="sell", quantity="10", lot_method="hifo")
     assert sold.status_code == 201 and sold.json()["data"]["status"] == "filled", sold.text
@@ -379,6 +380,7 @@ def test_rebalancing_for_real_places_the_plan_once_per_key_and_lands_inside_the_
     investor.deposit(p["id"], "1000.00")
     lot = {"symbol": "AAPL", "shares": "100", "cost_basis": "10000.00", "acquired_at": "2020-01-02"}
     investor.post(f"/api/v1/portfolios/{p['id']}/lots", lot, str(uuid.uuid4()))
+    investor.confirm_transfers(p["id"])
     path = f"/api/v1/portfolios/{p['id']}/rebalance"
     assert investor.post(path, {"dry_run": False}).json()["error"]["code"] == "IDEMPOTENCY_KEY_REQUIRED"
     key = str(uuid.uuid4())

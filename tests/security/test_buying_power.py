@@ -120,6 +120,7 @@ def test_rebalancing_spends_only_cash_no_open_buy_reserved(investor: Investor) -
     investor.deposit(p["id"], "1000.00")
     lot = {"symbol": "AAPL", "shares": "100", "cost_basis": "10000.00", "acquired_at": "2020-01-02"}
     data(investor.post(f"/api/v1/portfolios/{p['id']}/lots", lot, str(uuid.uuid4())), 201)
+    investor.confirm_transfers(p["id"])
     order = resting_buy(investor, p["id"])
     done = data(
         investor.post(f"/api/v1/portfolios/{p['id']}/rebalance", {"dry_run": False}, str(uuid.uuid4())), 201
@@ -135,6 +136,7 @@ def test_a_harvest_buys_its_replacement_without_the_cash_an_open_buy_reserved(in
     p = investor.funded("1000.00")
     lot = {"symbol": "AMD", "shares": "100", "cost_basis": "11000.00", "acquired_at": "2021-06-01"}
     data(investor.post(f"/api/v1/portfolios/{p['id']}/lots", lot, str(uuid.uuid4())), 201)
+    investor.confirm_transfers(p["id"])
     order = resting_buy(investor, p["id"])
     [opportunity] = data(investor.get("/api/v1/tax-harvesting", params={"portfolio_id": p["id"]}))[
         "opportunities"
@@ -169,6 +171,7 @@ def test_an_accepted_recommendation_is_sized_on_cash_no_open_buy_reserved(invest
     ):
         lot = {"symbol": symbol, "shares": shares, "cost_basis": basis, "acquired_at": "2015-01-02"}
         data(investor.post(f"/api/v1/portfolios/{p['id']}/lots", lot, str(uuid.uuid4())), 201)
+    investor.confirm_transfers(p["id"])
     big = data(
         investor.trade(
             p["id"],
@@ -203,6 +206,7 @@ def test_sale_proceeds_may_buy_at_once_but_leave_only_once_settled(
     p = investor.funded("100.00")
     lot = {"symbol": "KO", "shares": "10", "cost_basis": "500.00", "acquired_at": "2020-01-02"}
     data(investor.post(f"/api/v1/portfolios/{p['id']}/lots", lot, str(uuid.uuid4())), 201)
+    investor.confirm_transfers(p["id"])
     sale = data(investor.trade(p["id"], symbol="KO", side="sell", quantity="10"), 201)
     assert sale["status"] == "filled"
     fill = sale["fills"][0]

@@ -15,6 +15,12 @@ wash sales of every later sale, so it is fixed when the lot is recorded:
   estate elected), and is long-term however briefly it is held (and so is the replacement of a
   loss on it, whose holding period includes the inherited shares').
 
+A transfer is only what the person says it is until someone can vouch for it, so it is
+*pending* (:data:`PENDING`) until a sync of a linked broker account holding the shares, or an
+advisor or admin with a reason, confirms it: a pending lot is valued and counts as a purchase
+for the wash-sale rule on its date, but it cannot be sold (:func:`sellable`), so its value
+can never leave the portfolio as cash.
+
 Gifts and inheritances are not purchases, so they are never the replacement shares of a wash
 sale (IRC 1091 speaks of shares "acquired by purchase"); a loss realized on them is washed by a
 purchase like any other.
@@ -23,9 +29,11 @@ purchase like any other.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
+from typing import Any
 
 from wealthalloc.domain.lots import Term, term
 from wealthalloc.domain.money import money
@@ -48,6 +56,16 @@ SOURCE = {Acquisition.TRANSFER: "transfer_in", Acquisition.GIFT: "gift", Acquisi
 _NOT_PURCHASES = frozenset({"gift", "inherited"})
 # Shares that arrived without the portfolio's cash paying for them (an inflow, for performance).
 ARRIVED = frozenset(SOURCE.values())
+
+
+# ``lots.transfer_status`` of a transfer-in: waiting for confirmation, or confirmed (sellable).
+PENDING = "pending"
+CONFIRMED = "confirmed"
+
+
+def sellable(lot: Mapping[str, Any]) -> bool:
+    """Whether a stored lot (a row with ``transfer_status``) may be sold: not a pending transfer-in."""
+    return lot.get("transfer_status") != PENDING
 
 
 def is_purchase(source: str) -> bool:

@@ -160,6 +160,51 @@ class PortfolioLotTransferredInV1(EventPayload):
     shares: Decimal = Field(gt=0)
 
 
+@register("portfolio.lot_confirmed")
+class PortfolioLotConfirmedV1(EventPayload):
+    """Pending transfer-in lots became sellable: ``by`` an advisor or admin with a ``reason``, or by
+    the sync of ``linked_account_id`` (``by`` null)."""
+
+    portfolio_id: uuid.UUID
+    lot_ids: list[uuid.UUID] = Field(min_length=1)
+    by: uuid.UUID | None = None
+    reason: str = Field(min_length=1, max_length=500)
+    linked_account_id: uuid.UUID | None = None
+
+
+# Linked accounts (topic portfolio.updates): never the account number, only its masked form.
+
+
+class _LinkedAccountRef(EventPayload):
+    linked_account_id: uuid.UUID
+    portfolio_id: uuid.UUID
+    provider: Literal["ibkr", "csv"]
+    account_number_masked: str = Field(pattern=r"^\*{4}[A-Z0-9-]{1,4}$")
+
+
+@register("linked_account.linked")
+class LinkedAccountLinkedV1(_LinkedAccountRef):
+    pass
+
+
+@register("linked_account.unlinked")
+class LinkedAccountUnlinkedV1(_LinkedAccountRef):
+    pass
+
+
+@register("linked_account.synced")
+class LinkedAccountSyncedV1(_LinkedAccountRef):
+    differences: int = Field(ge=0)
+    resolved: int = Field(ge=0)
+    transfers_in: list[uuid.UUID]
+    confirmed: list[uuid.UUID]
+
+
+@register("linked_account.sync_failed")
+class LinkedAccountSyncFailedV1(_LinkedAccountRef):
+    reason: str = Field(max_length=500)
+
+
 # Trades (topic trades.executed) ---------------------------------------------------------------------
 
 
@@ -329,3 +374,52 @@ class HouseholdLeftV1(EventPayload):
     household_id: uuid.UUID
     left_by: uuid.UUID
     members: list[uuid.UUID]
+
+
+# Security notices (topic accounts.notices): changes to how a person signs in, each told to them ---------
+
+
+@register("auth.new_sign_in")
+class NewSignInV1(EventPayload):
+    """A sign-in from an address and device the person has not signed in from lately."""
+
+    session_id: uuid.UUID
+    ip: str = Field(max_length=100)
+    device: str | None = Field(default=None, max_length=300)
+
+
+@register("auth.mfa_enabled")
+@register("auth.mfa_disabled")
+@register("auth.password_changed")
+class SignInFactorChangedV1(EventPayload):
+    """Two-factor sign-in turned on or off, or the password changed; the person's other logins ended."""
+
+    sessions_ended: int = Field(ge=0)
+    ip: str | None = Field(default=None, max_length=100)
+
+
+@register("auth.api_key_created")
+class ApiKeyCreatedV1(EventPayload):
+    """An API key was made; its name and scopes only, never the key (nor its prefix)."""
+
+    api_key_id: uuid.UUID
+    name: str = Field(max_length=200)
+    scopes: list[str]
+    ip: str | None = Field(default=None, max_length=100)
+
+
+# Notifications (topic notification.created): what a person's live stream shows them -------------
+
+
+@register("notification.created")
+class NotificationCreatedV1(EventPayload):
+    """A notification for the event's user, as ``GET /api/v1/notifications`` lists it."""
+
+    id: uuid.UUID
+    kind: str = Field(min_length=1, max_length=50)
+    title: str = Field(min_length=1, max_length=200)
+    body: str = Field(max_length=2000)
+    created_at: datetime
+    read_at: datetime | None = None
+    link: str | None = Field(default=None, max_length=500)
+    data: dict[str, Any] = Field(default_factory=dict)

@@ -68,6 +68,7 @@ from wealthalloc.portfolios import wash_sales
 from wealthalloc.portfolios.market import Market
 from wealthalloc.storage import books as store
 from wealthalloc.storage import households, idempotency
+from wealthalloc.storage import linked_accounts as linked_store
 from wealthalloc.storage import orders as order_store
 from wealthalloc.storage import tax as tax_store
 from wealthalloc.storage.outbox import add_event
@@ -347,6 +348,7 @@ class BookService:
                         "loss_basis": kind["loss_basis"],
                         "wash_sale_disallowed": lot.wash_sale_disallowed,
                         "source": kind["source"],
+                        "transfer_status": kind["transfer_status"],
                         "term": term_of(
                             holding_period_start=lot.holding_period_start,
                             always_long=kind["always_long"],
@@ -876,6 +878,8 @@ class BookService:
                 raise ServiceError(
                     400, "VALIDATION_ERROR", str(exc), [{"field": "body.cost_basis", "message": str(exc)}]
                 ) from exc
+            # Only what the person says until a broker sync or an advisor vouches for it: not sellable.
+            await linked_store.mark_pending(conn, lot_id)
         else:
             lot_id = uuid.uuid4()
             await tax_store.insert_lot(
@@ -1042,6 +1046,7 @@ def _lot_row(row: Mapping[str, Any], today: date) -> dict[str, Any]:
             holding_period_start=row["holding_period_start"], always_long=row["always_long"], sold_on=today
         ).value,
         "source": row["source"],
+        "transfer_status": row["transfer_status"],
     }
 
 

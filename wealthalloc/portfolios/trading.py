@@ -33,6 +33,7 @@ from typing import Any
 from wealthalloc.brokers.base import Execution, StatusChange, Ticket
 from wealthalloc.brokers.paper import PaperVenue, paper_broker_order_id
 from wealthalloc.domain import orders as rules
+from wealthalloc.domain.acquisitions import sellable
 from wealthalloc.domain.lots import InsufficientShares, LotMethod, UnknownLot, relieve
 from wealthalloc.domain.money import money
 from wealthalloc.domain.order_status import OPEN_STATUSES
@@ -126,12 +127,16 @@ class OrderDesk:
             if request.side == "buy":
                 await wash_sales.refuse_blocked_buy(conn, m.user_id, request.symbol, today, groups=groups)
             open_orders = await order_store.open_orders_of_portfolio(conn, portfolio["id"])
+            pending = Decimal(0)
             if request.side == "sell":
-                lots = [
-                    store.lot_from_row(r)
+                rows = [
+                    r
                     for r in await store.all_lots(conn, portfolio["id"], request.symbol)
                     if r["closed_at"] is None and r["shares"] > 0
                 ]
+                # A transfer-in waiting for confirmation is held but not yet sellable.
+                pending = sum((r["shares"] for r in rows if not sellable(r)), Decimal(0))
+                lots = [store.lot_from_row(r) for r in rows if sellable(r)]
                 held = sum((lot.shares for lot in lots), Decimal(0))
                 if lot_ids:
                     _check_named_lots(lots, lot_ids, request.quantity)
@@ -152,12 +157,19 @@ class OrderDesk:
                     {"required": str(exc.required), "available": str(exc.available)},
                 ) from exc
             except rules.InsufficientShares as exc:
-                raise ServiceError(
-                    400,
-                    "INSUFFICIENT_SHARES",
-                    str(exc),
-                    {"symbol": exc.symbol, "required": str(exc.required), "available": str(exc.available)},
-                ) from exc
+                details = {
+                    "symbol": exc.symbol,
+                    "required": str(exc.required),
+                    "available": str(exc.available),
+                }
+                message = str(exc)
+                if pending:
+                    details["pending"] = str(pending)
+                    message += (
+                        f" {pending.normalize():f} more are transferred in and pending: they can be sold"
+                        " once a sync of the linked account or an advisor confirms them."
+                    )
+                raise ServiceError(400, "INSUFFICIENT_SHARES", message, details) from exc
             order_id = uuid.uuid4()
             # The embedded paper venue takes the order now, unless it has no market for the symbol
             # (then the order waits as pending and the gateway's broker rejects it).
@@ -502,7 +514,7 @@ class OrderDesk:
         lots = [
             store.lot_from_row(r)
             for r in await store.all_lots(conn, portfolio["id"], order["symbol"])
-            if r["closed_at"] is None and r["shares"] > 0
+            if r["closed_at"] is None and r["shares"] > 0 and sellable(r)
         ]
         method = LotMethod(order["lot_method"] or portfolio["lot_method"])
         named = [uuid.UUID(i) for i in (order["lot_ids"] or [])]

@@ -152,8 +152,8 @@ async def lot_sources(conn: Conn, lot_ids: Collection[uuid.UUID]) -> dict[uuid.U
     """Portfolio, source and purchase of stored lots (what a lot split off them inherits), and the
     loss basis and always-long flag a sale of a gift or an inheritance is figured with."""
     cur = await conn.execute(
-        """SELECT id, portfolio_id, source, purchase_lot_id, loss_basis, always_long FROM lots
-           WHERE id = ANY(%s)""",
+        """SELECT id, portfolio_id, source, purchase_lot_id, loss_basis, always_long, transfer_status
+           FROM lots WHERE id = ANY(%s)""",
         (list(lot_ids),),
     )
     return {row["id"]: row for row in await cur.fetchall()}
