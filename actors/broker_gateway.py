@@ -36,6 +36,9 @@ from wealthalloc.config import Settings
 from wealthalloc.errors import ServiceError
 from wealthalloc.logging import configure_logging, get_logger
 from wealthalloc.marketdata import MarketClock, PriceHistory
+from wealthalloc.ops import metrics as ops_metrics
+from wealthalloc.ops import tracing
+from wealthalloc.ops.tracing import configure_tracing
 from wealthalloc.storage import orders as order_store
 from wealthalloc.storage import webhooks as inbox
 from wealthalloc.storage.postgres import AsyncPool, async_pool
@@ -80,6 +83,7 @@ class BrokerGateway:
     def __init__(self, overrides: Mapping[str, Any]) -> None:
         self.settings = Settings(**dict(overrides))
         configure_logging(self.settings.log_level, self.settings.log_format)
+        configure_tracing(self.settings, "wealthalloc-broker-gateway")
         self._router = ShardRouter(self.settings)
         self._sink = ShardSink(self._router)
         self._pool: AsyncPool | None = None
@@ -345,6 +349,18 @@ class BrokerGateway:
 
     # Operations ----------------------------------------------------------------------------------
 
+    async def traced(self, headers: Mapping[str, str], method: str, *args: Any) -> Any:
+        """An order call (``submit``, ``rest``, ``cancel``) as a span of the shard's trace."""
+        if method not in _TRACED:
+            raise ValueError(f"{method} is not an order call")
+        attributes = {"broker": self.settings.broker}
+        with tracing.continued(headers, f"BrokerGateway.{method}", attributes=attributes):
+            return await getattr(self, method)(*args)
+
+    def metrics(self) -> list[Any]:
+        """This process's operations metrics (its calls into the shards), for an API replica's /metrics."""
+        return ops_metrics.snapshot()
+
     async def health(self) -> dict[str, Any]:
         if self._task is None:
             asyncio.create_task(self.start())
@@ -363,6 +379,8 @@ class BrokerGateway:
             "counts": dict(self._counts),
         }
 
+
+_TRACED = {"submit", "rest", "cancel"}
 
 RemoteBrokerGateway = ray.remote(BrokerGateway)
 

@@ -26,6 +26,9 @@ from wealthalloc.config import Settings
 from wealthalloc.errors import ServiceError
 from wealthalloc.logging import configure_logging, get_logger
 from wealthalloc.marketdata import MarketClock, PriceHistory, SecurityReference
+from wealthalloc.ops import metrics as ops_metrics
+from wealthalloc.ops import tracing
+from wealthalloc.ops.tracing import configure_tracing
 from wealthalloc.portfolios.harvesting import HarvestDesk
 from wealthalloc.portfolios.household_books import forget_locally
 from wealthalloc.portfolios.market import Market
@@ -57,6 +60,7 @@ class PortfolioShard:
         self.settings = Settings(**dict(overrides))
         self._overrides = dict(overrides)
         configure_logging(self.settings.log_level, self.settings.log_format)
+        configure_tracing(self.settings, "wealthalloc-shard")
         self._service: BookService | None = None
         self._desk: OrderDesk | None = None
         self._harvests: HarvestDesk | None = None
@@ -126,7 +130,9 @@ class PortfolioShard:
 
     async def _to_gateway(self, method: str, ticket: Ticket) -> None:
         try:
-            await asyncio.wait_for(getattr(self._gateway_handle(), method).remote(ticket), HANDOFF_TIMEOUT_S)
+            with tracing.span(f"gateway {method}", kind=tracing.SpanKind.CLIENT):
+                call = traced_call(self._gateway_handle(), method, ticket)
+                await asyncio.wait_for(call, HANDOFF_TIMEOUT_S)
         except ray.exceptions.RayActorError:
             # Gone for good (killed without restart): the next call finds or starts its successor.
             self._gateway = None
@@ -259,6 +265,16 @@ HANDOFF_TIMEOUT_S = 10.0
 
 _PUBLIC = {"performance", "allocation", "rebalance", "dashboard"}
 _LINKED = {"apply_snapshot", "record_failure", "confirm_lot"}
+_NOT_TRACED = {"traced", "metrics", "pid"}
+
+
+def traced_call(handle: Any, method: str, *args: Any) -> Any:
+    """``handle.method.remote(*args)``, through the actor's ``traced`` when a span is current, so the
+    actor's work joins the caller's trace; the plain call when tracing is off."""
+    headers = tracing.carrier()
+    if headers is None:
+        return getattr(handle, method).remote(*args)
+    return handle.traced.remote(headers, method, *args)
 
 
 def shard_options(name: str, namespace: str) -> dict[str, Any]:

@@ -12,9 +12,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from actors.portfolio_shard import Outcome, RemoteShard, shard_options
+from actors.portfolio_shard import Outcome, RemoteShard, shard_options, traced_call
 from wealthalloc.config import Settings
 from wealthalloc.domain.sharding import shard_name, shard_of
+from wealthalloc.ops import tracing
+from wealthalloc.ops.metrics import SHARD_CALLS
 
 # Settings a shard must not receive: it signs nothing.
 _PRIVATE = {"secret_key", "jwt_previous_keys"}
@@ -38,7 +40,8 @@ class ShardRouter:
         return self.handle_for_index(self.index_of(user_id))
 
     async def outcome(self, user_id: uuid.UUID, method: str, *args: Any) -> Outcome:
-        result: Outcome = await getattr(self.handle(user_id), method).remote(*args)
+        with SHARD_CALLS.labels(method).time(), tracing.span(f"shard {method}", kind=tracing.SpanKind.CLIENT):
+            result: Outcome = await traced_call(self.handle(user_id), method, *args)
         return result
 
     async def call(self, user_id: uuid.UUID, method: str, *args: Any) -> Any:

@@ -69,6 +69,11 @@ class Settings(BaseSettings):
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: LogFormat = "json"
+    otlp_endpoint: str = Field(
+        default="",
+        description="OpenTelemetry collector (OTLP over HTTP, e.g. http://otel-collector:4318) that every"
+        " process sends its traces to; empty: no tracing, at no cost.",
+    )
 
     secret_key: SecretStr = Field(
         default=SecretStr(""),

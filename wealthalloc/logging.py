@@ -3,18 +3,23 @@
 One line of JSON per event on stderr, so Ray's log files, the dashboard and a
 log shipper can all parse them; ``console`` format is for a person at a terminal.
 Standard-library loggers (uvicorn, psycopg, ib_async) go through the same
-renderer so nothing prints in a second format.
+renderer so nothing prints in a second format. A line written inside a request
+carries its ``request_id`` (bound by the API's middleware), and one written
+inside a trace span its ``trace_id`` and ``span_id``, so a log search and the
+trace of one request lead to each other.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
 
 from wealthalloc.config import LogFormat
+from wealthalloc.ops import tracing
 
 _configured: tuple[str, str] | None = None
 
@@ -28,6 +33,7 @@ def configure_logging(level: str = "INFO", fmt: LogFormat = "json") -> None:
 
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        add_trace_ids,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -58,6 +64,16 @@ def configure_logging(level: str = "INFO", fmt: LogFormat = "json") -> None:
     root.setLevel(level)
     for noisy in ("httpx", "httpcore", "urllib3", "filelock"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+def add_trace_ids(logger: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """The current span's ids, when tracing runs in this process and a span is current."""
+    if tracing.enabled():
+        ids = tracing.current_ids()
+        if ids is not None:
+            event.setdefault("trace_id", ids[0])
+            event.setdefault("span_id", ids[1])
+    return event
 
 
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -53,6 +54,7 @@ from wealthalloc.config import Settings
 from wealthalloc.logging import configure_logging, get_logger
 from wealthalloc.marketdata import PriceHistory
 from wealthalloc.ml.registry import ModelRegistry
+from wealthalloc.ops import metrics as ops_metrics
 
 log = get_logger(__name__)
 
@@ -276,6 +278,10 @@ class AnomalyDetector:
             "batching": self._stats.as_dict(),
         }
 
+    def metrics(self) -> list[Any]:
+        """This replica's operations metrics (batch sizes, inference time), for the API's /metrics."""
+        return ops_metrics.snapshot()
+
     async def reload(self) -> dict[str, Any]:
         """Check the registry now instead of at the next poll (operators, tests); returns :meth:`status`."""
         await asyncio.to_thread(self._slot.refresh)
@@ -327,7 +333,9 @@ class AnomalyDetector:
         if any(items[n].symbols is not None for n in fresh):
             # A window without a symbol gets the statistics of all training days ("" is no symbol).
             symbols = [s for n in fresh for s in (items[n].symbols or ("",) * len(items[n].values))]
+        started = time.perf_counter()
         errors = await asyncio.to_thread(model.errors, values, symbols)
+        ops_metrics.model_batch(len(values), time.perf_counter() - started)
         self._stats.record(len(values), len(fresh))
         offset = 0
         for n in fresh:

@@ -42,6 +42,7 @@ from serve_apps.api.routes import (
 )
 from wealthalloc.config import VERSION, Settings
 from wealthalloc.logging import configure_logging
+from wealthalloc.ops.tracing import configure_tracing
 
 WEB_DIR = Path(__file__).resolve().parents[2] / "web"
 
@@ -83,6 +84,7 @@ def create_app(
     settings: Settings, *, extra_routers: Sequence[APIRouter] = (), behind_serve: bool = False
 ) -> FastAPI:
     configure_logging(settings.log_level, settings.log_format)
+    configure_tracing(settings, "wealthalloc-api")  # before the pools and clients: they are built traced
     resources = Resources(settings)
 
     @asynccontextmanager
@@ -133,6 +135,7 @@ def create_app(
         recommendations,
         stream,
         linked_accounts,
+        learn,
     ):
         app.include_router(module.router)
     for router in extra_routers:

@@ -17,24 +17,30 @@ import asyncio
 import hmac
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import psutil
 import ray
+import redis.exceptions
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from actors.broker_gateway import GATEWAY_NAME
 from serve_apps.api.deps import current_principal
 from serve_apps.api.envelope import ApiError, success
 from serve_apps.api.resources import Resources
 from wealthalloc.config import VERSION
-from wealthalloc.events.consumers import group_lags
+from wealthalloc.domain.sharding import shard_name
+from wealthalloc.events.relay import TOPICS, stream_key
+from wealthalloc.logging import get_logger
 from wealthalloc.marketdata import MarketDataError
 from wealthalloc.ml.registry import ModelRegistry
 from wealthalloc.storage.migrate import pending
 
 CHECK_TIMEOUT_S = 2.0
+
+log = get_logger(__name__)
 
 router = APIRouter(tags=["operations"])
 
@@ -81,7 +87,7 @@ async def check_broker(res: Resources) -> dict[str, Any]:
     gateway = res.gateway()
     if gateway is not None:
         state: dict[str, Any] = await gateway.health.remote()
-        res.metrics.broker_connected.labels(state["broker"]).set(0 if state["status"] == "down" else 1)
+        res.metrics.broker_state(state)
         if state["status"] == "down":
             raise CheckFailed(f"broker {state['broker']} is down: {state.get('detail')}")
         return {k: v for k, v in state.items() if k != "status"} | {"state": state["status"]}
@@ -107,10 +113,30 @@ async def check_event_bus(res: Resources) -> dict[str, Any]:
     assert row is not None
     oldest = row["oldest"]
     lag = 0.0 if oldest is None else max(0.0, time.time() - oldest.timestamp())
-    groups = await group_lags(res.redis)
-    for group, behind in groups.items():
-        res.metrics.consumer_lag.labels(group).set(behind)
-    return {"outbox_backlog": row["backlog"], "outbox_lag_seconds": round(lag, 3), "consumer_lag": groups}
+    groups = await group_backlogs(res.redis)
+    for group, (undelivered, unacked) in groups.items():
+        res.metrics.consumer_backlog(group, undelivered=undelivered, pending=unacked)
+    lags = {group: undelivered + unacked for group, (undelivered, unacked) in groups.items()}
+    return {"outbox_backlog": row["backlog"], "outbox_lag_seconds": round(lag, 3), "consumer_lag": lags}
+
+
+async def group_backlogs(client: Any, topics: Sequence[str] = TOPICS) -> dict[str, tuple[int, int]]:
+    """Per consumer group, summed over the streams: entries not yet delivered to it (XINFO GROUPS
+    ``lag``) and entries delivered but not acknowledged (``pending``)."""
+    backlogs: dict[str, tuple[int, int]] = {}
+    for topic in topics:
+        try:
+            groups = await client.xinfo_groups(stream_key(topic))
+        except redis.exceptions.ResponseError:
+            continue  # no such stream yet
+        for group in groups:
+            name = group["name"].decode() if isinstance(group["name"], bytes) else str(group["name"])
+            undelivered, unacked = backlogs.get(name, (0, 0))
+            backlogs[name] = (
+                undelivered + int(group.get("lag") or 0),
+                unacked + int(group.get("pending") or 0),
+            )
+    return backlogs
 
 
 async def check_model(res: Resources) -> dict[str, Any]:
@@ -144,6 +170,31 @@ async def check_model(res: Resources) -> dict[str, Any]:
     return detail
 
 
+async def check_model_loaded(res: Resources) -> dict[str, Any]:
+    """Readiness: the detector answers and has done its first load of the promoted version.
+
+    A load that failed counts as done: the replica then serves everything but the anomaly scores,
+    and ``/health`` names the failure; keeping every replica out of rotation would not fix it.
+    A plain app (no detector deployment) has no model to wait for.
+    """
+    if res.anomaly is None:
+        return {"model": "none in this app"}
+    status: dict[str, Any] = await res.anomaly.status.remote()
+    loaded, failure = status["loaded_version"], status["load_failure"]
+    if loaded is None and failure is None and status.get("promoted_version") is not None:
+        raise CheckFailed(f"model {status['promoted_version']} is still loading")
+    return {"loaded_version": loaded}
+
+
+async def check_shards(res: Resources) -> dict[str, Any]:
+    """Readiness: every portfolio shard actor answers (each is created here when missing)."""
+    if not ray.is_initialized():
+        return {"shards": "none outside a cluster"}
+    count = res.settings.shard_count
+    await asyncio.gather(*(res.shards.handle_for_index(i).pid.remote() for i in range(count)))
+    return {"shards": count}
+
+
 CHECKS: dict[str, Check] = {
     "database": check_database,
     "redis": check_redis,
@@ -152,6 +203,11 @@ CHECKS: dict[str, Check] = {
     "event_bus": check_event_bus,
     "model": check_model,
 }
+# Readiness adds what a replica needs before its first request: the model loaded, the shards up.
+READINESS: dict[str, Check] = {**CHECKS, "model_loaded": check_model_loaded, "shards": check_shards}
+# Without these no request can be served; the others (broker, bus, a model that failed to load)
+# degrade some routes only, and a replica that cannot fix them must not leave the rotation.
+READY_CHECKS = ("database", "redis", "model_loaded", "shards")
 
 
 async def _run(name: str, check: Check, res: Resources) -> dict[str, Any]:
@@ -171,7 +227,7 @@ async def _run(name: str, check: Check, res: Resources) -> dict[str, Any]:
 
 
 async def health_report(res: Resources, names: tuple[str, ...] = tuple(CHECKS)) -> dict[str, Any]:
-    results = await asyncio.gather(*(_run(n, CHECKS[n], res) for n in names))
+    results = await asyncio.gather(*(_run(n, READINESS[n], res) for n in names))
     checks = dict(zip(names, results, strict=True))
     failing = [n for n, r in checks.items() if r["status"] != "healthy"]
     process = psutil.Process(os.getpid())
@@ -183,10 +239,6 @@ async def health_report(res: Resources, names: tuple[str, ...] = tuple(CHECKS)) 
         "uptime_seconds": round(time.time() - res.started_at, 1),
         "memory_mb": round(process.memory_info().rss / 2**20, 1),
     }
-
-
-# Without these no request can be served; the others (broker, bus, model) degrade some routes only.
-READY_CHECKS = ("database", "redis")
 
 
 async def is_operator(request: Request) -> bool:
@@ -236,16 +288,87 @@ async def live(request: Request) -> JSONResponse:
     return success(request, {"status": "alive"})
 
 
-@router.get("/health/ready", summary="Readiness: PostgreSQL and Redis answer, the schema is current")
+@router.get(
+    "/health/ready",
+    summary="Readiness: PostgreSQL (schema current) and Redis answer, the model is loaded, the shards are up",
+)
 async def ready(request: Request) -> JSONResponse:
     res: Resources = request.app.state.resources
     report = await health_report(res, READY_CHECKS)
     if report["failing"]:
+        # The names of what is missing help whoever reads a probe's log and tell an attacker nothing.
         raise ApiError(
             503,
             "SERVICE_UNAVAILABLE",
             "Not ready.",
-            details={"status": "not_ready"},
+            details={"status": "not_ready", "failing": report["failing"]},
             headers={"Retry-After": "5"},
         )
     return success(request, {"status": "ready"})
+
+
+# /metrics --------------------------------------------------------------------------------------------
+
+
+async def scrape(res: Resources) -> bytes:
+    """One Prometheus scrape: this replica's metrics after running the health checks (so the health,
+    broker and lag gauges are this scrape's), the portfolio totals, and the actors' metrics."""
+    _, sources, _ = await asyncio.gather(health_report(res), actor_metrics(res), _portfolio_totals(res))
+    return res.metrics.render(sources)
+
+
+async def _portfolio_totals(res: Resources) -> None:
+    if res.pool is None:
+        return
+    try:
+        async with res.pool.connection(timeout=CHECK_TIMEOUT_S) as conn:
+            cur = await conn.execute(
+                "SELECT count(*) AS n, coalesce(sum(total_value), 0) AS value"
+                " FROM portfolios WHERE deleted_at IS NULL"
+            )
+            row = await cur.fetchone()
+    except Exception as exc:  # the database check reports the outage; the gauges keep their last values
+        log.debug("portfolio_totals_unavailable", error=str(exc))
+        return
+    assert row is not None
+    res.metrics.portfolios.set(row["n"])
+    res.metrics.portfolio_value.set(float(row["value"]))
+
+
+async def actor_metrics(res: Resources) -> dict[str, list[Any]]:
+    """Each running actor's operations metrics, by source (``shard-0``, ``broker-gateway``,
+    ``anomaly``). Actors are looked up, never created: a shard no user reached yet has nothing to say."""
+    if not ray.is_initialized():
+        return {}
+    namespace = res.settings.ray_namespace
+    names = {f"shard-{i}": shard_name(i) for i in range(res.settings.shard_count)}
+    names["broker-gateway"] = GATEWAY_NAME
+    handles = await asyncio.to_thread(_running_actors, names, namespace)
+    calls: dict[str, Any] = {source: handle.metrics.remote() for source, handle in handles.items()}
+    if res.anomaly is not None:
+        calls["anomaly"] = res.anomaly.metrics.remote()
+    answers = await asyncio.gather(
+        *(asyncio.wait_for(_awaited(call), CHECK_TIMEOUT_S) for call in calls.values()),
+        return_exceptions=True,
+    )
+    sources: dict[str, list[Any]] = {}
+    for source, answer in zip(calls, answers, strict=True):
+        up = not isinstance(answer, BaseException)
+        res.metrics.source_up.labels(source).set(1 if up else 0)
+        if up:
+            sources[source] = answer
+    return sources
+
+
+def _running_actors(names: dict[str, str], namespace: str) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for source, name in names.items():
+        try:
+            found[source] = ray.get_actor(name, namespace=namespace)
+        except ValueError:
+            continue
+    return found
+
+
+async def _awaited(call: Any) -> Any:
+    return await call

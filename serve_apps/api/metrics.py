@@ -1,16 +1,33 @@
-"""Prometheus metrics of the API process.
+"""Prometheus metrics of the API process, and what ``/metrics`` adds from the rest of the cluster.
 
 Each app gets its own registry so that tests can build several apps in one
-process, and ``/metrics`` shows exactly this replica's numbers (Ray's own
-metrics endpoint on the dashboard aggregates across replicas).
+process. A scrape also carries the operations metrics of the actors this
+replica reaches (shards, broker gateway, anomaly detector), each series
+labelled with its ``source`` (wealthalloc/ops/metrics.py, docs/operations.md):
+``api-<host>-<pid>`` for this replica's own, ``shard-N``, ``broker-gateway`` and
+``anomaly`` for the actors', which every replica's scrape repeats.
 """
 
 from __future__ import annotations
 
+import os
+import socket
+from collections.abc import Iterator, Mapping
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
+
+from wealthalloc.ops import metrics as ops_metrics
 
 __all__ = ["CONTENT_TYPE_LATEST", "ApiMetrics"]
+
+# This replica's own operations series: unique per replica, so ``max without (instance)`` folds the
+# actors' series (which every replica repeats) and keeps each replica's own.
+API_SOURCE = f"api-{socket.gethostname()}-{os.getpid()}"
+# What a circuit breaker's state reads as on a gauge (a paper broker has none: closed).
+BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 
 
 class ApiMetrics:
@@ -54,10 +71,46 @@ class ApiMetrics:
             ["group"],
             registry=self.registry,
         )
+        self.consumer_undelivered = Gauge(
+            "wealthalloc_event_consumer_undelivered",
+            "Events not yet delivered to a consumer group (XINFO GROUPS lag), at the last /health.",
+            ["group"],
+            registry=self.registry,
+        )
+        self.consumer_pending = Gauge(
+            "wealthalloc_event_consumer_pending",
+            "Events delivered to a consumer group and not acknowledged yet, at the last /health.",
+            ["group"],
+            registry=self.registry,
+        )
         self.broker_connected = Gauge(
             "wealthalloc_broker_connected",
             "1 when the broker gateway had a live connection to its broker at the last health check.",
             ["broker"],
+            registry=self.registry,
+        )
+        self.broker_breaker = Gauge(
+            "wealthalloc_broker_breaker_state",
+            "The broker gateway's circuit breaker at the last health check: 0 closed, 1 half open, 2 open.",
+            ["broker"],
+            registry=self.registry,
+        )
+        self._broker_connects: dict[str, float] = {}
+        self.registry.register(_BrokerReconnects(self._broker_connects))
+        self.portfolio_value = Gauge(
+            "wealthalloc_portfolio_value_dollars",
+            "Total value of all live portfolios as last valued (portfolios.total_value), at the last scrape.",
+            registry=self.registry,
+        )
+        self.portfolios = Gauge(
+            "wealthalloc_portfolios",
+            "Live portfolios, at the last scrape.",
+            registry=self.registry,
+        )
+        self.source_up = Gauge(
+            "wealthalloc_metrics_source_up",
+            "1 when the actor named by source answered this scrape with its metrics.",
+            ["source"],
             registry=self.registry,
         )
 
@@ -80,5 +133,43 @@ class ApiMetrics:
     def cache_lookup(self, cache: str, *, hit: bool) -> None:
         self.cache.labels(cache, "hit" if hit else "miss").inc()
 
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
+    def consumer_backlog(self, group: str, *, undelivered: int, pending: int) -> None:
+        self.consumer_lag.labels(group).set(undelivered + pending)
+        self.consumer_undelivered.labels(group).set(undelivered)
+        self.consumer_pending.labels(group).set(pending)
+
+    def broker_state(self, state: Mapping[str, Any]) -> None:
+        """Gauges from the gateway's ``health()``: connected, breaker state, reconnects (IBKR's detail
+        lists each connection's ``connects``; every connect after a connection's first is a reconnect)."""
+        broker = str(state["broker"])
+        self.broker_connected.labels(broker).set(0 if state["status"] == "down" else 1)
+        detail = state.get("detail") or {}
+        breaker = (detail.get("breaker") or {}).get("state", "closed")
+        self.broker_breaker.labels(broker).set(BREAKER_STATES.get(str(breaker).replace("-", "_"), 0))
+        connections = detail.get("connections") or []
+        self._broker_connects[broker] = float(sum(max(0, int(c.get("connects", 0)) - 1) for c in connections))
+
+    def render(self, sources: Mapping[str, list[Metric]] | None = None) -> bytes:
+        """This replica's registry, then the operations families of this process and of ``sources``."""
+        everything = {API_SOURCE: ops_metrics.snapshot(), **(sources or {})}
+        return generate_latest(self.registry) + generate_latest(ops_metrics.Snapshots(everything))
+
+
+class _BrokerReconnects:
+    """A counter whose value is the gateway's own count, read at each health check."""
+
+    def __init__(self, connects: dict[str, float]) -> None:
+        self._connects = connects
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "wealthalloc_broker_reconnects",
+            "Reconnects of the broker gateway to its broker since the gateway started.",
+            labels=["broker"],
+        )
+        for broker, value in self._connects.items():
+            family.add_metric([broker], value)
+        yield family
+
+    def describe(self) -> Iterator[Metric]:
+        return self.collect()

@@ -1,5 +1,5 @@
-"""The outermost layer of every request: request id, input hygiene, body limit, security headers,
-metrics, last-resort errors.
+"""The outermost layer of every request: request id, trace span, input hygiene, body limit, security
+headers, metrics, last-resort errors.
 
 Written as plain ASGI (not ``BaseHTTPMiddleware``) so it wraps Starlette's own
 error middleware too: even a crash inside a handler leaves with an
@@ -15,12 +15,15 @@ import time
 from typing import Any
 from urllib.parse import parse_qsl
 
+import structlog
+from opentelemetry.trace import StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serve_apps.api.envelope import error_body
 from serve_apps.api.metrics import ApiMetrics
 from serve_apps.api.proxy import new_request_id, valid_request_id
 from wealthalloc.logging import get_logger
+from wealthalloc.ops import tracing
 
 log = get_logger(__name__)
 
@@ -90,6 +93,39 @@ class RequestContextMiddleware:
 
         request_id, echoed = _request_id(scope, behind_serve=self.behind_serve)
         scope.setdefault("state", {})["request_id"] = request_id
+        # Every log line written while this request runs carries its id (wealthalloc/logging.py).
+        bound = structlog.contextvars.bind_contextvars(request_id=request_id)
+        try:
+            if tracing.enabled():
+                await self._traced(scope, receive, send, request_id, echoed)
+            else:
+                await self._serve(scope, receive, send, request_id, echoed)
+        finally:
+            structlog.contextvars.reset_contextvars(**bound)
+
+    async def _traced(
+        self, scope: Scope, receive: Receive, send: Send, request_id: str, echoed: bool
+    ) -> None:
+        """The request as the root span of its trace, or as a child of the caller's ``traceparent``."""
+        method = scope["method"]
+        parent = {
+            name.decode("latin-1"): value.decode("latin-1")
+            for name, value in scope.get("headers", ())
+            if name in (b"traceparent", b"tracestate")
+        }
+        attributes = {"http.request.method": method, "url.path": scope["path"], "request_id": request_id}
+        with tracing.continued(parent, method, attributes=attributes) as span:
+            status, template = await self._serve(scope, receive, send, request_id, echoed)
+            span.update_name(f"{method} {template}")
+            span.set_attribute("http.route", template)
+            span.set_attribute("http.response.status_code", status)
+            if status >= 500:
+                span.set_status(StatusCode.ERROR)
+
+    async def _serve(
+        self, scope: Scope, receive: Receive, send: Send, request_id: str, echoed: bool
+    ) -> tuple[int, str]:
+        """Answer the request; its status and route template (as the metrics name them)."""
         started = time.perf_counter()
         status_holder = {"status": 500, "started": False}
 
@@ -145,9 +181,9 @@ class RequestContextMiddleware:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            self.metrics.observe(
-                scope["method"], template, int(status_holder["status"]), time.perf_counter() - started
-            )
+            status = int(status_holder["status"])
+            self.metrics.observe(scope["method"], template, status, time.perf_counter() - started)
+        return status, template
 
     def _checked(self, receive: Receive) -> Receive:
         """The body as the app reads it: refused past the size limit, or when a JSON string holds a NUL.

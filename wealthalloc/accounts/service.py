@@ -63,6 +63,7 @@ from wealthalloc.accounts.errors import (
 )
 from wealthalloc.config import Settings
 from wealthalloc.logging import get_logger
+from wealthalloc.ops import metrics as ops_metrics
 from wealthalloc.security import totp
 from wealthalloc.security.access import Principal, Role, Scope, scopes_grantable, signed_in_recently
 from wealthalloc.security.password_policy import password_problems
@@ -212,6 +213,7 @@ class AccountService:
                 await append_audit(
                     conn, new_entry("auth.register", actor_id=row["id"], subject=f"user:{row['id']}", ip=ip)
                 )
+                ops_metrics.REGISTRATIONS.inc()
         return public_user(row)
 
     async def login(self, *, email: str, password: str, totp_code: str | None, ip: str) -> TokenPair:

@@ -30,6 +30,7 @@ from wealthalloc.domain.harvest import Opportunity
 from wealthalloc.domain.money import money
 from wealthalloc.domain.wash_sale import WASH_SALE_DAYS
 from wealthalloc.errors import ServiceError
+from wealthalloc.ops import metrics as ops_metrics
 from wealthalloc.portfolios import wash_sales
 from wealthalloc.portfolios.service import BookService, Mutation, jsonable, not_found
 from wealthalloc.portfolios.trading import OrderDesk
@@ -97,7 +98,10 @@ class HarvestDesk:
                 {"replacement_symbol": replacement},
             )
 
+        planned: list[bool] = []  # stays empty when the key's earlier answer is replayed
+
         async def work(conn: store.Conn, portfolio: dict[str, Any]) -> tuple[int, Any]:
+            planned.append(True)
             return 201, await self._plan(conn, m, portfolio, harvest_id, replacement, today)
 
         status, plan = await self._book.idempotent(m, row["portfolio_id"], work)
@@ -122,6 +126,8 @@ class HarvestDesk:
             )
             record = await tax_store.harvest(conn, harvest_id)
         assert record is not None
+        if planned:
+            ops_metrics.harvest_executed(record["estimated_tax_savings"])
         return status, jsonable(
             {
                 "harvest": describe(record, today),

@@ -69,6 +69,7 @@ from wealthalloc.domain.recommendations import (
 from wealthalloc.errors import ServiceError
 from wealthalloc.logging import get_logger
 from wealthalloc.marketdata import INDEX_SYMBOL, MarketDataError, PriceHistory, SecurityReference
+from wealthalloc.ops import metrics as ops_metrics
 from wealthalloc.portfolios.service import BookService, Mutation, jsonable, not_found
 from wealthalloc.portfolios.trading import OrderDesk
 from wealthalloc.storage import books as store
@@ -389,6 +390,7 @@ async def dismiss(
         row = await rec_store.mark_dismissed(conn, recommendation_id, by=actor, reason=reason)
         await _event(conn, row, owner, reason=reason, by=actor)
         orders = await rec_store.orders_by_key(conn, owner, row["order_keys"])
+    ops_metrics.recommendation_decided("dismissed")
     return describe(row, orders)
 
 
@@ -432,10 +434,15 @@ class RecommendationDesk:
                 409, "RECOMMENDATION_NOT_ACTIONABLE", "This recommendation has no orders to place."
             )
 
+        claims: list[bool] = []  # stays empty when the key's earlier answer is replayed
+
         async def work(conn: store.Conn, portfolio: dict[str, Any]) -> tuple[int, Any]:
+            claims.append(True)
             return 201, await self._claim(conn, m, portfolio, recommendation_id)
 
         status, claimed = await self._book.idempotent(m, portfolio_id, work)
+        if claims:
+            ops_metrics.recommendation_decided("accepted")
         placed: list[dict[str, Any]] = []
         refused: list[dict[str, Any]] = []
         for planned in claimed["orders"]:

@@ -64,6 +64,7 @@ from wealthalloc.domain.wash_sale_book import BasisTooSmall
 from wealthalloc.errors import ServiceError
 from wealthalloc.logging import get_logger
 from wealthalloc.marketdata import MarketDataError
+from wealthalloc.ops import metrics as ops_metrics
 from wealthalloc.portfolios import wash_sales
 from wealthalloc.portfolios.market import Market
 from wealthalloc.storage import books as store
@@ -179,7 +180,7 @@ class BookService:
         lock = self._locks.get(user_id)
         if lock is None:
             lock = self._locks[user_id] = asyncio.Lock()
-        return lock
+        return ops_metrics.TimedLock(lock)
 
     async def _book(self, user_id: uuid.UUID) -> Book:
         self._evict_idle()
@@ -208,6 +209,7 @@ class BookService:
         while len(self._books) > self._max_books:
             evicted, _ = self._books.popitem(last=False)
             self._drop_lock(evicted)
+            ops_metrics.SHARD_EVICTIONS.labels("lru").inc()
         return book
 
     def _evict_idle(self) -> None:
@@ -219,6 +221,7 @@ class BookService:
                 break
             del self._books[user_id]
             self._drop_lock(user_id)
+            ops_metrics.SHARD_EVICTIONS.labels("idle").inc()
 
     def _drop_lock(self, user_id: uuid.UUID) -> None:
         lock = self._locks.get(user_id)

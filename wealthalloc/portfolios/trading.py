@@ -245,6 +245,7 @@ class OrderDesk:
         if not created:  # a replay: the order as it stands now
             return status, await self.order(m.user_id, uuid.UUID(body["id"]))
         row, fills = created[-1]
+        ops_metrics.trades_executed(row["side"], self._broker, len(fills))  # filled at the embedded venue
         if row["status"] == "pending":
             await self._hand_off(self._submit, row)  # the broker's answer changed it: read it again
             return status, await self.order(m.user_id, row["id"])

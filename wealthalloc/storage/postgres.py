@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from psycopg import AsyncConnection, Connection
+from psycopg import AsyncConnection, AsyncCursor, Connection, sql
+from psycopg.abc import Params, Query
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from wealthalloc.config import Settings
+from wealthalloc.ops import tracing
 
 # A connection that cannot be had in this time is an outage, not a slow query:
 # callers answer 503 rather than queueing requests forever.
@@ -21,6 +23,8 @@ SyncPool = ConnectionPool[Connection[DictRow]]
 def async_pool(settings: Settings, *, name: str = "api") -> AsyncPool:
     """A pool that is not open yet: open it inside the event loop that will use it."""
     kwargs: dict[str, Any] = _connection_kwargs(name)
+    if tracing.enabled():  # built only when tracing runs: otherwise psycopg's own cursor, at no cost
+        kwargs["cursor_factory"] = TracedCursor
     return AsyncConnectionPool(
         settings.database_url,
         connection_class=AsyncConnection[DictRow],
@@ -49,3 +53,28 @@ def sync_pool(settings: Settings, *, name: str = "worker") -> SyncPool:
 
 def _connection_kwargs(name: str) -> dict[str, Any]:
     return {"application_name": f"wealthalloc-{name}", "connect_timeout": 5, "row_factory": dict_row}
+
+
+class TracedCursor(AsyncCursor[DictRow]):
+    """Each statement as a client span under whatever span is current (a shard call, a request)."""
+
+    async def execute(self, query: Query, params: Params | None = None, **kwargs: Any) -> TracedCursor:
+        name, attributes = _statement_span(query, self)
+        with tracing.span(name, kind=tracing.SpanKind.CLIENT, attributes=attributes):
+            await super().execute(query, params, **kwargs)
+        return self
+
+    async def executemany(self, query: Query, params_seq: Any, **kwargs: Any) -> None:
+        name, attributes = _statement_span(query, self)
+        with tracing.span(name, kind=tracing.SpanKind.CLIENT, attributes=attributes):
+            await super().executemany(query, params_seq, **kwargs)
+
+
+def _statement_span(query: Query, cursor: AsyncCursor[DictRow]) -> tuple[str, dict[str, str]]:
+    if isinstance(query, sql.Composable):
+        text = query.as_string(cursor.connection)
+    else:
+        text = query.decode() if isinstance(query, bytes) else str(query)
+    verb = text.lstrip().split(None, 1)[0].upper() if text.strip() else "SQL"
+    attributes = {"db.system": "postgresql", "db.operation.name": verb, "db.query.text": text[:1000]}
+    return f"postgresql {verb}", attributes
