@@ -252,6 +252,19 @@ class PortfolioShard:
             await self._router.call(user_id, "evict_book", user_id, portfolio_ids)
 
     # Operations.
+    async def traced(self, headers: Mapping[str, str], method: str, *args: Any) -> Outcome:
+        """``method`` as a span of the caller's trace (``headers``: its W3C context)."""
+        if method.startswith("_") or method in _NOT_TRACED or not hasattr(self, method):
+            return Outcome(status=404, error={"status": 404, "code": "NOT_FOUND", "message": f"no {method}"})
+        with tracing.continued(headers, f"PortfolioShard.{method}", attributes={"shard": self.index}):
+            result: Outcome = await getattr(self, method)(*args)
+        return result
+
+    def metrics(self) -> list[Any]:
+        """This shard's operations metrics (wealthalloc/ops/metrics.py), for an API replica's /metrics."""
+        ops_metrics.SHARD_BOOKS_CACHED.set(self._service.books_in_memory if self._service else 0)
+        return ops_metrics.snapshot()
+
     async def stats(self) -> dict[str, Any]:
         service = await self._svc()
         return {"shard": self.index, "pid": os.getpid(), "books_in_memory": service.books_in_memory}

@@ -135,7 +135,6 @@ def create_app(
         recommendations,
         stream,
         linked_accounts,
-        learn,
     ):
         app.include_router(module.router)
     for router in extra_routers:
@@ -156,8 +155,7 @@ def _operations_router() -> APIRouter:
         res: Resources = request.app.state.resources
         # The checks run now, so the health, broker and lag gauges a scrape reads are this scrape's
         # (each check has its own timeout), not whatever the last /health call happened to see.
-        await health.health_report(res)
-        return Response(res.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+        return Response(await health.scrape(res), media_type=CONTENT_TYPE_LATEST)
 
     @router.get("/", include_in_schema=False, response_model=None)
     async def index() -> Response:

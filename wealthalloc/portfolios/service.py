@@ -176,7 +176,7 @@ class BookService:
 
     # Books ---------------------------------------------------------------------------------------
 
-    def _lock(self, user_id: uuid.UUID) -> asyncio.Lock:
+    def _lock(self, user_id: uuid.UUID) -> ops_metrics.TimedLock:
         lock = self._locks.get(user_id)
         if lock is None:
             lock = self._locks[user_id] = asyncio.Lock()

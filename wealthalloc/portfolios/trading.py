@@ -41,6 +41,7 @@ from wealthalloc.domain.wash_sale import IdentityGroups
 from wealthalloc.domain.wash_sale_book import SoldShares
 from wealthalloc.errors import ServiceError
 from wealthalloc.logging import get_logger
+from wealthalloc.ops import metrics as ops_metrics
 from wealthalloc.portfolios import wash_sales
 from wealthalloc.portfolios.household_books import Evict, forget_spouse_books
 from wealthalloc.portfolios.service import BookService, Mutation, jsonable, not_found
@@ -386,6 +387,7 @@ class OrderDesk:
                 if fill is None:
                     return _light(order)
                 updated, also_changed = await self._fill(conn, order, fill, execution)
+            ops_metrics.trades_executed(order["side"], self._broker)
             for changed in {order["portfolio_id"], *also_changed}:
                 await self._book.drop_snapshot(user_id, changed)
         await forget_spouse_books(self._book, user_id, also_changed, self._evict)
