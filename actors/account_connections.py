@@ -44,7 +44,7 @@ from wealthalloc.config import Settings
 from wealthalloc.errors import ServiceError
 from wealthalloc.linked_accounts import BrokerPosition, BrokerSnapshot, mask
 from wealthalloc.logging import configure_logging, get_logger
-from wealthalloc.security.encryption import EncryptionUnavailable, KeyRing, UndecryptableError
+from wealthalloc.security.encryption import EncryptionUnavailable, UndecryptableError, key_ring
 from wealthalloc.storage import linked_accounts as linked
 from wealthalloc.storage.postgres import AsyncPool, async_pool
 
@@ -88,14 +88,6 @@ class _Deaf:
 
 async def _no_tickets() -> Sequence[Ticket]:
     return ()
-
-
-def key_ring(settings: Settings) -> KeyRing:
-    """The account-number key ring of ``settings``; :class:`EncryptionUnavailable` when unset."""
-    return KeyRing(
-        {key_id: key.get_secret_value() for key_id, key in settings.linked_account_keys.items()},
-        settings.linked_account_index_key.get_secret_value(),
-    )
 
 
 def connection_overrides(settings: Settings) -> dict[str, Any]:

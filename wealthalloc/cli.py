@@ -57,6 +57,8 @@ backup_app = typer.Typer(
 )
 app.add_typer(models_app, name="models")
 app.add_typer(backup_app, name="backup")
+linked_app = typer.Typer(help="Linked brokerage accounts.", no_args_is_help=True)
+app.add_typer(linked_app, name="linked-accounts")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -936,6 +938,66 @@ def backup_restore(
             f" ({', '.join(report.pending_migrations)})"
         )
     _say("check the audit chain: wealthalloc audit verify")
+
+
+@linked_app.command("reencrypt")
+@_friendly
+def linked_reencrypt(
+    batch: Annotated[int, typer.Option(min=1, max=10_000, help="Rows per transaction.")] = 200,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Seal every linked account number under the newest key of linked_account_keys; older keys may
+    then be dropped from the ring. Safe to run twice, and while the platform runs."""
+    import asyncio
+
+    from wealthalloc.security.encryption import EncryptionUnavailable, key_ring
+
+    settings = _settings()
+    try:
+        ring = key_ring(settings)
+    except EncryptionUnavailable as exc:
+        raise CliError(
+            f"{exc}: set WEALTHALLOC_LINKED_ACCOUNT_KEYS and WEALTHALLOC_LINKED_ACCOUNT_INDEX_KEY"
+        ) from exc
+    url = _reachable_database(settings)
+    moved, unreadable = asyncio.run(_reencrypt(url, ring, batch, progress=not quiet))
+    _say(f"{moved} account number(s) moved to key {ring.newest}")
+    if unreadable:
+        raise CliError(
+            f"{unreadable} account number(s) open with no key of the ring; they were left as they are"
+        )
+
+
+async def _reencrypt(url: str, ring: Any, batch: int, *, progress: bool) -> tuple[int, int]:
+    import psycopg
+    from psycopg.rows import dict_row
+    from tqdm import tqdm
+
+    from wealthalloc.security.encryption import Sealed, UndecryptableError
+    from wealthalloc.storage import linked_accounts as store
+
+    moved = unreadable = 0
+    after = None
+    async with await psycopg.AsyncConnection.connect(url, row_factory=dict_row) as conn:
+        total = await store.count_not_under(conn, ring.newest)
+        with tqdm(total=total, unit="account", disable=not progress, desc="re-encrypting") as bar:
+            while True:
+                async with conn.transaction():
+                    rows = await store.sealed_batch(conn, ring.newest, batch, after=after)
+                    for row in rows:
+                        sealed = Sealed(row["account_number_key_id"], bytes(row["account_number_sealed"]))
+                        try:
+                            fresh = ring.reseal(sealed, owner=row["user_id"])
+                        except UndecryptableError:
+                            unreadable += 1
+                            continue
+                        if fresh is not None:
+                            await store.reseal(conn, row["id"], fresh)
+                            moved += 1
+                if not rows:
+                    return moved, unreadable
+                after = rows[-1]["id"]
+                bar.update(len(rows))
 
 
 def main() -> None:

@@ -29,9 +29,13 @@ import os
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+if TYPE_CHECKING:
+    from wealthalloc.config import Settings
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -119,6 +123,14 @@ class KeyRing:
     def blind_index(self, value: str, *, provider: str) -> bytes:
         """A keyed digest of ``provider:value``: equal for equal numbers, useless without the key."""
         return hmac.new(self._index_key, f"{provider}:{value}".encode(), hashlib.sha256).digest()
+
+
+def key_ring(settings: Settings) -> KeyRing:
+    """The account-number key ring of ``settings``; :class:`EncryptionUnavailable` when unset."""
+    return KeyRing(
+        {key_id: key.get_secret_value() for key_id, key in settings.linked_account_keys.items()},
+        settings.linked_account_index_key.get_secret_value(),
+    )
 
 
 def _aad(owner: uuid.UUID) -> bytes:

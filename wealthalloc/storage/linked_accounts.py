@@ -249,14 +249,15 @@ async def count_not_under(conn: Conn, key_id: str) -> int:
     return int(row["n"]) if row else 0
 
 
-async def sealed_batch(conn: Conn, key_id: str, limit: int) -> list[Row]:
-    """Up to ``limit`` rows sealed under another key than ``key_id``, locked (skipping rows another
-    re-encryption holds, so two runs share the work)."""
+async def sealed_batch(conn: Conn, key_id: str, limit: int, *, after: uuid.UUID | None = None) -> list[Row]:
+    """Up to ``limit`` rows sealed under another key than ``key_id``, by id after ``after``, locked
+    (skipping rows another re-encryption holds, so two runs share the work)."""
     cur = await conn.execute(
         """SELECT id, user_id, account_number_key_id, account_number_sealed FROM external_accounts
            WHERE account_number_sealed IS NOT NULL AND account_number_key_id <> %s
+             AND (%s::uuid IS NULL OR id > %s::uuid)
            ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED""",
-        (key_id, limit),
+        (key_id, after, after, limit),
     )
     return await cur.fetchall()
 

@@ -23,7 +23,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from actors.account_connections import connections_handle, key_ring
+from actors.account_connections import connections_handle
 from serve_apps.api.deps import CurrentPrincipal, PersonPrincipal, ResourcesDep, require_access
 from serve_apps.api.envelope import ApiError, success
 from serve_apps.api.resources import Resources
@@ -40,7 +40,7 @@ from wealthalloc.logging import get_logger
 from wealthalloc.portfolios.linked_books import CONFIRMING_ROLES, account_ref
 from wealthalloc.portfolios.service import Mutation
 from wealthalloc.security.access import Principal
-from wealthalloc.security.encryption import EncryptionUnavailable, KeyRing
+from wealthalloc.security.encryption import EncryptionUnavailable, KeyRing, key_ring
 from wealthalloc.storage import linked_accounts as store
 from wealthalloc.storage.outbox import add_event
 
