@@ -135,6 +135,10 @@ class Resources:
     async def close(self) -> None:
         if self._hub is not None:
             await self._hub.close()
+        # The market-data chain's pooled HTTP client: its sockets close with the replica.
+        market_http = self.__dict__.pop("_market_http", None)
+        if market_http is not None:
+            await market_http.aclose()
         if self.pool is not None:
             await self.pool.close()
         if self.redis is not None:
@@ -183,9 +187,10 @@ class Resources:
                     live: Quote = await gateway.quote.remote(name)
                     return live
 
+                http = self.__dict__["_market_http"] = http_client(self.settings)
                 chain = self.__dict__["_market_chain"] = build_chain(
                     self.settings,
-                    http=http_client(self.settings),
+                    http=http,
                     redis=self.redis,
                     prices=self.prices,
                     today=lambda: self.clock.today(),
