@@ -175,3 +175,27 @@ def test_a_screen_that_was_left_gets_none_of_its_portfolio_s_updates(session: Se
     assert page.text_content("#portfolio-name") == "Second"
     assert page.text_content("#cash-balance") == "$20.00" and page.locator("#cash-balance").count() == 1
     session.assert_clean()
+
+
+def test_a_socket_refused_for_a_stale_token_refreshes_the_session_and_carries_on(session: Session) -> None:
+    page = live_page(session)
+    page.evaluate(
+        "() => { sessionStorage.setItem('wa_token', 'no-longer-valid'); window.__sockets.at(-1).close(); }"
+    )
+    page.wait_for_function(
+        "() => window.__sent.some((m) => m.type === 'auth' && m.token === 'no-longer-valid')", timeout=WAIT_MS
+    )
+    page.wait_for_function(
+        "() => { const t = sessionStorage.getItem('wa_token');"
+        " return t !== 'no-longer-valid' && window.__sent.some((m) => m.type === 'auth' && m.token === t); }",
+        timeout=WAIT_MS,
+    )
+    page.wait_for_selector("#live:has-text('Live')", timeout=WAIT_MS)
+    portfolio = session.investor.funded("42.00", name="After the refresh")
+    page.wait_for_function(
+        "(id) => window.__received.some((m) => m.type === 'event' && m.data.portfolio_id === id)",
+        arg=portfolio["id"],
+        timeout=WAIT_MS,
+    )
+    assert not_reloaded(page) and page.is_visible("#view")
+    session.assert_clean()
