@@ -182,7 +182,12 @@ class Resources:
 
     @cached_property
     def quotes(self) -> QuoteCache:
-        return QuoteCache(self.redis, self._provider_quote, ttl_seconds=self.settings.quote_cache_seconds)
+        return QuoteCache(
+            self.redis,
+            self._provider_quote,
+            ttl_seconds=self.settings.quote_cache_seconds,
+            stale_after_s=self.settings.market_data_stale_seconds,
+        )
 
     async def _provider_quote(self, symbol: str) -> Quote:
         """The quote behind the Redis cache. With a Polygon or Alpha Vantage key set, the provider chain

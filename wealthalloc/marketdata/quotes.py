@@ -5,13 +5,19 @@
 when the provider fails the caller still gets a price, marked ``stale`` with
 its timestamp, instead of an error. A dead Redis makes quotes slower, never
 wrong: the provider is asked directly.
+
+Whether a quote is stale is decided when it is read, never stored: a quote
+whose price is older than ``stale_after_s`` is stale however it was served
+(fresh, from the cache, or the last one kept), so a price that ages while it
+sits in the cache does not stay "fresh" for the cache's TTL.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from dataclasses import replace
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -58,13 +64,33 @@ def _load(raw: bytes | str, *, stale: bool) -> Quote:
 
 
 class QuoteCache:
-    def __init__(self, redis: aioredis.Redis | None, provider: Provider, *, ttl_seconds: int = 60) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis | None,
+        provider: Provider,
+        *,
+        ttl_seconds: int = 60,
+        stale_after_s: float = 0.0,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self._redis = redis
         self._provider = provider
         self._ttl = ttl_seconds
+        self._stale_after = stale_after_s
+        self._now = now
 
     async def quote(self, symbol: str) -> tuple[Quote, bool]:
-        """The quote and whether it came from the cache."""
+        """The quote and whether it came from the cache; ``stale`` as of now (0 turns the age off)."""
+        found, cached = await self._quote(symbol)
+        if not found.stale and self._stale_after > 0:
+            stamp = found.timestamp
+            if stamp.tzinfo is None:
+                stamp = stamp.replace(tzinfo=UTC)
+            if (self._now() - stamp).total_seconds() > self._stale_after:
+                found = replace(found, stale=True)
+        return found, cached
+
+    async def _quote(self, symbol: str) -> tuple[Quote, bool]:
         cached = await self._get(f"quote:{symbol}")
         if cached is not None:
             return _load(cached, stale=False), True
