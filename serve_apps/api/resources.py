@@ -83,20 +83,7 @@ class Resources:
             self.gateway()
         except Exception as exc:  # orders wait as pending and are swept once it is up
             log.warning("broker_gateway_unavailable", error=str(exc))
-        self.ensure_account_connections()
-
-    def ensure_account_connections(self) -> None:
-        """Start the linked accounts' connections actor (and its daily syncs) when the key ring is set."""
-        import ray
-
-        if not ray.is_initialized() or not self.settings.linked_account_keys:
-            return
-        from actors.account_connections import connections_handle
-
-        try:
-            connections_handle(self.settings)
-        except Exception as exc:  # linked accounts then start it on their first sync
-            log.warning("account_connections_unavailable", error=str(exc))
+        self.start_shards()
 
     def ensure_event_bus(self) -> None:
         """Start the cluster's outbox relay and consumers if they are not running (idempotent)."""
@@ -110,6 +97,19 @@ class Resources:
             ensure_event_bus(self.settings, self.shards.overrides)
         except Exception as exc:  # the API serves without it; /health reports the growing backlog
             log.warning("event_bus_unavailable", error=str(exc))
+
+    def start_shards(self) -> None:
+        """Create the portfolio shard actors now (without waiting for them), so they are up by the
+        time the readiness probe asks for them and the first user's call does not start one."""
+        import ray
+
+        if not ray.is_initialized():
+            return
+        try:
+            for index in range(self.settings.shard_count):
+                self.shards.handle_for_index(index)
+        except Exception as exc:  # the readiness probe reports them; the first call retries
+            log.warning("portfolio_shards_unavailable", error=str(exc))
 
     def remember(self, principal: Principal, generation: str | None) -> None:
         """Cache who is behind a session, only when the user's generation is known (Redis answered)
@@ -182,12 +182,7 @@ class Resources:
 
     @cached_property
     def quotes(self) -> QuoteCache:
-        return QuoteCache(
-            self.redis,
-            self._provider_quote,
-            ttl_seconds=self.settings.quote_cache_seconds,
-            stale_after_s=self.settings.market_data_stale_seconds,
-        )
+        return QuoteCache(self.redis, self._provider_quote, ttl_seconds=self.settings.quote_cache_seconds)
 
     async def _provider_quote(self, symbol: str) -> Quote:
         """The quote behind the Redis cache. With a Polygon or Alpha Vantage key set, the provider chain

@@ -60,7 +60,8 @@ def test_an_app_without_a_detector_has_no_model_to_wait_for() -> None:
     assert _model_loaded(None) == {"model": "none in this app"}
 
 
-def test_outside_a_cluster_there_are_no_shards_to_wait_for() -> None:
+def test_outside_a_cluster_there_are_no_shards_to_wait_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("ray.is_initialized", lambda: False)  # as in a plain app, whatever ran before
     res: Any = SimpleNamespace(settings=Settings(shard_count=4))
     assert asyncio.run(check_shards(res)) == {"shards": "none outside a cluster"}
 
