@@ -84,6 +84,20 @@ class Resources:
         except Exception as exc:  # orders wait as pending and are swept once it is up
             log.warning("broker_gateway_unavailable", error=str(exc))
         self.start_shards()
+        self.ensure_account_connections()
+
+    def ensure_account_connections(self) -> None:
+        """Start the linked accounts' connections actor (and its daily syncs) when the key ring is set."""
+        import ray
+
+        if not ray.is_initialized() or not self.settings.linked_account_keys:
+            return
+        from actors.account_connections import connections_handle
+
+        try:
+            connections_handle(self.settings)
+        except Exception as exc:  # linked accounts then start it on their first sync
+            log.warning("account_connections_unavailable", error=str(exc))
 
     def ensure_event_bus(self) -> None:
         """Start the cluster's outbox relay and consumers if they are not running (idempotent)."""
@@ -182,7 +196,12 @@ class Resources:
 
     @cached_property
     def quotes(self) -> QuoteCache:
-        return QuoteCache(self.redis, self._provider_quote, ttl_seconds=self.settings.quote_cache_seconds)
+        return QuoteCache(
+            self.redis,
+            self._provider_quote,
+            ttl_seconds=self.settings.quote_cache_seconds,
+            stale_after_s=self.settings.market_data_stale_seconds,
+        )
 
     async def _provider_quote(self, symbol: str) -> Quote:
         """The quote behind the Redis cache. With a Polygon or Alpha Vantage key set, the provider chain
