@@ -353,9 +353,9 @@ async def actor_metrics(res: Resources) -> dict[str, list[Any]]:
     )
     sources: dict[str, list[Any]] = {}
     for source, answer in zip(calls, answers, strict=True):
-        up = not isinstance(answer, BaseException)
-        res.metrics.source_up.labels(source).set(1 if up else 0)
-        if up:
+        failed = isinstance(answer, BaseException)
+        res.metrics.source_up.labels(source).set(0 if failed else 1)
+        if not isinstance(answer, BaseException):
             sources[source] = answer
     return sources
 

@@ -61,7 +61,7 @@ class TracedCursor(AsyncCursor[DictRow]):
     async def execute(self, query: Query, params: Params | None = None, **kwargs: Any) -> TracedCursor:
         name, attributes = _statement_span(query, self)
         with tracing.span(name, kind=tracing.SpanKind.CLIENT, attributes=attributes):
-            await super().execute(query, params, **kwargs)
+            await super().execute(query, params, **kwargs)  # type: ignore[arg-type]  # a t-string too
         return self
 
     async def executemany(self, query: Query, params_seq: Any, **kwargs: Any) -> None:

@@ -42,4 +42,4 @@ class TracedRedis(aioredis.Redis):
         command = args[0].decode() if isinstance(args[0], bytes) else str(args[0])
         attributes = {"db.system": "redis", "db.operation.name": command.upper()}
         with tracing.span(f"redis {command.upper()}", kind=tracing.SpanKind.CLIENT, attributes=attributes):
-            return await super().execute_command(*args, **options)
+            return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
