@@ -18,6 +18,7 @@ import ray
 from actors.lifecycle import start_when_constructed
 from wealthalloc.config import Settings
 from wealthalloc.events.consumers import AuditLogger, CacheInvalidator
+from wealthalloc.events.notifications import NotificationMailer, NotificationWriter, SmtpOptions
 from wealthalloc.events.price_alerts import DailyPricePublisher, PriceAlertEvaluator
 from wealthalloc.events.relay import OutboxRelay
 from wealthalloc.events.webhooks import WebhookDispatcher, WebhookOptions, WebhookSender
@@ -49,6 +50,8 @@ class EventBus:
             "prices_published": 0,
             "alerts_checked": 0,
             "replayed": 0,
+            "notified": 0,
+            "mailed": 0,
         }
         start_when_constructed()
 
@@ -76,6 +79,14 @@ class EventBus:
                 self._loop("replayed", relay.recover_lost_streams, idle_sleep_s=REDIS_CHECK_S)
             ),
         ]
+        notices = NotificationWriter(pool=pool, redis=redis, name="notifications-1")
+        self._tasks.append(asyncio.create_task(self._loop("notified", notices.consume_once)))
+        smtp = SmtpOptions.from_settings(self.settings)
+        if smtp.enabled:  # without an SMTP server the e-mails wait in the queue (and age out)
+            mailer = NotificationMailer(pool=pool, options=smtp)
+            self._tasks.append(
+                asyncio.create_task(self._loop("mailed", mailer.send_due, sleep_when_idle=True))
+            )
         publisher = self._price_publisher(pool)
         if publisher is not None:
             self._tasks.append(

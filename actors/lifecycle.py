@@ -19,4 +19,7 @@ def start_when_constructed(method: str = "start") -> None:
         handle = ray.get_runtime_context().current_actor
     except RuntimeError:
         return  # not inside an actor
-    getattr(handle, method).remote()
+    # Queued while the actor is being constructed, the call can reach Ray before it marks a restarted
+    # actor alive, and fail as "actor restarting"; retried, it runs once the actor is up (starting is
+    # idempotent).
+    getattr(handle, method).options(max_task_retries=-1).remote()

@@ -272,6 +272,31 @@ class Settings(BaseSettings):
     )
     webhook_incoming_tolerance_seconds: int = Field(default=300, ge=1)
 
+    # Notifications (docs/notifications.md): e-mail through SMTP, off while smtp_host is empty.
+    smtp_host: str = Field(default="", description="SMTP server for notification e-mails; empty: none sent.")
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str = Field(default="", description="Empty: the server is used without logging in.")
+    smtp_password: SecretStr = Field(default=SecretStr(""))
+    smtp_from: str = Field(
+        default="WealthAlloc <notifications@localhost>", description="The From of notification e-mails."
+    )
+    smtp_starttls: bool = Field(default=True, description="Upgrade the connection with STARTTLS first.")
+    smtp_timeout_seconds: float = Field(default=10, gt=0, description="Time allowed for one SMTP exchange.")
+    smtp_max_attempts: int = Field(default=5, ge=1, description="Attempts before an e-mail is given up.")
+    smtp_retry_initial_seconds: float = Field(
+        default=30, gt=0, description="First retry delay of an e-mail; it doubles after each failure."
+    )
+    smtp_retry_max_seconds: float = Field(default=3600, gt=0)
+    smtp_max_age_seconds: float = Field(
+        default=86_400, gt=0, description="A notification older than this is no longer e-mailed."
+    )
+    public_base_url: str = Field(
+        default="", description="Where people open the web app (links in e-mails); empty: no links."
+    )
+    notification_sign_in_days: int = Field(
+        default=90, ge=1, description="A sign-in from an address and device unseen this long is a new one."
+    )
+
     harvest_min_loss: Decimal = Field(
         default=Decimal("100"), ge=0, description="Smallest unrealised loss (USD) worth harvesting."
     )

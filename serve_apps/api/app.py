@@ -31,6 +31,7 @@ from serve_apps.api.routes import (
     linked_accounts,
     market,
     me,
+    notifications,
     portfolios,
     quotes,
     recommendations,
@@ -134,6 +135,7 @@ def create_app(
         intelligence,
         recommendations,
         stream,
+        notifications,
         linked_accounts,
     ):
         app.include_router(module.router)

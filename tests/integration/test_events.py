@@ -184,7 +184,7 @@ def test_a_deposit_through_the_api_reaches_the_audit_trail(http, database_url: s
         if bus["consumer_lag"].get("audit") == 0 and bus["outbox_backlog"] == 0:
             break
         time.sleep(0.3)
-    assert bus["consumer_lag"] == {"alerts": 0, "audit": 0, "cache": 0, "webhooks": 0}
+    assert bus["consumer_lag"] == {"alerts": 0, "audit": 0, "cache": 0, "notifications": 0, "webhooks": 0}
     assert 'wealthalloc_event_consumer_lag{group="audit"} 0.0' in http.get("/metrics", headers=OPERATOR).text
 
 

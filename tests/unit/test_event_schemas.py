@@ -178,6 +178,21 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "as_of": "2022-12-28",
         "note": None,
     },
+    "auth.new_sign_in": {"session_id": uuid.uuid4(), "ip": "203.0.113.7", "device": "Firefox on Linux"},
+    "auth.mfa_enabled": {"sessions_ended": 2, "ip": "203.0.113.7"},
+    "auth.mfa_disabled": {"sessions_ended": 0, "ip": "203.0.113.7"},
+    "auth.password_changed": {"sessions_ended": 1, "ip": "203.0.113.7"},
+    "auth.api_key_created": {"api_key_id": uuid.uuid4(), "name": "nightly export", "scopes": ["read"]},
+    "notification.created": {
+        "id": uuid.uuid4(),
+        "kind": "trade_fill",
+        "title": "Bought 10 AAPL at $150.25",
+        "body": "10 shares of AAPL bought at $150.25 for $1,502.50.",
+        "created_at": "2026-12-05T09:12:00Z",
+        "read_at": None,
+        "link": f"#/portfolios/{PORTFOLIO}/orders",
+        "data": {"order_id": str(ORDER), "symbol": "AAPL"},
+    },
 }
 
 

@@ -81,6 +81,7 @@ from wealthalloc.security.tokens import (
     new_refresh_token,
 )
 from wealthalloc.storage import accounts as store
+from wealthalloc.storage import notifications as notification_store
 from wealthalloc.storage.audit import append_audit, new_entry
 from wealthalloc.storage.outbox import add_event
 from wealthalloc.storage.postgres import AsyncPool
@@ -216,7 +217,9 @@ class AccountService:
                 ops_metrics.REGISTRATIONS.inc()
         return public_user(row)
 
-    async def login(self, *, email: str, password: str, totp_code: str | None, ip: str) -> TokenPair:
+    async def login(
+        self, *, email: str, password: str, totp_code: str | None, ip: str, user_agent: str | None = None
+    ) -> TokenPair:
         await self._check_ip_budget(ip)
         try:
             address = normalise_email(email)
@@ -283,6 +286,7 @@ class AccountService:
                 await store.update_password_hash(conn, user_id, new_hash)
             session_id = uuid.uuid4()
             await store.insert_session(conn, session_id=session_id, user_id=user_id, authenticated_at=now)
+            await self._tell_of_a_new_sign_in(conn, user_id, session_id, ip=ip, device=user_agent)
             pair = await self._issue_pair(conn, user, session_id=session_id, authenticated_at=now)
             await append_audit(
                 conn, new_entry("auth.login", actor_id=user_id, subject=f"user:{user_id}", ip=ip)
@@ -571,6 +575,19 @@ class AccountService:
                     ip=ip,
                 ),
             )
+            await add_event(
+                conn,
+                topic=ACCOUNT_NOTICES_TOPIC,
+                event_type="auth.api_key_created",
+                user_id=principal.user_id,
+                aggregate_id=record["id"],
+                payload={
+                    "api_key_id": record["id"],
+                    "name": name,
+                    "scopes": [scope.value for scope in sorted(wanted)],
+                    "ip": ip[:100],
+                },
+            )
         return CreatedApiKey(key=new.key, record=record)
 
     async def list_api_keys(self, principal: Principal) -> list[dict[str, Any]]:
@@ -807,6 +824,36 @@ class AccountService:
                 ip=ip,
             ),
         )
+        # The person is told (a security notification), in the change's transaction.
+        await add_event(
+            conn,
+            topic=ACCOUNT_NOTICES_TOPIC,
+            event_type=action,
+            user_id=principal.user_id,
+            aggregate_id=principal.user_id,
+            payload={"sessions_ended": ended, "ip": ip[:100]},
+        )
+
+    async def _tell_of_a_new_sign_in(
+        self, conn: store.Conn, user_id: uuid.UUID, session_id: uuid.UUID, *, ip: str, device: str | None
+    ) -> None:
+        """Record where a login came from; a new address and device is a security notice to the person."""
+        if await notification_store.record_sign_in(
+            conn,
+            user_id=user_id,
+            session_id=session_id,
+            ip=ip,
+            device=device,
+            recent_days=self._settings.notification_sign_in_days,
+        ):
+            await add_event(
+                conn,
+                topic=ACCOUNT_NOTICES_TOPIC,
+                event_type="auth.new_sign_in",
+                user_id=user_id,
+                aggregate_id=session_id,
+                payload={"session_id": session_id, "ip": ip[:100], "device": (device or "")[:300] or None},
+            )
 
     async def _bump_generation(self, user_id: uuid.UUID) -> None:
         """Tell every replica its cached view of this user is stale (see serve_apps.api.deps)."""

@@ -40,6 +40,7 @@ TOPICS = (
     "recommendations.generated",
     "tax_harvests.identified",
     "prices.updated",
+    "notification.created",
 )
 
 

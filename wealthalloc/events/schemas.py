@@ -374,3 +374,52 @@ class HouseholdLeftV1(EventPayload):
     household_id: uuid.UUID
     left_by: uuid.UUID
     members: list[uuid.UUID]
+
+
+# Security notices (topic accounts.notices): changes to how a person signs in, each told to them ---------
+
+
+@register("auth.new_sign_in")
+class NewSignInV1(EventPayload):
+    """A sign-in from an address and device the person has not signed in from lately."""
+
+    session_id: uuid.UUID
+    ip: str = Field(max_length=100)
+    device: str | None = Field(default=None, max_length=300)
+
+
+@register("auth.mfa_enabled")
+@register("auth.mfa_disabled")
+@register("auth.password_changed")
+class SignInFactorChangedV1(EventPayload):
+    """Two-factor sign-in turned on or off, or the password changed; the person's other logins ended."""
+
+    sessions_ended: int = Field(ge=0)
+    ip: str | None = Field(default=None, max_length=100)
+
+
+@register("auth.api_key_created")
+class ApiKeyCreatedV1(EventPayload):
+    """An API key was made; its name and scopes only, never the key (nor its prefix)."""
+
+    api_key_id: uuid.UUID
+    name: str = Field(max_length=200)
+    scopes: list[str]
+    ip: str | None = Field(default=None, max_length=100)
+
+
+# Notifications (topic notification.created): what a person's live stream shows them -------------
+
+
+@register("notification.created")
+class NotificationCreatedV1(EventPayload):
+    """A notification for the event's user, as ``GET /api/v1/notifications`` lists it."""
+
+    id: uuid.UUID
+    kind: str = Field(min_length=1, max_length=50)
+    title: str = Field(min_length=1, max_length=200)
+    body: str = Field(max_length=2000)
+    created_at: datetime
+    read_at: datetime | None = None
+    link: str | None = Field(default=None, max_length=500)
+    data: dict[str, Any] = Field(default_factory=dict)

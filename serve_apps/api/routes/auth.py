@@ -77,7 +77,13 @@ async def register(body: RegisterBody, request: Request, res: ResourcesDep, ip: 
 
 @router.post("/login", summary="Exchange email and password (and a TOTP code when on) for tokens")
 async def login(body: LoginBody, request: Request, res: ResourcesDep, ip: ClientIp) -> JSONResponse:
-    pair = await res.accounts.login(email=body.email, password=body.password, totp_code=body.totp_code, ip=ip)
+    pair = await res.accounts.login(
+        email=body.email,
+        password=body.password,
+        totp_code=body.totp_code,
+        ip=ip,
+        user_agent=request.headers.get("user-agent"),
+    )
     return success(request, pair.as_response(), headers={"Cache-Control": "no-store"})
 
 
