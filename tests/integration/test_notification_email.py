@@ -42,12 +42,15 @@ class Mailbox:
 
     messages: list[tuple[str, Message]] = field(default_factory=list)
     refuse: dict[str, int] = field(default_factory=dict)
+    reject: set[str] = field(default_factory=set)
     refused: int = 0
     port: int = 0
 
     async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
     ) -> str:
+        if address in self.reject:
+            return "550 5.1.1 No such mailbox"
         if self.refuse.get(address, 0) > 0:
             self.refuse[address] -= 1
             self.refused += 1
@@ -231,3 +234,18 @@ def test_a_server_that_refuses_then_accepts_gets_the_email_exactly_once(
     state = email_state(database_url, notification["id"])
     assert state["emailed_at"] is not None and state["email_attempts"] == 3
     assert state["email_error"] is None
+
+
+def test_a_mailbox_the_server_says_does_not_exist_is_not_tried_again(
+    investor: Investor, mailbox: Mailbox, mailer: Mailer, database_url: str
+) -> None:
+    mailbox.reject.add(investor.email)
+    notification = fill(investor)
+
+    mailer.deliver_until(lambda: email_state(database_url, notification["id"])["email_next_at"] is None)
+    mailer.settle()
+
+    state = email_state(database_url, notification["id"])
+    assert state["emailed_at"] is None and state["email_attempts"] == 1
+    assert "550" in state["email_error"]
+    assert mailbox.to(investor.email) == []

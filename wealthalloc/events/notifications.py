@@ -213,14 +213,14 @@ class NotificationMailer:
                     outcomes.append(MailOutcome(sent=True))
                 except smtplib.SMTPServerDisconnected as exc:
                     # The session is gone: this one and the rest are tried again later.
-                    outcomes += [_outcome_of(exc)] * (len(messages) - len(outcomes))
+                    outcomes += [outcome_of(exc)] * (len(messages) - len(outcomes))
                     break
                 except (smtplib.SMTPException, OSError) as exc:
-                    outcomes.append(_outcome_of(exc))
+                    outcomes.append(outcome_of(exc))
                     try:
                         smtp.rset()  # a refused message must not leave the session mid-transaction
                     except (smtplib.SMTPException, OSError):
-                        outcomes += [_outcome_of(exc)] * (len(messages) - len(outcomes))
+                        outcomes += [outcome_of(exc)] * (len(messages) - len(outcomes))
                         break
         finally:
             try:
@@ -245,7 +245,7 @@ class NotificationMailer:
         return smtp
 
 
-def _outcome_of(exc: BaseException) -> MailOutcome:
+def outcome_of(exc: BaseException) -> MailOutcome:
     """What a failure means for the next attempt: a 5xx answer is final, anything else may pass later."""
     code: int | None = None
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
