@@ -28,6 +28,7 @@ from serve_apps.api.routes import (
     auth,
     households,
     intelligence,
+    learn,
     linked_accounts,
     market,
     me,
@@ -137,6 +138,7 @@ def create_app(
         stream,
         notifications,
         linked_accounts,
+        learn,
     ):
         app.include_router(module.router)
     for router in extra_routers:
