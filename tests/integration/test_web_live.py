@@ -136,10 +136,12 @@ def test_a_dropped_socket_reconnects_after_the_last_event_it_saw_and_misses_noth
     session.open(f"#/portfolios/{pid}", "#cash-balance")
     assert investor.deposit(pid, "1.00").status_code == 201
     page.wait_for_selector("#cash-balance:has-text('$101.00')", timeout=WAIT_MS)
-    [before] = cash_events(page, pid)[-1:]
 
     held["on"] = True
-    page.evaluate("() => window.__sockets.at(-1).close()")
+    last_seen = page.evaluate(
+        "() => { const seen = window.__received.filter((m) => m.type === 'event').at(-1);"
+        " window.__sockets.at(-1).close(); return seen.event_id; }"
+    )
     page.wait_for_selector("#live:has-text('Reconnecting')", timeout=WAIT_MS)
     for amount in ("2.00", "3.00"):
         assert investor.deposit(pid, amount).status_code == 201
@@ -150,7 +152,7 @@ def test_a_dropped_socket_reconnects_after_the_last_event_it_saw_and_misses_noth
     page.wait_for_selector("#live:has-text('Live')", timeout=WAIT_MS)
     page.wait_for_selector("#cash-balance:has-text('$106.00')", timeout=WAIT_MS)
     resumed = [m for m in page.evaluate("() => window.__sent") if m["type"] == "auth"][-1]
-    assert resumed["after"] == before["event_id"]
+    assert resumed["after"] == last_seen
     amounts = [str(float(m["data"]["amount"])) for m in cash_events(page, pid)]
     assert amounts == ["1.0", "2.0", "3.0"], amounts  # each once, in order
     assert not_reloaded(page)

@@ -3,6 +3,7 @@
 import { api, onSignedOut, onToken, signedIn, signOut } from "./api.js";
 import { begin, go, ignorable, parse } from "./router.js";
 import * as live from "./stream.js";
+import * as bell from "./bell.js";
 import { busy, clearAlert, done, el, fail, label, money, shares, toast } from "./ui.js";
 import { showSignIn } from "./screens/signin.js";
 import * as dashboard from "./screens/dashboard.js";
@@ -17,8 +18,13 @@ import * as settings from "./screens/settings.js";
 import * as advisor from "./screens/advisor.js";
 import * as client from "./screens/client.js";
 import * as admin from "./screens/admin.js";
+import * as notifications from "./screens/notifications.js";
+import * as learn from "./screens/learn.js";
 
-const SCREENS = { dashboard, portfolio, trade, orders, tax, harvest, insights, alerts, settings, advisor, client, admin };
+const SCREENS = {
+  dashboard, portfolio, trade, orders, tax, harvest, insights, alerts, settings, advisor, client, admin, notifications,
+  learn,
+};
 const $ = (id) => document.getElementById(id);
 
 // What every screen may read: the signed-in person's portfolios and the one chosen.
@@ -37,6 +43,7 @@ export const app = {
       $("nav-advisor").hidden = me.role !== "advisor";
       $("nav-admin").hidden = me.role !== "admin";
       fillPortfolioChoice();
+      bell.load();
       $("portfolio-select").parentElement.hidden = !portfolios.length;  // an advisor or admin may hold none
     }
   },
@@ -50,7 +57,10 @@ export const app = {
     $("nav-orders").href = this.portfolioId ? base + "/orders" : base;
     $("nav-insights").href = this.portfolioId ? base + "/insights" : base;
   },
-  forget() { this.me = this.portfolios = this.portfolioId = null; },
+  forget() {
+    this.me = this.portfolios = this.portfolioId = null;
+    bell.forget();
+  },
 };
 
 function fillPortfolioChoice() {
@@ -75,12 +85,14 @@ function markCurrent(route) {
   const current = {
     dashboard: "nav-dashboard", portfolio: "nav-portfolio", trade: "nav-trade", orders: "nav-orders", tax: "nav-tax",
     insights: "nav-insights", harvest: "nav-harvest", alerts: "nav-alerts", settings: "nav-settings",
-    advisor: "nav-advisor", client: "nav-advisor", admin: "nav-admin",
+    advisor: "nav-advisor", client: "nav-advisor", admin: "nav-admin", learn: "nav-learn",
   }[route.name];
   document.querySelectorAll("#nav a").forEach((a) => {
     if (a.id === current) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
   });
+  if (route.name === "notifications") $("bell").setAttribute("aria-current", "page");
+  else $("bell").removeAttribute("aria-current");
 }
 
 // The header says whether updates arrive live; fills and cancels show as toasts on any screen.

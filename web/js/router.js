@@ -1,8 +1,8 @@
 // Routes live in the URL hash: #/dashboard, #/portfolios/{id}, #/portfolios/{id}/trade,
 // #/portfolios/{id}/orders, #/portfolios/{id}/insights, #/tax, #/harvest, #/alerts, #/settings,
 // #/advisor (the client picker), #/advisor/{client}[/{portfolio}], #/admin/{users|audit|health},
-// #/signin. Each navigation starts a new generation: an answer that arrives for an older one is
-// dropped, so it never renders under the current screen.
+// #/notifications, #/learn[/{article}], #/signin. Each navigation starts a new generation: an
+// answer that arrives for an older one is dropped, so it never renders under the current screen.
 
 const ROUTES = [
   [/^\/signin$/, "signin", []],
@@ -19,6 +19,9 @@ const ROUTES = [
   [/^\/advisor\/([0-9a-f-]{36})$/i, "client", ["client"]],
   [/^\/advisor\/([0-9a-f-]{36})\/([0-9a-f-]{36})$/i, "client", ["client", "pid"]],
   [/^\/admin\/(users|audit|health)$/, "admin", ["tab"]],
+  [/^\/notifications$/, "notifications", []],
+  [/^\/learn$/, "learn", []],
+  [/^\/learn\/([a-z0-9-]{1,100})$/, "learn", ["slug"]],
 ];
 
 export function parse(hash) {

@@ -1,5 +1,5 @@
 // Settings: profile (name, risk and tax profile), two-factor sign-in, API keys and webhooks (their
-// secrets shown once, when made), and advisor links. Each section loads and fails on its own, and
+// secrets shown once, when made), advisor links, and where each kind of notification goes. Each section loads and fails on its own, and
 // a section that changes reloads itself only, so a secret just shown stays on screen.
 import { api } from "../api.js";
 import { busy, done, el, field, fill, label, messageOf } from "../ui.js";
@@ -30,12 +30,14 @@ export async function render({ view, context }) {
     keys: el("section", { class: "card", id: "api-keys", "aria-labelledby": "api-keys-title" }),
     hooks: el("section", { class: "card", id: "webhooks", "aria-labelledby": "webhooks-title" }),
     links: el("section", { class: "card", id: "advisor-links", "aria-labelledby": "advisor-links-title" }),
+    notices: el("section", { class: "card", id: "notification-preferences", "aria-labelledby": "notification-preferences-title" }),
   };
   const state = { me, context };
   view.replaceChildren(el("h2", { text: "Settings" }), ...Object.values(sections));
   profile(sections.profile, state);
   mfa(sections.mfa, state);
-  await context.guard(Promise.all([keys(sections.keys, state), hooks(sections.hooks, state), links(sections.links, state)]));
+  await context.guard(Promise.all([keys(sections.keys, state), hooks(sections.hooks, state), links(sections.links, state),
+    notices(sections.notices, state)]));
 }
 
 function title(id, text) {
@@ -341,5 +343,63 @@ async function links(section, state) {
         done("Advisor linked.");
       });
     } }, field("Advisor's email", email), el("div", { class: "row" }, add)),
+    message);
+}
+
+// Notification preferences ------------------------------------------------------------------------
+
+const KINDS = [
+  ["trade_fill", "Order fills"], ["order_rejected", "Rejected orders"], ["price_alert", "Price alerts"],
+  ["harvest_opportunity", "Tax-loss harvesting opportunities"], ["recommendation", "Recommendations"],
+  ["cash_movement", "Deposits and withdrawals"], ["security", "Security (new sign-ins, two-factor and password changes)"],
+];
+
+async function notices(section, state) {
+  const { context } = state;
+  let prefs;
+  try {
+    prefs = await context.guard(api("/api/v1/me/notification-preferences", { signal: context.signal }));
+  } catch (error) {
+    if (error.name === "Stale" || error.name === "AbortError") throw error;
+    section.replaceChildren(title("notification-preferences", "Notifications"), el("p", { class: "error", role: "alert", text: messageOf(error) }));
+    return;
+  }
+  const message = note();
+  const save = el("button", { type: "submit", class: "small", text: "Save notification choices" });
+  const boxes = [];
+  const known = KINDS.filter(([kind]) => prefs.kinds[kind]);
+  const unnamed = Object.keys(prefs.kinds).filter((kind) => !KINDS.some(([k]) => k === kind)).map((kind) => [kind, label(kind)]);
+  const rows = [...known, ...unnamed].map(([kind, text]) => {
+    const locked = kind === "security";
+    const cell = (channel) => {
+      const box = el("input", { type: "checkbox", id: `pref-${kind}-${channel}`, checked: Boolean(prefs.kinds[kind][channel]),
+        disabled: locked && channel === "email", "aria-label": `${text}: ${channel === "email" ? "e-mail" : "in the app"}` });
+      boxes.push({ kind, channel, box });
+      return el("td", {}, box);
+    };
+    return el("tr", { "data-kind": kind }, el("th", { scope: "row", class: "l", text }), cell("in_app"), cell("email"));
+  });
+  fill(section, title("notification-preferences", "Notifications"),
+    el("p", { class: "muted", text: `E-mail goes to ${prefs.email}. Security e-mail cannot be turned off: it is how you hear that someone else signed in.` }),
+    el("form", { id: "notification-form", novalidate: true, onsubmit: async (event) => {
+      event.preventDefault();
+      const kinds = {};
+      for (const { kind, channel, box } of boxes) {
+        if (box.disabled || box.checked === Boolean(prefs.kinds[kind][channel])) continue;
+        (kinds[kind] = kinds[kind] || {})[channel] = box.checked;
+      }
+      if (!Object.keys(kinds).length) { message.textContent = "Nothing changed."; return; }
+      await attempt(save, message, context, "Saving…", async () => {
+        await api("/api/v1/me/notification-preferences", { method: "PUT", body: { kinds } });
+        await notices(section, state);
+        done("Notification choices saved.");
+      });
+    } },
+    el("div", { class: "scroll" }, el("table", { class: "prefs", id: "notification-kinds" },
+      el("caption", { text: "Where each kind of notification reaches you" }),
+      el("thead", {}, el("tr", {}, el("th", { scope: "col", class: "l", text: "Kind" }),
+        el("th", { scope: "col", text: "In the app" }), el("th", { scope: "col", text: "E-mail" }))),
+      el("tbody", {}, rows))),
+    el("div", { class: "row" }, save)),
     message);
 }
