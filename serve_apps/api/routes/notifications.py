@@ -9,9 +9,7 @@ the rest of their account settings; security e-mail stays on.
 
 from __future__ import annotations
 
-import base64
 import uuid
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -20,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from serve_apps.api.deps import ClientIp, CurrentPrincipal, PersonPrincipal, ResourcesDep, require_access
 from serve_apps.api.envelope import ApiError, success
+from serve_apps.api.pagination import decode_cursor, next_links
 from wealthalloc.notifications import PreferenceError, changed, effective
 from wealthalloc.security.access import Principal
 from wealthalloc.storage import notifications as store
@@ -36,27 +35,6 @@ class PreferencesBody(BaseModel):
     kinds: dict[str, dict[str, Any]] = Field(
         max_length=20, description='e.g. {"trade_fill": {"email": false}}; channels in_app and email'
     )
-
-
-def _cursor(row: dict[str, Any]) -> str:
-    raw = f"{row['created_at'].isoformat()}|{row['id']}".encode()
-    return base64.urlsafe_b64encode(raw).decode()
-
-
-def _after(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
-    if not cursor:
-        return None
-    try:
-        at, _, ident = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        return datetime.fromisoformat(at), uuid.UUID(ident)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "VALIDATION_ERROR", "cursor is not one this API gave out.") from exc
-
-
-def _next_query(request: Request, last: dict[str, Any]) -> str:
-    params = dict(request.query_params)
-    params["cursor"] = _cursor(last)
-    return "&".join(f"{k}={v}" for k, v in params.items())
 
 
 async def _own(res: Any, principal: Principal) -> Any:
@@ -76,11 +54,12 @@ async def list_notifications(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> JSONResponse:
     pool = await _own(res, principal)
+    before = decode_cursor(cursor)
     async with pool.connection() as conn:
         rows = await store.list_notifications(
-            conn, principal.user_id, unread=unread, limit=limit, before=_after(cursor)
+            conn, principal.user_id, unread=unread, limit=limit, before=before
         )
-    links = {"next": f"{request.url.path}?{_next_query(request, rows[-1])}"} if len(rows) == limit else {}
+    links = next_links(request, rows, limit, at="created_at")
     return success(request, [store.public(row) for row in rows], links=links)
 
 

@@ -7,9 +7,7 @@ A POST needs an ``Idempotency-Key``: the same key returns the same order
 
 from __future__ import annotations
 
-import base64
 import uuid
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -18,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from serve_apps.api.deps import CurrentPrincipal, ResourcesDep, require_access
 from serve_apps.api.envelope import ApiError, success
+from serve_apps.api.pagination import decode_cursor, next_links
 from serve_apps.api.routes.portfolios import IdempotencyKey, Symbol, _mutation, _require_key, owner_checked
 from serve_apps.api.schemas import OrderQuantity, PositivePrice
 from wealthalloc.portfolios.trading import describe
@@ -84,21 +83,6 @@ async def place_order_alias(
     return await _place(body, principal, request, res, idempotency_key)
 
 
-def _cursor(row: dict[str, Any]) -> str:
-    raw = f"{row['created_date'].isoformat()}|{row['id']}".encode()
-    return base64.urlsafe_b64encode(raw).decode()
-
-
-def _after(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
-    if not cursor:
-        return None
-    try:
-        at, _, ident = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        return datetime.fromisoformat(at), uuid.UUID(ident)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "VALIDATION_ERROR", "cursor is not one this API gave out.") from exc
-
-
 @router.get("/trades", summary="My orders, newest first")
 async def list_orders(
     principal: CurrentPrincipal,
@@ -113,18 +97,18 @@ async def list_orders(
     if portfolio_id is not None:
         owner = await owner_checked(res, principal, portfolio_id, write=False)
     assert res.pool is not None
+    before = decode_cursor(cursor)
     async with res.pool.connection() as conn:
         rows = await order_store.list_orders(
-            conn, user_id=owner, portfolio_id=portfolio_id, status=status, limit=limit, before=_after(cursor)
+            conn,
+            user_id=owner,
+            portfolio_id=portfolio_id,
+            status=status,
+            limit=limit,
+            before=before,
         )
-    links = {"next": f"{request.url.path}?{_next_query(request, rows[-1])}"} if len(rows) == limit else {}
+    links = next_links(request, rows, limit, at="created_date")
     return success(request, [describe(r, []) | {"fills": None} for r in rows], links=links)
-
-
-def _next_query(request: Request, last: dict[str, Any]) -> str:
-    params = dict(request.query_params)
-    params["cursor"] = _cursor(last)
-    return "&".join(f"{k}={v}" for k, v in params.items())
 
 
 async def _order_of(res: Any, principal: Any, order_id: uuid.UUID, *, write: bool) -> dict[str, Any]:
