@@ -27,6 +27,10 @@ ADMIN_URL = os.environ.get(
 )
 BROKER_WEBHOOK_SECRET = "test-broker-webhook-secret-0123456789abcdef"
 TEST_REDIS_URL = os.environ.get("WEALTHALLOC_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+# The session's platform (its relay, event bus and stream hubs) runs for the whole session, so it
+# gets a database of its own: a test that flushes TEST_REDIS_URL must not see the platform's events
+# in its streams, nor take the platform's consumer groups away.
+SESSION_REDIS_URL = os.environ.get("WEALTHALLOC_TEST_SESSION_REDIS_URL", "redis://127.0.0.1:6379/14")
 OPERATIONS_TOKEN = "test-operations-token-0123456789abcdef"
 OPERATOR = {"Authorization": f"Bearer {OPERATIONS_TOKEN}"}
 
@@ -105,13 +109,14 @@ def redis_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def session_redis_url() -> Iterator[str]:
-    """The test Redis database index for fixtures that live as long as the session."""
+    """The Redis database of fixtures that live as long as the session, apart from `redis_url`'s."""
     import redis
 
-    client = redis.Redis.from_url(TEST_REDIS_URL)
+    assert SESSION_REDIS_URL != TEST_REDIS_URL, "the session's Redis database must differ from the tests'"
+    client = redis.Redis.from_url(SESSION_REDIS_URL)
     client.flushdb()
     try:
-        yield TEST_REDIS_URL
+        yield SESSION_REDIS_URL
     finally:
         client.flushdb()
         client.close()
