@@ -37,6 +37,7 @@ from wealthalloc.domain.acquisitions import sellable
 from wealthalloc.domain.lots import InsufficientShares, LotMethod, UnknownLot, relieve
 from wealthalloc.domain.money import money
 from wealthalloc.domain.order_status import OPEN_STATUSES
+from wealthalloc.domain.quote_freshness import StaleQuote, require_fresh_quote
 from wealthalloc.domain.wash_sale import IdentityGroups
 from wealthalloc.domain.wash_sale_book import SoldShares
 from wealthalloc.errors import ServiceError
@@ -123,6 +124,8 @@ class OrderDesk:
         also_changed: set[uuid.UUID] = set()
 
         async def work(conn: store.Conn, portfolio: dict[str, Any]) -> tuple[int, Any]:
+            # Checked only for a new key (a replay returns the order as placed), and nothing is written.
+            _refuse_stale_quote(request, spec)
             held = Decimal(0)
             groups = await tax_store.identity_groups(conn)
             if request.side == "buy":
@@ -597,6 +600,35 @@ class OrderDesk:
                 updated = await order_store.order(conn, order["id"])
             await self._book.drop_snapshot(user_id, order["portfolio_id"])
         return _light(updated) if updated else None
+
+
+def _refuse_stale_quote(request: rules.OrderRequest, spec: Mapping[str, Any]) -> None:
+    """A market order placed against a stale quote is refused (409 ``QUOTE_STALE``).
+
+    ``spec["quote"]`` is the :class:`~wealthalloc.domain.quote_freshness.QuoteSeen` the API read for
+    the symbol, ``spec["quote_max_age_s"]`` the age limit it read it under; an order without one
+    (a rebalance, a harvest) is priced by the venue alone.
+    """
+    try:
+        require_fresh_quote(
+            request.order_type,
+            spec.get("quote"),
+            now=datetime.now(UTC),
+            max_age_s=float(spec.get("quote_max_age_s") or 0),
+        )
+    except StaleQuote as exc:
+        raise ServiceError(
+            409,
+            "QUOTE_STALE",
+            str(exc),
+            {
+                "symbol": exc.symbol,
+                "as_of": exc.as_of.isoformat(),
+                "source": exc.source,
+                "age_seconds": round(exc.age_s),
+                "max_age_seconds": exc.max_age_s,
+            },
+        ) from exc
 
 
 def _lot_choice(request: rules.OrderRequest, spec: Mapping[str, Any]) -> tuple[str | None, list[uuid.UUID]]:

@@ -2,7 +2,9 @@
 
 A POST needs an ``Idempotency-Key``: the same key returns the same order
 (Serve's proxy may deliver a POST twice), the same key with another body is
-409. Someone else's order is 404, as a portfolio is.
+409. Someone else's order is 404, as a portfolio is. A market order is placed
+against the quote GET /quotes/{symbol} shows: when that quote is stale, the
+order is refused with 409 ``QUOTE_STALE`` naming it, and nothing is written.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from serve_apps.api.envelope import ApiError, success
 from serve_apps.api.pagination import decode_cursor, next_links
 from serve_apps.api.routes.portfolios import IdempotencyKey, Symbol, _mutation, _require_key, owner_checked
 from serve_apps.api.schemas import OrderQuantity, PositivePrice
+from wealthalloc.domain.quote_freshness import QuoteSeen
+from wealthalloc.marketdata.quotes import QuoteUnavailable
 from wealthalloc.portfolios.trading import describe
 from wealthalloc.storage import orders as order_store
 
@@ -55,10 +59,26 @@ async def _place(
     _require_key(key)
     m = _mutation(request, principal, owner, key, body.model_dump(mode="json"))
     spec = body.model_dump(exclude={"portfolio_id"})
+    if body.order_type == "market":
+        spec["quote"] = await _quote_seen(res, body.symbol)
+        spec["quote_max_age_s"] = res.settings.market_data_stale_seconds
     outcome = await res.shards.outcome(owner, "place_order", m, body.portfolio_id, spec)
     data = outcome.unwrap()
     res.metrics.trades.labels(body.side, body.order_type).inc()
     return success(request, data, status_code=outcome.status, links={"order": f"/api/v1/trades/{data['id']}"})
+
+
+async def _quote_seen(res: Any, symbol: str) -> QuoteSeen | None:
+    """The quote GET /quotes/{symbol} shows now, which the shard judges a market order by.
+
+    None when there is no quote at all (an unknown symbol, no provider and nothing cached): the
+    shard then refuses or prices the order by its own market, as before.
+    """
+    try:
+        found, _ = await res.quotes.quote(symbol.upper())
+    except (QuoteUnavailable, LookupError):
+        return None
+    return QuoteSeen(symbol=found.symbol, as_of=found.timestamp, source=found.source, stale=found.stale)
 
 
 @router.post("/trades", status_code=201, summary="Place an order (needs an Idempotency-Key)")
