@@ -207,18 +207,28 @@ class Resources:
         """The quote behind the Redis cache. With a Polygon or Alpha Vantage key set, the provider chain
         (wealthalloc/marketdata/providers, built once per replica) answers; without one, as before, the
         broker gateway (IBKR) or the bundled closes."""
-        from wealthalloc.marketdata.providers import CACHE, build_chain, http_client, network_configured
+        from wealthalloc.marketdata.providers import (
+            CACHE,
+            IbkrQuotes,
+            build_chain,
+            http_client,
+            network_configured,
+        )
 
         if network_configured(self.settings):
             chain = self.__dict__.get("_market_chain")
             if chain is None:
 
-                async def ibkr(name: str) -> Quote:
-                    gateway = self.gateway()
-                    if gateway is None:
-                        raise RuntimeError("no broker gateway outside a cluster")
-                    live: Quote = await gateway.quote.remote(name)
+                async def snapshot(name: str) -> Quote:
+                    live: Quote = await self.gateway().quote.remote(name)
                     return live
+
+                async def connected() -> bool:
+                    gateway = self.gateway()
+                    if gateway is None:  # a plain app outside a cluster has no gateway to ask
+                        return False
+                    health = await gateway.health.remote()
+                    return bool(health.get("broker") == "ibkr" and health.get("status") != "down")
 
                 http = self.__dict__["_market_http"] = http_client(self.settings)
                 chain = self.__dict__["_market_chain"] = build_chain(
@@ -227,7 +237,7 @@ class Resources:
                     redis=self.redis,
                     prices=self.prices,
                     today=lambda: self.clock.today(),
-                    ibkr=ibkr if self.settings.broker == "ibkr" else None,
+                    ibkr=IbkrQuotes(snapshot, connected) if self.settings.broker == "ibkr" else None,
                 )
             answer = await chain.answer(symbol)
             if answer.served_by == CACHE:

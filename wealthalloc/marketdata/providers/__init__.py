@@ -1,8 +1,9 @@
 """Quotes and daily history from real market-data providers, in a chain that falls back to what we have.
 
 :func:`build_chain` reads the settings and builds a :class:`ProviderChain`
-of IBKR (when connected), :class:`PolygonClient`, :class:`AlphaVantageClient`,
-the Redis quote cache and the bundled history. Each HTTP provider runs under
+of IBKR (:class:`IbkrQuotes`, skipped while the gateway is disconnected),
+:class:`PolygonClient`, :class:`AlphaVantageClient`, the Redis quote cache
+and the bundled history. Each HTTP provider runs under
 a :class:`ProviderGuard`: its documented budget in a Redis token bucket
 shared by every process, a timeout, retries with backoff, and a circuit
 breaker. :func:`fetch_history` writes a provider's daily bars into the
@@ -18,6 +19,7 @@ from wealthalloc.marketdata.providers._base import (
     NotEntitled,
     ProviderError,
     ProviderRejected,
+    ProviderSkipped,
     ProviderUnavailable,
     QuoteFetch,
     RateLimited,
@@ -47,6 +49,12 @@ from wealthalloc.marketdata.providers._factory import (
 from wealthalloc.marketdata.providers._guard import GuardPolicy, ProviderGuard, SharedLimiter
 from wealthalloc.marketdata.providers._history import FetchSummary, fetch_history
 from wealthalloc.marketdata.providers._http import redact
+from wealthalloc.marketdata.providers._ibkr import (
+    IbkrQuotes,
+    broker_connected,
+    broker_quotes,
+    quote_from_snapshot,
+)
 from wealthalloc.marketdata.providers._polygon import PolygonClient
 from wealthalloc.marketdata.providers._store import StoreReport, write_daily_bars
 
@@ -61,6 +69,7 @@ __all__ = [
     "FetchSummary",
     "GuardPolicy",
     "HistoryProvider",
+    "IbkrQuotes",
     "Link",
     "MalformedAnswer",
     "NoQuoteError",
@@ -70,12 +79,15 @@ __all__ = [
     "ProviderError",
     "ProviderGuard",
     "ProviderRejected",
+    "ProviderSkipped",
     "ProviderUnavailable",
     "QuoteFetch",
     "RateLimited",
     "SharedLimiter",
     "StoreReport",
     "SymbolNotFound",
+    "broker_connected",
+    "broker_quotes",
     "build_chain",
     "bundled_link",
     "cache_link",
@@ -85,6 +97,7 @@ __all__ = [
     "http_client",
     "network_configured",
     "policy",
+    "quote_from_snapshot",
     "quote_age",
     "redact",
     "to_decimal",

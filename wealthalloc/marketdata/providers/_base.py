@@ -71,6 +71,13 @@ class SymbolNotFound(ProviderError, LookupError):
     """The provider is healthy and has no data for the symbol. Not counted against the provider."""
 
 
+class ProviderSkipped(ProviderError):
+    """The provider is not there to ask (IBKR with the gateway disconnected, or trading on paper).
+
+    Not a failure: nothing is counted, nothing is logged, the next link answers.
+    """
+
+
 class CircuitOpen(ProviderError):
     """The provider's breaker is open: it failed repeatedly and is left alone until its cool-down ends."""
 

@@ -5,7 +5,8 @@ connected, Polygon, Alpha Vantage, then the Redis quote cache (the last quote
 any provider gave, marked ``stale``), then the bundled history, which always
 has a price for the symbols it ships. A link that fails (down, rate limited,
 breaker open, no such symbol) is recorded as an :class:`Attempt` and the next
-one is asked, so a caller (and a test) can see the fallback order that
+one is asked, as is one that is skipped (IBKR while its gateway is
+disconnected, outcome ``skipped``), so a caller (and a test) can see the fallback order that
 produced a quote.
 
 Every quote says where its price comes from (``source``), when the price is
@@ -33,6 +34,7 @@ from wealthalloc.marketdata.providers._base import (
     MalformedAnswer,
     ProviderError,
     ProviderRejected,
+    ProviderSkipped,
     ProviderUnavailable,
     QuoteFetch,
     RateLimited,
@@ -95,6 +97,7 @@ class NoQuoteError(MarketDataError, LookupError):
 
 def _outcome(exc: BaseException) -> str:
     for kind, label in (
+        (ProviderSkipped, "skipped"),
         (CircuitOpen, "circuit_open"),
         (RateLimited, "rate_limited"),
         (ProviderUnavailable, "unavailable"),

@@ -104,8 +104,9 @@ def build_chain(
     prices, today
         The bundled history and the market clock's day.
     ibkr : callable, optional
-        The broker gateway's quote (the caller knows whether it is
-        connected); None leaves IBKR out.
+        Live quotes from the broker gateway, an :class:`IbkrQuotes` that is
+        skipped while the gateway is disconnected; None (the paper broker)
+        leaves IBKR out.
     limiter : SharedLimiter, optional
         Built on ``redis`` when omitted.
     """
