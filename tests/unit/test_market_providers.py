@@ -265,6 +265,43 @@ def test_polygon_daily_bars_follow_next_url_and_keep_decimal_closes(
     assert fake.count(POLYGON) == 3  # 44 weekdays, pages of 20
 
 
+def test_polygon_history_waits_out_a_429_between_pages_and_keeps_every_bar(
+    fake: FakeMarketDataServer, tmp_path: Path
+) -> None:
+    since, until = date(2024, 1, 1), date(2024, 3, 1)
+    fake.script(POLYGON, "ok", "rate_limit")  # the second page is refused once, then answered
+    sleeps = Sleeps()
+
+    async def go() -> Any:
+        async with polygon(fake, tmp_path, sleep=sleeps) as client:
+            return await client.daily_bars("AAPL", since, until)
+
+    assert [bar.day for bar in run(go())] == list(trading_days(since, until))
+    assert sleeps.delays == [1.0]  # the answer's Retry-After
+    assert fake.count(POLYGON) == 4
+
+
+@pytest.mark.parametrize("behaviour", ["malformed", "not_json"])
+def test_a_broken_history_answer_fails_that_symbol_only_and_writes_nothing_for_it(
+    fake: FakeMarketDataServer, tmp_path: Path, behaviour: str
+) -> None:
+    prices_dir = tmp_path / "prices"
+    prices_dir.mkdir()
+    fake.script(POLYGON, behaviour)  # the first symbol's answer; not retried: a 2xx that is wrong stays wrong
+
+    async def go() -> Any:
+        async with polygon(fake, tmp_path) as client:
+            return await fetch_history(
+                client, ["MSFT", "AAPL"], since=date(2024, 1, 2), until=date(2024, 1, 31),
+                prices_dir=prices_dir, progress=False,
+            )  # fmt: skip
+
+    summary = run(go())
+    assert list(summary.failed) == ["MSFT"] and "polygon" in summary.failed["MSFT"]
+    assert [report.symbol for report in summary.written] == ["AAPL"]
+    assert PriceHistory(prices_dir).symbols() == ["AAPL"]
+
+
 # Alpha Vantage ---------------------------------------------------------------------------------
 
 
