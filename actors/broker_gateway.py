@@ -20,6 +20,7 @@ from typing import Any
 import ray
 
 from actors.lifecycle import start_when_constructed
+from actors.ray_metrics import export_through_ray
 from actors.shard_router import ShardRouter
 from wealthalloc.brokers import incoming
 from wealthalloc.brokers.base import (
@@ -84,6 +85,7 @@ class BrokerGateway:
         self.settings = Settings(**dict(overrides))
         configure_logging(self.settings.log_level, self.settings.log_format)
         configure_tracing(self.settings, "wealthalloc-broker-gateway")
+        export_through_ray(ops_metrics.REGISTRY)
         self._router = ShardRouter(self.settings)
         self._sink = ShardSink(self._router)
         self._pool: AsyncPool | None = None

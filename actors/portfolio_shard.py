@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import ray
 
+from actors.ray_metrics import export_through_ray
 from wealthalloc.brokers.base import Execution, StatusChange, Ticket
 from wealthalloc.brokers.paper import commission_model, paper_venue
 from wealthalloc.config import Settings
@@ -66,6 +67,10 @@ class PortfolioShard:
         self._harvests: HarvestDesk | None = None
         self._gateway: Any = None
         self._router: Any = None
+        export_through_ray(ops_metrics.REGISTRY, refresh=self._count_books)
+
+    def _count_books(self) -> None:
+        ops_metrics.SHARD_BOOKS_CACHED.set(self._service.books_in_memory if self._service else 0)
 
     async def _svc(self) -> BookService:
         if self._service is None:
@@ -262,7 +267,7 @@ class PortfolioShard:
 
     def metrics(self) -> list[Any]:
         """This shard's operations metrics (wealthalloc/ops/metrics.py), for an API replica's /metrics."""
-        ops_metrics.SHARD_BOOKS_CACHED.set(self._service.books_in_memory if self._service else 0)
+        self._count_books()
         return ops_metrics.snapshot()
 
     async def stats(self) -> dict[str, Any]:

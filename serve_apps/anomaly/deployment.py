@@ -37,7 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -47,6 +47,8 @@ import numpy.typing as npt
 from ray import serve
 from ray.serve import Application
 
+from actors.ray_metrics import export_through_ray
+from serve_apps.anomaly import replica_metrics
 from serve_apps.anomaly.errors import ModelUnavailableError
 from serve_apps.anomaly.slot import LoadedModel, ModelSlot
 from serve_apps.anomaly.windows import LatestWindow, NoWindowError, latest_window
@@ -55,6 +57,7 @@ from wealthalloc.logging import configure_logging, get_logger
 from wealthalloc.marketdata import PriceHistory
 from wealthalloc.ml.registry import ModelRegistry
 from wealthalloc.ops import metrics as ops_metrics
+from wealthalloc.storage.redis_client import async_redis
 
 log = get_logger(__name__)
 
@@ -195,7 +198,10 @@ class AnomalyDetector:
         batcher.set_max_batch_size(settings.anomaly_max_batch_size)
         batcher.set_batch_wait_timeout_s(settings.anomaly_batch_wait_timeout_s)
         self._slot.refresh()  # the first load before the replica takes traffic
+        self._replica = replica_metrics.replica_name()
+        export_through_ray(ops_metrics.REGISTRY)
         self._poller: asyncio.Task[None] | None = None
+        self._publisher: asyncio.Task[None] | None = None
         self._ensure_poller()
 
     # Public methods, called through a DeploymentHandle -------------------------------------------
@@ -278,9 +284,11 @@ class AnomalyDetector:
             "batching": self._stats.as_dict(),
         }
 
-    def metrics(self) -> list[Any]:
-        """This replica's operations metrics (batch sizes, inference time), for the API's /metrics."""
-        return ops_metrics.snapshot()
+    def metrics(self) -> dict[str, list[Any]]:
+        """This replica's operations metrics (batch sizes, inference time) by its source, for the API's
+        /metrics; the other replicas' come from Redis (serve_apps/anomaly/replica_metrics.py)."""
+        self._ensure_poller()
+        return {replica_metrics.source(self._replica): ops_metrics.snapshot()}
 
     async def reload(self) -> dict[str, Any]:
         """Check the registry now instead of at the next poll (operators, tests); returns :meth:`status`."""
@@ -373,17 +381,14 @@ class AnomalyDetector:
         return built
 
     def _ensure_poller(self) -> None:
-        """Start the registry poll on this replica's event loop, again if it ever died."""
-        if self._poller is not None and not self._poller.done():
-            return
+        """Start the registry poll and the metrics publication on this replica's event loop, again if
+        either ever died."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            return  # called outside the event loop (a thread): the next call on the loop starts it
-        if self._poller is not None and not self._poller.cancelled():
-            with contextlib.suppress(BaseException):
-                log.error("anomaly.poller_died", error=repr(self._poller.exception()))
-        self._poller = loop.create_task(self._poll(), name="anomaly-registry-poll")
+            return  # called outside the event loop (a thread): the next call on the loop starts them
+        self._poller = _running(loop, self._poller, self._poll, "poller")
+        self._publisher = _running(loop, self._publisher, self._publish, "publisher")
 
     async def _poll(self) -> None:
         while True:
@@ -392,6 +397,33 @@ class AnomalyDetector:
                 await asyncio.to_thread(self._slot.refresh)
             except Exception as exc:  # refresh records load failures; nothing may stop the poll
                 log.error("anomaly.poll_failed", error=repr(exc))
+
+    async def _publish(self) -> None:
+        client = async_redis(self._settings)
+        try:
+            while True:
+                try:
+                    await replica_metrics.publish(client, self._replica)
+                except Exception as exc:  # Redis away: scrapes miss this replica's figures until it is back
+                    log.warning("anomaly.metrics_publish_failed", error=repr(exc))
+                await asyncio.sleep(replica_metrics.PUBLISH_INTERVAL_S)
+        finally:
+            await client.aclose()
+
+
+def _running(
+    loop: asyncio.AbstractEventLoop,
+    task: asyncio.Task[None] | None,
+    run: Callable[[], Coroutine[Any, Any, None]],
+    role: str,
+) -> asyncio.Task[None]:
+    """``task`` while it runs; otherwise a new one of ``run``, after logging why the last one ended."""
+    if task is not None and not task.done():
+        return task
+    if task is not None and not task.cancelled():
+        with contextlib.suppress(BaseException):
+            log.error(f"anomaly.{role}_died", error=repr(task.exception()))
+    return loop.create_task(run(), name=f"anomaly-{role}")
 
 
 def detector_options(settings: Settings) -> dict[str, Any]:

@@ -18,11 +18,13 @@ from ray import serve
 from ray.serve import Application
 from ray.serve.handle import DeploymentHandle
 
+from actors.ray_metrics import export_through_ray
 from serve_apps.anomaly.deployment import build_detector
 from serve_apps.api.app import create_app
 from serve_apps.api.proxy import answer_unparsable_requests_in_json
 from serve_apps.api.resources import Resources
 from wealthalloc.config import Settings
+from wealthalloc.ops import metrics as ops_metrics
 
 
 @serve.deployment(name="ApiIngress", max_ongoing_requests=200, health_check_period_s=10)
@@ -39,6 +41,8 @@ class ApiIngress:
         app = create_app(self._settings, behind_serve=True)
         resources: Resources = app.state.resources
         resources.anomaly = self._anomaly
+        # The replica's own metrics and the operations metrics it records, in Ray's dashboard too.
+        export_through_ray(ops_metrics.REGISTRY, resources.metrics.registry)
         return app
 
 

@@ -27,6 +27,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from actors.broker_gateway import GATEWAY_NAME
+from serve_apps.anomaly import replica_metrics
 from serve_apps.api.deps import current_principal
 from serve_apps.api.envelope import ApiError, success
 from serve_apps.api.resources import Resources
@@ -337,7 +338,8 @@ async def _portfolio_totals(res: Resources) -> None:
 
 async def actor_metrics(res: Resources) -> dict[str, list[Any]]:
     """Each running actor's operations metrics, by source (``shard-0``, ``broker-gateway``,
-    ``anomaly``). Actors are looked up, never created: a shard no user reached yet has nothing to say."""
+    ``anomaly-<replica>``). Actors are looked up, never created: a shard no user reached yet has
+    nothing to say."""
     if not ray.is_initialized():
         return {}
     namespace = res.settings.ray_namespace
@@ -346,18 +348,41 @@ async def actor_metrics(res: Resources) -> dict[str, list[Any]]:
     handles = await asyncio.to_thread(_running_actors, names, namespace)
     calls: dict[str, Any] = {source: handle.metrics.remote() for source, handle in handles.items()}
     if res.anomaly is not None:
-        calls["anomaly"] = res.anomaly.metrics.remote()
+        calls["anomaly"] = _detector_metrics(res)
     answers = await asyncio.gather(
         *(asyncio.wait_for(_awaited(call), CHECK_TIMEOUT_S) for call in calls.values()),
         return_exceptions=True,
     )
     sources: dict[str, list[Any]] = {}
     for source, answer in zip(calls, answers, strict=True):
-        failed = isinstance(answer, BaseException)
+        failed = isinstance(answer, BaseException) or (source == "anomaly" and not answer)
         res.metrics.source_up.labels(source).set(0 if failed else 1)
-        if not isinstance(answer, BaseException):
+        if isinstance(answer, BaseException):
+            continue
+        if source == "anomaly":
+            sources.update(answer)
+        else:
             sources[source] = answer
     return sources
+
+
+async def _detector_metrics(res: Resources) -> dict[str, list[Any]]:
+    """Every detector replica's figures by source: each replica's as it last published them, and the
+    one this call reaches as it stands now (serve_apps/anomaly/replica_metrics.py)."""
+    assert res.anomaly is not None
+
+    async def board() -> dict[str, list[Any]]:
+        return {} if res.redis is None else await replica_metrics.published(res.redis)
+
+    published, reached = await asyncio.gather(
+        board(), _awaited(res.anomaly.metrics.remote()), return_exceptions=True
+    )
+    if isinstance(reached, BaseException) and isinstance(published, BaseException):
+        raise reached
+    found: dict[str, list[Any]] = {} if isinstance(published, BaseException) else dict(published)
+    if not isinstance(reached, BaseException):
+        found.update(reached)
+    return found
 
 
 def _running_actors(names: dict[str, str], namespace: str) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """One scrape of ``/metrics`` shows the whole cluster: what the API replica counted itself and
 what the portfolio shards, the broker gateway and the anomaly detector counted in their own
-processes, each series labelled with its ``source``.
+processes, each series labelled with its ``source`` (each detector replica its own).
 
 Real PostgreSQL, Redis, Ray and Serve. Counters in the actors live as long as the test session,
 so each test compares a scrape after its actions with one before them.
@@ -8,12 +8,16 @@ so each test compares a scrape after its actions with one before them.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 
 import httpx
 import pytest
+import redis
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from serve_apps.anomaly import replica_metrics
 from tests.conftest import OPERATOR
 from tests.integration.people import Investor
 
@@ -73,13 +77,38 @@ def test_an_order_shows_in_the_business_shard_and_model_metrics(
     assert after.value("wealthalloc_shard_books_cached") >= 1
     assert grew("wealthalloc_shard_lock_wait_seconds_count") >= 1
 
-    # Model: the holding was scored in a batch of the detector.
-    assert grew("wealthalloc_model_batch_windows_count", {"source": "anomaly"}) >= 1
-    assert grew("wealthalloc_model_inference_seconds_sum", {"source": "anomaly"}) > 0
+    # Model: the holding was scored in a batch of a detector replica (each replica its own source).
+    assert grew("wealthalloc_model_batch_windows_count", {"source": "anomaly-*"}) >= 1
+    assert grew("wealthalloc_model_inference_seconds_sum", {"source": "anomaly-*"}) > 0
 
     # Every actor that runs answered this scrape.
     for source in ("broker-gateway", "anomaly"):
         assert after.value("wealthalloc_metrics_source_up", {"source": source}) == 1, source
+
+
+def test_each_detector_replica_s_figures_are_scraped_under_its_own_source(
+    http: httpx.Client, session_redis_url: str
+) -> None:
+    """A second replica, as it publishes its figures: a scrape through the handle reaches one replica
+    only, so the others' figures come from what each wrote to the platform's Redis."""
+    second = f"second-{uuid.uuid4().hex[:8]}"
+    registry = CollectorRegistry()
+    batches = Histogram(
+        "wealthalloc_model_batch_windows", "Windows per batch.", buckets=(1, 2, 4, 8), registry=registry
+    )
+    for windows in (3, 5):
+        batches.observe(windows)
+    client = redis.Redis.from_url(session_redis_url)
+    try:
+        client.set(replica_metrics.KEY_PREFIX + second, generate_latest(registry), ex=replica_metrics.TTL_S)
+        scrape = Scrape(http)
+    finally:
+        client.delete(replica_metrics.KEY_PREFIX + second)
+        client.close()
+    assert scrape.value("wealthalloc_model_batch_windows_count", {"source": f"anomaly-{second}"}) == 2
+    replicas = scrape.sources("wealthalloc_model_batch_windows_count") - {f"anomaly-{second}"}
+    assert {source for source in replicas if source.startswith("anomaly-")}, "the running replica is missing"
+    assert scrape.value("wealthalloc_metrics_source_up", {"source": "anomaly"}) == 1
 
 
 def test_the_gateway_and_the_event_bus_are_described_by_their_gauges(http: httpx.Client) -> None:

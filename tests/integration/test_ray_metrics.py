@@ -1,0 +1,116 @@
+"""The platform's metrics reach the Ray dashboard's Grafana through Ray's own metrics agent.
+
+Real local Ray: what a process records is read back from the node's metrics
+agent (the endpoint Ray's Prometheus scrapes), under the platform's names with
+Ray's ``ray_`` prefix. The agent exports on its own period (about ten seconds)
+and the mirror copies every five, so each test polls the endpoint until the
+series appear, for at most :data:`EXPORT_WAIT_S`.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Mapping
+
+import httpx
+import pytest
+import ray
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
+
+from actors.ray_metrics import RayMetricsMirror
+from tests.integration.people import Investor
+
+pytestmark = pytest.mark.integration
+
+EXPORT_WAIT_S = 90.0
+
+
+def agent_samples() -> list[Sample]:
+    """Every sample the metrics agents of the cluster's live nodes export now."""
+    samples: list[Sample] = []
+    for node in ray.nodes():
+        if not node["Alive"]:
+            continue
+        url = f"http://{node['NodeManagerAddress']}:{node['MetricsExportPort']}/metrics"
+        text = httpx.get(url, timeout=10).text
+        samples += [s for family in text_string_to_metric_families(text) for s in family.samples]
+    return samples
+
+
+def total(samples: list[Sample], name: str, labels: Mapping[str, str] | None = None) -> float:
+    """``name`` summed over the processes that export it (Ray labels each by its WorkerId)."""
+    wanted = labels or {}
+    return sum(
+        s.value for s in samples if s.name == name and all(s.labels.get(k) == v for k, v in wanted.items())
+    )
+
+
+def exported_when(condition: Callable[[list[Sample]], bool]) -> list[Sample]:
+    deadline = time.monotonic() + EXPORT_WAIT_S
+    while True:
+        samples = agent_samples()
+        if condition(samples):
+            return samples
+        assert time.monotonic() < deadline, "the series did not reach Ray's metrics agent in time"
+        time.sleep(2)
+
+
+def test_counters_gauges_and_histograms_arrive_with_the_values_prometheus_client_holds(
+    ray_local: None,
+) -> None:
+    name = f"wealthalloc_mirror_probe_{uuid.uuid4().hex[:8]}"
+    registry = CollectorRegistry()
+    fills = Counter(f"{name}_fills", "Probe fills.", ["side"], registry=registry)
+    books = Gauge(f"{name}_books", "Probe books.", registry=registry)
+    waits = Histogram(f"{name}_wait_seconds", "Probe waits.", buckets=(0.01, 0.1, 1.0), registry=registry)
+    mirror = RayMetricsMirror([registry])
+
+    fills.labels("buy").inc(2)
+    books.set(7)
+    for seconds in (0.005, 0.05, 0.05, 3.0):
+        waits.observe(seconds)
+    mirror.sync()
+    fills.labels("buy").inc(3)  # a second pass adds only what is new
+    fills.labels("sell").inc()
+    books.set(4)
+    waits.observe(0.5)
+    mirror.sync()
+
+    samples = exported_when(lambda s: total(s, f"ray_{name}_wait_seconds_count") == 5)
+    assert total(samples, f"ray_{name}_fills_total", {"side": "buy"}) == 5
+    assert total(samples, f"ray_{name}_fills_total", {"side": "sell"}) == 1
+    assert total(samples, f"ray_{name}_books") == 4
+    buckets = {
+        le: total(samples, f"ray_{name}_wait_seconds_bucket", {"le": le}) for le in ("0.01", "0.1", "1.0")
+    }
+    assert buckets == {"0.01": 1, "0.1": 3, "1.0": 4}
+    assert total(samples, f"ray_{name}_wait_seconds_bucket", {"le": "+Inf"}) == 5
+
+
+def test_an_order_shows_in_ray_under_the_platform_s_names(http: httpx.Client, database_url: str) -> None:
+    before = agent_samples()
+    investor = Investor(http, database_url)
+    portfolio = investor.funded("10000.00")
+    placed = investor.trade(portfolio["id"], symbol="AAPL", side="buy", quantity="3")
+    assert placed.status_code == 201 and placed.json()["data"]["status"] == "filled", placed.text
+    anomalies = investor.get(f"/api/v1/portfolios/{portfolio['id']}/anomalies")
+    assert anomalies.status_code == 200, anomalies.text
+
+    def grew(samples: list[Sample], name: str, labels: Mapping[str, str] | None = None) -> float:
+        return total(samples, name, labels) - total(before, name, labels)
+
+    # Business (a shard applied the fill, an API replica registered the investor), shard, model and
+    # the API's own request counter, each from the process that recorded it.
+    wanted: list[tuple[str, Mapping[str, str] | None]] = [
+        ("ray_wealthalloc_trades_executed_total", {"side": "buy", "broker": "paper"}),
+        ("ray_wealthalloc_registrations_total", None),
+        ("ray_wealthalloc_shard_call_seconds_count", {"method": "place_order"}),
+        ("ray_wealthalloc_shard_lock_wait_seconds_count", None),
+        ("ray_wealthalloc_model_batch_windows_count", None),
+        ("ray_wealthalloc_http_requests_total", None),
+    ]
+    samples = exported_when(lambda s: all(grew(s, name, labels) >= 1 for name, labels in wanted))
+    assert total(samples, "ray_wealthalloc_shard_books_cached") >= 1
