@@ -74,8 +74,10 @@ async def _quote_seen(res: Any, symbol: str) -> QuoteSeen | None:
     None when there is no quote at all (an unknown symbol, no provider and nothing cached): the
     shard then refuses or prices the order by its own market, as before.
     """
+    if symbol not in res.prices:  # the shard refuses it as unknown; no provider is asked about it
+        return None
     try:
-        found, _ = await res.quotes.quote(symbol.upper())
+        found, _ = await res.quotes.quote(symbol)
     except (QuoteUnavailable, LookupError):
         return None
     return QuoteSeen(symbol=found.symbol, as_of=found.timestamp, source=found.source, stale=found.stale)
