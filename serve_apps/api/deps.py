@@ -22,6 +22,7 @@ import uuid
 from dataclasses import replace
 from typing import Annotated
 
+import structlog
 from fastapi import Depends, Request
 
 from serve_apps.api.envelope import ApiError
@@ -86,6 +87,8 @@ async def current_principal(request: Request, res: ResourcesDep) -> Principal:
             headers={"Retry-After": str(decision.retry_after_s)},
         )
     request.state.principal = principal
+    # The request's log lines name who made it (an id: never an e-mail, a token or an account number).
+    structlog.contextvars.bind_contextvars(user_id=str(principal.user_id))
     return principal
 
 

@@ -102,6 +102,7 @@ class RequestContextMiddleware:
                 await self._serve(scope, receive, send, request_id, echoed)
         finally:
             structlog.contextvars.reset_contextvars(**bound)
+            structlog.contextvars.unbind_contextvars("user_id")  # bound once the caller is known (deps.py)
 
     async def _traced(
         self, scope: Scope, receive: Receive, send: Send, request_id: str, echoed: bool
