@@ -11,6 +11,10 @@ every API replica, and the two scale separately.
 
 from __future__ import annotations
 
+import asyncio
+import math
+import time
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
@@ -21,6 +25,7 @@ from ray.serve.handle import DeploymentHandle
 from actors.ray_metrics import export_through_ray
 from serve_apps.anomaly.deployment import build_detector
 from serve_apps.api.app import create_app
+from serve_apps.api.health import CHECK_TIMEOUT_S, refresh_gauges
 from serve_apps.api.proxy import answer_unparsable_requests_in_json
 from serve_apps.api.resources import Resources
 from wealthalloc.config import Settings
@@ -41,9 +46,30 @@ class ApiIngress:
         app = create_app(self._settings, behind_serve=True)
         resources: Resources = app.state.resources
         resources.anomaly = self._anomaly
-        # The replica's own metrics and the operations metrics it records, in Ray's dashboard too.
-        export_through_ray(ops_metrics.REGISTRY, resources.metrics.registry)
+        # The replica's own metrics and the operations metrics it records, in Ray's dashboard too,
+        # with the gauges a scrape would set refreshed on this replica's event loop.
+        refresh = _gauge_refresher(resources, asyncio.get_running_loop())
+        export_through_ray(ops_metrics.REGISTRY, resources.metrics.registry, refresh=refresh)
         return app
+
+
+GAUGE_REFRESH_S = 15.0
+"""How often, at most, the copy into Ray's metrics runs the health checks behind the gauges."""
+
+
+def _gauge_refresher(resources: Resources, loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
+    """A refresh for the mirror's thread: :func:`refresh_gauges` on the replica's loop, waited for,
+    every :data:`GAUGE_REFRESH_S` at most, once the replica's pools are open."""
+    last = -math.inf
+
+    def refresh() -> None:
+        nonlocal last
+        if resources.pool is None or time.monotonic() - last < GAUGE_REFRESH_S:
+            return
+        last = time.monotonic()
+        asyncio.run_coroutine_threadsafe(refresh_gauges(resources), loop).result(timeout=3 * CHECK_TIMEOUT_S)
+
+    return refresh
 
 
 def build(args: dict[str, Any] | None = None) -> Application:

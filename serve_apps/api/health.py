@@ -318,6 +318,12 @@ async def scrape(res: Resources) -> bytes:
     return res.metrics.render(sources)
 
 
+async def refresh_gauges(res: Resources) -> None:
+    """What a scrape sets besides gathering the actors' figures: the health, broker and consumer-lag
+    gauges and the portfolio totals. The copy into Ray's metrics calls it, since no scrape drives it."""
+    await asyncio.gather(health_report(res), _portfolio_totals(res))
+
+
 async def _portfolio_totals(res: Resources) -> None:
     if res.pool is None:
         return

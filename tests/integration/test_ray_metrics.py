@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable, Mapping
 
 import httpx
+import psycopg
 import pytest
 import ray
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -114,3 +115,32 @@ def test_an_order_shows_in_ray_under_the_platform_s_names(http: httpx.Client, da
     ]
     samples = exported_when(lambda s: all(grew(s, name, labels) >= 1 for name, labels in wanted))
     assert total(samples, "ray_wealthalloc_shard_books_cached") >= 1
+
+
+def test_the_gauges_a_scrape_would_set_reach_ray_with_no_scrape(
+    http: httpx.Client, database_url: str
+) -> None:
+    """Gateway, event bus, health and portfolio totals are read, not recorded: the API replicas read
+    them themselves (every 15 s at most) for Ray, where no Prometheus scrapes ``/metrics``. This
+    test never calls ``/metrics``, yet the portfolio count it changes reaches Ray."""
+    investor = Investor(http, database_url)
+    investor.portfolio("Counted in Ray")
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT count(*) FROM portfolios WHERE deleted_at IS NULL").fetchone()
+    assert row is not None
+    live = float(row[0])
+
+    def counted(samples: list[Sample]) -> bool:
+        return any(s.name == "ray_wealthalloc_portfolios" and s.value == live for s in samples)
+
+    samples = exported_when(counted)
+    connected = [s.value for s in samples if s.name == "ray_wealthalloc_broker_connected"]
+    assert connected and all(value == 1 for value in connected)
+    database = [
+        s.value
+        for s in samples
+        if s.name == "ray_wealthalloc_health_check_up" and s.labels.get("check") == "database"
+    ]
+    assert database and all(value == 1 for value in database)
+    lags = {s.labels.get("group") for s in samples if s.name == "ray_wealthalloc_event_consumer_lag"}
+    assert "audit" in lags
