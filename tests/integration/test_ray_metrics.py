@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from actors import ray_metrics
 from actors.ray_metrics import RayMetricsMirror
 from tests.integration.people import Investor
 
@@ -89,6 +90,24 @@ def test_counters_gauges_and_histograms_arrive_with_the_values_prometheus_client
     }
     assert buckets == {"0.01": 1, "0.1": 3, "1.0": 4}
     assert total(samples, f"ray_{name}_wait_seconds_bucket", {"le": "+Inf"}) == 5
+
+
+def test_a_pass_replays_at_most_its_budget_and_the_next_pass_the_rest(
+    ray_local: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ray_metrics, "REPLAY_BUDGET", 3)
+    name = f"wealthalloc_mirror_budget_{uuid.uuid4().hex[:8]}_seconds"
+    registry = CollectorRegistry()
+    waits = Histogram(name, "Probe waits.", buckets=(0.1, 1.0), registry=registry)
+    mirror = RayMetricsMirror([registry])
+    for _ in range(5):
+        waits.observe(0.05)
+
+    mirror.sync()
+    first = exported_when(lambda s: total(s, f"ray_{name}_count") > 0)
+    assert total(first, f"ray_{name}_count") == 3
+    mirror.sync()
+    exported_when(lambda s: total(s, f"ray_{name}_count") == 5)
 
 
 def test_an_order_shows_in_ray_under_the_platform_s_names(http: httpx.Client, database_url: str) -> None:
