@@ -85,7 +85,7 @@ class BrokerGateway:
         self.settings = Settings(**dict(overrides))
         configure_logging(self.settings.log_level, self.settings.log_format)
         configure_tracing(self.settings, "wealthalloc-broker-gateway")
-        export_through_ray(ops_metrics.REGISTRY)
+        export_through_ray(ops_metrics.REGISTRY, source="broker-gateway")
         self._router = ShardRouter(self.settings)
         self._sink = ShardSink(self._router)
         self._pool: AsyncPool | None = None

@@ -67,7 +67,7 @@ class PortfolioShard:
         self._harvests: HarvestDesk | None = None
         self._gateway: Any = None
         self._router: Any = None
-        export_through_ray(ops_metrics.REGISTRY, refresh=self._count_books)
+        export_through_ray(ops_metrics.REGISTRY, source=f"shard-{index}", refresh=self._count_books)
 
     def _count_books(self) -> None:
         ops_metrics.SHARD_BOOKS_CACHED.set(self._service.books_in_memory if self._service else 0)

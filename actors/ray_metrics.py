@@ -5,9 +5,12 @@ Every process of the platform records into ``prometheus_client`` registries
 API replica), and ``/metrics`` shows them. An operator who watches the cluster
 through the Ray dashboard reads what each node's metrics agent exports
 instead; this module copies the same figures there, under the same names (Ray
-prefixes ``ray_``: ``ray_wealthalloc_trades_executed_total``), with Ray's own
-labels (``WorkerId``, ``NodeAddress``) telling the processes apart, so a
-``sum`` over them is the cluster's figure.
+prefixes ``ray_``: ``ray_wealthalloc_trades_executed_total``) and with the
+``source`` label a scrape of ``/metrics`` gives them (``shard-3``,
+``broker-gateway``, ``anomaly-<replica>``, ``api-<host>-<pid>``), so the
+dashboard's queries read the same in both places. Each process exports only
+its own series (Ray adds ``WorkerId``), so a ``sum`` over them is the
+cluster's figure.
 
 The copy runs on a daemon thread every :data:`MIRROR_INTERVAL_S`, never on a
 request: the recording sites stay one ``prometheus_client`` call, and Ray
@@ -50,6 +53,7 @@ _LabelSet = tuple[tuple[str, str], ...]
 class RayMetricsMirror:
     """Copies ``prometheus_client`` collectors into ``ray.util.metrics``; see the module docstring.
 
+    ``source`` labels every series whose family has no ``source`` of its own.
     ``refresh`` callables run before each pass, for gauges whose value is read
     rather than recorded (the books a shard holds); one that fails is logged
     and the pass goes on.
@@ -59,10 +63,12 @@ class RayMetricsMirror:
         self,
         collectors: Iterable[Collector] = (),
         *,
+        source: str | None = None,
         refresh: Iterable[Callable[[], None]] = (),
         interval_s: float = MIRROR_INTERVAL_S,
     ) -> None:
         self._collectors = list(collectors)
+        self._source = source
         self._refresh = list(refresh)
         self._interval_s = interval_s
         self._metrics: dict[str, Any] = {}
@@ -128,13 +134,13 @@ class RayMetricsMirror:
             increase = sample.value - self._counted.get(key, 0.0)
             self._counted[key] = sample.value
             if increase > 0:
-                counter = self._metric(ray_metrics.Counter, family, sample.labels)
-                counter.inc(increase, tags=dict(sample.labels))
+                tags = self._tags(sample.labels)
+                self._metric(ray_metrics.Counter, family, tags).inc(increase, tags=tags)
 
     def _gauge(self, family: Metric) -> None:
         for sample in family.samples:
-            gauge = self._metric(ray_metrics.Gauge, family, sample.labels)
-            gauge.set(sample.value, tags=dict(sample.labels))
+            tags = self._tags(sample.labels)
+            self._metric(ray_metrics.Gauge, family, tags).set(sample.value, tags=tags)
 
     def _histogram(self, source: int, family: Metric, budget: int) -> int:
         cumulative: dict[_LabelSet, list[tuple[float, float]]] = {}
@@ -151,8 +157,8 @@ class RayMetricsMirror:
             counts = [int(total - below) for total, below in zip(totals, [0.0, *totals[:-1]], strict=True)]
             key = (source, family.name, labels)
             replayed = self._replayed.setdefault(key, [0] * len(counts))
-            histogram = self._metric(ray_metrics.Histogram, family, dict(labels), boundaries=bounds)
-            tags = dict(labels)
+            tags = self._tags(dict(labels))
+            histogram = self._metric(ray_metrics.Histogram, family, tags, boundaries=bounds)
             for index, count in enumerate(counts):
                 due = min(count - replayed[index], budget)
                 if due <= 0:
@@ -163,6 +169,11 @@ class RayMetricsMirror:
                 replayed[index] += due
                 budget -= due
         return budget
+
+    def _tags(self, labels: dict[str, str]) -> dict[str, str]:
+        if self._source is None or "source" in labels:
+            return dict(labels)
+        return {**labels, "source": self._source}
 
     def _metric(self, kind: Any, family: Metric, labels: dict[str, str], **options: Any) -> Any:
         metric = self._metrics.get(family.name)
@@ -189,9 +200,10 @@ _process_lock = threading.Lock()
 
 
 def export_through_ray(
-    *collectors: Collector, refresh: Callable[[], None] | None = None
+    *collectors: Collector, source: str, refresh: Callable[[], None] | None = None
 ) -> RayMetricsMirror | None:
-    """This process's mirror, started on the first call and watching ``collectors`` from now on.
+    """This process's mirror, started on the first call and watching ``collectors`` from now on;
+    ``source`` names the process as ``/metrics`` does (the first call's name stays).
 
     Outside Ray (a test that builds an app in-process) there is no metrics
     agent to export to, and nothing is started.
@@ -201,6 +213,6 @@ def export_through_ray(
         return None
     with _process_lock:
         if _process_mirror is None:
-            _process_mirror = RayMetricsMirror().start()
+            _process_mirror = RayMetricsMirror(source=source).start()
         _process_mirror.watch(*collectors, refresh=refresh)
         return _process_mirror

@@ -199,7 +199,7 @@ class AnomalyDetector:
         batcher.set_batch_wait_timeout_s(settings.anomaly_batch_wait_timeout_s)
         self._slot.refresh()  # the first load before the replica takes traffic
         self._replica = replica_metrics.replica_name()
-        export_through_ray(ops_metrics.REGISTRY)
+        export_through_ray(ops_metrics.REGISTRY, source=replica_metrics.source(self._replica))
         self._poller: asyncio.Task[None] | None = None
         self._publisher: asyncio.Task[None] | None = None
         self._ensure_poller()

@@ -26,6 +26,7 @@ from actors.ray_metrics import export_through_ray
 from serve_apps.anomaly.deployment import build_detector
 from serve_apps.api.app import create_app
 from serve_apps.api.health import CHECK_TIMEOUT_S, refresh_gauges
+from serve_apps.api.metrics import API_SOURCE
 from serve_apps.api.proxy import answer_unparsable_requests_in_json
 from serve_apps.api.resources import Resources
 from wealthalloc.config import Settings
@@ -49,7 +50,9 @@ class ApiIngress:
         # The replica's own metrics and the operations metrics it records, in Ray's dashboard too,
         # with the gauges a scrape would set refreshed on this replica's event loop.
         refresh = _gauge_refresher(resources, asyncio.get_running_loop())
-        export_through_ray(ops_metrics.REGISTRY, resources.metrics.registry, refresh=refresh)
+        export_through_ray(
+            ops_metrics.REGISTRY, resources.metrics.registry, source=API_SOURCE, refresh=refresh
+        )
         return app
 
 

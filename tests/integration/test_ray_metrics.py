@@ -68,7 +68,7 @@ def test_counters_gauges_and_histograms_arrive_with_the_values_prometheus_client
     fills = Counter(f"{name}_fills", "Probe fills.", ["side"], registry=registry)
     books = Gauge(f"{name}_books", "Probe books.", registry=registry)
     waits = Histogram(f"{name}_wait_seconds", "Probe waits.", buckets=(0.01, 0.1, 1.0), registry=registry)
-    mirror = RayMetricsMirror([registry])
+    mirror = RayMetricsMirror([registry], source="probe-process")
 
     fills.labels("buy").inc(2)
     books.set(7)
@@ -82,7 +82,7 @@ def test_counters_gauges_and_histograms_arrive_with_the_values_prometheus_client
     mirror.sync()
 
     samples = exported_when(lambda s: total(s, f"ray_{name}_wait_seconds_count") == 5)
-    assert total(samples, f"ray_{name}_fills_total", {"side": "buy"}) == 5
+    assert total(samples, f"ray_{name}_fills_total", {"side": "buy", "source": "probe-process"}) == 5
     assert total(samples, f"ray_{name}_fills_total", {"side": "sell"}) == 1
     assert total(samples, f"ray_{name}_books") == 4
     buckets = {
@@ -134,6 +134,15 @@ def test_an_order_shows_in_ray_under_the_platform_s_names(http: httpx.Client, da
     ]
     samples = exported_when(lambda s: all(grew(s, name, labels) >= 1 for name, labels in wanted))
     assert total(samples, "ray_wealthalloc_shard_books_cached") >= 1
+
+    # Each series names its process as /metrics does, so the dashboard's queries read the same.
+    def sources(name: str) -> set[str]:
+        return {s.labels.get("source", "").split("-")[0] for s in samples if s.name == name}
+
+    assert sources("ray_wealthalloc_trades_executed_total") >= {"shard"}
+    assert sources("ray_wealthalloc_shard_books_cached") >= {"shard"}
+    assert sources("ray_wealthalloc_model_batch_windows_count") >= {"anomaly"}
+    assert sources("ray_wealthalloc_registrations_total") == {"api"}
 
 
 def test_the_gauges_a_scrape_would_set_reach_ray_with_no_scrape(
