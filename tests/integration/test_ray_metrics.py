@@ -172,3 +172,5 @@ def test_the_gauges_a_scrape_would_set_reach_ray_with_no_scrape(
     assert database and all(value == 1 for value in database)
     lags = {s.labels.get("group") for s in samples if s.name == "ray_wealthalloc_event_consumer_lag"}
     assert "audit" in lags
+    # What the Ray dashboard's "API replicas up" reads in place of Prometheus's own `up`.
+    assert total(samples, "ray_serve_deployment_replica_healthy", {"deployment": "ApiIngress"}) >= 1
