@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run stop test test-all bench lint install native browser clean-data promtool
+.PHONY: run cluster stop test test-all bench lint install native browser clean-data promtool
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,7 +23,13 @@ native: $(STAMP)
 run: $(STAMP) native
 	@$(BIN)/wealthalloc serve
 
-## Stop Serve, Ray and any embedded PostgreSQL/Redis started by `make run`.
+## The same platform on a local multi-node Ray cluster: the head and WORKERS worker nodes (separate
+## raylets on this machine). `wealthalloc cluster status` shows what runs where; `make stop` stops it.
+WORKERS ?= 2
+cluster: $(STAMP) native
+	@$(BIN)/wealthalloc serve --workers $(WORKERS)
+
+## Stop Serve, Ray (and its worker nodes) and any embedded PostgreSQL/Redis started by `make run`.
 stop: $(STAMP)
 	@$(BIN)/wealthalloc stop
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import ray
 
-from actors.lifecycle import start_when_constructed
+from actors.lifecycle import ON_THE_HEAD_NODE, start_when_constructed
 from actors.ray_metrics import export_through_ray
 from actors.shard_router import ShardRouter
 from wealthalloc.brokers import incoming
@@ -397,6 +397,7 @@ def gateway_handle(settings: Settings, overrides: Mapping[str, Any]) -> Any:
         max_restarts=-1,
         max_task_retries=-1,
         num_cpus=0,
+        resources=ON_THE_HEAD_NODE,
         max_concurrency=1000,
     ).remote(overrides)
     handle.start.remote()

@@ -15,7 +15,7 @@ from typing import Any
 
 import ray
 
-from actors.lifecycle import start_when_constructed
+from actors.lifecycle import ON_THE_HEAD_NODE, start_when_constructed
 from wealthalloc.config import Settings
 from wealthalloc.events.consumers import AuditLogger, CacheInvalidator
 from wealthalloc.events.notifications import NotificationMailer, NotificationWriter, SmtpOptions
@@ -155,6 +155,7 @@ def ensure_event_bus(settings: Settings, overrides: Mapping[str, Any]) -> Any:
         get_if_exists=True,
         max_restarts=-1,
         num_cpus=0,
+        resources=ON_THE_HEAD_NODE,
         max_concurrency=100,
     ).remote(overrides)
     handle.start.remote()

@@ -23,3 +23,9 @@ def start_when_constructed(method: str = "start") -> None:
     # actor alive, and fail as "actor restarting"; retried, it runs once the actor is up (starting is
     # idempotent).
     getattr(handle, method).options(max_task_retries=-1).remote()
+
+
+# Ray gives the head node this resource. The singletons that every replica talks to (the broker
+# gateway, the event bus) need it, so losing a worker node never takes them with it; losing the head
+# loses the cluster's GCS anyway.
+ON_THE_HEAD_NODE = {"node:__internal_head__": 0.001}

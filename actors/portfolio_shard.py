@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors.ray_metrics import export_through_ray
 from wealthalloc.brokers.base import Execution, StatusChange, Ticket
@@ -295,7 +296,29 @@ def traced_call(handle: Any, method: str, *args: Any) -> Any:
     return handle.traced.remote(headers, method, *args)
 
 
-def shard_options(name: str, namespace: str) -> dict[str, Any]:
+SHARD_MEMORY_BYTES = 64 * 1024 * 1024
+
+
+def shard_homes() -> list[str]:
+    """The nodes shards are spread over, in an order every replica agrees on.
+
+    The worker nodes of a cluster, leaving the head to the singletons and Serve's
+    controller and proxy; the head itself on one machine. Sorted by id, so two
+    replicas creating the same shard at once name the same home.
+    """
+    alive = [n for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU", 0) > 0]  # type: ignore[no-untyped-call]
+    workers = [n for n in alive if "node:__internal_head__" not in n["Resources"]]
+    return sorted(n["NodeID"] for n in workers or alive)
+
+
+def shard_options(name: str, namespace: str, home: str | None = None) -> dict[str, Any]:
+    """How a shard actor is created: detached, restarted forever, and on ``home`` while that node lives.
+
+    The node affinity is soft: a shard whose node is lost restarts on a surviving node and rebuilds
+    its books from PostgreSQL there. Round-robin homes spread the shards evenly, where Ray's SPREAD
+    (best effort, and blind to actors that reserve no CPU) piled them on one node.
+    """
+    placement: Any = NodeAffinitySchedulingStrategy(node_id=home, soft=True) if home is not None else "SPREAD"
     return {
         "name": name,
         "namespace": namespace,
@@ -305,7 +328,11 @@ def shard_options(name: str, namespace: str) -> dict[str, Any]:
         "max_task_retries": -1,
         # I/O-bound: it waits on PostgreSQL and Redis; a whole CPU each would starve small clusters.
         "num_cpus": 0,
+        # Its cached books. An actor that reserves nothing is placed anywhere, whatever its node
+        # affinity says; reserving what it holds makes the affinity bind.
+        "memory": SHARD_MEMORY_BYTES,
         "max_concurrency": 1000,
+        "scheduling_strategy": placement,
     }
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from actors.portfolio_shard import Outcome, RemoteShard, shard_options, traced_call
+from actors.portfolio_shard import Outcome, RemoteShard, shard_homes, shard_options, traced_call
 from wealthalloc.config import Settings
 from wealthalloc.domain.sharding import shard_name, shard_of
 from wealthalloc.ops import tracing
@@ -27,6 +27,7 @@ class ShardRouter:
         self._settings = settings
         self._overrides = settings.model_dump(mode="json", exclude=_PRIVATE)
         self._handles: dict[int, Any] = {}
+        self._homes: list[str] | None = None
 
     @property
     def overrides(self) -> dict[str, Any]:
@@ -50,6 +51,9 @@ class ShardRouter:
 
     def handle_for_index(self, index: int) -> Any:
         if index not in self._handles:
-            options = shard_options(shard_name(index), self._settings.ray_namespace)
+            homes = self._homes if self._homes is not None else shard_homes()
+            self._homes = homes
+            home = homes[index % len(homes)] if homes else None
+            options = shard_options(shard_name(index), self._settings.ray_namespace, home)
             self._handles[index] = RemoteShard.options(**options).remote(index, self._overrides)
         return self._handles[index]

@@ -8,6 +8,7 @@ not a traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import getpass
 import os
@@ -59,6 +60,10 @@ app.add_typer(models_app, name="models")
 app.add_typer(backup_app, name="backup")
 linked_app = typer.Typer(help="Linked brokerage accounts.", no_args_is_help=True)
 app.add_typer(linked_app, name="linked-accounts")
+cluster_app = typer.Typer(
+    help="The local Ray cluster that `serve --workers N` (make cluster) started.", no_args_is_help=True
+)
+app.add_typer(cluster_app, name="cluster")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -668,6 +673,14 @@ DEMO_LOGINS = (
 def serve(
     health_timeout: Annotated[float, typer.Option(help="Seconds to wait for /health.")] = 180,
     skip_setup: Annotated[bool, typer.Option(help="Skip migrate, data load and demo seed.")] = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=8,
+            help="Ray worker nodes to start beside the head on this machine: a local multi-node cluster.",
+        ),
+    ] = 0,
 ) -> None:
     """Bring the platform up: services, schema, data, demo, Ray and Serve; wait until healthy."""
     from wealthalloc.runtime import launcher, services
@@ -711,7 +724,7 @@ def serve(
 
     env = launcher.platform_env(settings, pg.url, rd.url)
     address, ray_pid = launcher.start_ray(settings, env)
-    launcher.RuntimeState(
+    state = launcher.RuntimeState(
         database_url=pg.url,
         redis_url=rd.url,
         embedded_postgres=pg.embedded,
@@ -721,9 +734,19 @@ def serve(
         ray_address=address,
         ray_pid=ray_pid,
         started_at=time.time(),
-    ).save(settings.data_dir)
+    )
+    state.save(settings.data_dir)
     _say(f"Ray:        started at {address}")
-    launcher.deploy_serve(settings, env)
+    for index in range(1, workers + 1):
+        # Saved after each one, so `stop` finds every node started even when a later one fails.
+        state = dataclasses.replace(
+            state, workers=(*state.workers, launcher.start_worker(settings, env, index))
+        )
+        state.save(settings.data_dir)
+    if workers:
+        launcher.wait_for_nodes(settings, env, workers + 1)
+        _say(f"Cluster:    head and {workers} worker node(s)")
+    launcher.deploy_serve(settings, env, nodes=workers + 1)
     _say("Serve:      application deployed, waiting for /health ...")
     launcher.wait_for_health(
         settings.api_url, timeout_s=health_timeout, token=env["WEALTHALLOC_OPERATIONS_TOKEN"]
@@ -752,6 +775,8 @@ def stop() -> None:
     state = launcher.RuntimeState.load(settings.data_dir)
     if state is None:
         raise CliError(f"nothing to stop: no platform started from {settings.data_dir}")
+    if launcher.stop_workers(state.workers):
+        _say(f"{len(state.workers)} Ray worker node(s) stopped")
     if launcher.stop_ray(state.ray_pid):
         _say("Ray and Serve stopped")
     if settings.serve_haproxy:
@@ -815,6 +840,65 @@ def doctor() -> None:
         report("api", f"no answer at {settings.api_url}")
     if problems:
         raise typer.Exit(1)
+
+
+def _running_cluster() -> tuple[Settings, Any]:
+    from wealthalloc.runtime import launcher
+
+    settings = _settings()
+    state = launcher.RuntimeState.load(settings.data_dir)
+    if state is None or not launcher.port_in_use("127.0.0.1", settings.ray_port):
+        raise CliError(f"no platform is running from {settings.data_dir} (start one with `make cluster`)")
+    return settings, state
+
+
+@cluster_app.command("status")
+@_friendly
+def cluster_status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw view as one JSON object.")] = False,
+) -> None:
+    """Each node of the cluster, alive or not, and the shards and API replicas it runs."""
+    from wealthalloc.runtime import launcher
+    from wealthalloc.runtime.cluster_view import API_REPLICA_CLASS, SHARD_CLASS, read_cluster
+
+    settings, state = _running_cluster()
+    env = launcher.platform_env(settings, state.database_url, state.redis_url)
+    try:
+        view = read_cluster(state.ray_address, settings.ray_namespace, env)
+    except RuntimeError as exc:
+        raise CliError(f"could not read the cluster at {state.ray_address}: {exc}") from exc
+    names = {worker.node_manager_port: f"worker-{worker.index}" for worker in state.workers}
+    if as_json:
+        typer.echo(view.to_json())
+        return
+    shards, replicas = view.nodes_running(SHARD_CLASS), view.nodes_running(API_REPLICA_CLASS)
+    _say(f"{'node':10} {'state':6} {'cpus':>4} {'shards':>6} {'api':>4}  id")
+    for node in view.nodes:
+        name = "head" if node.is_head else names.get(node.node_manager_port, "other")
+        status = "alive" if node.alive else "dead"
+        _say(
+            f"{name:10} {status:6} {node.cpus:4.0f} {shards[node.node_id]:6d} {replicas[node.node_id]:4d}"
+            f"  {node.node_id[:12]}"
+        )
+
+
+@cluster_app.command("kill-node")
+@_friendly
+def cluster_kill_node(
+    index: Annotated[int, typer.Argument(help="The worker node's number, as `cluster status` names it.")],
+) -> None:
+    """Kill a worker node at once (its raylet and all its processes), as losing that machine would."""
+    from wealthalloc.runtime import launcher
+
+    settings, state = _running_cluster()
+    worker = next((w for w in state.workers if w.index == index), None)
+    if worker is None:
+        known = ", ".join(str(w.index) for w in state.workers) or "none"
+        raise CliError(f"no worker node {index} (worker nodes: {known})")
+    killed = launcher.kill_worker(worker)
+    if not killed:
+        raise CliError(f"worker node {index} is not running")
+    _say(f"worker node {index} killed: its raylet and {killed - 1} process(es) under it")
 
 
 BackupDir = Annotated[

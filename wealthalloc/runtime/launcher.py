@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,19 @@ class LaunchError(Exception):
 
 
 @dataclass(frozen=True)
+class WorkerNode:
+    """A Ray worker node that ``wealthalloc serve --workers`` started beside the head.
+
+    Its raylet listens on ``node_manager_port``, which is how the cluster's node
+    table (``ray.nodes()``) names it back to us.
+    """
+
+    index: int
+    pid: int
+    node_manager_port: int
+
+
+@dataclass(frozen=True)
 class RuntimeState:
     """What ``wealthalloc serve`` started, so ``stop`` and ``doctor`` know what is running."""
 
@@ -49,6 +62,7 @@ class RuntimeState:
     ray_address: str
     ray_pid: int
     started_at: float
+    workers: tuple[WorkerNode, ...] = field(default=())
 
     def save(self, data_dir: Path) -> None:
         path = data_dir / STATE_FILE_NAME
@@ -59,7 +73,9 @@ class RuntimeState:
     @classmethod
     def load(cls, data_dir: Path) -> RuntimeState | None:
         try:
-            return cls(**json.loads((data_dir / STATE_FILE_NAME).read_text()))
+            fields = json.loads((data_dir / STATE_FILE_NAME).read_text())
+            fields["workers"] = tuple(WorkerNode(**worker) for worker in fields.get("workers", ()))
+            return cls(**fields)
         except (OSError, ValueError, TypeError):
             return None
 
@@ -137,6 +153,12 @@ def platform_env(settings: Settings, database_url: str, redis_url: str) -> dict[
         "WEALTHALLOC_HTTP_HOST": settings.http_host,
         "WEALTHALLOC_HTTP_PORT": str(settings.http_port),
         "RAY_USAGE_STATS_ENABLED": "0",
+        # The GCS declares a silent node dead after three missed checks two seconds apart (Ray's
+        # defaults wait about 30 s); only then are its actors restarted elsewhere, so this bounds how
+        # long the users of a lost node's shards wait.
+        "RAY_health_check_period_ms": "2000",
+        "RAY_health_check_timeout_ms": "2000",
+        "RAY_health_check_failure_threshold": "3",
         # Serve's HTTP servers (proxy and replicas) check a client's X-Request-ID before echoing it
         # and answer requests they cannot parse in the JSON envelope (serve_apps/api/proxy.py).
         PROXY_CALLBACK_ENV: PROXY_CALLBACK,
@@ -203,6 +225,117 @@ def start_ray(settings: Settings, env: dict[str, str], *, timeout_s: float = 60)
     return f"127.0.0.1:{settings.ray_port}", process.pid
 
 
+def free_port() -> int:
+    """A TCP port nobody listens on now (the kernel picks it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+WORKER_OBJECT_STORE_BYTES = 256 * 1024 * 1024
+
+
+def start_worker(
+    settings: Settings,
+    env: dict[str, str],
+    index: int,
+    *,
+    num_cpus: int = 2,
+    timeout_s: float = 60,
+) -> WorkerNode:
+    """Start Ray worker node ``index`` on this machine and join it to the head of ``start_ray``.
+
+    Each worker is a raylet of its own, with its own object store and worker
+    processes, in a session of its own so it can be killed alone (what losing a
+    machine looks like to the cluster). Every port a raylet would otherwise take
+    by default is chosen free, or a second raylet would collide with the head's.
+    """
+    log_dir = settings.data_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    node_manager_port = free_port()
+    args = [
+        _bin("ray"),
+        "start",
+        f"--address=127.0.0.1:{settings.ray_port}",
+        "--block",
+        f"--num-cpus={num_cpus}",
+        f"--object-store-memory={WORKER_OBJECT_STORE_BYTES}",
+        f"--node-manager-port={node_manager_port}",
+        f"--object-manager-port={free_port()}",
+        f"--dashboard-agent-listen-port={free_port()}",
+        f"--dashboard-agent-grpc-port={free_port()}",
+        f"--metrics-export-port={free_port()}",
+        f"--runtime-env-agent-port={free_port()}",
+        "--disable-usage-stats",
+    ]
+    log = log_dir / f"ray-worker-{index}.log"
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            args,
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + timeout_s
+    while not port_in_use("127.0.0.1", node_manager_port):
+        if process.poll() is not None:
+            raise LaunchError(f"worker node {index}: `ray start` exited with {process.returncode}; see {log}")
+        if time.monotonic() > deadline:
+            stop_ray(process.pid)
+            raise LaunchError(f"worker node {index} did not start in {timeout_s:.0f} s; see {log}")
+        time.sleep(0.5)
+    return WorkerNode(index=index, pid=process.pid, node_manager_port=node_manager_port)
+
+
+def wait_for_nodes(settings: Settings, env: dict[str, str], count: int, *, timeout_s: float = 90) -> None:
+    """Wait until the head sees ``count`` live nodes, so Serve's first placement can use them all."""
+    from wealthalloc.runtime.cluster_view import read_cluster
+
+    deadline = time.monotonic() + timeout_s
+    seen = 0
+    while time.monotonic() < deadline:
+        try:
+            seen = len(
+                read_cluster(f"127.0.0.1:{settings.ray_port}", settings.ray_namespace, env).alive_nodes
+            )
+        except (RuntimeError, subprocess.TimeoutExpired):
+            seen = 0
+        if seen >= count:
+            return
+        time.sleep(1)
+    raise LaunchError(f"the cluster has {seen} live node(s) after {timeout_s:.0f} s, not {count}")
+
+
+def stop_workers(workers: tuple[WorkerNode, ...]) -> int:
+    """Stop the worker nodes, before the head: a head stopped first leaves them retrying to reach it."""
+    return sum(stop_ray(worker.pid) for worker in workers)
+
+
+def kill_worker(worker: WorkerNode) -> int:
+    """Kill a worker node's raylet and every process under it at once, as a lost machine would go;
+    returns how many processes died.
+
+    The whole tree, not the process group: the raylet starts each worker process (where the node's
+    actors run) in a session of its own, and a worker outliving its raylet would go on answering
+    the callers already connected to it.
+    """
+    import psutil
+
+    try:
+        root = psutil.Process(worker.pid)
+        tree = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0
+    for process in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+    psutil.wait_procs(tree, timeout=10)
+    return len(tree)
+
+
 def stop_haproxy(stats_port: int) -> None:
     """Stop the HAProxy that Serve started for this platform: the one holding its stats port.
 
@@ -241,10 +374,22 @@ def stop_ray(pid: int, *, timeout_s: float = 10) -> bool:
 _SECRET_ENV = frozenset({"WEALTHALLOC_SECRET_KEY", "WEALTHALLOC_OPERATIONS_TOKEN"})
 
 
-def serve_config(settings: Settings, env: dict[str, str]) -> dict[str, Any]:
-    """cluster/serve-config.yaml with this machine's host, port and environment filled in."""
+def serve_config(settings: Settings, env: dict[str, str], *, nodes: int = 1) -> dict[str, Any]:
+    """cluster/serve-config.yaml with this machine's host, port and environment filled in.
+
+    On a cluster of several ``nodes`` the API runs one replica on each of at
+    least two nodes, so losing a node leaves a replica answering while Serve
+    starts its replacement.
+    """
     config: dict[str, Any] = yaml.safe_load(SERVE_CONFIG.read_text())
     config.setdefault("http_options", {}).update({"host": settings.http_host, "port": settings.http_port})
+    if nodes > 1:
+        for app in config.get("applications", []):
+            for deployment in app.get("deployments", []):
+                if deployment.get("name") == "ApiIngress":
+                    deployment["max_replicas_per_node"] = 1
+                    autoscaling = deployment.setdefault("autoscaling_config", {})
+                    autoscaling.update({"min_replicas": 2, "initial_replicas": 2, "max_replicas": nodes})
     # The secrets stay out: a Serve config is shown on the dashboard. Replicas
     # inherit them from the environment `ray start` was given.
     visible = {k: v for k, v in env.items() if k not in _SECRET_ENV}
@@ -254,14 +399,14 @@ def serve_config(settings: Settings, env: dict[str, str]) -> dict[str, Any]:
     return config
 
 
-def deploy_serve(settings: Settings, env: dict[str, str], *, timeout_s: float = 90) -> None:
+def deploy_serve(settings: Settings, env: dict[str, str], *, nodes: int = 1, timeout_s: float = 90) -> None:
     """Deploy cluster/serve-config.yaml (with this machine's values) on the local Ray.
 
     ``serve run --non-blocking`` talks to Ray's GCS like any driver; the
     dashboard's REST API (what ``serve deploy`` uses) asks for Ray's
     authentication token, which a local cluster need not have set up.
     """
-    config = serve_config(settings, env)
+    config = serve_config(settings, env, nodes=nodes)
     path = settings.data_dir / "serve-config.deployed.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     args = [_bin("serve"), "run", str(path), "--non-blocking", "--address", f"127.0.0.1:{settings.ray_port}"]
