@@ -64,6 +64,8 @@ cluster_app = typer.Typer(
     help="The local Ray cluster that `serve --workers N` (make cluster) started.", no_args_is_help=True
 )
 app.add_typer(cluster_app, name="cluster")
+ledger_app = typer.Typer(help="The money invariants, checked from PostgreSQL.", no_args_is_help=True)
+app.add_typer(ledger_app, name="ledger")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -318,6 +320,34 @@ def audit_verify() -> None:
             f"the audit chain is broken ({len(report.problems)} problem(s) in {report.entries} entries)"
         )
     _say(f"audit chain intact: {report.entries} entries")
+
+
+@ledger_app.command("check")
+@_friendly
+def ledger_check(
+    users: Annotated[
+        list[str] | None, typer.Option("--user", help="Check this user's portfolios only (repeatable).")
+    ] = None,
+) -> None:
+    """Prove the money adds up: cash = its movements, each fill moved cash once, fills = the order's
+    filled quantity, holdings = open lots. Exit 1 naming every discrepancy."""
+    import uuid
+
+    from wealthalloc.storage.ledger_check import check_ledger
+
+    try:
+        chosen = [uuid.UUID(user) for user in users] if users else None
+    except ValueError as exc:
+        raise CliError(f"--user takes a user id: {exc}") from exc
+    report = check_ledger(_reachable_database(_settings()), chosen)
+    for problem in report.discrepancies[:50]:
+        typer.echo(f"  {problem.check}: portfolio {problem.portfolio_id}: {problem.detail}", err=True)
+    if not report.balanced:
+        raise CliError(
+            f"the ledger does not add up: {len(report.discrepancies)} discrepancy(ies)"
+            f" in {report.portfolios} portfolio(s)"
+        )
+    _say(f"ledger balanced: {report.portfolios} portfolio(s)")
 
 
 @events_app.command("replay")

@@ -25,6 +25,7 @@ from wealthalloc.config import Settings
 from wealthalloc.domain.sharding import shard_name, shard_of
 from wealthalloc.runtime.cluster_view import API_REPLICA_CLASS, SHARD_CLASS, ClusterView
 from wealthalloc.runtime.launcher import RuntimeState
+from wealthalloc.storage.ledger_check import check_ledger
 
 pytestmark = pytest.mark.integration
 
@@ -164,6 +165,9 @@ def test_a_three_node_cluster_spreads_the_platform_and_survives_losing_the_node_
             investor.get(f"/api/v1/portfolios/{portfolio['id']}").json()["data"]["cash_balance"]
         )
         assert balance == Decimal("100.00") + len(keys)
+
+        ledger = check_ledger(database_url, [uuid.UUID(investor.id)])
+        assert ledger.balanced, ledger.discrepancies
 
         # A retry of an acknowledged key after the recovery answers the same and changes nothing.
         again = investor.deposit(portfolio["id"], "1.00", key=keys[0])

@@ -115,7 +115,7 @@ def _number(
         bad(name, "must be a positive number" if positive else "must not be negative")
         return None
     if value != value.quantize(step):
-        bad(name, f"has more than {-step.as_tuple().exponent} decimal places")
+        bad(name, f"has more than {-int(step.as_tuple().exponent)} decimal places")
         return None
     if value >= Decimal("1e14"):
         bad(name, "is too large")

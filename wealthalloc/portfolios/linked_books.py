@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from wealthalloc.domain.wash_sale_book import BasisTooSmall
 from wealthalloc.errors import ServiceError
@@ -126,14 +126,17 @@ class LinkedBooks:
             transfers_in=len(new_lots),
             confirmed=len(confirmed),
         )
-        return jsonable(
-            {
-                "account": synced,
-                "differences": open_items,
-                "resolved": resolved,
-                "transfers_in": new_lots,
-                "confirmed": [row["id"] for row in confirmed],
-            }
+        return cast(
+            dict[str, Any],
+            jsonable(
+                {
+                    "account": synced,
+                    "differences": open_items,
+                    "resolved": resolved,
+                    "transfers_in": new_lots,
+                    "confirmed": [row["id"] for row in confirmed],
+                }
+            ),
         )
 
     async def _arrive(
@@ -179,7 +182,7 @@ class LinkedBooks:
                 aggregate_id=account_id,
                 payload={**account_ref(account), "reason": reason[:500]},
             )
-        return jsonable({"account": account})
+        return cast(dict[str, Any], jsonable({"account": account}))
 
     async def confirm_lot(
         self, m: Mutation, portfolio_id: uuid.UUID, lot_id: uuid.UUID, reason: str
