@@ -48,12 +48,14 @@ async def insert_notification(
     """The new notification, or None when this user already has one from ``draft``'s source.
 
     Its ``notification.created`` event is written in the same transaction when it is shown in the
-    app; an e-mail wanted is due at once.
+    app; an e-mail wanted is due at once. Stamped with the clock, not the transaction's start: the
+    writer makes a batch of events' notifications in one transaction, and the list is newest first.
     """
     cur = await conn.execute(
         f"""INSERT INTO notifications
-               (user_id, kind, title, body, link, data, source_event_id, in_app, email_wanted, email_next_at)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, CASE WHEN %s THEN now() END)
+               (user_id, kind, title, body, link, data, source_event_id, in_app, email_wanted, email_next_at,
+                created_at)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, CASE WHEN %s THEN now() END, clock_timestamp())
             ON CONFLICT (user_id, source_event_id) DO NOTHING
             RETURNING {COLUMNS}""",
         (
