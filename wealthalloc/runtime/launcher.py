@@ -203,7 +203,18 @@ def start_ray(settings: Settings, env: dict[str, str], *, timeout_s: float = 60)
         "--include-dashboard=true",
         "--disable-usage-stats",
     ]
-    with open(log_dir / "ray-head.log", "ab") as out:
+    pid = _ray_start(
+        args, env, log_dir / "ray-head.log", (settings.ray_port, settings.dashboard_port), "Ray", timeout_s
+    )
+    return f"127.0.0.1:{settings.ray_port}", pid
+
+
+def _ray_start(
+    args: list[str], env: dict[str, str], log: Path, ports: tuple[int, ...], what: str, timeout_s: float
+) -> int:
+    """Run ``ray start --block`` in a session of its own, logging to ``log``, and wait until it listens
+    on ``ports``; its pid. A start that fails or hangs is stopped, with everything it started."""
+    with open(log, "ab") as out:
         process = subprocess.Popen(
             args,
             env={**os.environ, **env},
@@ -213,16 +224,14 @@ def start_ray(settings: Settings, env: dict[str, str], *, timeout_s: float = 60)
             start_new_session=True,
         )
     deadline = time.monotonic() + timeout_s
-    while not (
-        port_in_use("127.0.0.1", settings.ray_port) and port_in_use("127.0.0.1", settings.dashboard_port)
-    ):
+    while not all(port_in_use("127.0.0.1", port) for port in ports):
         if process.poll() is not None:
-            raise LaunchError(f"`ray start` exited with {process.returncode}; see {log_dir / 'ray-head.log'}")
+            raise LaunchError(f"{what}: `ray start` exited with {process.returncode}; see {log}")
         if time.monotonic() > deadline:
-            process.terminate()
-            raise LaunchError(f"Ray did not start in {timeout_s:.0f} s; see {log_dir / 'ray-head.log'}")
+            stop_ray(process.pid)
+            raise LaunchError(f"{what} did not start in {timeout_s:.0f} s; see {log}")
         time.sleep(0.5)
-    return f"127.0.0.1:{settings.ray_port}", process.pid
+    return process.pid
 
 
 def free_port() -> int:
@@ -270,24 +279,8 @@ def start_worker(
         "--disable-usage-stats",
     ]
     log = log_dir / f"ray-worker-{index}.log"
-    with open(log, "ab") as out:
-        process = subprocess.Popen(
-            args,
-            env={**os.environ, **env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + timeout_s
-    while not port_in_use("127.0.0.1", node_manager_port):
-        if process.poll() is not None:
-            raise LaunchError(f"worker node {index}: `ray start` exited with {process.returncode}; see {log}")
-        if time.monotonic() > deadline:
-            stop_ray(process.pid)
-            raise LaunchError(f"worker node {index} did not start in {timeout_s:.0f} s; see {log}")
-        time.sleep(0.5)
-    return WorkerNode(index=index, pid=process.pid, node_manager_port=node_manager_port)
+    pid = _ray_start(args, env, log, (node_manager_port,), f"worker node {index}", timeout_s)
+    return WorkerNode(index=index, pid=pid, node_manager_port=node_manager_port)
 
 
 def wait_for_nodes(settings: Settings, env: dict[str, str], count: int, *, timeout_s: float = 90) -> None:
