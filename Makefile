@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run cluster stop test test-all bench lint install native browser clean-data promtool
+.PHONY: run cluster chaos stop test test-all bench lint install native browser clean-data promtool
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,24 @@ run: $(STAMP) native
 WORKERS ?= 2
 cluster: $(STAMP) native
 	@$(BIN)/wealthalloc serve --workers $(WORKERS)
+
+## Chaos under load on a cluster of its own (head + WORKERS nodes, own ports, its own database and an
+## embedded Redis it can restart): investors at work while a node, an API replica, the gateway, the
+## event bus, Redis and PostgreSQL's connections are killed in turn; then the verdict. Stopped after.
+CHAOS_DATA ?= $(CURDIR)/.data/chaos
+CHAOS_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/wealthalloc_chaos
+CHAOS_ARGS ?=
+CHAOS_ENV = WEALTHALLOC_DATA_DIR=$(CHAOS_DATA) WEALTHALLOC_DATABASE_URL=$(CHAOS_DATABASE_URL) \
+	WEALTHALLOC_REDIS_URL='unix://$(CHAOS_DATA)/redis/redis.sock?db=0' \
+	WEALTHALLOC_MODEL_REGISTRY_URI=$(CURDIR)/.data/models \
+	WEALTHALLOC_HTTP_PORT=8100 WEALTHALLOC_DASHBOARD_PORT=8365 WEALTHALLOC_RAY_PORT=6489 \
+	WEALTHALLOC_HAPROXY_STATS_PORT=8504 WEALTHALLOC_HAPROXY_METRICS_PORT=9201
+chaos: $(STAMP) native
+	@mkdir -p $(CHAOS_DATA)
+	@$(CHAOS_ENV) $(BIN)/wealthalloc serve --workers $(WORKERS) \
+		|| { $(CHAOS_ENV) $(BIN)/wealthalloc stop >/dev/null 2>&1; exit 1; }
+	@$(CHAOS_ENV) $(BIN)/wealthalloc chaos $(CHAOS_ARGS); rc=$$?; \
+		$(CHAOS_ENV) $(BIN)/wealthalloc stop >/dev/null; exit $$rc
 
 ## Stop Serve, Ray (and its worker nodes) and any embedded PostgreSQL/Redis started by `make run`.
 stop: $(STAMP)

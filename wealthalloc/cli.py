@@ -8,7 +8,6 @@ not a traceback.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import getpass
 import os
@@ -767,12 +766,8 @@ def serve(
     )
     state.save(settings.data_dir)
     _say(f"Ray:        started at {address}")
-    for index in range(1, workers + 1):
-        # Saved after each one, so `stop` finds every node started even when a later one fails.
-        state = dataclasses.replace(
-            state, workers=(*state.workers, launcher.start_worker(settings, env, index))
-        )
-        state.save(settings.data_dir)
+    for _ in range(workers):
+        state, _worker = launcher.add_worker(settings, state, env)
     if workers:
         launcher.wait_for_nodes(settings, env, workers + 1)
         _say(f"Cluster:    head and {workers} worker node(s)")
@@ -929,6 +924,80 @@ def cluster_kill_node(
     if not killed:
         raise CliError(f"worker node {index} is not running")
     _say(f"worker node {index} killed: its raylet and {killed - 1} process(es) under it")
+
+
+@cluster_app.command("add-node")
+@_friendly
+def cluster_add_node(
+    wait: Annotated[float, typer.Option(help="Seconds to wait for the cluster to see the new node.")] = 90,
+) -> None:
+    """Start one more worker node on this machine and join it to the cluster (after a lost one, or to grow).
+
+    New shards and API replicas may be placed on it; the running ones stay where they are.
+    """
+    from wealthalloc.runtime import launcher
+    from wealthalloc.runtime.cluster_view import read_cluster
+
+    settings, state = _running_cluster()
+    env = launcher.platform_env(settings, state.database_url, state.redis_url)
+    alive = len(read_cluster(state.ray_address, settings.ray_namespace, env).alive_nodes)
+    state, worker = launcher.add_worker(settings, state, env)
+    launcher.wait_for_nodes(settings, env, alive + 1, timeout_s=wait)
+    _say(f"worker node {worker.index} joined: {alive + 1} live node(s)")
+
+
+@app.command()
+@_friendly
+def chaos(
+    investors: Annotated[int, typer.Option(min=1, max=200, help="Investors at work at once.")] = 12,
+    pace: Annotated[float, typer.Option(help="Seconds between one investor's operations, on average.")] = 1.5,
+    warmup: Annotated[float, typer.Option(help="Seconds of load before the first fault.")] = 15,
+    gap: Annotated[float, typer.Option(help="Seconds between one fault's recovery and the next fault.")] = 8,
+    recovery_timeout: Annotated[float, typer.Option(help="Longest wait for a recovery, in seconds.")] = 120,
+) -> None:
+    """Run investors against the local cluster while killing, in turn, a worker node holding shards, an
+    API replica, the broker gateway, the event bus, Redis and PostgreSQL's connections; then prove from
+    PostgreSQL, Redis and the API that no acknowledged write was lost or doubled, that the ledger adds up,
+    the audit chain holds and every event was delivered.
+
+    The last line is `chaos: N operations, L lost, D doubled, K kills, recovery p99 S s`; the exit status
+    is 1 unless everything held. Needs a cluster with worker nodes (`make cluster`); `make chaos` starts
+    one of its own and stops it afterwards.
+    """
+    import json
+
+    from wealthalloc.chaos.run import ChaosPlan, run_chaos, save
+
+    settings, state = _running_cluster()
+    if not state.workers:
+        raise CliError("the platform runs on one node: chaos needs worker nodes (make cluster)")
+    plan = ChaosPlan(
+        investors=investors, pace_s=pace, warmup_s=warmup, gap_s=gap, recovery_timeout_s=recovery_timeout
+    )
+    report = run_chaos(settings, state, plan, say=_say)
+    _say(
+        f"{report.acknowledged} writes acknowledged, {report.refused} refused as asked,"
+        f" {len(report.unanswered)} unanswered; events settled in {report.events_settled_s:.1f} s;"
+        f" audit chain of {report.audit_entries} entries"
+    )
+    for title, problems in (
+        ("lost", report.lost),
+        ("doubled", report.doubled),
+        ("ledger", report.ledger),
+        ("audit", report.audit),
+        ("events", report.events),
+        ("api", report.api),
+        ("unanswered", report.unanswered),
+    ):
+        for problem in problems[:10]:
+            typer.secho(f"  {title}: {problem}", err=True, fg=typer.colors.RED)
+    if report.refused_by:
+        _say("refused as asked: " + ", ".join(f"{n} {why}" for why, n in report.refused_by.items()))
+    _say(f"report: {save(report, settings)}")
+    _say(json.dumps({k: v for k, v in report.as_dict().items() if not isinstance(v, list | tuple | dict)}))
+    _say(report.line())
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 BackupDir = Annotated[

@@ -40,6 +40,7 @@ class Placed:
     name: str
     node_id: str
     state: str
+    pid: int = 0  # the worker process it runs in (0 while it has none)
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,10 @@ class ClusterView:
 
     def node_of(self, actor_name: str) -> str | None:
         return next((a.node_id for a in self.actors if a.name == actor_name and a.state == "ALIVE"), None)
+
+    def alive(self, class_name: str) -> tuple[Placed, ...]:
+        """The live ``class_name`` actors."""
+        return tuple(a for a in self.actors if a.class_name == class_name and a.state == "ALIVE")
 
     def to_json(self) -> str:
         return json.dumps(
@@ -95,6 +100,7 @@ def _read(address: str, namespace: str) -> ClusterView:
                 name=actor.name or "",
                 node_id=actor.node_id or "",
                 state=actor.state,
+                pid=int(actor.pid or 0),
             )
             for actor in list_actors(limit=10_000, raise_on_missing_output=False)
             if actor.state != "DEAD"

@@ -7,6 +7,7 @@ from ``ray-cluster.yaml`` runs the same ``cluster/serve-config.yaml``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import secrets
@@ -281,6 +282,18 @@ def start_worker(
     log = log_dir / f"ray-worker-{index}.log"
     pid = _ray_start(args, env, log, (node_manager_port,), f"worker node {index}", timeout_s)
     return WorkerNode(index=index, pid=pid, node_manager_port=node_manager_port)
+
+
+def add_worker(
+    settings: Settings, state: RuntimeState, env: dict[str, str]
+) -> tuple[RuntimeState, WorkerNode]:
+    """Start one more worker node, numbered after every one started before (dead ones included), and
+    save it in the state at once, so ``stop`` finds it even when a later step fails."""
+    index = max((worker.index for worker in state.workers), default=0) + 1
+    worker = start_worker(settings, env, index)
+    state = dataclasses.replace(state, workers=(*state.workers, worker))
+    state.save(settings.data_dir)
+    return state, worker
 
 
 def wait_for_nodes(settings: Settings, env: dict[str, str], count: int, *, timeout_s: float = 90) -> None:
