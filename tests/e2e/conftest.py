@@ -31,3 +31,15 @@ def platform_env(
     }
     yield env
     cli("stop", env=env, timeout=120)
+
+
+def serve_cluster(platform_env: dict[str, str], data_dir: Path, **extra: str) -> dict[str, str]:
+    """Start the head and two worker nodes on the session's migrated database, prices and promoted
+    model (``extra`` overrides settings); the environment the CLI needs to reach them."""
+    home = Path(platform_env["WEALTHALLOC_DATA_DIR"])
+    (home / "prices").symlink_to(data_dir / "prices")
+    env = {**platform_env, "WEALTHALLOC_MODEL_REGISTRY_URI": str(data_dir / "models"), **extra}
+    up = cli("serve", "--workers", "2", "--skip-setup", env=env)
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert "head and 2 worker node(s)" in up.stdout
+    return env

@@ -19,6 +19,7 @@ import httpx
 import psycopg
 import pytest
 
+from tests.e2e.conftest import serve_cluster
 from tests.e2e.operator import cli
 from tests.integration.people import Investor
 from wealthalloc.config import Settings
@@ -33,12 +34,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def cluster(platform_env: dict[str, str], data_dir: Path, promoted_model: str) -> Iterator[dict[str, str]]:
     """Head and two worker nodes, serving the session's migrated database and its promoted model."""
-    home = Path(platform_env["WEALTHALLOC_DATA_DIR"])
-    (home / "prices").symlink_to(data_dir / "prices")
-    env = {**platform_env, "WEALTHALLOC_MODEL_REGISTRY_URI": str(data_dir / "models")}
-    up = cli("serve", "--workers", "2", "--skip-setup", env=env)
-    assert up.returncode == 0, up.stdout + up.stderr
-    assert "head and 2 worker node(s)" in up.stdout
+    env = serve_cluster(platform_env, data_dir)
     yield env
     down = cli("stop", env=env, timeout=120)
     assert "2 Ray worker node(s) stopped" in down.stdout, down.stdout + down.stderr
@@ -107,28 +103,12 @@ def test_a_three_node_cluster_spreads_the_platform_and_survives_losing_the_node_
             with httpx.Client(base_url=api, timeout=30) as mine:
                 while not stop.is_set() and len(acknowledged) < 400:
                     key = str(uuid.uuid4())
-                    for _attempt in range(120):
-                        try:
-                            answer = mine.post(
-                                f"/api/v1/portfolios/{portfolio['id']}/cash",
-                                json={"amount": "1.00"},
-                                headers={**investor.headers, "Idempotency-Key": key},
-                            )
-                        except httpx.HTTPError:
-                            time.sleep(0.25)
-                            continue
-                        if answer.status_code == 201:
-                            acknowledged.append((key, Decimal(answer.json()["data"]["cash_balance"])))
-                            time.sleep(0.4)  # under the user's 120 requests a minute
-                            break
-                        if answer.status_code == 429:  # the user's rate limit: wait as told
-                            time.sleep(float(answer.headers.get("Retry-After", "1")))
-                            continue
-                        if answer.status_code >= 500:
-                            time.sleep(0.25)
-                            continue
+                    answer = investor.deposit_until_answered(portfolio["id"], "1.00", key, http=mine)
+                    if answer is not None and answer.status_code == 201:
+                        acknowledged.append((key, Decimal(answer.json()["data"]["cash_balance"])))
+                        time.sleep(0.4)  # under the user's 120 requests a minute
+                    elif answer is not None:
                         refused.append(answer.text)
-                        break
 
         thread = threading.Thread(target=depositor)
         thread.start()

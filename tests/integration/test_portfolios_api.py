@@ -272,24 +272,11 @@ def test_killing_the_shard_mid_traffic_loses_nothing_acknowledged_and_applies_no
     def client(my_keys: list[str]) -> None:
         with httpx.Client(base_url=str(investor.http.base_url), timeout=60) as http:
             for key in my_keys:
-                for _attempt in range(20):  # a client retries with the same key until it hears back
-                    try:
-                        r = http.post(
-                            f"/api/v1/portfolios/{p['id']}/cash",
-                            json={"amount": "1.00"},
-                            headers={**investor.headers, "Idempotency-Key": key},
-                        )
-                    except httpx.HTTPError:
-                        time.sleep(0.2)
-                        continue
-                    if r.status_code == 201:
-                        acknowledged.append(key)
-                        break
-                    if r.status_code >= 500:
-                        time.sleep(0.2)
-                        continue
-                    errors.append(r.text)
-                    break
+                answer = investor.deposit_until_answered(p["id"], "1.00", key, http=http, attempts=20)
+                if answer is not None and answer.status_code == 201:
+                    acknowledged.append(key)
+                elif answer is not None:
+                    errors.append(answer.text)
 
     threads = [threading.Thread(target=client, args=(keys[i::4],)) for i in range(4)]
     for t in threads:
