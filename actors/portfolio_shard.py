@@ -34,6 +34,7 @@ from wealthalloc.ops.tracing import configure_tracing
 from wealthalloc.portfolios.harvesting import HarvestDesk
 from wealthalloc.portfolios.household_books import forget_locally
 from wealthalloc.portfolios.market import Market
+from wealthalloc.portfolios.quotes import shard_quotes
 from wealthalloc.portfolios.service import BookService, Mutation
 from wealthalloc.portfolios.trading import OrderDesk
 from wealthalloc.storage.postgres import async_pool
@@ -83,11 +84,21 @@ class PortfolioShard:
                 MarketClock(prices.trading_days(), pinned=self.settings.market_clock_date),
                 SecurityReference(),
             )
+            redis = async_redis(self.settings)
+            quotes = shard_quotes(
+                self.settings,
+                redis=redis,
+                prices=prices,
+                today=market.today,
+                live=self._live_quote,
+                connected=self._broker_up,
+            )
             self._service = BookService(
                 pool=pool,
-                redis=async_redis(self.settings),
+                redis=redis,
                 market=market,
                 max_books=self.settings.shard_max_books,
+                quotes=quotes,
             )
             paper = self.settings.broker == "paper"
             venue = paper_venue(self.settings, prices, market.today) if paper else None
@@ -102,6 +113,7 @@ class PortfolioShard:
                 venue=venue,
                 rest=self._rest,
                 evict=self._evict_elsewhere,
+                quotes=quotes,
             )
             self._harvests = HarvestDesk(
                 self._service,
@@ -124,6 +136,14 @@ class PortfolioShard:
 
             self._gateway = gateway_handle(self.settings, self._overrides)
         return self._gateway
+
+    async def _live_quote(self, symbol: str) -> Any:
+        """The broker gateway's live (IBKR) quote, for the quotes a rebalance or harvest is judged by."""
+        return await self._gateway_handle().quote.remote(symbol)
+
+    async def _broker_up(self) -> bool:
+        health = await self._gateway_handle().health.remote()
+        return bool(health.get("broker") == "ibkr" and health.get("status") != "down")
 
     async def _submit(self, ticket: Ticket) -> None:
         await self._to_gateway("submit", ticket)

@@ -10,6 +10,7 @@ order carries its own worst price and is never refused for an old quote.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -68,3 +69,76 @@ def require_fresh_quote(order_type: str, seen: QuoteSeen | None, *, now: datetim
         return
     if not is_fresh(seen, now=now, max_age_s=max_age_s):
         raise StaleQuote(seen, age_s=seen.age_seconds(now), max_age_s=max_age_s)
+
+
+@dataclass(frozen=True)
+class PlannedOrder:
+    """One order of a plan that places several at once (a rebalance, a harvest, a recommendation)."""
+
+    symbol: str
+    order_type: str = "market"
+
+
+class StaleQuotes(ValueError):
+    """A plan's market orders met stale quotes; ``stale`` names each one (in the plan's order)."""
+
+    def __init__(self, stale: list[StaleQuote]) -> None:
+        self.stale = stale
+        names = ", ".join(s.symbol for s in stale)
+        super().__init__(
+            f"The only quote for {names} is stale, so none of these orders is placed: "
+            + " ".join(str(s) for s in stale)
+        )
+
+
+def stale_quotes(
+    orders: list[PlannedOrder],
+    seen: Mapping[str, QuoteSeen | None],
+    *,
+    now: datetime,
+    max_age_s: float,
+) -> list[StaleQuote]:
+    """The stale quotes the plan's market orders would execute on, one per symbol, in plan order.
+
+    ``seen`` maps a symbol to the quote read for it (None or absent: no quote, priced by the venue).
+    """
+    found: dict[str, StaleQuote] = {}
+    for order in orders:
+        if order.symbol in found:
+            continue
+        try:
+            require_fresh_quote(order.order_type, seen.get(order.symbol), now=now, max_age_s=max_age_s)
+        except StaleQuote as exc:
+            found[order.symbol] = exc
+    return list(found.values())
+
+
+def require_fresh_quotes(
+    orders: list[PlannedOrder],
+    seen: Mapping[str, QuoteSeen | None],
+    *,
+    now: datetime,
+    max_age_s: float,
+) -> None:
+    """Refuse a whole plan when any of its market orders would execute on a stale quote.
+
+    Raises
+    ------
+    StaleQuotes
+        Naming every stale quote, so one answer says all that has to come back fresh.
+    """
+    stale = stale_quotes(orders, seen, now=now, max_age_s=max_age_s)
+    if stale:
+        raise StaleQuotes(stale)
+
+
+def quote_shown(seen: QuoteSeen | None, *, now: datetime, max_age_s: float) -> dict[str, object] | None:
+    """What a preview shows of the quote an order would execute on: source, as-of, age, stale."""
+    if seen is None:
+        return None
+    return {
+        "source": seen.source,
+        "as_of": seen.as_of,
+        "age_seconds": round(seen.age_seconds(now)),
+        "stale": not is_fresh(seen, now=now, max_age_s=max_age_s),
+    }

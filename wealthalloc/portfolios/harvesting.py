@@ -15,6 +15,8 @@ derived keys ``{key}/0`` (the sale) and ``{key}/1`` (the replacement), origin
 ``harvest``: a repeat of the request, or a retry after the shard died, finds
 the stored plan and the same two orders. A refused order is reported, not
 raised, as a rebalance does; the buy is not placed when the sale was refused.
+When the sale's or the replacement's quote is stale, the whole harvest is
+refused with 409 ``QUOTE_STALE`` and nothing is written.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 from wealthalloc.domain import orders as rules
 from wealthalloc.domain.harvest import Opportunity
 from wealthalloc.domain.money import money
+from wealthalloc.domain.quote_freshness import PlannedOrder
 from wealthalloc.domain.wash_sale import WASH_SALE_DAYS
 from wealthalloc.errors import ServiceError
 from wealthalloc.ops import metrics as ops_metrics
@@ -99,10 +102,16 @@ class HarvestDesk:
             )
 
         planned: list[bool] = []  # stays empty when the key's earlier answer is replayed
+        seen = await self._desk.plan_quotes((row["symbol"], replacement))
 
         async def work(conn: store.Conn, portfolio: dict[str, Any]) -> tuple[int, Any]:
             planned.append(True)
-            return 201, await self._plan(conn, m, portfolio, harvest_id, replacement, today)
+            plan = await self._plan(conn, m, portfolio, harvest_id, replacement, today)
+            # A stale quote under the sale or the replacement refuses the harvest, and the rollback
+            # leaves the opportunity open: no record, no window, no order.
+            orders = [PlannedOrder(plan[side]["symbol"]) for side in ("sell", "buy") if plan[side]]
+            self._desk.refuse_stale_plan(orders, seen)
+            return 201, plan
 
         status, plan = await self._book.idempotent(m, row["portfolio_id"], work)
         orders: dict[str, Any] = {"sell": None, "buy": None}

@@ -54,6 +54,7 @@ import pandas as pd
 
 from wealthalloc.config import Settings
 from wealthalloc.domain.orders import CommissionModel
+from wealthalloc.domain.quote_freshness import PlannedOrder
 from wealthalloc.domain.recommendations import (
     RECOMMENDER_VERSION,
     AnomalyFlag,
@@ -435,10 +436,15 @@ class RecommendationDesk:
             )
 
         claims: list[bool] = []  # stays empty when the key's earlier answer is replayed
+        planned_orders = [PlannedOrder(o["symbol"]) for o in row["details"]["orders"]]
+        seen = await self._desk.plan_quotes(o.symbol for o in planned_orders)
 
         async def work(conn: store.Conn, portfolio: dict[str, Any]) -> tuple[int, Any]:
             claims.append(True)
-            return 201, await self._claim(conn, m, portfolio, recommendation_id)
+            claimed = await self._claim(conn, m, portfolio, recommendation_id)
+            # A stale quote refuses the acceptance; the rollback leaves the recommendation open.
+            self._desk.refuse_stale_plan(planned_orders, seen)
+            return 201, claimed
 
         status, claimed = await self._book.idempotent(m, portfolio_id, work)
         if claims:

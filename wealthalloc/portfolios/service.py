@@ -67,6 +67,7 @@ from wealthalloc.marketdata import MarketDataError
 from wealthalloc.ops import metrics as ops_metrics
 from wealthalloc.portfolios import wash_sales
 from wealthalloc.portfolios.market import Market
+from wealthalloc.portfolios.quotes import PlanQuotes
 from wealthalloc.storage import books as store
 from wealthalloc.storage import households, idempotency
 from wealthalloc.storage import linked_accounts as linked_store
@@ -165,8 +166,11 @@ class BookService:
         market: Market,
         max_books: int = 10_000,
         idle_seconds: float = 900.0,
+        quotes: PlanQuotes | None = None,
     ) -> None:
+        """``quotes`` shows, in a rebalance preview, the quote each order would execute on."""
         self.pool = pool
+        self.quotes = quotes
         self._redis = redis
         self.market = market
         self._books: OrderedDict[uuid.UUID, Book] = OrderedDict()
@@ -550,8 +554,12 @@ class BookService:
             whole_shares=whole_shares,
             candidates=self._candidates({p.symbol for p in positions}),
         )
+        shown = plan.as_dict()
+        if self.quotes is not None:  # the quote each market order would execute on, and whether it is stale
+            seen = await self.quotes.seen(o["symbol"] for o in shown["orders"])
+            shown["orders"] = [{**o, "quote": self.quotes.shown(seen[o["symbol"]])} for o in shown["orders"]]
         return jsonable(  # type: ignore[no-any-return]
-            {"as_of": self.market.today(), "dry_run": True, "drift_band": drift_band, **plan.as_dict()}
+            {"as_of": self.market.today(), "dry_run": True, "drift_band": drift_band, **shown}
         )
 
     def _candidates(self, held: set[str]) -> dict[str, list[Position]]:

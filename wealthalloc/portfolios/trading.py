@@ -24,7 +24,7 @@ finds the row and changes nothing.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -37,7 +37,7 @@ from wealthalloc.domain.acquisitions import sellable
 from wealthalloc.domain.lots import InsufficientShares, LotMethod, UnknownLot, relieve
 from wealthalloc.domain.money import money
 from wealthalloc.domain.order_status import OPEN_STATUSES
-from wealthalloc.domain.quote_freshness import StaleQuote, require_fresh_quote
+from wealthalloc.domain.quote_freshness import PlannedOrder, QuoteSeen, StaleQuote, require_fresh_quote
 from wealthalloc.domain.wash_sale import IdentityGroups
 from wealthalloc.domain.wash_sale_book import SoldShares
 from wealthalloc.errors import ServiceError
@@ -45,6 +45,7 @@ from wealthalloc.logging import get_logger
 from wealthalloc.ops import metrics as ops_metrics
 from wealthalloc.portfolios import wash_sales
 from wealthalloc.portfolios.household_books import Evict, forget_spouse_books
+from wealthalloc.portfolios.quotes import PlanQuotes
 from wealthalloc.portfolios.service import BookService, Mutation, jsonable, not_found
 from wealthalloc.storage import books as store
 from wealthalloc.storage import households
@@ -72,11 +73,13 @@ class OrderDesk:
         venue: PaperVenue | None = None,
         rest: Handoff | None = None,
         evict: Evict | None = None,
+        quotes: PlanQuotes | None = None,
     ) -> None:
         """``venue`` is the embedded paper venue, when the broker is paper; ``rest`` hands an order it
         left open to the gateway's paper book, as ``submit`` hands a new order to the broker.
         ``evict`` drops the cached book of a spouse whose lots a fill changed, on the spouse's shard
-        (:mod:`wealthalloc.portfolios.household_books`)."""
+        (:mod:`wealthalloc.portfolios.household_books`). ``quotes`` judges the market orders of a plan
+        (a rebalance, a harvest, an accepted recommendation) by their quotes; without it none is refused."""
         self._book = book
         self._broker = broker
         self._commission = commission
@@ -87,10 +90,26 @@ class OrderDesk:
         self._venue = venue
         self._rest = rest
         self._evict = evict
+        self._quotes = quotes
 
     @property
     def market(self) -> Any:
         return self._book.market
+
+    async def plan_quotes(self, symbols: Iterable[str]) -> dict[str, QuoteSeen | None]:
+        """The quotes a plan's orders would execute on, read before its transaction opens."""
+        if self._quotes is None:
+            return {}
+        return await self._quotes.seen(symbols)
+
+    def refuse_stale_plan(self, orders: list[PlannedOrder], seen: dict[str, QuoteSeen | None]) -> None:
+        """409 ``QUOTE_STALE`` naming each stale quote the plan's market orders would execute on."""
+        if self._quotes is not None:
+            self._quotes.refuse_stale(orders, seen)
+
+    def quote_shown(self, seen: QuoteSeen | None) -> dict[str, object] | None:
+        """A quote as a preview shows it: source, as_of, age_seconds, stale."""
+        return self._quotes.shown(seen) if self._quotes is not None else None
 
     # Placing -------------------------------------------------------------------------------------
 
@@ -276,8 +295,11 @@ class OrderDesk:
         made, however the book has moved since. Sells come first, so their cash can fund the buys.
         """
         plan = await self._book.rebalance(m.user_id, portfolio_id, drift_band, whole_shares)
+        seen = await self.plan_quotes(o["symbol"] for o in plan["orders"])
 
         async def work(conn: store.Conn, portfolio: dict[str, Any]) -> tuple[int, Any]:
+            # Only for a new key (a replay places the stored plan's orders), and before anything is written.
+            self.refuse_stale_plan([PlannedOrder(o["symbol"]) for o in plan["orders"]], seen)
             updated = await store.update_portfolio(
                 conn, portfolio["id"], {"last_rebalance_date": datetime.now(UTC)}
             )
