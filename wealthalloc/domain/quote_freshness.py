@@ -85,9 +85,9 @@ class StaleQuotes(ValueError):
     def __init__(self, stale: list[StaleQuote]) -> None:
         self.stale = stale
         names = ", ".join(s.symbol for s in stale)
+        which = f"quote for {names} is" if len(stale) == 1 else f"quotes for {names} are"
         super().__init__(
-            f"The only quote for {names} is stale, so none of these orders is placed: "
-            + " ".join(str(s) for s in stale)
+            f"The only {which} stale, so none of these orders is placed. " + " ".join(str(s) for s in stale)
         )
 
 
