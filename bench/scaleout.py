@@ -75,7 +75,7 @@ def process_kind(title: str) -> str:
         return "shard"
     if "BrokerGateway" in title:
         return "gateway"
-    if "ProxyActor" in title or title.startswith("haproxy") or "/haproxy" in title:
+    if "ProxyActor" in title or "HAProxy" in title or title.startswith("haproxy") or "/haproxy" in title:
         return "proxy"
     if "AnomalyDetector" in title:
         return "detector"
@@ -406,9 +406,13 @@ def local_cluster(nodes: int, assets: Path, investors: int):  # type: ignore[no-
 
 def placement(cluster: Cluster) -> dict[str, Any]:
     """Nodes, and shards and API replicas on each, as `wealthalloc cluster status --json` sees them."""
-    status = cli("cluster", "status", "--json", env=cluster.env, timeout=60)
+    try:
+        status = cli("cluster", "status", "--json", env=cluster.env, timeout=180)
+    except subprocess.TimeoutExpired:
+        return {"placement_error": "`cluster status` did not answer in 180 s"}
     if status.returncode != 0 or not status.stdout.strip():
-        return {}
+        lines = (status.stderr or status.stdout).strip().splitlines()
+        return {"placement_error": lines[-1] if lines else f"exit {status.returncode}"}
     from wealthalloc.runtime.cluster_view import API_REPLICA_CLASS, SHARD_CLASS, ClusterView
 
     view = ClusterView.from_json(status.stdout.strip().splitlines()[-1])
@@ -474,6 +478,8 @@ def measure(
         if result.requests
         else {},
         "cpu_s_total": sum(spent.values()),
+        # The machine's 1-minute load average at the end: other work on it shows here.
+        "load_1m": os.getloadavg()[0],
         "seconds": result.seconds,
     }
     if writes:
