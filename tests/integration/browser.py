@@ -7,6 +7,7 @@ content the Content-Security-Policy blocked, and no refused request the test did
 from __future__ import annotations
 
 import shutil
+from importlib import resources
 from typing import Any
 
 import pytest
@@ -23,6 +24,25 @@ NETWORK_ANSWER = "Failed to load resource: the server responded with a status of
 # A phone's viewport, and how far the page scrolls sideways (0 or less: it does not).
 PHONE = {"viewport": {"width": 390, "height": 844}}
 OVERFLOW = "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+
+
+# axe-core, as the axe-playwright-python package (a dev dependency) ships it: never fetched at run time.
+AXE_SCRIPT = "axe_playwright_python/axe.min.js"
+# WCAG 2.0, 2.1 and 2.2 A and AA, and Deque's best practices (landmarks, one main, heading order).
+AXE_RULES = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa", "best-practice"]
+AXE_RUN = """async (tags) => {
+  const only = { type: "tag", values: tags };
+  const results = await axe.run(document, { runOnly: only, resultTypes: ["violations"] });
+  return results.violations.map(v => ({
+    id: v.id, impact: v.impact, help: v.help,
+    nodes: v.nodes.map(n => n.target.join(" ") + ": " + n.failureSummary.replace(/\\s+/g, " ")),
+  }));
+}"""
+
+
+def axe_script() -> str:
+    package, name = AXE_SCRIPT.split("/")
+    return resources.files(package).joinpath(name).read_text(encoding="utf-8")
 
 
 class Session:
@@ -61,6 +81,13 @@ class Session:
 
     def settle(self) -> None:
         self.page.wait_for_function("() => !document.querySelector('[aria-busy]')", timeout=30_000)
+
+    def accessibility(self) -> list[str]:
+        """axe-core's violations on the page as it is now, one line per rule and element."""
+        if not self.page.evaluate("() => typeof axe !== 'undefined'"):
+            self.page.evaluate(axe_script())
+        found = self.page.evaluate(AXE_RUN, AXE_RULES)
+        return [f"{v['id']} ({v['impact']}) {v['help']} -- {node}" for v in found for node in v["nodes"]]
 
     def overflow(self) -> int:
         return int(self.page.evaluate(OVERFLOW))

@@ -87,8 +87,35 @@ export function clearAlert() {
 
 export function messageOf(error) {
   if (!error) return "Something went wrong.";
+  if (error.code === "QUOTE_STALE" && error.details) return staleQuoteMessage(error.details);
   const code = error.code && !String(error.code).startsWith("HTTP_") ? ` (${error.code})` : "";
   return (error.message || "Something went wrong.") + code;
+}
+
+/** How long ago, in words: "45 s", "12 min", "3 h 5 min", "2 days". */
+export function age(seconds) {
+  const s = Math.max(0, Math.round(Number(seconds)));
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.round(s / 60)} min`;
+  if (s < 172800) return `${Math.floor(s / 3600)} h${s % 3600 >= 60 ? ` ${Math.floor((s % 3600) / 60)} min` : ""}`;
+  return `${Math.floor(s / 86400)} days`;
+}
+
+const AS_OF = new Intl.DateTimeFormat("en-US", { dateStyle: "medium", timeStyle: "short" });
+
+/**
+ * A 409 QUOTE_STALE in words: which price is too old, from where, as of when, how old, and what the
+ * limit is. One order's details name the symbol; a plan's (rebalance, harvest) list its quotes.
+ */
+export function staleQuoteMessage(details) {
+  const quotes = details.quotes ?? [details];
+  const limit = Number(details.max_age_seconds ?? quotes[0]?.max_age_seconds ?? 0);
+  const each = quotes.map((q) => `${q.symbol} is from ${q.as_of ? AS_OF.format(new Date(q.as_of)) : "an unknown time"}`
+    + ` (${q.source}, ${age(q.age_seconds)} old)`);
+  const names = quotes.map((q) => q.symbol).join(", ");
+  return `The latest price for ${names} is too old to trade at market: ${each.join("; ")}.`
+    + (limit > 0 ? ` Market orders need a price at most ${age(limit)} old.` : "")
+    + " Place a limit order instead, or try again when a fresh price arrives.";
 }
 
 /** A table whose columns sort when their header button is pressed (aria-sort says which way). */
@@ -121,8 +148,17 @@ export function sortableTable(columns, rows, { id, caption } = {}) {
       el("td", { class: c.numeric ? "" : "l" }, c.render ? c.render(row) : String(row[c.key] ?? "—"))))));
   }
   fill();
-  return el("div", { class: "scroll" }, el("table", { id }, caption ? el("caption", { text: caption }) : null,
+  return scrollable(el("table", { id }, caption ? el("caption", { text: caption }) : null,
     el("thead", {}, el("tr", {}, heads)), body));
+}
+
+/**
+ * A table in a box that scrolls sideways on a narrow screen. The box is a region named after the
+ * table's caption (or its aria-label) and takes the keyboard's focus, so arrow keys scroll it.
+ */
+export function scrollable(table) {
+  const name = table.querySelector("caption")?.textContent || table.getAttribute("aria-label");
+  return el("div", { class: "scroll", role: "region", tabindex: "0", "aria-label": name }, table);
 }
 
 const TOAST_MS = 8000;

@@ -2,7 +2,7 @@
 // Each is its own URL: #/admin/users, #/admin/audit, #/admin/health.
 import { api } from "../api.js";
 import { ignorable } from "../router.js";
-import { busy, done, el, fail, field, label, messageOf } from "../ui.js";
+import { busy, done, el, fail, field, label, messageOf, scrollable } from "../ui.js";
 
 const TABS = [["users", "Users"], ["audit", "Audit trail"], ["health", "System health"]];
 const ROLES = ["investor", "advisor", "admin"];
@@ -100,7 +100,7 @@ async function users(body, { context, app }) {
   } }, field("Emails after", from), el("button", { type: "submit", class: "small", text: "Show users" }));
   body.append(
     el("section", { class: "card" }, find, field("Reason for locking or unlocking", reason), message),
-    el("section", { class: "card" }, el("div", { class: "scroll" }, el("table", { id: "users" },
+    el("section", { class: "card" }, scrollable(el("table", { id: "users" },
       el("caption", { text: "Users by email" }),
       el("thead", {}, el("tr", {}, ["Email", "Name", "Role", "Tier", "Two-factor", "Status", "Actions"]
         .map((t) => el("th", { scope: "col", class: "l", text: t })))),
@@ -147,7 +147,7 @@ async function audit(body, { context }) {
         event.preventDefault();
         try { await load(null, true); } catch (error) { fail(error); }
       } }, field("Action", action), el("button", { type: "submit", class: "small", text: "Filter" })),
-      el("div", { class: "scroll" }, el("table", { id: "audit" },
+      scrollable(el("table", { id: "audit" },
         el("caption", { text: "Audit trail, newest first" }),
         el("thead", {}, el("tr", {}, ["#", "When", "Action", "Actor", "Subject", "IP", "Details", "Hash"]
           .map((t, i) => el("th", { scope: "col", class: i ? "l" : "", text: t })))),
@@ -201,7 +201,7 @@ async function health(body, { context }) {
       el("div", { class: "figure" }, el("div", { class: "label", text: "Version" }), el("div", { class: "value", text: report.version })),
       el("div", { class: "figure" }, el("div", { class: "label", text: "Up for" }), el("div", { class: "value", text: duration(report.uptime_seconds) })),
       el("div", { class: "figure" }, el("div", { class: "label", text: "Memory" }), el("div", { class: "value", text: `${report.memory_mb} MB` }))),
-    el("section", { class: "card" }, el("div", { class: "scroll" }, el("table", { id: "health-checks" },
+    el("section", { class: "card" }, scrollable(el("table", { id: "health-checks" },
       el("caption", { text: "Dependency checks" }),
       el("thead", {}, el("tr", {}, ["Check", "Status", "Latency", "Detail"].map((t, i) => el("th", { scope: "col", class: i === 2 ? "" : "l", text: t })))),
       el("tbody", {}, Object.entries(report.checks || {}).map(([name, check]) => el("tr", { "data-check": name },

@@ -1,7 +1,7 @@
 // Price alerts: tell me when a symbol rises to or falls to a level. The server checks the level
 // against the current quote (a level already reached is refused) and fires each alert once.
 import { api } from "../api.js";
-import { busy, done, el, field, fail, messageOf, money } from "../ui.js";
+import { busy, done, el, fail, field, messageOf, money, scrollable } from "../ui.js";
 
 export async function render({ view, context, refresh }) {
   const alerts = await context.guard(api("/api/v1/alerts", { signal: context.signal }));
@@ -67,7 +67,7 @@ export async function render({ view, context, refresh }) {
     form,
     el("section", { class: "card" },
       alerts.length
-        ? el("div", { class: "scroll" }, el("table", { id: "alerts" },
+        ? scrollable(el("table", { id: "alerts" },
           el("caption", { text: "Your price alerts, newest first" }),
           el("thead", {}, el("tr", {}, ["Symbol", "When", "Level", "Price when set", "Status", "Note", "Action"]
             .map((t, i) => el("th", { scope: "col", class: [0, 1, 4, 5].includes(i) ? "l" : "", text: t })))),

@@ -2,7 +2,7 @@
 // risk, recommendations and harvest opportunities, with nothing that could change them.
 import { api } from "../api.js";
 import { go } from "../router.js";
-import { el, field, figure, label, messageOf, money, pct, shares, signed, sortableTable } from "../ui.js";
+import { el, field, figure, label, messageOf, money, pct, scrollable, shares, signed, sortableTable } from "../ui.js";
 
 const capital = (s) => s.charAt(0).toUpperCase() + s.slice(1);
 
@@ -65,7 +65,7 @@ export async function render({ view, context, params, app }) {
       { key: "term", title: "Term", render: (l) => (l.term === "long" ? "Long-term" : "Short-term") },
       { key: "adjusted_basis", title: "Adjusted basis", numeric: true, render: (l) => money(l.adjusted_basis) },
     ], rows, { id: "client-lots", caption: "Open tax lots" }) : el("p", { class: "muted", text: "No open lots." })), "client-lots-card", "Tax lots"),
-    part(orders, (rows) => (rows.length ? el("div", { class: "scroll" }, el("table", { id: "client-orders" },
+    part(orders, (rows) => (rows.length ? scrollable(el("table", { id: "client-orders", "aria-label": "Orders, newest first" },
       el("thead", {}, el("tr", {}, ["Placed", "Symbol", "Side", "Quantity", "Status"].map((t, i) => el("th", { scope: "col", class: i === 3 ? "" : "l", text: t })))),
       el("tbody", {}, rows.map((o) => el("tr", {},
         el("td", { class: "l", text: new Date(o.created_date).toLocaleString() }),

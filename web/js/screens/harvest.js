@@ -2,7 +2,7 @@
 // replacements it suggests and what would make the sale a wash sale), each harvested only after a
 // confirmation step; then the harvests made, with the end of their wash-sale window.
 import { api, newKey } from "../api.js";
-import { busy, done, el, field, label, messageOf, money, pct, shares } from "../ui.js";
+import { busy, done, el, field, label, messageOf, money, pct, scrollable, shares } from "../ui.js";
 
 const TERM = { short: "Short-term", long: "Long-term", mixed: "Short- and long-term" };
 
@@ -107,7 +107,7 @@ function opportunity(o, names, context, refresh) {
 function lotsTable(o) {
   const lots = o.lots || [];
   if (!lots.length) return null;
-  return el("div", { class: "scroll" }, el("table", { class: "harvest-lots" },
+  return scrollable(el("table", { class: "harvest-lots" },
     el("caption", { text: `Lots of ${o.symbol} sold` }),
     el("thead", {}, el("tr", {}, ["Acquired", "Shares", "Term", "Basis", "Value", "Loss"]
       .map((t, i) => el("th", { scope: "col", class: i === 0 || i === 2 ? "l" : "", text: t })))),

@@ -3,7 +3,7 @@
 // each accepted or dismissed here. Each part loads on its own, and says so when it cannot.
 import { api, newKey } from "../api.js";
 import { barChart, widthOf } from "../charts.js";
-import { busy, done, el, field, figure, label, messageOf, money, pct, shares } from "../ui.js";
+import { busy, done, el, field, figure, label, messageOf, money, pct, scrollable, shares } from "../ui.js";
 
 const capital = (s) => s.charAt(0).toUpperCase() + s.slice(1);
 const ratio = (s) => (s === null || s === undefined ? "—" : Number(s).toFixed(2));
@@ -65,7 +65,7 @@ function anomalyPart(a) {
   const intro = el("p", { class: "muted", id: "anomaly-model",
     text: `Model ${a.model_version ?? "—"} as of ${a.as_of}: ${a.anomalies} of ${a.holdings.length} holdings unusual (reconstruction error above the threshold).` });
   if (!a.holdings.length) return el("div", {}, intro, el("p", { class: "muted", text: "Nothing held to score." }));
-  return el("div", {}, intro, el("div", { class: "scroll" }, el("table", { id: "anomaly-table" },
+  return el("div", {}, intro, scrollable(el("table", { id: "anomaly-table" },
     el("caption", { text: "Anomaly score per holding" }),
     el("thead", {}, el("tr", {}, ["Symbol", "Verdict", "Error", "Threshold", "Window end", "Model"]
       .map((t, i) => el("th", { scope: "col", class: [0, 1, 4, 5].includes(i) ? "l" : "", text: t })))),

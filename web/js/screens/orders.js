@@ -2,7 +2,7 @@
 // the live stream: a fill, a cancel or a new order made elsewhere shows without a reload.
 import { api } from "../api.js";
 import { redrawOn } from "../stream.js";
-import { busy, done, el, fail, label, money, shares } from "../ui.js";
+import { busy, done, el, fail, label, money, scrollable, shares } from "../ui.js";
 
 const OPEN = new Set(["open", "pending", "submitted", "partially_filled"]);
 
@@ -29,7 +29,7 @@ export async function render({ view, context, params, refresh }) {
 
 function listing(orders, refresh) {
   if (!orders.length) return el("p", { class: "muted", id: "no-orders", text: "No orders yet." });
-  return el("div", { class: "scroll" }, el("table", { id: "orders" },
+  return scrollable(el("table", { id: "orders" },
     el("caption", { text: "Orders, newest first" }),
     el("thead", {}, el("tr", {}, ["Placed", "Symbol", "Side", "Type", "Quantity", "Filled", "Avg price", "Status", "Action"]
       .map((t, i) => el("th", { scope: "col", class: [0, 1, 2, 3, 7].includes(i) ? "l" : "", text: t })))),

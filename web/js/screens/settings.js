@@ -2,7 +2,7 @@
 // secrets shown once, when made), advisor links, and where each kind of notification goes. Each section loads and fails on its own, and
 // a section that changes reloads itself only, so a secret just shown stays on screen.
 import { api } from "../api.js";
-import { busy, done, el, field, fill, label, messageOf } from "../ui.js";
+import { busy, done, el, field, fill, label, messageOf, scrollable } from "../ui.js";
 import { qrCode } from "../qr.js";
 
 const RISK = ["conservative", "moderate", "aggressive"];
@@ -232,7 +232,7 @@ async function keys(section, state, shown = null) {
       el("p", { text: `Your new key “${shown.name}” (${(shown.scopes || []).join(", ")}). Copy it now: it is not shown again.` }),
       el("div", { class: "secret", text: shown.key })) : null,
     list.length
-      ? el("div", { class: "scroll" }, el("table", { id: "api-key-list" }, el("caption", { text: "Your API keys" }),
+      ? scrollable(el("table", { id: "api-key-list" }, el("caption", { text: "Your API keys" }),
         el("thead", {}, el("tr", {}, ["Name", "Starts with", "Scopes", "Last used", "Expires", "Status", "Action"]
           .map((t, i) => el("th", { scope: "col", class: i < 6 ? "l" : "", text: t })))),
         el("tbody", {}, rows)))
@@ -287,7 +287,7 @@ async function hooks(section, state, shown = null) {
       el("p", { text: `Signing secret of ${shown.url}. Copy it now: it is not shown again.` }),
       el("div", { class: "secret", text: shown.secret })) : null,
     list.length
-      ? el("div", { class: "scroll" }, el("table", { id: "webhook-list" }, el("caption", { text: "Your webhooks" }),
+      ? scrollable(el("table", { id: "webhook-list" }, el("caption", { text: "Your webhooks" }),
         el("thead", {}, el("tr", {}, ["URL", "Events", "Status", "Action"].map((t, i) => el("th", { scope: "col", class: i < 3 ? "l" : "", text: t })))),
         el("tbody", {}, rows)))
       : el("p", { class: "muted", id: "no-webhooks", text: "No webhook yet." }),
@@ -395,7 +395,7 @@ async function notices(section, state) {
         done("Notification choices saved.");
       });
     } },
-    el("div", { class: "scroll" }, el("table", { class: "prefs", id: "notification-kinds" },
+    scrollable(el("table", { class: "prefs", id: "notification-kinds" },
       el("caption", { text: "Where each kind of notification reaches you" }),
       el("thead", {}, el("tr", {}, el("th", { scope: "col", class: "l", text: "Kind" }),
         el("th", { scope: "col", text: "In the app" }), el("th", { scope: "col", text: "E-mail" }))),

@@ -9,18 +9,17 @@ let wired = false;
 
 export function showSignIn(next) {
   onSignedIn = next;
-  const form = $("login");
   if (!wired) {
-    form.addEventListener("submit", submit);
+    $("login-form").addEventListener("submit", submit);
     wired = true;
   }
-  form.hidden = false;
+  $("login").hidden = false;
   $("email").focus();
 }
 
 async function submit(event) {
   event.preventDefault();
-  const form = $("login");
+  const form = $("login-form");
   const button = form.querySelector("button[type=submit]");
   const error = $("login-error");
   error.textContent = "";

@@ -103,7 +103,20 @@ export async function render({ view, context, params }) {
         back.addEventListener("click", () => { ticket.reset(); showPrices(); }, { once: true });
       } catch (error) {
         done();
-        outcome.replaceChildren(el("p", { class: "error", text: messageOf(error) }));
+        outcome.replaceChildren(el("p", { class: "error", id: "order-error", text: messageOf(error) }));
+        if (error.code === "QUOTE_STALE") {
+          // The order was not placed; a limit order does not trade on the stale quote's price.
+          const asLimit = el("button", { type: "button", id: "order-as-limit", text: "Make it a limit order" });
+          asLimit.addEventListener("click", () => {
+            type.value = "limit";
+            showPrices();
+            review.hidden = true;
+            review.replaceChildren();
+            ticket.hidden = false;
+            limit.focus();
+          });
+          outcome.append(el("p", {}, asLimit));
+        }
         place.disabled = back.disabled = false;
       }
     });
