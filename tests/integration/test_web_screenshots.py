@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from tests.integration.browser import Session, needs_chromium
-from tests.integration.people import PASSWORD, Investor, data
+from tests.integration.people import PASSWORD, Investor, data, new_person
 from tests.integration.test_tax_api import transfer_in
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, needs_chromium]
@@ -87,8 +87,40 @@ def test_each_screen_is_photographed_and_the_first_visit_is_measured(
         session.settle()
         page.screenshot(path=str(folder / f"{name}.png"))
 
+    session.assert_clean()
+
+    advisor = new_person(http, database_url, role="advisor", prefix="adv")
+    data(investor.post("/api/v1/advisor/clients", {"advisor_email": advisor.email}), 201)
+    as_advisor = browse(advisor, viewport={"width": WIDTH, "height": HEIGHT})
+    as_advisor.sign_in()
+    for name, route, ready in (
+        ("advisor", "#/advisor", "#client-select"),
+        ("client", f"#/advisor/{investor.id}/{pid}", "#client-holdings"),
+    ):
+        as_advisor.open(route, ready)
+        as_advisor.settle()
+        as_advisor.page.screenshot(path=str(folder / f"{name}.png"))
+    as_advisor.assert_clean()
+
+    admin = new_person(http, database_url, role="admin", prefix="ops")
+    as_admin = browse(admin, viewport={"width": WIDTH, "height": HEIGHT})
+    as_admin.sign_in()
+    as_admin.open("#/admin/users", "#users tbody tr")
+    as_admin.page.fill("#users-from", investor.email[:-1])
+    as_admin.page.click("button:has-text('Show users')")
+    as_admin.page.wait_for_selector(f"#users tr[data-email='{investor.email}']", timeout=30_000)
+    as_admin.page.screenshot(path=str(folder / "admin-users.png"))
+    as_admin.open("#/admin/audit", "#audit tbody tr")
+    as_admin.page.click("#audit-verify-run")
+    as_admin.page.wait_for_selector("#audit-verify-result .ok", timeout=30_000)
+    as_admin.page.screenshot(path=str(folder / "admin-audit.png"))
+    as_admin.open("#/admin/health", "#health-checks tbody tr")
+    as_admin.settle()
+    as_admin.page.screenshot(path=str(folder / "admin-health.png"))
+    as_admin.assert_clean()
+
     shots = sorted(folder.glob("*.png"))
-    assert len(shots) >= 13 and all(0 < shot.stat().st_size < 400_000 for shot in shots)
+    assert len(shots) >= 18 and all(0 < shot.stat().st_size < 400_000 for shot in shots)
     print(
         f"\nsign in -> complete dashboard: {to_dashboard:.2f} s"
         f"\nfirst load (sign-in page): {first_load['requests']} requests, {first_load['transferred']:,} bytes"
@@ -96,4 +128,3 @@ def test_each_screen_is_photographed_and_the_first_visit_is_measured(
         f"\nthrough the complete dashboard: {signed_in['requests']} requests,"
         f" {signed_in['transferred']:,} bytes transferred"
     )
-    session.assert_clean()
