@@ -139,3 +139,67 @@ async def run(
     started = time.perf_counter()
     await asyncio.gather(*(client(n) for n in range(clients)))
     return Result(len(latencies), time.perf_counter() - started, latencies, errors)
+
+
+def market_buy(symbols: Sequence[str]) -> Callable[[str, dict[str, str], int], Request]:
+    """Request i buys one share at market of ``symbols[i]`` in turn, each under a fresh key."""
+
+    def make(portfolio_id: str, headers: dict[str, str], i: int) -> Request:
+        body = {
+            "portfolio_id": portfolio_id,
+            "symbol": symbols[i % len(symbols)],
+            "side": "buy",
+            "quantity": "1",
+            "order_type": "market",
+        }
+        return Request("POST", "/api/v1/trades", headers, body, fresh_idempotency_key=True)
+
+    return make
+
+
+async def per_investor(
+    url: str,
+    people: Sequence[tuple[str, dict[str, str]]],
+    make: Callable[[str, dict[str, str], int], Request],
+    counted: Callable[[int, bytes], bool],
+    *,
+    seconds: float,
+    clients: int,
+    answer_timeout_s: float = 60.0,
+) -> Result:
+    """One operation at a time per client until time is up, client n acting for investor n, so
+    clients do not queue on each other's user lock while there are as many investors.
+
+    ``make(portfolio_id, headers, i)`` is the client's i-th request; ``counted(status, body)`` says
+    whether its answer is an operation the bench counts (only those give latencies), and keeps
+    whatever else the bench wants to know of the answers.
+    """
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    latencies: list[float] = []
+    not_counted = 0
+    deadline = time.perf_counter() + seconds
+
+    async def client(n: int) -> None:
+        nonlocal not_counted
+        portfolio_id, headers = people[n % len(people)]
+        reader, writer = await asyncio.open_connection(host, port)
+        i = n
+        try:
+            while time.perf_counter() < deadline:
+                request = make(portfolio_id, headers, i)
+                i += 1
+                started = time.perf_counter()
+                writer.write(request.encode(f"{host}:{port}"))
+                await writer.drain()
+                status, answer = await asyncio.wait_for(read_response(reader), answer_timeout_s)
+                if counted(status, answer):
+                    latencies.append((time.perf_counter() - started) * 1000)
+                else:
+                    not_counted += 1
+        finally:
+            writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client(n) for n in range(clients)))
+    return Result(len(latencies), time.perf_counter() - started, latencies, not_counted)

@@ -38,7 +38,6 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import psycopg
@@ -48,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from _loadgen import Request, Result, read_response  # noqa: E402
+from _loadgen import Result, market_buy, per_investor  # noqa: E402
 from _support import bench_platform, print_figures  # noqa: E402
 
 DEPOSIT = Decimal("1000000.00")
@@ -92,40 +91,16 @@ class Ledger:
 async def place_orders(
     url: str, people: list[tuple[str, dict[str, str]]], ledger: Ledger, *, seconds: float, clients: int
 ) -> Result:
-    """Each client buys for one investor (client n for investor n, so clients do not queue on each
-    other's user lock while there are as many investors), one order at a time, until time is up."""
-    parts = urlsplit(url)
-    host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    latencies: list[float] = []
-    deadline = time.perf_counter() + seconds
-
-    async def client(n: int) -> None:
-        portfolio_id, headers = people[n % len(people)]
-        reader, writer = await asyncio.open_connection(host, port)
-        i = n
-        try:
-            while time.perf_counter() < deadline:
-                body = {
-                    "portfolio_id": portfolio_id,
-                    "symbol": SYMBOLS[i % len(SYMBOLS)],
-                    "side": "buy",
-                    "quantity": "1",
-                    "order_type": "market",
-                }
-                i += 1
-                request = Request("POST", "/api/v1/trades", headers, body, fresh_idempotency_key=True)
-                started = time.perf_counter()
-                writer.write(request.encode(f"{host}:{port}"))
-                await writer.drain()
-                status, answer = await asyncio.wait_for(read_response(reader), ANSWER_TIMEOUT_S)
-                if ledger.record(status, answer):
-                    latencies.append((time.perf_counter() - started) * 1000)
-        finally:
-            writer.close()
-
-    started = time.perf_counter()
-    await asyncio.gather(*(client(n) for n in range(clients)))
-    return Result(len(latencies), time.perf_counter() - started, latencies, ledger.not_counted)
+    """Each client buys for one investor, one order at a time, until time is up."""
+    return await per_investor(
+        url,
+        people,
+        market_buy(SYMBOLS),
+        ledger.record,
+        seconds=seconds,
+        clients=clients,
+        answer_timeout_s=ANSWER_TIMEOUT_S,
+    )
 
 
 # Verification ------------------------------------------------------------------------------------

@@ -55,7 +55,7 @@ from serve_apps.api.resources import Resources  # noqa: E402
 from tests.fakes.market_data_server import POLYGON_KEY, FakeMarketDataServer  # noqa: E402
 from wealthalloc.config import Settings  # noqa: E402
 from wealthalloc.marketdata._bundled import _write_atomically, price_table  # noqa: E402
-from wealthalloc.marketdata.providers import SharedLimiter, build_chain  # noqa: E402
+from wealthalloc.marketdata.providers import QuoteSource  # noqa: E402
 
 SYMBOL = "AAPL"
 MARKET_DAY = date(2022, 12, 28)
@@ -144,17 +144,16 @@ async def measure(n: int, settings: Settings, database_url: str) -> dict[str, An
     resources: Resources = app.state.resources
     await resources.open()
     clock = AnswerClock()
-    # The chain the replica builds for itself (serve_apps/api/resources.py), with the answer clock
-    # in its HTTP client's transport; close() closes that client as it would the replica's own.
-    http = resources.__dict__["_market_http"] = httpx.AsyncClient(transport=clock)
-    chain = resources.__dict__["_market_chain"] = build_chain(
+    # The quote source the replica builds for itself (serve_apps/api/resources.py), with the answer
+    # clock in its HTTP client's transport; close() closes that client as it would the replica's own.
+    source = resources.__dict__["quote_source"] = QuoteSource(
         settings,
-        http=http,
         redis=resources.redis,
         prices=resources.prices,
         today=lambda: resources.clock.today(),
-        limiter=SharedLimiter(resources.redis),
+        http=httpx.AsyncClient(transport=clock),
     )
+    chain = source.chain()
     finished = Finished(app)
     assert resources.redis is not None
     try:

@@ -51,8 +51,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from _loadgen import Request, Result, read_response  # noqa: E402
+from _loadgen import Request, Result, market_buy, per_investor  # noqa: E402
 from _support import PASSWORD, free_port, print_figures, temporary_database  # noqa: E402
+
+from tests.e2e.operator import cli  # noqa: E402 - as an operator runs the CLI
 
 REDIS_URL = os.environ.get("WEALTHALLOC_SCALEOUT_REDIS_URL", "redis://127.0.0.1:6379/9")
 SYMBOLS = ("KO", "PEP", "JNJ", "PG", "PFE", "MRK", "WMT", "XOM", "BAC", "CVX")
@@ -222,17 +224,6 @@ def deposit_request(portfolio_id: str, headers: dict[str, str], i: int) -> Reque
     )
 
 
-def order_request(portfolio_id: str, headers: dict[str, str], i: int) -> Request:
-    body = {
-        "portfolio_id": portfolio_id,
-        "symbol": SYMBOLS[i % len(SYMBOLS)],
-        "side": "buy",
-        "quantity": "1",
-        "order_type": "market",
-    }
-    return Request("POST", "/api/v1/trades", headers, body, fresh_idempotency_key=True)
-
-
 def counts(status: int, body: bytes, *, order: bool) -> str | None:
     """None when the answer is a committed operation; otherwise what to tally it as."""
     try:
@@ -259,51 +250,23 @@ async def drive(
     clients: int,
 ) -> tuple[Result, Tally]:
     """One operation at a time per client, client n for investor n, until time is up."""
-    parts = urlsplit(url)
-    host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    latencies: list[float] = []
     tally = Tally()
-    deadline = time.perf_counter() + seconds
 
-    async def client(n: int) -> None:
-        portfolio_id, headers = people[n % len(people)]
-        reader, writer = await asyncio.open_connection(host, port)
-        i = n
-        try:
-            while time.perf_counter() < deadline:
-                request = make(portfolio_id, headers, i)
-                i += 1
-                started = time.perf_counter()
-                writer.write(request.encode(f"{host}:{port}"))
-                await writer.drain()
-                status, answer = await asyncio.wait_for(read_response(reader), ANSWER_TIMEOUT_S)
-                refused = counts(status, answer, order=order)
-                if refused is None:
-                    tally.counted += 1
-                    latencies.append((time.perf_counter() - started) * 1000)
-                else:
-                    tally.refused[refused] += 1
-        finally:
-            writer.close()
+    def counted(status: int, body: bytes) -> bool:
+        refused = counts(status, body, order=order)
+        if refused is None:
+            tally.counted += 1
+            return True
+        tally.refused[refused] += 1
+        return False
 
-    started = time.perf_counter()
-    await asyncio.gather(*(client(n) for n in range(clients)))
-    result = Result(len(latencies), time.perf_counter() - started, latencies, sum(tally.refused.values()))
+    result = await per_investor(
+        url, people, make, counted, seconds=seconds, clients=clients, answer_timeout_s=ANSWER_TIMEOUT_S
+    )
     return result, tally
 
 
 # A cluster of its own -----------------------------------------------------------------------------
-
-
-def cli(*args: str, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "wealthalloc.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=env["WEALTHALLOC_DATA_DIR"],
-    )
 
 
 def shared_assets() -> Path:
@@ -501,9 +464,8 @@ def run_nodes(nodes: int, assets: Path, args: argparse.Namespace, *, writes: boo
                 cluster.url, people, deposit_request, order=False, seconds=args.warmup, clients=args.clients
             )
         )
-        asyncio.run(
-            drive(cluster.url, people, order_request, order=True, seconds=args.warmup, clients=args.clients)
-        )
+        buys = market_buy(SYMBOLS)
+        asyncio.run(drive(cluster.url, people, buys, order=True, seconds=args.warmup, clients=args.clients))
         deposits = measure(
             cluster,
             people,
@@ -516,7 +478,7 @@ def run_nodes(nodes: int, assets: Path, args: argparse.Namespace, *, writes: boo
         orders = measure(
             cluster,
             people,
-            order_request,
+            buys,
             order=True,
             seconds=args.seconds,
             clients=args.clients,

@@ -10,7 +10,6 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -20,11 +19,11 @@ from actors.shard_router import ShardRouter
 from serve_apps.api.metrics import ApiMetrics
 from wealthalloc.accounts.service import AccountService
 from wealthalloc.brokers.base import Quote
-from wealthalloc.brokers.paper import quote_from_close
 from wealthalloc.config import Settings
 from wealthalloc.events.fanout import StreamHub
 from wealthalloc.logging import get_logger
 from wealthalloc.marketdata import MarketClock, PriceHistory, SecurityReference
+from wealthalloc.marketdata.providers import QuoteSource
 from wealthalloc.marketdata.quotes import QuoteCache
 from wealthalloc.security.access import Principal
 from wealthalloc.security.tokens import KeyRing
@@ -164,9 +163,9 @@ class Resources:
         if self._hub is not None:
             await self._hub.close()
         # The market-data chain's pooled HTTP client: its sockets close with the replica.
-        market_http = self.__dict__.pop("_market_http", None)
-        if market_http is not None:
-            await market_http.aclose()
+        source = self.__dict__.pop("quote_source", None)
+        if source is not None:
+            await source.aclose()
         if self.pool is not None:
             await self.pool.close()
         if self.redis is not None:
@@ -198,62 +197,37 @@ class Resources:
     def quotes(self) -> QuoteCache:
         return QuoteCache(
             self.redis,
-            self._provider_quote,
+            self.quote_source,
             ttl_seconds=self.settings.quote_cache_seconds,
             stale_after_s=self.settings.market_data_stale_seconds,
         )
 
-    async def _provider_quote(self, symbol: str) -> Quote:
-        """The quote behind the Redis cache. With a Polygon or Alpha Vantage key set, the provider chain
-        (wealthalloc/marketdata/providers, built once per replica) answers; without one, as before, the
-        broker gateway (IBKR) or the bundled closes."""
-        from wealthalloc.marketdata.providers import (
-            CACHE,
-            IbkrQuotes,
-            build_chain,
-            http_client,
-            network_configured,
-        )
+    @cached_property
+    def quote_source(self) -> QuoteSource:
+        """The quote behind the Redis cache (one per replica: its provider chain pools connections)."""
 
-        if network_configured(self.settings):
-            chain = self.__dict__.get("_market_chain")
-            if chain is None:
-
-                async def snapshot(name: str) -> Quote:
-                    live: Quote = await self.gateway().quote.remote(name)
-                    return live
-
-                async def connected() -> bool:
-                    gateway = self.gateway()
-                    if gateway is None:  # a plain app outside a cluster has no gateway to ask
-                        return False
-                    health = await gateway.health.remote()
-                    return bool(health.get("broker") == "ibkr" and health.get("status") != "down")
-
-                http = self.__dict__["_market_http"] = http_client(self.settings)
-                chain = self.__dict__["_market_chain"] = build_chain(
-                    self.settings,
-                    http=http,
-                    redis=self.redis,
-                    prices=self.prices,
-                    today=lambda: self.clock.today(),
-                    ibkr=IbkrQuotes(snapshot, connected) if self.settings.broker == "ibkr" else None,
-                )
-            answer = await chain.answer(symbol)
-            if answer.served_by == CACHE:
-                # The QuoteCache in front serves that same last quote, marked stale, without storing
-                # it again as a fresh one.
-                tried = "; ".join(f"{a.provider}: {a.outcome}" for a in answer.attempts)
-                raise RuntimeError(f"no live quote for {symbol} ({tried})")
-            return answer.quote
-        if self.settings.broker == "ibkr":
+        async def live(symbol: str) -> Quote:
             gateway = self.gateway()
             if gateway is None:
                 raise RuntimeError("no broker gateway outside a cluster")
             quote: Quote = await gateway.quote.remote(symbol)
             return quote
-        close = self.prices.close_on(symbol, self.clock.today())
-        return quote_from_close(symbol, close, self.settings.paper_spread_bps, datetime.now(UTC))
+
+        async def connected() -> bool:
+            gateway = self.gateway()
+            if gateway is None:  # a plain app outside a cluster has no gateway to ask
+                return False
+            health = await gateway.health.remote()
+            return bool(health.get("broker") == "ibkr" and health.get("status") != "down")
+
+        return QuoteSource(
+            self.settings,
+            redis=self.redis,
+            prices=self.prices,
+            today=lambda: self.clock.today(),
+            live=live,
+            connected=connected,
+        )
 
 
 def signing_keys(settings: Settings) -> KeyRing:

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 
-def cli(*args: str, env: dict[str, str], timeout: int = 400) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, env: dict[str, str], timeout: float = 400) -> subprocess.CompletedProcess[str]:
     """``wealthalloc <args>`` as an operator would run it, in the platform's data directory."""
     return subprocess.run(
         [sys.executable, "-m", "wealthalloc.cli", *args],

@@ -27,10 +27,10 @@ def test_the_providers_http_client_closes_with_the_replica(data_dir: Path) -> No
 
         async def scenario() -> None:
             resources = Resources(settings)
-            quote = await resources._provider_quote("AAPL")
-            http = resources.__dict__["_market_http"]
-            assert quote.symbol == "AAPL" and not http.is_closed
+            quote = await resources.quote_source("AAPL")
+            http = resources.quote_source.http
+            assert quote.symbol == "AAPL" and http is not None and not http.is_closed
             await resources.close()
-            assert http.is_closed and "_market_http" not in resources.__dict__
+            assert http.is_closed and "quote_source" not in resources.__dict__
 
         asyncio.run(scenario())

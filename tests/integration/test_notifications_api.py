@@ -7,9 +7,11 @@ outbox relay publishes its event, and the event bus's ``notifications`` group wr
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -19,7 +21,10 @@ import redis
 
 from tests.integration.people import PASSWORD, Investor, data, error, fresh_ip
 from tests.integration.stream_client import Stream, streams, token_of  # noqa: F401 - fixture
+from wealthalloc.config import Settings
+from wealthalloc.events.notifications import NotificationWriter
 from wealthalloc.events.relay import Event, stream_key
+from wealthalloc.storage.postgres import async_pool
 
 pytestmark = pytest.mark.integration
 
@@ -115,6 +120,68 @@ def test_the_list_pages_with_the_cursor_its_links_give(investor: Investor) -> No
     assert "next" not in second["links"]
     bad = investor.get("/api/v1/notifications", params={"cursor": "not-a-cursor"})
     error(bad, 400, "VALIDATION_ERROR")
+
+
+def cash_moved(user_id: str, amount: str, at: datetime, sequence: int) -> Event:
+    return Event(
+        id=uuid.uuid4(),
+        sequence=sequence,
+        topic="portfolio",
+        type="portfolio.cash_moved",
+        version=1,
+        user_id=uuid.UUID(user_id),
+        aggregate_id=None,
+        occurred_at=at,
+        payload={
+            "portfolio_id": str(uuid.uuid4()),
+            "movement_id": str(uuid.uuid4()),
+            "amount": amount,
+            "balance": amount,
+        },
+    )
+
+
+def write(database_url: str, *batches: list[Event]) -> int:
+    """Hand ``batches`` to a ``notifications`` group writer in turn; the notifications it made."""
+
+    async def go() -> int:
+        async with async_pool(Settings(database_url=database_url), name="test-writer") as pool:
+            writer = NotificationWriter(pool=pool, redis=None, name="test")  # type: ignore[arg-type]
+            for batch in batches:
+                await writer.handle(batch)
+            return writer.created
+
+    return asyncio.run(go())
+
+
+def test_the_list_follows_when_things_happened_not_when_a_consumer_got_to_them(
+    investor: Investor, database_url: str
+) -> None:
+    """Two consumers of the group may finish their batches in either order."""
+    earlier = datetime.now(UTC) - timedelta(minutes=5)
+    first, second = (
+        cash_moved(investor.id, amount, earlier + timedelta(seconds=n), n)
+        for n, amount in enumerate(("7.00", "8.00"))
+    )
+
+    made = write(database_url, [second], [first], [second, first])  # the last: read again after a crash
+
+    assert made == 2
+    listed = notifications_of(investor)
+    assert [n["title"] for n in listed] == ["Deposit of $8.00", "Deposit of $7.00"]
+    assert datetime.fromisoformat(listed[1]["created_at"]) == earlier
+
+
+def test_events_of_one_transaction_are_listed_in_their_stream_order(
+    investor: Investor, database_url: str
+) -> None:
+    at = datetime.now(UTC) - timedelta(minutes=5)
+    moves = [cash_moved(investor.id, amount, at, n) for n, amount in enumerate(("3.00", "4.00", "5.00"))]
+
+    assert write(database_url, moves[::-1]) == 3
+
+    titles = [n["title"] for n in notifications_of(investor)]
+    assert titles == ["Deposit of $5.00", "Deposit of $4.00", "Deposit of $3.00"]
 
 
 def test_someone_elses_notification_is_404_and_stays_unread(http: httpx.Client, database_url: str) -> None:

@@ -10,7 +10,6 @@ places the order once a fresh quote is back. A limit order is not refused.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -18,11 +17,10 @@ from decimal import Decimal as D
 
 import httpx
 import pytest
-import redis.asyncio as aioredis
 
 from tests.integration.people import Investor, data, error
+from tests.integration.prices import cache_quote
 from wealthalloc.brokers.base import Quote
-from wealthalloc.marketdata.quotes import QuoteCache
 
 pytestmark = pytest.mark.integration
 
@@ -35,33 +33,14 @@ def investor(http: httpx.Client, database_url: str) -> Investor:
     return Investor(http, database_url)
 
 
-def _cache(session_redis_url: str, quote: Quote | None) -> None:
-    """Put ``quote`` in the API's quote cache as its provider's answer (None: forget the symbol)."""
-
-    async def answered(symbol: str) -> Quote:
-        assert quote is not None
-        return quote
-
-    async def go() -> None:
-        client = aioredis.Redis.from_url(session_redis_url)
-        try:
-            await client.delete(f"quote:{SYMBOL}", f"quote:last:{SYMBOL}")
-            if quote is not None:
-                await QuoteCache(client, answered, ttl_seconds=60).quote(SYMBOL)
-        finally:
-            await client.aclose()
-
-    asyncio.run(go())
-
-
 @pytest.fixture
 def hour_old_quote(session_redis_url: str) -> Iterator[Quote]:
     quote = Quote(SYMBOL, D("80.00"), D("80.10"), D("80.05"), PRICED_AT, "polygon")
-    _cache(session_redis_url, quote)
+    cache_quote(session_redis_url, SYMBOL, quote)
     try:
         yield quote
     finally:
-        _cache(session_redis_url, None)  # the API asks its provider again
+        cache_quote(session_redis_url, SYMBOL, None)  # the API asks its provider again
 
 
 def test_a_market_order_against_an_hour_old_quote_is_refused_naming_it_and_nothing_is_written(
@@ -88,7 +67,7 @@ def test_a_market_order_against_an_hour_old_quote_is_refused_naming_it_and_nothi
     assert data(investor.get(f"/api/v1/portfolios/{p['id']}/holdings")) == []
 
     # A fresh quote back (the provider is asked again): the same key places the order, once.
-    _cache(session_redis_url, None)
+    cache_quote(session_redis_url, SYMBOL, None)
     assert data(investor.get(f"/api/v1/quotes/{SYMBOL}"))["stale"] is False
     placed = data(investor.trade(p["id"], key, symbol=SYMBOL, side="buy", quantity="10"), 201)
     assert placed["status"] == "filled"

@@ -13,7 +13,6 @@ symbols no other API test trades, so the cached quotes are its own.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -23,11 +22,10 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-import redis.asyncio as aioredis
 
 from tests.integration.people import Investor, data, error
+from tests.integration.prices import cache_quote
 from wealthalloc.brokers.base import Quote
-from wealthalloc.marketdata.quotes import QuoteCache
 
 pytestmark = pytest.mark.integration
 
@@ -40,25 +38,6 @@ def investor(http: httpx.Client, database_url: str) -> Investor:
     return Investor(http, database_url)
 
 
-def _cache(session_redis_url: str, symbol: str, quote: Quote | None) -> None:
-    """Put ``quote`` in the quote cache as its provider's answer (None: forget the symbol)."""
-
-    async def answered(name: str) -> Quote:
-        assert quote is not None
-        return quote
-
-    async def go() -> None:
-        client = aioredis.Redis.from_url(session_redis_url)
-        try:
-            await client.delete(f"quote:{symbol}", f"quote:last:{symbol}")
-            if quote is not None:
-                await QuoteCache(client, answered, ttl_seconds=60).quote(symbol)
-        finally:
-            await client.aclose()
-
-    asyncio.run(go())
-
-
 @pytest.fixture
 def stale(session_redis_url: str) -> Iterator[Stale]:
     """``stale(*symbols)`` gives each an hour-old Polygon quote; ``stale()`` brings fresh ones back."""
@@ -66,10 +45,10 @@ def stale(session_redis_url: str) -> Iterator[Stale]:
 
     def make(*symbols: str) -> None:
         for symbol in made - set(symbols):
-            _cache(session_redis_url, symbol, None)
+            cache_quote(session_redis_url, symbol, None)
         for symbol in symbols:
             old = Quote(symbol, D("80.00"), D("80.10"), D("80.05"), PRICED_AT, "polygon")
-            _cache(session_redis_url, symbol, old)
+            cache_quote(session_redis_url, symbol, old)
         made.clear()
         made.update(symbols)
 

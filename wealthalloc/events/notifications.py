@@ -26,6 +26,7 @@ import ssl
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 
@@ -64,6 +65,7 @@ class NotificationWriter(StreamConsumer):
 
     async def handle(self, events: list[Event]) -> None:
         drafts = []
+        stamped: dict[uuid.UUID, datetime] = {}
         for event in sorted(events, key=lambda e: e.sequence):
             if event.user_id is None:
                 continue  # prices and other broadcasts are nobody's news
@@ -76,17 +78,29 @@ class NotificationWriter(StreamConsumer):
                 )
                 continue
             if draft is not None:
-                drafts.append((event.user_id, draft))
+                # Events of one transaction share its time: a microsecond apart, in stream order,
+                # so the newest-first list never shows them in random order.
+                at = event.occurred_at
+                last = stamped.get(event.user_id)
+                if last is not None and at <= last:
+                    at = last + timedelta(microseconds=1)
+                stamped[event.user_id] = at
+                drafts.append((event.user_id, draft, at))
         if not drafts:
             return
         async with self._pool.connection() as conn, conn.transaction():
-            preferences = await store.preferences_of_many(conn, sorted({user for user, _ in drafts}))
-            for user_id, draft in drafts:
+            preferences = await store.preferences_of_many(conn, sorted({user for user, _, _ in drafts}))
+            for user_id, draft, occurred_at in drafts:
                 channels = channels_for(draft.kind, preferences.get(user_id, {}))
                 if not (channels.in_app or channels.email):
                     continue
                 row = await store.insert_notification(
-                    conn, user_id=user_id, draft=draft, in_app=channels.in_app, email=channels.email
+                    conn,
+                    user_id=user_id,
+                    draft=draft,
+                    in_app=channels.in_app,
+                    email=channels.email,
+                    occurred_at=occurred_at,
                 )
                 self.created += row is not None
 

@@ -16,12 +16,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, date, datetime
-from typing import Any
 
 import redis.asyncio as aioredis
 
 from wealthalloc.brokers.base import Quote
-from wealthalloc.brokers.paper import quote_from_close
 from wealthalloc.config import Settings
 from wealthalloc.domain.quote_freshness import (
     PlannedOrder,
@@ -33,6 +31,7 @@ from wealthalloc.domain.quote_freshness import (
 from wealthalloc.errors import ServiceError
 from wealthalloc.logging import get_logger
 from wealthalloc.marketdata import PriceHistory
+from wealthalloc.marketdata.providers import QuoteSource
 from wealthalloc.marketdata.quotes import QuoteCache, QuoteUnavailable
 
 log = get_logger(__name__)
@@ -116,41 +115,7 @@ def shard_quotes(
     ``live`` and ``connected`` reach the broker gateway's IBKR quotes (with ``settings.broker``
     ``ibkr``); without a Polygon or Alpha Vantage key and on the paper broker, the bundled close.
     """
-    chain: Any = None
-
-    async def provider(symbol: str) -> Quote:
-        nonlocal chain
-        from wealthalloc.marketdata.providers import (
-            CACHE,
-            IbkrQuotes,
-            build_chain,
-            http_client,
-            network_configured,
-        )
-
-        if network_configured(settings):
-            if chain is None:
-                ibkr = (
-                    IbkrQuotes(live, connected)
-                    if settings.broker == "ibkr" and live is not None and connected is not None
-                    else None
-                )
-                chain = build_chain(
-                    settings, http=http_client(settings), redis=redis, prices=prices, today=today, ibkr=ibkr
-                )
-            answer = await chain.answer(symbol)
-            if answer.served_by == CACHE:  # the cache in front serves the kept quote, marked stale
-                tried = "; ".join(f"{a.provider}: {a.outcome}" for a in answer.attempts)
-                raise RuntimeError(f"no live quote for {symbol} ({tried})")
-            quote: Quote = answer.quote
-            return quote
-        if settings.broker == "ibkr":
-            if live is None:
-                raise RuntimeError("no broker gateway to ask")
-            return await live(symbol)
-        close = prices.close_on(symbol, today())
-        return quote_from_close(symbol, close, settings.paper_spread_bps, datetime.now(UTC))
-
+    provider = QuoteSource(settings, redis=redis, prices=prices, today=today, live=live, connected=connected)
     cache = QuoteCache(
         redis,
         provider,

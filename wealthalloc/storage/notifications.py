@@ -43,19 +43,27 @@ def public(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 async def insert_notification(
-    conn: Conn, *, user_id: uuid.UUID, draft: Draft, in_app: bool, email: bool
+    conn: Conn,
+    *,
+    user_id: uuid.UUID,
+    draft: Draft,
+    in_app: bool,
+    email: bool,
+    occurred_at: datetime | None = None,
 ) -> Row | None:
     """The new notification, or None when this user already has one from ``draft``'s source.
 
     Its ``notification.created`` event is written in the same transaction when it is shown in the
-    app; an e-mail wanted is due at once. Stamped with the clock, not the transaction's start: the
-    writer makes a batch of events' notifications in one transaction, and the list is newest first.
+    app; an e-mail wanted is due at once. Stamped with when its event happened (``occurred_at``),
+    not when a consumer got to it: consumers of one group may finish batches out of order, and the
+    list, newest first, must follow what the person did. Without an event, the clock stamps it.
     """
     cur = await conn.execute(
         f"""INSERT INTO notifications
                (user_id, kind, title, body, link, data, source_event_id, in_app, email_wanted, email_next_at,
                 created_at)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, CASE WHEN %s THEN now() END, clock_timestamp())
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, CASE WHEN %s THEN now() END,
+                    COALESCE(%s, clock_timestamp()))
             ON CONFLICT (user_id, source_event_id) DO NOTHING
             RETURNING {COLUMNS}""",
         (
@@ -69,6 +77,7 @@ async def insert_notification(
             in_app,
             email,
             email,
+            occurred_at,
         ),
     )
     row = await cur.fetchone()

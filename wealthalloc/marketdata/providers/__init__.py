@@ -56,6 +56,7 @@ from wealthalloc.marketdata.providers._ibkr import (
     quote_from_snapshot,
 )
 from wealthalloc.marketdata.providers._polygon import PolygonClient
+from wealthalloc.marketdata.providers._source import QuoteSource
 from wealthalloc.marketdata.providers._store import StoreReport, write_daily_bars
 
 __all__ = [
@@ -81,6 +82,7 @@ __all__ = [
     "ProviderRejected",
     "ProviderSkipped",
     "ProviderUnavailable",
+    "QuoteSource",
     "QuoteFetch",
     "RateLimited",
     "SharedLimiter",
