@@ -77,7 +77,7 @@ bench: $(STAMP) native
 lint: $(STAMP)
 	@$(BIN)/ruff check .
 	@$(BIN)/ruff format --check .
-	@$(BIN)/mypy wealthalloc serve_apps
+	@$(BIN)/mypy wealthalloc serve_apps actors
 
 ## Check the Prometheus alert rules and run their unit tests (promtool, unpacked from Debian's package if missing).
 promtool: $(STAMP)

@@ -12,7 +12,7 @@ A connection that is down fails only its own account's sync (the account shows
 ``error`` with the reason); every other account keeps syncing on its own socket.
 
 A sync reads the broker's positions and cash here and hands them to the shard that
-owns the user (``PortfolioShard.linked``), which reconciles them with the book
+owns the user (``PortfolioShard.apply_snapshot``), which reconciles them with the book
 under the user's lock. Every linked account also syncs by itself every
 ``linked_sync_hours`` (a loop started with the actor, at most
 :data:`SYNC_CONCURRENCY` accounts at a time).
@@ -36,7 +36,7 @@ from typing import Any
 import ray
 
 from actors.lifecycle import start_when_constructed
-from actors.portfolio_shard import Outcome
+from actors.portfolio_shard import Outcome, PortfolioShard
 from actors.shard_router import ShardRouter
 from wealthalloc.brokers.base import BrokerUnavailable, Execution, StatusChange, Ticket
 from wealthalloc.brokers.ib_client import LIBRARIES
@@ -183,7 +183,7 @@ class AccountConnections:
                 reason = _reason(exc)
                 log.warning("linked_sync_failed", linked_account_id=str(account_id), reason=reason)
                 return await self._router.outcome(
-                    user_id, "linked", "record_failure", user_id, account_id, reason
+                    user_id, PortfolioShard.record_failure, user_id, account_id, reason
                 )
             snapshot = BrokerSnapshot(
                 positions=tuple(
@@ -195,7 +195,7 @@ class AccountConnections:
             )
             self._syncs["ok"] += 1
             return await self._router.outcome(
-                user_id, "linked", "apply_snapshot", user_id, account_id, snapshot
+                user_id, PortfolioShard.apply_snapshot, user_id, account_id, snapshot
             )
 
     async def _account(self, account_id: uuid.UUID) -> tuple[dict[str, Any], str]:

@@ -20,6 +20,7 @@ from typing import Any
 import ray
 
 from actors.lifecycle import ON_THE_HEAD_NODE, start_when_constructed
+from actors.portfolio_shard import PortfolioShard
 from actors.ray_metrics import export_through_ray
 from actors.shard_router import ShardRouter
 from wealthalloc.brokers import incoming
@@ -72,12 +73,14 @@ class ShardSink:
 
     async def execution(self, ticket: Ticket, execution: Execution) -> None:
         accepted = self._acceptances.get(ticket.order_id)
-        await self._router.call(ticket.user_id, "apply_execution", ticket.user_id, execution, accepted)
+        await self._router.call(
+            ticket.user_id, PortfolioShard.apply_execution, ticket.user_id, execution, accepted
+        )
         self._acceptances.pop(ticket.order_id, None)
         self.delivered += 1
 
     async def status_change(self, ticket: Ticket, change: StatusChange) -> None:
-        await self._router.call(ticket.user_id, "apply_status", ticket.user_id, change)
+        await self._router.call(ticket.user_id, PortfolioShard.apply_status, ticket.user_id, change)
 
 
 class BrokerGateway:

@@ -16,6 +16,8 @@ import os
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import ray
@@ -26,6 +28,7 @@ from wealthalloc.brokers.base import Execution, StatusChange, Ticket
 from wealthalloc.brokers.paper import commission_model, paper_venue
 from wealthalloc.config import Settings
 from wealthalloc.errors import ServiceError
+from wealthalloc.linked_accounts import BrokerSnapshot
 from wealthalloc.logging import configure_logging, get_logger
 from wealthalloc.marketdata import MarketClock, PriceHistory, SecurityReference
 from wealthalloc.ops import metrics as ops_metrics
@@ -33,6 +36,7 @@ from wealthalloc.ops import tracing
 from wealthalloc.ops.tracing import configure_tracing
 from wealthalloc.portfolios.harvesting import HarvestDesk
 from wealthalloc.portfolios.household_books import forget_locally
+from wealthalloc.portfolios.linked_books import LinkedBooks
 from wealthalloc.portfolios.market import Market
 from wealthalloc.portfolios.quotes import shard_quotes
 from wealthalloc.portfolios.service import BookService, Mutation
@@ -189,11 +193,27 @@ class PortfolioShard:
     async def lots(self, user_id: uuid.UUID, portfolio_id: uuid.UUID, symbol: str | None) -> Outcome:
         return await self._run(lambda s: s.lots(user_id, portfolio_id, symbol))
 
-    async def call(self, method: str, *args: Any) -> Outcome:
-        """Any other read or change of the service by name (performance, allocation, rebalance ...)."""
-        if method.startswith("_") or method not in _PUBLIC:
-            return Outcome(status=404, error={"status": 404, "code": "NOT_FOUND", "message": f"no {method}"})
-        return await self._run(lambda s: getattr(s, method)(*args))
+    async def dashboard(self, user_id: uuid.UUID) -> Outcome:
+        return await self._run(lambda s: s.dashboard(user_id))
+
+    async def allocation(self, user_id: uuid.UUID, portfolio_id: uuid.UUID) -> Outcome:
+        return await self._run(lambda s: s.allocation(user_id, portfolio_id))
+
+    async def rebalance(
+        self, user_id: uuid.UUID, portfolio_id: uuid.UUID, drift_band: Decimal, whole_shares: bool
+    ) -> Outcome:
+        """The plan, not placed (``rebalance_now`` places it)."""
+        return await self._run(lambda s: s.rebalance(user_id, portfolio_id, drift_band, whole_shares))
+
+    async def performance(
+        self,
+        user_id: uuid.UUID,
+        portfolio_id: uuid.UUID,
+        start: date | None,
+        end: date | None,
+        benchmark: str,
+    ) -> Outcome:
+        return await self._run(lambda s: s.performance(user_id, portfolio_id, start, end, benchmark))
 
     # Changes.
     async def create_portfolio(self, m: Mutation, spec: Mapping[str, Any]) -> Outcome:
@@ -252,14 +272,22 @@ class PortfolioShard:
     async def apply_status(self, user_id: uuid.UUID, change: StatusChange) -> Outcome:
         return await self._trading(lambda d: d.apply_status(user_id, change))
 
-    # Linked accounts.
-    async def linked(self, method: str, *args: Any) -> Outcome:
-        """A linked account's sync, or a transfer's confirmation (``LinkedBooks``), under the user's lock."""
-        from wealthalloc.portfolios.linked_books import LinkedBooks
+    # Linked accounts (``LinkedBooks``), under the user's lock.
+    async def apply_snapshot(
+        self, user_id: uuid.UUID, account_id: uuid.UUID, snapshot: BrokerSnapshot
+    ) -> Outcome:
+        """Reconcile a linked account's portfolio with what its broker holds."""
+        return await self._run(lambda s: LinkedBooks(s).apply_snapshot(user_id, account_id, snapshot))
 
-        if method not in _LINKED:
-            return Outcome(status=404, error={"status": 404, "code": "NOT_FOUND", "message": f"no {method}"})
-        return await self._run(lambda s: getattr(LinkedBooks(s), method)(*args))
+    async def record_failure(self, user_id: uuid.UUID, account_id: uuid.UUID, reason: str) -> Outcome:
+        """A linked account's sync that could not reach its broker."""
+        return await self._run(lambda s: LinkedBooks(s).record_failure(user_id, account_id, reason))
+
+    async def confirm_lot(
+        self, m: Mutation, portfolio_id: uuid.UUID, lot_id: uuid.UUID, reason: str
+    ) -> Outcome:
+        """An advisor or admin vouches for a transferred lot's basis."""
+        return await self._run(lambda s: LinkedBooks(s).confirm_lot(m, portfolio_id, lot_id, reason))
 
     # Households.
     async def evict_book(self, user_id: uuid.UUID, portfolio_ids: frozenset[uuid.UUID]) -> Outcome:
@@ -275,15 +303,15 @@ class PortfolioShard:
         if self._router.index_of(user_id) == self.index:
             await forget_locally(await self._svc(), user_id, portfolio_ids)
         else:
-            await self._router.call(user_id, "evict_book", user_id, portfolio_ids)
+            await self._router.call(user_id, PortfolioShard.evict_book, user_id, portfolio_ids)
 
     # Operations.
-    async def traced(self, headers: Mapping[str, str], method: str, *args: Any) -> Outcome:
+    async def traced(self, headers: Mapping[str, str], method: str, *args: Any, **kwargs: Any) -> Outcome:
         """``method`` as a span of the caller's trace (``headers``: its W3C context)."""
         if method.startswith("_") or method in _NOT_TRACED or not hasattr(self, method):
             return Outcome(status=404, error={"status": 404, "code": "NOT_FOUND", "message": f"no {method}"})
         with tracing.continued(headers, f"PortfolioShard.{method}", attributes={"shard": self.index}):
-            result: Outcome = await getattr(self, method)(*args)
+            result: Outcome = await getattr(self, method)(*args, **kwargs)
         return result
 
     def metrics(self) -> list[Any]:
@@ -302,18 +330,16 @@ class PortfolioShard:
 HANDOFF_TIMEOUT_S = 10.0
 
 
-_PUBLIC = {"performance", "allocation", "rebalance", "dashboard"}
-_LINKED = {"apply_snapshot", "record_failure", "confirm_lot"}
 _NOT_TRACED = {"traced", "metrics", "pid"}
 
 
-def traced_call(handle: Any, method: str, *args: Any) -> Any:
-    """``handle.method.remote(*args)``, through the actor's ``traced`` when a span is current, so the
-    actor's work joins the caller's trace; the plain call when tracing is off."""
+def traced_call(handle: Any, method: str, *args: Any, **kwargs: Any) -> Any:
+    """``handle.method.remote(*args, **kwargs)``, through the actor's ``traced`` when a span is
+    current, so the actor's work joins the caller's trace; the plain call when tracing is off."""
     headers = tracing.carrier()
     if headers is None:
-        return getattr(handle, method).remote(*args)
-    return handle.traced.remote(headers, method, *args)
+        return getattr(handle, method).remote(*args, **kwargs)
+    return handle.traced.remote(headers, method, *args, **kwargs)
 
 
 SHARD_MEMORY_BYTES = 64 * 1024 * 1024

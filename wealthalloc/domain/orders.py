@@ -24,6 +24,7 @@ from typing import Any
 from wealthalloc.domain.buying_power import BuyingPower
 from wealthalloc.domain.buying_power import InsufficientFunds as InsufficientFunds
 from wealthalloc.domain.money import SHARE_PLACES, money
+from wealthalloc.domain.order_status import OrderStatus
 
 PRICE_PLACES = 6
 
@@ -191,7 +192,7 @@ def after_fill(
     reserved: Decimal,
     fill_quantity: Decimal,
     fill_price: Decimal,
-) -> tuple[Decimal, Decimal, Decimal, str]:
+) -> tuple[Decimal, Decimal, Decimal, OrderStatus]:
     """An order's filled quantity, average price, remaining reservation and status after a fill.
 
     The reservation shrinks in proportion to what is left, so a partly filled buy still holds
@@ -207,5 +208,5 @@ def after_fill(
     remaining_before = quantity - filled
     remaining_after = quantity - new_filled
     new_reserved = money(reserved * remaining_after / remaining_before) if remaining_after else Decimal(0)
-    status = "filled" if remaining_after == 0 else "partially_filled"
+    status = OrderStatus.FILLED if remaining_after == 0 else OrderStatus.PARTIALLY_FILLED
     return new_filled, new_average, new_reserved, status

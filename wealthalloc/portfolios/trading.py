@@ -36,7 +36,7 @@ from wealthalloc.domain import orders as rules
 from wealthalloc.domain.acquisitions import sellable
 from wealthalloc.domain.lots import InsufficientShares, LotMethod, UnknownLot, relieve
 from wealthalloc.domain.money import money
-from wealthalloc.domain.order_status import OPEN_STATUSES
+from wealthalloc.domain.order_status import OPEN_STATUSES, OrderStatus
 from wealthalloc.domain.quote_freshness import PlannedOrder, QuoteSeen, StaleQuote, require_fresh_quote
 from wealthalloc.domain.wash_sale import IdentityGroups
 from wealthalloc.domain.wash_sale_book import SoldShares
@@ -199,7 +199,7 @@ class OrderDesk:
             quote = self._venue.market(request.symbol) if self._venue is not None else None
             venue_fields: dict[str, Any] = (
                 {
-                    "status": "submitted",
+                    "status": OrderStatus.SUBMITTED,
                     "broker_order_id": paper_broker_order_id(order_id),
                     "submitted_at": datetime.now(UTC),
                 }
@@ -269,7 +269,7 @@ class OrderDesk:
             return status, await self.order(m.user_id, uuid.UUID(body["id"]))
         row, fills = created[-1]
         ops_metrics.trades_executed(row["side"], self._broker, len(fills))  # filled at the embedded venue
-        if row["status"] == "pending":
+        if row["status"] == OrderStatus.PENDING:
             await self._hand_off(self._submit, row)  # the broker's answer changed it: read it again
             return status, await self.order(m.user_id, row["id"])
         if row["status"] in OPEN_STATUSES:
@@ -397,13 +397,13 @@ class OrderDesk:
                     )
                     return None
                 await households.wash_sale_circle(conn, user_id)  # before the book's rows, as in idempotent
-                if accepted is not None and order["status"] == "pending":
+                if accepted is not None and order["status"] == OrderStatus.PENDING:
                     await order_store.set_status(
-                        conn, order["id"], "submitted", broker_order_id=accepted.broker_order_id
+                        conn, order["id"], OrderStatus.SUBMITTED, broker_order_id=accepted.broker_order_id
                     )
                     order = {
                         **order,
-                        "status": "submitted",
+                        "status": OrderStatus.SUBMITTED,
                         "broker_order_id": accepted.broker_order_id or order["broker_order_id"],
                     }
                 fill = await order_store.insert_fill(
@@ -443,7 +443,7 @@ class OrderDesk:
             # A fill that raced a cancel at the venue still happened: apply it, keep the final state.
             status, reserved = order["status"], Decimal(0)
             if filled == order["quantity"]:
-                status = "filled"
+                status = OrderStatus.FILLED
         updated = await order_store.record_fill_on_order(
             conn,
             order["id"],
@@ -591,10 +591,10 @@ class OrderDesk:
                     return None
                 if order["status"] not in OPEN_STATUSES:
                     return _light(order)
-                if change.status == "submitted":
-                    if order["status"] == "pending":
+                if change.status == OrderStatus.SUBMITTED:
+                    if order["status"] == OrderStatus.PENDING:
                         await order_store.set_status(
-                            conn, order["id"], "submitted", broker_order_id=change.broker_order_id
+                            conn, order["id"], OrderStatus.SUBMITTED, broker_order_id=change.broker_order_id
                         )
                 else:
                     await order_store.set_status(

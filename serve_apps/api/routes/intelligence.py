@@ -26,6 +26,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from actors.portfolio_shard import PortfolioShard
 from serve_apps.anomaly.errors import InvalidWindowsError, ModelUnavailableError
 from serve_apps.api.deps import CurrentPrincipal, ResourcesDep
 from serve_apps.api.envelope import ApiError, success
@@ -158,7 +159,7 @@ async def portfolio_anomalies(
     portfolio_id: uuid.UUID, principal: CurrentPrincipal, request: Request, res: ResourcesDep
 ) -> JSONResponse:
     owner = await owner_checked(res, principal, portfolio_id, write=False)
-    snapshot: dict[str, Any] = await res.shards.call(owner, "snapshot", owner, portfolio_id)
+    snapshot: dict[str, Any] = await res.shards.call(owner, PortfolioShard.snapshot, owner, portfolio_id)
     as_of = date.fromisoformat(str(snapshot["as_of"]))
     symbols = [str(holding["symbol"]) for holding in snapshot["holdings"]]
     scored = await _detector(res, "latest", symbols, as_of)
@@ -191,7 +192,7 @@ async def portfolio_risk_report(
     horizon_days: Annotated[int, Query(ge=1, le=20, description="Horizon of VaR and CVaR")] = 1,
 ) -> JSONResponse:
     owner = await owner_checked(res, principal, portfolio_id, write=False)
-    snapshot: dict[str, Any] = await res.shards.call(owner, "snapshot", owner, portfolio_id)
+    snapshot: dict[str, Any] = await res.shards.call(owner, PortfolioShard.snapshot, owner, portfolio_id)
     try:
         report = await asyncio.to_thread(_risk, res.prices, snapshot, lookback_days, horizon_days)
     except (ValueError, MarketDataError) as exc:

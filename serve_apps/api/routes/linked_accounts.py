@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from actors.account_connections import connections_handle
+from actors.portfolio_shard import PortfolioShard
 from serve_apps.api.deps import CurrentPrincipal, PersonPrincipal, ResourcesDep, require_access
 from serve_apps.api.envelope import ApiError, success
 from serve_apps.api.resources import Resources
@@ -314,7 +315,9 @@ async def confirm_lot(
         path=request.url.path,
         body=body.model_dump(mode="json"),
     )
-    outcome = await res.shards.outcome(owner, "linked", "confirm_lot", m, portfolio_id, lot_id, body.reason)
+    outcome = await res.shards.outcome(
+        owner, PortfolioShard.confirm_lot, m, portfolio_id, lot_id, body.reason
+    )
     return success(request, outcome.unwrap(), status_code=outcome.status)
 
 
@@ -343,7 +346,7 @@ async def _sync(res: Resources, row: dict[str, Any], snapshot: Any) -> dict[str,
     reached is not an error of the request: the account says so in its status."""
     if snapshot is not None:
         outcome = await res.shards.outcome(
-            row["user_id"], "linked", "apply_snapshot", row["user_id"], row["id"], snapshot
+            row["user_id"], PortfolioShard.apply_snapshot, row["user_id"], row["id"], snapshot
         )
     else:
         handle = _connections(res)

@@ -19,6 +19,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
+from actors.portfolio_shard import PortfolioShard
 from serve_apps.api.deps import CurrentPrincipal, ResourcesDep, require_access
 from serve_apps.api.envelope import ApiError, success
 from serve_apps.api.resources import Resources
@@ -79,7 +80,7 @@ async def _snapshot(res: Resources, owner: uuid.UUID, portfolio_id: uuid.UUID) -
                 res.metrics.cache_lookup("portfolio_snapshot", hit=True)
                 return snapshot
         res.metrics.cache_lookup("portfolio_snapshot", hit=False)
-    result: dict[str, Any] = await res.shards.call(owner, "snapshot", owner, portfolio_id)
+    result: dict[str, Any] = await res.shards.call(owner, PortfolioShard.snapshot, owner, portfolio_id)
     return result
 
 
@@ -88,7 +89,7 @@ async def _snapshot(res: Resources, owner: uuid.UUID, portfolio_id: uuid.UUID) -
 
 @router.get("/portfolio", summary="My default portfolio, valued today")
 async def default_portfolio(principal: CurrentPrincipal, request: Request, res: ResourcesDep) -> JSONResponse:
-    data = await res.shards.call(principal.user_id, "snapshot", principal.user_id, None)
+    data = await res.shards.call(principal.user_id, PortfolioShard.snapshot, principal.user_id, None)
     return success(request, data, links={"portfolio": f"/api/v1/portfolios/{data['id']}"})
 
 
@@ -96,7 +97,9 @@ async def default_portfolio(principal: CurrentPrincipal, request: Request, res: 
     "/dashboard", summary="Totals, allocation, top holdings and harvestable losses across my portfolios"
 )
 async def dashboard(principal: CurrentPrincipal, request: Request, res: ResourcesDep) -> JSONResponse:
-    return success(request, await res.shards.call(principal.user_id, "call", "dashboard", principal.user_id))
+    return success(
+        request, await res.shards.call(principal.user_id, PortfolioShard.dashboard, principal.user_id)
+    )
 
 
 @router.get("/portfolios", summary="My portfolios, or a client's (advisor, admin) with user_id")
@@ -105,7 +108,7 @@ async def list_portfolios(
 ) -> JSONResponse:
     owner = user_id or principal.user_id
     await require_access(res, principal, owner, write=False, what="user")
-    return success(request, await res.shards.call(owner, "portfolios", owner))
+    return success(request, await res.shards.call(owner, PortfolioShard.portfolios, owner))
 
 
 @router.get("/portfolios/{portfolio_id}", summary="One portfolio with holdings, valued today")
@@ -133,7 +136,7 @@ async def lots(
     symbol: Annotated[Symbol | None, Query()] = None,
 ) -> JSONResponse:
     owner = await owner_checked(res, principal, portfolio_id, write=False)
-    return success(request, await res.shards.call(owner, "lots", owner, portfolio_id, symbol))
+    return success(request, await res.shards.call(owner, PortfolioShard.lots, owner, portfolio_id, symbol))
 
 
 # Changes ----------------------------------------------------------------------------------------
@@ -156,10 +159,12 @@ async def create_portfolio(
 ) -> JSONResponse:
     await require_access(res, principal, principal.user_id, write=True, what="portfolio")
     m = _mutation(request, principal, principal.user_id, None, body.model_dump())
-    outcome = await res.shards.outcome(principal.user_id, "create_portfolio", m, body.model_dump())
+    outcome = await res.shards.outcome(
+        principal.user_id, PortfolioShard.create_portfolio, m, body.model_dump()
+    )
     created, status = outcome.unwrap(), outcome.status
     data = await res.shards.call(
-        principal.user_id, "snapshot", principal.user_id, uuid.UUID(str(created["id"]))
+        principal.user_id, PortfolioShard.snapshot, principal.user_id, uuid.UUID(str(created["id"]))
     )
     return success(request, data, status_code=status, links={"self": f"/api/v1/portfolios/{data['id']}"})
 
@@ -194,7 +199,9 @@ async def update_portfolio(
             raise ApiError(400, "UNKNOWN_SYMBOL", "Unknown securities.", {"symbols": unknown})
         changes["dividend_reinvestment"] = sorted(set(changes["dividend_reinvestment"]))
     m = _mutation(request, principal, owner, None, changes)
-    return success(request, await res.shards.call(owner, "update_portfolio", m, portfolio_id, changes))
+    return success(
+        request, await res.shards.call(owner, PortfolioShard.update_portfolio, m, portfolio_id, changes)
+    )
 
 
 @router.delete("/portfolios/{portfolio_id}", status_code=204, summary="Close an empty portfolio")
@@ -203,7 +210,7 @@ async def delete_portfolio(
 ) -> Response:
     owner = await owner_checked(res, principal, portfolio_id, write=True)
     await res.shards.call(
-        owner, "delete_portfolio", _mutation(request, principal, owner, None, None), portfolio_id
+        owner, PortfolioShard.delete_portfolio, _mutation(request, principal, owner, None, None), portfolio_id
     )
     res.portfolio_owners.pop(portfolio_id, None)
     return Response(status_code=204)
@@ -240,7 +247,9 @@ async def move_cash(
         )
     _require_key(idempotency_key)
     m = _mutation(request, principal, owner, idempotency_key, body.model_dump(mode="json"))
-    outcome = await res.shards.outcome(owner, "move_cash", m, portfolio_id, body.amount, body.description)
+    outcome = await res.shards.outcome(
+        owner, PortfolioShard.move_cash, m, portfolio_id, body.amount, body.description
+    )
     return success(request, outcome.unwrap(), status_code=outcome.status)
 
 
@@ -331,7 +340,7 @@ async def import_lot(
     m = _mutation(
         request, principal, owner, idempotency_key, body.model_dump(mode="json", exclude_defaults=True)
     )
-    outcome = await res.shards.outcome(owner, "import_lot", m, portfolio_id, body.model_dump())
+    outcome = await res.shards.outcome(owner, PortfolioShard.import_lot, m, portfolio_id, body.model_dump())
     return success(request, outcome.unwrap(), status_code=outcome.status)
 
 
@@ -360,7 +369,9 @@ async def performance(
     benchmark: Annotated[Symbol, Query()] = "SPX",
 ) -> JSONResponse:
     owner = await owner_checked(res, principal, portfolio_id, write=False)
-    data = await res.shards.call(owner, "call", "performance", owner, portfolio_id, start, end, benchmark)
+    data = await res.shards.call(
+        owner, PortfolioShard.performance, owner, portfolio_id, start, end, benchmark
+    )
     return success(request, data)
 
 
@@ -369,7 +380,7 @@ async def allocation(
     portfolio_id: uuid.UUID, principal: CurrentPrincipal, request: Request, res: ResourcesDep
 ) -> JSONResponse:
     owner = await owner_checked(res, principal, portfolio_id, write=False)
-    return success(request, await res.shards.call(owner, "call", "allocation", owner, portfolio_id))
+    return success(request, await res.shards.call(owner, PortfolioShard.allocation, owner, portfolio_id))
 
 
 class RebalanceBody(BaseModel):
@@ -398,11 +409,11 @@ async def rebalance(
         _require_key(idempotency_key)
         m = _mutation(request, principal, owner, idempotency_key, body.model_dump(mode="json"))
         outcome = await res.shards.outcome(
-            owner, "rebalance_now", m, portfolio_id, body.drift_band, body.whole_shares
+            owner, PortfolioShard.rebalance_now, m, portfolio_id, body.drift_band, body.whole_shares
         )
         return success(request, outcome.unwrap(), status_code=outcome.status)
     owner = await owner_checked(res, principal, portfolio_id, write=False)
     data = await res.shards.call(
-        owner, "call", "rebalance", owner, portfolio_id, body.drift_band, body.whole_shares
+        owner, PortfolioShard.rebalance, owner, portfolio_id, body.drift_band, body.whole_shares
     )
     return success(request, data)

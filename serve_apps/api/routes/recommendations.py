@@ -25,6 +25,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from actors.portfolio_shard import PortfolioShard
 from serve_apps.api.deps import CurrentPrincipal, ResourcesDep, require_access
 from serve_apps.api.envelope import ApiError, success
 from serve_apps.api.resources import Resources
@@ -137,10 +138,10 @@ async def list_recommendations(
     assert res.pool is not None
     if portfolio_id is not None:
         owner = await owner_checked(res, principal, portfolio_id, write=False)
-        snapshots = [await res.shards.call(owner, "snapshot", owner, portfolio_id)]
+        snapshots = [await res.shards.call(owner, PortfolioShard.snapshot, owner, portfolio_id)]
     else:
         owner = principal.user_id
-        snapshots = await res.shards.call(owner, "portfolios", owner)
+        snapshots = await res.shards.call(owner, PortfolioShard.portfolios, owner)
     for snapshot in snapshots:
         try:
             await _run(res, owner, snapshot, force=False)
@@ -185,7 +186,7 @@ async def generate(
 ) -> JSONResponse:
     # A run writes (new, refreshed and expired recommendations): 403 to a read-only advisor or key.
     owner = await owner_checked(res, principal, portfolio_id, write=True)
-    snapshot = await res.shards.call(owner, "snapshot", owner, portfolio_id)
+    snapshot = await res.shards.call(owner, PortfolioShard.snapshot, owner, portfolio_id)
     try:
         result = await _run(res, owner, snapshot, force=True)
     except (ValueError, MarketDataError) as exc:
@@ -245,7 +246,7 @@ async def accept(
     _require_key(idempotency_key)
     owner: uuid.UUID = row["user_id"]
     m = _mutation(request, principal, owner, idempotency_key, {})
-    outcome = await res.shards.outcome(owner, "accept_recommendation", m, recommendation_id)
+    outcome = await res.shards.outcome(owner, PortfolioShard.accept_recommendation, m, recommendation_id)
     data = outcome.unwrap()
     return success(
         request,

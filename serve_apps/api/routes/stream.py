@@ -37,6 +37,7 @@ from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from actors.portfolio_shard import PortfolioShard
 from serve_apps.api.deps import user_generation
 from serve_apps.api.resources import Resources
 from wealthalloc.accounts.errors import AccountError
@@ -231,7 +232,7 @@ class _Connection:
         holdings: dict[uuid.UUID, frozenset[str]] = {}
         for user_id in self.users:
             try:
-                portfolios = await self.res.shards.call(user_id, "portfolios", user_id)
+                portfolios = await self.res.shards.call(user_id, PortfolioShard.portfolios, user_id)
             except Exception as exc:  # the shard is moving: this user's portfolios wait for a change
                 log.info("stream_portfolios_unavailable", user_id=str(user_id), error=str(exc))
                 continue
@@ -244,7 +245,7 @@ class _Connection:
     async def _send_value(self, portfolio_id: uuid.UUID) -> None:
         owner = self.owners[portfolio_id]
         try:
-            snapshot = await self.res.shards.call(owner, "snapshot", owner, portfolio_id)
+            snapshot = await self.res.shards.call(owner, PortfolioShard.snapshot, owner, portfolio_id)
         except Exception as exc:  # deleted meanwhile, or the shard is moving: the next change tells
             log.info("stream_value_unavailable", portfolio_id=str(portfolio_id), error=str(exc))
             return

@@ -48,6 +48,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from actors.portfolio_shard import PortfolioShard
 from serve_apps.api.deps import CurrentPrincipal, ResourcesDep, require_access
 from serve_apps.api.envelope import ApiError, success
 from serve_apps.api.resources import Resources
@@ -514,7 +515,9 @@ async def execute_harvest(
     _require_key(idempotency_key)
     owner: uuid.UUID = row["user_id"]
     m = _mutation(request, principal, owner, idempotency_key, body.model_dump(mode="json"))
-    outcome = await res.shards.outcome(owner, "execute_harvest", m, harvest_id, body.replacement_symbol)
+    outcome = await res.shards.outcome(
+        owner, PortfolioShard.execute_harvest, m, harvest_id, body.replacement_symbol
+    )
     data = outcome.unwrap()
     return success(
         request,

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from actors.portfolio_shard import PortfolioShard
 from serve_apps.api.deps import CurrentPrincipal, ResourcesDep, require_access
 from serve_apps.api.envelope import ApiError, success
 from serve_apps.api.pagination import decode_cursor, next_links
@@ -62,7 +63,7 @@ async def _place(
     if body.order_type == "market":
         spec["quote"] = await _quote_seen(res, body.symbol)
         spec["quote_max_age_s"] = res.settings.market_data_stale_seconds
-    outcome = await res.shards.outcome(owner, "place_order", m, body.portfolio_id, spec)
+    outcome = await res.shards.outcome(owner, PortfolioShard.place_order, m, body.portfolio_id, spec)
     data = outcome.unwrap()
     res.metrics.trades.labels(body.side, body.order_type).inc()
     return success(request, data, status_code=outcome.status, links={"order": f"/api/v1/trades/{data['id']}"})
@@ -160,4 +161,4 @@ async def cancel_order(
     row = await _order_of(res, principal, order_id, write=True)
     owner = row["user_id"]
     m = _mutation(request, principal, owner, None, None)
-    return success(request, await res.shards.call(owner, "cancel_order", m, order_id))
+    return success(request, await res.shards.call(owner, PortfolioShard.cancel_order, m, order_id))
