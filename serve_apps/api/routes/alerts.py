@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from serve_apps.api.deps import ClientIp, CurrentPrincipal, ResourcesDep, require_access
 from serve_apps.api.envelope import ApiError, success
-from serve_apps.api.routes.portfolios import Symbol
+from serve_apps.api.ownership import Symbol
 from serve_apps.api.schemas import PositivePrice
 from wealthalloc.domain.price_alerts import AlertOnWrongSide, check_level
 from wealthalloc.storage import alerts as store

@@ -30,8 +30,8 @@ from actors.portfolio_shard import PortfolioShard
 from serve_apps.anomaly.errors import InvalidWindowsError, ModelUnavailableError
 from serve_apps.api.deps import CurrentPrincipal, ResourcesDep
 from serve_apps.api.envelope import ApiError, success
+from serve_apps.api.ownership import PortfolioReader, Symbol
 from serve_apps.api.resources import Resources
-from serve_apps.api.routes.portfolios import Symbol, owner_checked
 from wealthalloc.domain.risk import daily_returns, portfolio_risk
 from wealthalloc.logging import get_logger
 from wealthalloc.marketdata import INDEX_SYMBOL, MarketDataError, PriceHistory
@@ -156,9 +156,8 @@ async def anomaly_model(principal: CurrentPrincipal, request: Request, res: Reso
     summary="Each holding's newest window, scored: reconstruction error, threshold, is_anomaly",
 )
 async def portfolio_anomalies(
-    portfolio_id: uuid.UUID, principal: CurrentPrincipal, request: Request, res: ResourcesDep
+    portfolio_id: uuid.UUID, owner: PortfolioReader, request: Request, res: ResourcesDep
 ) -> JSONResponse:
-    owner = await owner_checked(res, principal, portfolio_id, write=False)
     snapshot: dict[str, Any] = await res.shards.call(owner, PortfolioShard.snapshot, owner, portfolio_id)
     as_of = date.fromisoformat(str(snapshot["as_of"]))
     symbols = [str(holding["symbol"]) for holding in snapshot["holdings"]]
@@ -183,7 +182,7 @@ async def portfolio_anomalies(
 )
 async def portfolio_risk_report(
     portfolio_id: uuid.UUID,
-    principal: CurrentPrincipal,
+    owner: PortfolioReader,
     request: Request,
     res: ResourcesDep,
     lookback_days: Annotated[int, Query(ge=30, le=2520, description="Trading days of returns used")] = (
@@ -191,7 +190,6 @@ async def portfolio_risk_report(
     ),
     horizon_days: Annotated[int, Query(ge=1, le=20, description="Horizon of VaR and CVaR")] = 1,
 ) -> JSONResponse:
-    owner = await owner_checked(res, principal, portfolio_id, write=False)
     snapshot: dict[str, Any] = await res.shards.call(owner, PortfolioShard.snapshot, owner, portfolio_id)
     try:
         report = await asyncio.to_thread(_risk, res.prices, snapshot, lookback_days, horizon_days)

@@ -27,8 +27,8 @@ from actors.account_connections import connections_handle
 from actors.portfolio_shard import PortfolioShard
 from serve_apps.api.deps import CurrentPrincipal, PersonPrincipal, ResourcesDep, require_access
 from serve_apps.api.envelope import ApiError, success
+from serve_apps.api.ownership import PortfolioReader, owner_checked
 from serve_apps.api.resources import Resources
-from serve_apps.api.routes.portfolios import owner_checked
 from wealthalloc.errors import ServiceError
 from wealthalloc.linked_accounts import (
     InvalidAccountNumber,
@@ -294,13 +294,13 @@ async def reconciliation(
 )
 async def confirm_lot(
     portfolio_id: uuid.UUID,
+    owner: PortfolioReader,
     lot_id: uuid.UUID,
     body: ConfirmBody,
     principal: PersonPrincipal,
     request: Request,
     res: ResourcesDep,
 ) -> JSONResponse:
-    owner = await owner_checked(res, principal, portfolio_id, write=False)
     if principal.role.value not in CONFIRMING_ROLES:
         raise ApiError(
             403,

@@ -1,8 +1,8 @@
 """Portfolios: the book a person sees, changed only through the shard that owns it.
 
-Every route that names a portfolio starts from :func:`owner_checked`: someone
-else's portfolio is 404 to an investor and read-only to a linked advisor
-(``serve_apps.api.deps.require_access``). Reads come from the Redis snapshot
+Every route that names a portfolio takes its owner as a dependency
+(:mod:`serve_apps.api.ownership`): someone else's portfolio is 404 to an
+investor and read-only to a linked advisor. Reads come from the Redis snapshot
 when it is there and of today's market date, else from the owning shard.
 Changes that move money or shares need an ``Idempotency-Key`` header.
 """
@@ -15,57 +15,29 @@ from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from actors.portfolio_shard import PortfolioShard
 from serve_apps.api.deps import CurrentPrincipal, ResourcesDep, require_access
 from serve_apps.api.envelope import ApiError, success
+from serve_apps.api.ownership import (
+    IdempotencyKey,
+    PortfolioReader,
+    PortfolioWriter,
+    Symbol,
+    mutation,
+    owner_checked,
+    require_key,
+)
 from serve_apps.api.resources import Resources
 from serve_apps.api.schemas import NonNegativeMoney, PositiveShares, SignedCash
-from wealthalloc.portfolios.service import Mutation, snapshot_key
-from wealthalloc.security.access import Principal
-from wealthalloc.storage import books
+from wealthalloc.portfolios.service import snapshot_key
 
 router = APIRouter(prefix="/api/v1", tags=["portfolios"])
 
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Symbol = Annotated[
-    str, StringConstraints(strip_whitespace=True, to_upper=True, pattern=r"^[A-Za-z.^-]{1,12}$")
-]
-MAX_OWNERS_REMEMBERED = 100_000
-
-
-async def owner_checked(
-    res: Resources, principal: Principal, portfolio_id: uuid.UUID, *, write: bool
-) -> uuid.UUID:
-    owner = res.portfolio_owners.get(portfolio_id)
-    if owner is None:
-        assert res.pool is not None
-        async with res.pool.connection() as conn:
-            owner = await books.owner_of(conn, portfolio_id)
-        if owner is None:
-            raise ApiError(404, "NOT_FOUND", "No such portfolio.")
-        if len(res.portfolio_owners) >= MAX_OWNERS_REMEMBERED:
-            res.portfolio_owners.clear()
-        res.portfolio_owners[portfolio_id] = owner
-    await require_access(res, principal, owner, write=write, what="portfolio")
-    return owner
-
-
-def _mutation(
-    request: Request, principal: Principal, owner: uuid.UUID, key: str | None, body: Any
-) -> Mutation:
-    return Mutation(
-        user_id=owner,
-        actor_id=principal.user_id,
-        idempotency_key=key,
-        method=request.method,
-        path=request.url.path,
-        body=body,
-    )
 
 
 async def _snapshot(res: Resources, owner: uuid.UUID, portfolio_id: uuid.UUID) -> dict[str, Any]:
@@ -113,29 +85,32 @@ async def list_portfolios(
 
 @router.get("/portfolios/{portfolio_id}", summary="One portfolio with holdings, valued today")
 async def read_portfolio(
-    portfolio_id: uuid.UUID, principal: CurrentPrincipal, request: Request, res: ResourcesDep
+    portfolio_id: uuid.UUID,
+    owner: PortfolioReader,
+    request: Request,
+    res: ResourcesDep,
 ) -> JSONResponse:
-    owner = await owner_checked(res, principal, portfolio_id, write=False)
     return success(request, await _snapshot(res, owner, portfolio_id))
 
 
 @router.get("/portfolios/{portfolio_id}/holdings", summary="Holdings derived from the open lots")
 async def holdings(
-    portfolio_id: uuid.UUID, principal: CurrentPrincipal, request: Request, res: ResourcesDep
+    portfolio_id: uuid.UUID,
+    owner: PortfolioReader,
+    request: Request,
+    res: ResourcesDep,
 ) -> JSONResponse:
-    owner = await owner_checked(res, principal, portfolio_id, write=False)
     return success(request, (await _snapshot(res, owner, portfolio_id))["holdings"])
 
 
 @router.get("/portfolios/{portfolio_id}/lots", summary="Open tax lots, with term and unrealized gain")
 async def lots(
     portfolio_id: uuid.UUID,
-    principal: CurrentPrincipal,
+    owner: PortfolioReader,
     request: Request,
     res: ResourcesDep,
     symbol: Annotated[Symbol | None, Query()] = None,
 ) -> JSONResponse:
-    owner = await owner_checked(res, principal, portfolio_id, write=False)
     return success(request, await res.shards.call(owner, PortfolioShard.lots, owner, portfolio_id, symbol))
 
 
@@ -158,7 +133,7 @@ async def create_portfolio(
     body: NewPortfolio, principal: CurrentPrincipal, request: Request, res: ResourcesDep
 ) -> JSONResponse:
     await require_access(res, principal, principal.user_id, write=True, what="portfolio")
-    m = _mutation(request, principal, principal.user_id, None, body.model_dump())
+    m = mutation(request, principal, principal.user_id, None, body.model_dump())
     outcome = await res.shards.outcome(
         principal.user_id, PortfolioShard.create_portfolio, m, body.model_dump()
     )
@@ -184,12 +159,12 @@ class PortfolioChanges(BaseModel):
 @router.patch("/portfolios/{portfolio_id}", summary="Rename, set the lot method, the default or the target")
 async def update_portfolio(
     portfolio_id: uuid.UUID,
+    owner: PortfolioWriter,
     body: PortfolioChanges,
     principal: CurrentPrincipal,
     request: Request,
     res: ResourcesDep,
 ) -> JSONResponse:
-    owner = await owner_checked(res, principal, portfolio_id, write=True)
     changes = body.model_dump(exclude_unset=True)
     if not changes or any(v is None for v in changes.values()):
         raise ApiError(400, "VALIDATION_ERROR", "Give at least one field to change, none of them null.")
@@ -198,7 +173,7 @@ async def update_portfolio(
         if unknown:
             raise ApiError(400, "UNKNOWN_SYMBOL", "Unknown securities.", {"symbols": unknown})
         changes["dividend_reinvestment"] = sorted(set(changes["dividend_reinvestment"]))
-    m = _mutation(request, principal, owner, None, changes)
+    m = mutation(request, principal, owner, None, changes)
     return success(
         request, await res.shards.call(owner, PortfolioShard.update_portfolio, m, portfolio_id, changes)
     )
@@ -206,11 +181,14 @@ async def update_portfolio(
 
 @router.delete("/portfolios/{portfolio_id}", status_code=204, summary="Close an empty portfolio")
 async def delete_portfolio(
-    portfolio_id: uuid.UUID, principal: CurrentPrincipal, request: Request, res: ResourcesDep
+    portfolio_id: uuid.UUID,
+    owner: PortfolioWriter,
+    principal: CurrentPrincipal,
+    request: Request,
+    res: ResourcesDep,
 ) -> Response:
-    owner = await owner_checked(res, principal, portfolio_id, write=True)
     await res.shards.call(
-        owner, PortfolioShard.delete_portfolio, _mutation(request, principal, owner, None, None), portfolio_id
+        owner, PortfolioShard.delete_portfolio, mutation(request, principal, owner, None, None), portfolio_id
     )
     res.portfolio_owners.pop(portfolio_id, None)
     return Response(status_code=204)
@@ -229,13 +207,13 @@ class CashBody(BaseModel):
 @router.post("/portfolios/{portfolio_id}/cash", status_code=201, summary="Deposit or withdraw cash")
 async def move_cash(
     portfolio_id: uuid.UUID,
+    owner: PortfolioWriter,
     body: CashBody,
     principal: CurrentPrincipal,
     request: Request,
     res: ResourcesDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    owner = await owner_checked(res, principal, portfolio_id, write=True)
     if principal.api_key_id is not None:
         # A key is a program acting for its owner: it may trade inside the account, but money
         # crosses the account's edge only when the person does it, signed in.
@@ -245,8 +223,8 @@ async def move_cash(
             "FORBIDDEN",
             f"{what} cash needs a signed-in person: sign in and use your access token, not an API key.",
         )
-    _require_key(idempotency_key)
-    m = _mutation(request, principal, owner, idempotency_key, body.model_dump(mode="json"))
+    require_key(idempotency_key)
+    m = mutation(request, principal, owner, idempotency_key, body.model_dump(mode="json"))
     outcome = await res.shards.outcome(
         owner, PortfolioShard.move_cash, m, portfolio_id, body.amount, body.description
     )
@@ -328,29 +306,20 @@ _ALL_KIND_FIELDS = frozenset().union(*(req | opt for req, opt in _LOT_FIELDS.val
 )
 async def import_lot(
     portfolio_id: uuid.UUID,
+    owner: PortfolioWriter,
     body: LotBody,
     principal: CurrentPrincipal,
     request: Request,
     res: ResourcesDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    owner = await owner_checked(res, principal, portfolio_id, write=True)
-    _require_key(idempotency_key)
+    require_key(idempotency_key)
     # Defaults left out: a transfer's key keeps the fingerprint it had before the other kinds.
-    m = _mutation(
+    m = mutation(
         request, principal, owner, idempotency_key, body.model_dump(mode="json", exclude_defaults=True)
     )
     outcome = await res.shards.outcome(owner, PortfolioShard.import_lot, m, portfolio_id, body.model_dump())
     return success(request, outcome.unwrap(), status_code=outcome.status)
-
-
-def _require_key(key: str | None) -> None:
-    if not key or not key.strip():
-        raise ApiError(
-            400,
-            "IDEMPOTENCY_KEY_REQUIRED",
-            "This request moves money or shares: send an Idempotency-Key header (e.g. a UUID).",
-        )
 
 
 # Analysis ---------------------------------------------------------------------------------------
@@ -361,14 +330,13 @@ def _require_key(key: str | None) -> None:
 )
 async def performance(
     portfolio_id: uuid.UUID,
-    principal: CurrentPrincipal,
+    owner: PortfolioReader,
     request: Request,
     res: ResourcesDep,
     start: date | None = None,
     end: date | None = None,
     benchmark: Annotated[Symbol, Query()] = "SPX",
 ) -> JSONResponse:
-    owner = await owner_checked(res, principal, portfolio_id, write=False)
     data = await res.shards.call(
         owner, PortfolioShard.performance, owner, portfolio_id, start, end, benchmark
     )
@@ -377,9 +345,11 @@ async def performance(
 
 @router.get("/portfolios/{portfolio_id}/allocation", summary="Current against target weights, and the drift")
 async def allocation(
-    portfolio_id: uuid.UUID, principal: CurrentPrincipal, request: Request, res: ResourcesDep
+    portfolio_id: uuid.UUID,
+    owner: PortfolioReader,
+    request: Request,
+    res: ResourcesDep,
 ) -> JSONResponse:
-    owner = await owner_checked(res, principal, portfolio_id, write=False)
     return success(request, await res.shards.call(owner, PortfolioShard.allocation, owner, portfolio_id))
 
 
@@ -406,8 +376,8 @@ async def rebalance(
     body = body or RebalanceBody()
     if not body.dry_run:
         owner = await owner_checked(res, principal, portfolio_id, write=True)
-        _require_key(idempotency_key)
-        m = _mutation(request, principal, owner, idempotency_key, body.model_dump(mode="json"))
+        require_key(idempotency_key)
+        m = mutation(request, principal, owner, idempotency_key, body.model_dump(mode="json"))
         outcome = await res.shards.outcome(
             owner, PortfolioShard.rebalance_now, m, portfolio_id, body.drift_band, body.whole_shares
         )

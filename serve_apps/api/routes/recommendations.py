@@ -28,8 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from actors.portfolio_shard import PortfolioShard
 from serve_apps.api.deps import CurrentPrincipal, ResourcesDep, require_access
 from serve_apps.api.envelope import ApiError, success
+from serve_apps.api.ownership import IdempotencyKey, PortfolioWriter, mutation, owner_checked, require_key
 from serve_apps.api.resources import Resources
-from serve_apps.api.routes.portfolios import IdempotencyKey, _mutation, _require_key, owner_checked
 from wealthalloc.domain.recommendations import AnomalyFlag
 from wealthalloc.logging import get_logger
 from wealthalloc.marketdata import MarketDataError
@@ -182,10 +182,9 @@ async def read_recommendation(
     summary="Run the recommender for a portfolio now; returns its open recommendations",
 )
 async def generate(
-    portfolio_id: uuid.UUID, principal: CurrentPrincipal, request: Request, res: ResourcesDep
+    portfolio_id: uuid.UUID, owner: PortfolioWriter, request: Request, res: ResourcesDep
 ) -> JSONResponse:
     # A run writes (new, refreshed and expired recommendations): 403 to a read-only advisor or key.
-    owner = await owner_checked(res, principal, portfolio_id, write=True)
     snapshot = await res.shards.call(owner, PortfolioShard.snapshot, owner, portfolio_id)
     try:
         result = await _run(res, owner, snapshot, force=True)
@@ -243,9 +242,9 @@ async def accept(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     row = await _recommendation_of(res, principal, recommendation_id, write=True)
-    _require_key(idempotency_key)
+    require_key(idempotency_key)
     owner: uuid.UUID = row["user_id"]
-    m = _mutation(request, principal, owner, idempotency_key, {})
+    m = mutation(request, principal, owner, idempotency_key, {})
     outcome = await res.shards.outcome(owner, PortfolioShard.accept_recommendation, m, recommendation_id)
     data = outcome.unwrap()
     return success(

@@ -51,8 +51,15 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from actors.portfolio_shard import PortfolioShard
 from serve_apps.api.deps import CurrentPrincipal, ResourcesDep, require_access
 from serve_apps.api.envelope import ApiError, success
+from serve_apps.api.ownership import (
+    IdempotencyKey,
+    PortfolioReader,
+    Symbol,
+    mutation,
+    owner_checked,
+    require_key,
+)
 from serve_apps.api.resources import Resources
-from serve_apps.api.routes.portfolios import IdempotencyKey, Symbol, _mutation, _require_key, owner_checked
 from wealthalloc.domain.gains_report import (
     CapitalLossCarryforward,
     FilingStatus,
@@ -120,7 +127,7 @@ _DOWNLOADS: dict[int | str, dict[str, Any]] = {200: {"content": {**_CSV, **_PDF}
 )
 async def realized_gains(
     portfolio_id: uuid.UUID,
-    principal: CurrentPrincipal,
+    owner: PortfolioReader,
     request: Request,
     res: ResourcesDep,
     year: Annotated[
@@ -130,7 +137,6 @@ async def realized_gains(
         DocumentFormat, Query(description="json (the report), csv or pdf (Form 8949 to file from)")
     ] = "json",
 ) -> Response:
-    owner = await owner_checked(res, principal, portfolio_id, write=False)
     year = year or res.clock.today().year
     books = await _books(res, owner)
     if portfolio_id not in books.portfolios:
@@ -212,13 +218,12 @@ async def _portfolio_form(books: TaxpayerBooks, portfolio_id: uuid.UUID, year: i
 )
 async def form_1099_b(
     portfolio_id: uuid.UUID,
-    principal: CurrentPrincipal,
+    owner: PortfolioReader,
     res: ResourcesDep,
     year: Annotated[
         int | None, Query(ge=1900, le=2200, description="Tax year; the market's current one")
     ] = None,
 ) -> Response:
-    owner = await owner_checked(res, principal, portfolio_id, write=False)
     year = year or res.clock.today().year
     books = await _books(res, owner)
     if portfolio_id not in books.portfolios:
@@ -512,9 +517,9 @@ async def execute_harvest(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     row = await _harvest_of(res, principal, harvest_id, write=True)
-    _require_key(idempotency_key)
+    require_key(idempotency_key)
     owner: uuid.UUID = row["user_id"]
-    m = _mutation(request, principal, owner, idempotency_key, body.model_dump(mode="json"))
+    m = mutation(request, principal, owner, idempotency_key, body.model_dump(mode="json"))
     outcome = await res.shards.outcome(
         owner, PortfolioShard.execute_harvest, m, harvest_id, body.replacement_symbol
     )

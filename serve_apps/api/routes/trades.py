@@ -19,8 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from actors.portfolio_shard import PortfolioShard
 from serve_apps.api.deps import CurrentPrincipal, ResourcesDep, require_access
 from serve_apps.api.envelope import ApiError, success
+from serve_apps.api.ownership import IdempotencyKey, Symbol, mutation, owner_checked, require_key
 from serve_apps.api.pagination import decode_cursor, next_links
-from serve_apps.api.routes.portfolios import IdempotencyKey, Symbol, _mutation, _require_key, owner_checked
 from serve_apps.api.schemas import OrderQuantity, PositivePrice
 from wealthalloc.domain.quote_freshness import QuoteSeen
 from wealthalloc.marketdata.quotes import QuoteUnavailable
@@ -57,8 +57,8 @@ async def _place(
     body: TradeBody, principal: Any, request: Request, res: Any, key: str | None
 ) -> JSONResponse:
     owner = await owner_checked(res, principal, body.portfolio_id, write=True)
-    _require_key(key)
-    m = _mutation(request, principal, owner, key, body.model_dump(mode="json"))
+    require_key(key)
+    m = mutation(request, principal, owner, key, body.model_dump(mode="json"))
     spec = body.model_dump(exclude={"portfolio_id"})
     if body.order_type == "market":
         spec["quote"] = await _quote_seen(res, body.symbol)
@@ -160,5 +160,5 @@ async def cancel_order(
 ) -> JSONResponse:
     row = await _order_of(res, principal, order_id, write=True)
     owner = row["user_id"]
-    m = _mutation(request, principal, owner, None, None)
+    m = mutation(request, principal, owner, None, None)
     return success(request, await res.shards.call(owner, PortfolioShard.cancel_order, m, order_id))
