@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from _loadgen import Result, market_buy, per_investor  # noqa: E402
+from _loadgen import Request, Result, market_buy, per_investor  # noqa: E402
 from _support import bench_platform, print_figures  # noqa: E402
 
 DEPOSIT = Decimal("1000000.00")
@@ -101,6 +101,63 @@ async def place_orders(
         clients=clients,
         answer_timeout_s=ANSWER_TIMEOUT_S,
     )
+
+
+def batch_of(size: int) -> Any:
+    """Request i: a batch of ``size`` market buys of one share, the symbols rotating, under a fresh key."""
+
+    def make(portfolio_id: str, headers: dict[str, str], i: int) -> Request:
+        orders = [
+            {"symbol": SYMBOLS[(i * size + n) % len(SYMBOLS)], "side": "buy", "quantity": "1"}
+            for n in range(size)
+        ]
+        path = f"/api/v1/portfolios/{portfolio_id}/orders:batch"
+        return Request("POST", path, headers, {"orders": orders}, fresh_idempotency_key=True)
+
+    return make
+
+
+async def place_batches(
+    url: str,
+    people: list[tuple[str, dict[str, str]]],
+    ledger: Ledger,
+    *,
+    size: int,
+    seconds: float,
+    clients: int,
+) -> tuple[Result, int]:
+    """Each client sends batches of ``size`` buys for one investor until time is up; the batches'
+    result (latency per batch) and the orders they placed and filled."""
+    before = len(ledger.filled)
+
+    def counted(status: int, body: bytes) -> bool:
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            payload = {}
+        answer = payload.get("data") if isinstance(payload, dict) else None
+        if status != 201 or not isinstance(answer, dict):
+            ledger.refused[f"{status} batch"] += 1
+            return False
+        for order in answer["placed"]:
+            if order.get("status") == "filled":
+                ledger.filled.add(str(order["id"]))
+            else:
+                ledger.unfilled[str(order["id"])] = str(order.get("status"))
+        for refused in answer["refused"]:
+            ledger.refused[f"{refused['error']['status']} {refused['error']['code']}"] += 1
+        return True
+
+    result = await per_investor(
+        url,
+        people,
+        batch_of(size),
+        counted,
+        seconds=seconds,
+        clients=clients,
+        answer_timeout_s=ANSWER_TIMEOUT_S,
+    )
+    return result, len(ledger.filled) - before
 
 
 # Verification ------------------------------------------------------------------------------------
@@ -344,6 +401,9 @@ def main() -> int:
     parser.add_argument(
         "--warmup", type=float, default=2, help="seconds of orders before measuring (default 2)"
     )
+    parser.add_argument(
+        "--batch-size", type=int, default=50, help="orders in each POST .../orders:batch (default 50)"
+    )
     args = parser.parse_args()
 
     from ray import serve
@@ -378,6 +438,14 @@ def main() -> int:
         asyncio.run(place_orders(url, people, ledger, seconds=args.warmup, clients=args.clients))
         warm = len(ledger.filled)
         placed = asyncio.run(place_orders(url, people, ledger, seconds=args.seconds, clients=args.clients))
+        # Batches: one client per investor at most, so no two batches queue on one user's lock.
+        batch_clients = min(args.clients, args.investors)
+        batches, batched = asyncio.run(
+            place_batches(
+                url, people, ledger, size=args.batch_size, seconds=args.seconds, clients=batch_clients
+            )
+        )
+        batched_rate = batched / batches.seconds if batches.seconds else 0.0
         still_open = settle(database_url)
         problems, late = verify(database_url, ledger, [pid for pid, _ in people])
         if still_open:
@@ -400,6 +468,11 @@ def main() -> int:
             f"p50 {placed.p50:.1f} ms p99 {placed.p99:.1f} ms "
             f"({placed.requests:,} in {placed.seconds:.1f} s; not counted: "
             f"{sum(unfilled.values())} answered unfilled {dict(unfilled) or ''}, refused {refused})"
+        )
+        print(
+            f"orders in batches of {args.batch_size} x{batch_clients} clients: placed+filled "
+            f"{batched_rate:,.0f} orders/s ({batched:,} orders in {batches.requests:,} batches; "
+            f"per batch p50 {batches.p50:.1f} ms p99 {batches.p99:.1f} ms)"
         )
         print(
             f"orders x{args.clients} clients: baseline PostgreSQL, the same rows in one transaction "
@@ -425,6 +498,12 @@ def main() -> int:
                 "measured_s": placed.seconds,
                 "answered_unfilled": sum(unfilled.values()),
                 "refused": sum(ledger.refused.values()),
+                "batch_size": args.batch_size,
+                "batch_orders_per_s": batched_rate,
+                "batch_orders": batched,
+                "batch_p50_ms": batches.p50,
+                "batch_p99_ms": batches.p99,
+                "batch_ratio": batched_rate / plain.rate if plain.rate else float("nan"),
                 **plain.figures("row_sets", "baseline_"),
                 "ratio": ratio,
                 "verified_answered_filled": answered,

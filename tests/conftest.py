@@ -135,6 +135,8 @@ def ray_local() -> Iterator[None]:
         include_dashboard=False,
         namespace=f"wealthalloc-test-{uuid.uuid4().hex[:6]}",
         log_to_driver=False,
+        # Every 2 s instead of Ray's 10: the metrics tests wait for what processes report to the agent.
+        _system_config={"metrics_report_interval_ms": 2000},
         runtime_env={
             "env_vars": {
                 "RAY_USAGE_STATS_ENABLED": "0",

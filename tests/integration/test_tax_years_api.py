@@ -17,6 +17,7 @@ import pytest
 
 from tests.integration.people import Investor, data, error
 from tests.integration.test_tax_api import close_of, set_tax_profile, transfer_in
+from wealthalloc.domain.money import money
 
 pytestmark = pytest.mark.integration
 
@@ -195,7 +196,7 @@ def test_a_stored_carryover_lowers_harvesting_s_estimated_savings(
     loss = D("6000.00") - 50 * close_of(investor, "AMD")
     listed = data(investor.get("/api/v1/tax-harvesting"))
     [opportunity] = listed["opportunities"]
-    assert D(opportunity["estimated_tax_savings"]) == (min(loss, D(3000)) * D("0.35")).quantize(D("0.01"))
+    assert D(opportunity["estimated_tax_savings"]) == money(min(loss, D(3000)) * D("0.35"))
 
     # No sale on the platform before this year: the entered carryover is what comes into it, and
     # 1,000 short + 2,500 long already exceed the 3,000 limit: the harvest saves nothing this year.
@@ -207,7 +208,7 @@ def test_a_stored_carryover_lowers_harvesting_s_estimated_savings(
     # A carryover of 1,000 leaves 2,000 of the limit to the harvested loss.
     data(put_year(investor, this_year, "1000", "0"))
     [partly] = data(investor.get("/api/v1/tax-harvesting"))["opportunities"]
-    assert D(partly["estimated_tax_savings"]) == (min(loss, D(2000)) * D("0.35")).quantize(D("0.01"))
+    assert D(partly["estimated_tax_savings"]) == money(min(loss, D(2000)) * D("0.35"))
 
 
 def test_the_stateless_report_takes_prior_carryforward_and_its_former_name(investor: Investor) -> None:

@@ -63,33 +63,61 @@ def test_the_profile_is_changed_with_rates_typed_as_percentages(session: Session
     session.assert_clean()
 
 
-def test_two_factor_is_turned_on_from_the_shown_secret_then_keys_need_a_code_and_it_is_turned_off(
+def set_up_two_factor(page: Any) -> Authenticator:
+    """The authenticator app a person sets up from the secret (and QR code) the page shows."""
+    page.click("button:has-text('Set up two-factor')")
+    secret = page.wait_for_selector("#mfa-secret", timeout=30_000).text_content()
+    uri = page.text_content("#mfa-uri")
+    assert uri.startswith("otpauth://totp/") and f"secret={secret}" in uri
+    assert page.get_attribute("#mfa-qr", "role") == "img" and page.locator("#mfa-qr path").count() == 1
+    return Authenticator(secret)
+
+
+def turn_on_two_factor(page: Any, app: Authenticator) -> None:
+    page.fill("#mfa-code", app.code())
+    page.click("button:has-text('Turn on two-factor')")
+    page.wait_for_selector("#status:has-text('Two-factor sign-in is on.')", timeout=30_000)
+
+
+# Each test below uses at most three codes: the server takes the codes of the previous, the current
+# and the next 30-second step, each once, so a fourth would wait for the clock.
+
+
+def test_two_factor_is_turned_on_from_the_shown_secret_and_off_with_a_code(
     browse: Callable[..., Session], http: httpx.Client, database_url: str
 ) -> None:
     person = new_person(http, database_url, prefix="web")
     session = browse(person)
     page = open_settings(session)
     assert "off" in page.text_content("#mfa-state")
-    page.click("button:has-text('Set up two-factor')")
-    secret = page.wait_for_selector("#mfa-secret", timeout=30_000).text_content()
-    uri = page.text_content("#mfa-uri")
-    assert uri.startswith("otpauth://totp/") and f"secret={secret}" in uri
-    assert page.get_attribute("#mfa-qr", "role") == "img" and page.locator("#mfa-qr path").count() == 1
-    app = Authenticator(secret)
-
+    app = set_up_two_factor(page)
     page.fill("#mfa-code", "123456")  # not the app's code (one chance in a million that it is)
     page.click("button:has-text('Turn on two-factor')")
     page.wait_for_selector("#mfa [role=alert]:not(:empty)", timeout=30_000)
     assert data(http.get("/api/v1/me", headers=person.login().headers))["mfa_enabled"] is False
 
-    page.fill("#mfa-code", app.code())
-    page.click("button:has-text('Turn on two-factor')")
-    page.wait_for_selector("#status:has-text('Two-factor sign-in is on.')", timeout=30_000)
+    turn_on_two_factor(page, app)
     assert "on" in page.text_content("#mfa-state")
     signed_in = person.try_login()
     assert signed_in.status_code == 401 and signed_in.json()["error"]["code"] == "MFA_REQUIRED"
 
-    # With two-factor on, making a key asks for a code; the key is shown once and works.
+    page.fill("#mfa-password", PASSWORD)
+    page.fill("#mfa-disable-code", app.code())
+    page.click("button:has-text('Turn off two-factor')")
+    page.wait_for_selector("#status:has-text('Two-factor sign-in is off.')", timeout=30_000)
+    assert person.try_login().status_code == 200
+    session.assert_clean("401 ", "400 ")
+
+
+def test_with_two_factor_on_making_and_revoking_a_key_each_need_a_code(
+    browse: Callable[..., Session], http: httpx.Client, database_url: str
+) -> None:
+    person = new_person(http, database_url, prefix="web")
+    session = browse(person)
+    page = open_settings(session)
+    app = set_up_two_factor(page)
+    turn_on_two_factor(page, app)
+
     page.fill("#api-key-name", "Spreadsheet")
     page.check("#api-key-scope-trade")
     page.fill("#api-key-totp", app.code())
@@ -104,13 +132,7 @@ def test_two_factor_is_turned_on_from_the_shown_secret_then_keys_need_a_code_and
     page.click("#api-key-list button:has-text('Revoke')")
     page.wait_for_selector("#api-key-list td:has-text('Revoked')", timeout=30_000)
     assert http.get("/api/v1/me", headers={"X-API-Key": shown}).status_code == 401
-
-    page.fill("#mfa-password", PASSWORD)
-    page.fill("#mfa-disable-code", app.code())
-    page.click("button:has-text('Turn off two-factor')")
-    page.wait_for_selector("#status:has-text('Two-factor sign-in is off.')", timeout=30_000)
-    assert person.try_login().status_code == 200
-    session.assert_clean("401 ", "400 ")
+    session.assert_clean()
 
 
 def test_a_webhook_s_secret_is_shown_once_an_unsafe_url_is_refused_and_it_is_deleted(

@@ -24,7 +24,7 @@ finds the row and changes nothing.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -338,6 +338,34 @@ class OrderDesk:
                 )
         return status, {**stored, "dry_run": False, "placed": placed, "refused": refused}
 
+    async def place_batch(
+        self, m: Mutation, portfolio_id: uuid.UUID, specs: Sequence[Mapping[str, Any]]
+    ) -> tuple[int, dict[str, Any]]:
+        """Place many orders in one call, once per Idempotency-Key; each order on its own.
+
+        The batch claims the key with its whole body (the same key with other orders is refused),
+        and order ``i`` is placed under the derived key ``{key}/{i}``, so a repeat finds each order
+        already made. An order refused (an unknown symbol, too little cash) is reported with its
+        index and refuses none of the others.
+        """
+
+        async def work(conn: store.Conn, portfolio: dict[str, Any]) -> tuple[int, Any]:
+            return 201, {"orders": len(specs)}
+
+        status, _ = await self._book.idempotent(m, portfolio_id, work)
+        placed: list[dict[str, Any]] = []
+        refused: list[dict[str, Any]] = []
+        for i, spec in enumerate(specs):
+            child = replace(m, idempotency_key=f"{m.idempotency_key}/{i}", body=jsonable(dict(spec)))
+            try:
+                _, order = await self.place(child, portfolio_id, spec)
+                placed.append({"index": i, **order})
+            except ServiceError as exc:
+                refused.append(
+                    {"index": i, "symbol": spec["symbol"], "side": spec["side"], "error": exc.as_dict()}
+                )
+        return status, {"placed": placed, "refused": refused}
+
     # Reading -------------------------------------------------------------------------------------
 
     async def order_row(self, order_id: uuid.UUID) -> dict[str, Any] | None:
@@ -591,7 +619,7 @@ class OrderDesk:
                     return None
                 if order["status"] not in OPEN_STATUSES:
                     return _light(order)
-                if change.status == OrderStatus.SUBMITTED:
+                if change.status == "submitted":
                     if order["status"] == OrderStatus.PENDING:
                         await order_store.set_status(
                             conn, order["id"], OrderStatus.SUBMITTED, broker_order_id=change.broker_order_id

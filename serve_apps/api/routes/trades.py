@@ -9,6 +9,7 @@ order is refused with 409 ``QUOTE_STALE`` naming it, and nothing is written.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Annotated, Any, Literal
 
@@ -19,7 +20,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from actors.portfolio_shard import PortfolioShard
 from serve_apps.api.deps import CurrentPrincipal, ResourcesDep, require_access
 from serve_apps.api.envelope import ApiError, success
-from serve_apps.api.ownership import IdempotencyKey, Symbol, mutation, owner_checked, require_key
+from serve_apps.api.ownership import (
+    IdempotencyKey,
+    PortfolioWriter,
+    Symbol,
+    mutation,
+    owner_checked,
+    require_key,
+)
 from serve_apps.api.pagination import decode_cursor, next_links
 from serve_apps.api.schemas import OrderQuantity, PositivePrice
 from wealthalloc.domain.quote_freshness import QuoteSeen
@@ -34,10 +42,11 @@ OrderStatus = Literal[
 ]
 
 
-class TradeBody(BaseModel):
+class OrderBody(BaseModel):
+    """One order of a portfolio: what ``POST /trades`` takes, less the portfolio."""
+
     model_config = ConfigDict(extra="forbid")
 
-    portfolio_id: uuid.UUID
     symbol: Symbol
     side: Literal["buy", "sell"]
     quantity: OrderQuantity = Field(description='Shares as a decimal string, e.g. "10" or "2.5"')
@@ -53,16 +62,35 @@ class TradeBody(BaseModel):
     )
 
 
+class TradeBody(OrderBody):
+    portfolio_id: uuid.UUID
+
+
+MAX_BATCH_ORDERS = 500
+
+
+class BatchBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    orders: list[OrderBody] = Field(min_length=1, max_length=MAX_BATCH_ORDERS)
+
+
+async def _spec(res: Any, body: OrderBody, quotes: dict[str, QuoteSeen | None]) -> dict[str, Any]:
+    """The order as the shard takes it: a market order carries the quote it is judged by."""
+    spec = body.model_dump(exclude={"portfolio_id"})
+    if body.order_type == "market":
+        spec["quote"] = quotes[body.symbol] if body.symbol in quotes else await _quote_seen(res, body.symbol)
+        spec["quote_max_age_s"] = res.settings.market_data_stale_seconds
+    return spec
+
+
 async def _place(
     body: TradeBody, principal: Any, request: Request, res: Any, key: str | None
 ) -> JSONResponse:
     owner = await owner_checked(res, principal, body.portfolio_id, write=True)
     require_key(key)
     m = mutation(request, principal, owner, key, body.model_dump(mode="json"))
-    spec = body.model_dump(exclude={"portfolio_id"})
-    if body.order_type == "market":
-        spec["quote"] = await _quote_seen(res, body.symbol)
-        spec["quote_max_age_s"] = res.settings.market_data_stale_seconds
+    spec = await _spec(res, body, {})
     outcome = await res.shards.outcome(owner, PortfolioShard.place_order, m, body.portfolio_id, spec)
     data = outcome.unwrap()
     res.metrics.trades.labels(body.side, body.order_type).inc()
@@ -104,6 +132,36 @@ async def place_order_alias(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     return await _place(body, principal, request, res, idempotency_key)
+
+
+@router.post(
+    "/portfolios/{portfolio_id}/orders:batch",
+    status_code=201,
+    summary="Place up to 500 orders in one call (needs an Idempotency-Key; order i is keyed {key}/i)",
+)
+async def place_orders(
+    portfolio_id: uuid.UUID,
+    owner: PortfolioWriter,
+    body: BatchBody,
+    principal: CurrentPrincipal,
+    request: Request,
+    res: ResourcesDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Every order is placed or refused on its own: ``placed`` are the orders as ``POST /trades``
+    answers them, ``refused`` the others with their index and error. The same key again answers
+    the same orders; the same key with other orders is 409."""
+    require_key(idempotency_key)
+    m = mutation(request, principal, owner, idempotency_key, body.model_dump(mode="json"))
+    markets = sorted({o.symbol for o in body.orders if o.order_type == "market"})
+    seen = await asyncio.gather(*(_quote_seen(res, symbol) for symbol in markets))
+    quotes = dict(zip(markets, seen, strict=True))
+    specs = [await _spec(res, order, quotes) for order in body.orders]
+    outcome = await res.shards.outcome(owner, PortfolioShard.place_orders, m, portfolio_id, specs)
+    data = outcome.unwrap()
+    for order in data["placed"]:
+        res.metrics.trades.labels(order["side"], order["order_type"]).inc()
+    return success(request, data, status_code=outcome.status)
 
 
 @router.get("/trades", summary="My orders, newest first")
