@@ -16,7 +16,8 @@ import pytest
 
 from tests.integration.browser import Session, needs_chromium
 from tests.integration.people import Investor, data
-from tests.integration.test_stale_quote_orders import PRICED_AT, SYMBOL, _cache
+from tests.integration.prices import cache_quote
+from tests.integration.test_stale_quote_orders import PRICED_AT, SYMBOL
 from wealthalloc.brokers.base import Quote
 
 pytestmark = [pytest.mark.integration, needs_chromium]
@@ -28,11 +29,12 @@ def hour_old_quote(session_redis_url: str) -> Iterator[None]:
     browser's event loop runs on this one."""
     quote = Quote(SYMBOL, D("80.00"), D("80.10"), D("80.05"), PRICED_AT, "polygon")
     with ThreadPoolExecutor(1) as pool:
-        pool.submit(_cache, session_redis_url, quote).result()
+        pool.submit(cache_quote, session_redis_url, SYMBOL, quote).result()
         try:
             yield
         finally:
-            pool.submit(_cache, session_redis_url, None).result()  # the API asks its provider again
+            # The API asks its provider again.
+            pool.submit(cache_quote, session_redis_url, SYMBOL, None).result()
 
 
 @pytest.mark.usefixtures("hour_old_quote")
