@@ -14,12 +14,18 @@ import pytest
 from tests.e2e.operator import cli
 
 
-def test_serve_comes_up_healthy_refuses_a_second_start_and_stops(platform_env: dict[str, str]) -> None:
+def test_serve_comes_up_healthy_refuses_a_second_start_and_stops(
+    platform_env: dict[str, str], data_dir: Path, promoted_model: str
+) -> None:
+    # The session's promoted model: training the default one is test_training's to prove, and costs
+    # half a minute here.
+    platform_env["WEALTHALLOC_MODEL_REGISTRY_URI"] = str(data_dir / "models")
     up = cli("serve", env=platform_env)
     assert up.returncode == 0, up.stdout + up.stderr
     api = f"http://127.0.0.1:{platform_env['WEALTHALLOC_HTTP_PORT']}"
     assert api in up.stdout
     assert "demo@wealthalloc.dev" in up.stdout and "Demo-Investor-2026" in up.stdout
+    assert f"Model:      {promoted_model} promoted" in up.stdout
 
     anonymous = httpx.get(f"{api}/health", timeout=10)
     assert anonymous.status_code == 200 and anonymous.json()["data"]["status"] == "healthy"

@@ -25,7 +25,9 @@ from tests.conftest import _wait_for, create_database, drop_database, free_port
 from tests.integration.people import PASSWORD, Investor, data
 from tests.integration.test_cli import run_cli
 
-pytestmark = pytest.mark.integration
+# Half a minute, most of it a second platform starting on the restored database: `make test-all`
+# runs it; `make test` keeps tests/integration/test_backup.py, which restores rows and registry.
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture
