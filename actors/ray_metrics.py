@@ -15,7 +15,8 @@ cluster's figure.
 The copy runs on a daemon thread every :data:`MIRROR_INTERVAL_S`, never on a
 request: the recording sites stay one ``prometheus_client`` call, and Ray
 exports on its own period anyway (about ten seconds). Counters travel as
-their increase since the previous pass, gauges as their value. A histogram's
+their increase since the previous pass (a counter that has not counted yet
+as 0, so it exists in Ray from the start), gauges as their value. A histogram's
 new observations are replayed bucket by bucket at the bucket's midpoint (the
 value Ray's recorder itself reports for a sum), so its buckets and count are
 exact and ``histogram_quantile`` reads the same; a pass replays at most
@@ -131,11 +132,18 @@ class RayMetricsMirror:
             if sample.name != family.name + "_total":
                 continue  # _created
             key = (source, family.name, _label_set(sample.labels))
+            first = key not in self._counted
             increase = sample.value - self._counted.get(key, 0.0)
             self._counted[key] = sample.value
             if increase > 0:
                 tags = self._tags(sample.labels)
                 self._metric(ray_metrics.Counter, family, tags).inc(increase, tags=tags)
+            elif first:
+                # A series Ray has never been given does not exist there: a panel or an alert on
+                # "trades executed" would read "no data" instead of 0 until the first trade. Ray's
+                # Counter.inc refuses 0, so the point is recorded as it records every increment.
+                tags = self._tags(sample.labels)
+                self._metric(ray_metrics.Counter, family, tags)._record(0.0, tags=tags)
 
     def _gauge(self, family: Metric) -> None:
         for sample in family.samples:

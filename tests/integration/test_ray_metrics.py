@@ -66,6 +66,7 @@ def test_counters_gauges_and_histograms_arrive_with_the_values_prometheus_client
     name = f"wealthalloc_mirror_probe_{uuid.uuid4().hex[:8]}"
     registry = CollectorRegistry()
     fills = Counter(f"{name}_fills", "Probe fills.", ["side"], registry=registry)
+    rejects = Counter(f"{name}_rejects", "Probe rejects, none yet.", registry=registry)
     books = Gauge(f"{name}_books", "Probe books.", registry=registry)
     waits = Histogram(f"{name}_wait_seconds", "Probe waits.", buckets=(0.01, 0.1, 1.0), registry=registry)
     mirror = RayMetricsMirror([registry], source="probe-process")
@@ -85,6 +86,9 @@ def test_counters_gauges_and_histograms_arrive_with_the_values_prometheus_client
     assert total(samples, f"ray_{name}_fills_total", {"side": "buy", "source": "probe-process"}) == 5
     assert total(samples, f"ray_{name}_fills_total", {"side": "sell"}) == 1
     assert total(samples, f"ray_{name}_books") == 4
+    # A counter never incremented is there at 0, not missing ("no data" on a panel or an alert).
+    assert [s.value for s in samples if s.name == f"ray_{name}_rejects_total"] == [0.0]
+    assert rejects._value.get() == 0
     buckets = {
         le: total(samples, f"ray_{name}_wait_seconds_bucket", {"le": le}) for le in ("0.01", "0.1", "1.0")
     }
@@ -136,8 +140,9 @@ def test_an_order_shows_in_ray_under_the_platform_s_names(http: httpx.Client, da
     assert total(samples, "ray_wealthalloc_shard_books_cached") >= 1
 
     # Each series names its process as /metrics does, so the dashboard's queries read the same.
+    # (Every process exports each counter it has, at 0 until it counts: only counting ones here.)
     def sources(name: str) -> set[str]:
-        return {s.labels.get("source", "").split("-")[0] for s in samples if s.name == name}
+        return {s.labels.get("source", "").split("-")[0] for s in samples if s.name == name and s.value > 0}
 
     assert sources("ray_wealthalloc_trades_executed_total") >= {"shard"}
     assert sources("ray_wealthalloc_shard_books_cached") >= {"shard"}
