@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime
 
 import pytest
 import redis.asyncio as aioredis
 
+from tests.events import cash_moved
 from wealthalloc.events.consumers import StreamConsumer
 from wealthalloc.events.relay import Event, OutboxRelay
 
@@ -27,17 +27,7 @@ class Recorder(StreamConsumer):
 
 
 def event(sequence: int) -> Event:
-    return Event(
-        id=uuid.uuid4(),
-        sequence=sequence,
-        topic="portfolio.updates",
-        type="portfolio.cash_moved",
-        version=1,
-        user_id=uuid.uuid4(),
-        aggregate_id=None,
-        occurred_at=datetime.now(UTC),
-        payload={},
-    )
+    return cash_moved(uuid.uuid4(), sequence)
 
 
 def test_a_consumer_whose_group_vanished_makes_it_again_and_keeps_handling(redis_url: str) -> None:

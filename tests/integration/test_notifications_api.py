@@ -19,6 +19,7 @@ import psycopg
 import pytest
 import redis
 
+from tests.events import cash_moved
 from tests.integration.people import PASSWORD, Investor, data, error, fresh_ip
 from tests.integration.stream_client import Stream, streams, token_of  # noqa: F401 - fixture
 from wealthalloc.config import Settings
@@ -122,23 +123,10 @@ def test_the_list_pages_with_the_cursor_its_links_give(investor: Investor) -> No
     error(bad, 400, "VALIDATION_ERROR")
 
 
-def cash_moved(user_id: str, amount: str, at: datetime, sequence: int) -> Event:
-    return Event(
-        id=uuid.uuid4(),
-        sequence=sequence,
-        topic="portfolio",
-        type="portfolio.cash_moved",
-        version=1,
-        user_id=uuid.UUID(user_id),
-        aggregate_id=None,
-        occurred_at=at,
-        payload={
-            "portfolio_id": str(uuid.uuid4()),
-            "movement_id": str(uuid.uuid4()),
-            "amount": amount,
-            "balance": amount,
-        },
-    )
+def deposit(user_id: str, amount: str, at: datetime, sequence: int) -> Event:
+    """The event of a deposit of ``amount`` that happened ``at``, as the notifications group reads it."""
+    ids = {"portfolio_id": str(uuid.uuid4()), "movement_id": str(uuid.uuid4())}
+    return cash_moved(uuid.UUID(user_id), sequence, at=at, amount=amount, balance=amount, **ids)
 
 
 def write(database_url: str, *batches: list[Event]) -> int:
@@ -160,7 +148,7 @@ def test_the_list_follows_when_things_happened_not_when_a_consumer_got_to_them(
     """Two consumers of the group may finish their batches in either order."""
     earlier = datetime.now(UTC) - timedelta(minutes=5)
     first, second = (
-        cash_moved(investor.id, amount, earlier + timedelta(seconds=n), n)
+        deposit(investor.id, amount, earlier + timedelta(seconds=n), n)
         for n, amount in enumerate(("7.00", "8.00"))
     )
 
@@ -176,7 +164,7 @@ def test_events_of_one_transaction_are_listed_in_their_stream_order(
     investor: Investor, database_url: str
 ) -> None:
     at = datetime.now(UTC) - timedelta(minutes=5)
-    moves = [cash_moved(investor.id, amount, at, n) for n, amount in enumerate(("3.00", "4.00", "5.00"))]
+    moves = [deposit(investor.id, amount, at, n) for n, amount in enumerate(("3.00", "4.00", "5.00"))]
 
     assert write(database_url, moves[::-1]) == 3
 

@@ -5,27 +5,11 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import replace
-from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 
+from tests.events import cash_moved as event
 from wealthalloc.events.fanout import SLOW_CONSUMER, Seen, StreamHub, Throttle
-from wealthalloc.events.relay import Event
-
-
-def event(user_id: uuid.UUID | None, sequence: int = 1, **payload: Any) -> Event:
-    return Event(
-        id=uuid.uuid4(),
-        sequence=sequence,
-        topic="portfolio.updates",
-        type="portfolio.cash_moved",
-        version=1,
-        user_id=user_id,
-        aggregate_id=None,
-        occurred_at=datetime.now(UTC),
-        payload=payload,
-    )
 
 
 def hub() -> StreamHub:
