@@ -27,7 +27,6 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -87,19 +86,9 @@ def _free_port() -> int:
 
 
 def _event(user: uuid.UUID, sequence: int) -> Any:
-    from wealthalloc.events.relay import Event
+    from tests.events import cash_moved
 
-    return Event(
-        id=uuid.uuid4(),
-        sequence=sequence,
-        topic="portfolio.updates",
-        type="portfolio.cash_moved",
-        version=1,
-        user_id=user,
-        aggregate_id=None,
-        occurred_at=datetime.now(UTC),
-        payload={"sent_at": time.time()},
-    )
+    return cash_moved(user, sequence, sent_at=time.time())
 
 
 async def _plain_loop(redis_url: str, n: int) -> list[float]:
