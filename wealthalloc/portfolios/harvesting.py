@@ -22,7 +22,6 @@ refused with 409 ``QUOTE_STALE`` and nothing is written.
 from __future__ import annotations
 
 import uuid
-from dataclasses import replace
 from datetime import date, timedelta
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any
@@ -120,10 +119,10 @@ class HarvestDesk:
             spec = plan[side]
             if spec is None or (side == "buy" and orders["sell"] is None):
                 continue
-            typed = _order_spec(spec)
-            child = replace(m, idempotency_key=f"{m.idempotency_key}/{i}", body=jsonable(typed))
             try:
-                _, orders[side] = await self._desk.place(child, row["portfolio_id"], typed, origin="harvest")
+                _, orders[side] = await self._desk.place_part(
+                    m, i, row["portfolio_id"], _order_spec(spec), origin="harvest"
+                )
             except ServiceError as exc:
                 refused.append({"side": side, "symbol": spec["symbol"], "error": exc.as_dict()})
         async with self._book.pool.connection() as conn, conn.transaction():

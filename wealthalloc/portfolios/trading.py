@@ -285,6 +285,14 @@ class OrderDesk:
         except Exception as exc:  # the order is safe in PostgreSQL
             log.warning("order_handoff_failed", order_id=str(row["id"]), error=repr(exc))
 
+    async def place_part(
+        self, m: Mutation, i: int, portfolio_id: uuid.UUID, spec: Mapping[str, Any], origin: str = "api"
+    ) -> tuple[int, dict[str, Any]]:
+        """Order ``i`` of a request that places several (a rebalance, a harvest, a batch), under the
+        derived key ``{key}/{i}``: a repeat of the request finds the order already made."""
+        child = replace(m, idempotency_key=f"{m.idempotency_key}/{i}", body=jsonable(dict(spec)))
+        return await self.place(child, portfolio_id, spec, origin=origin)
+
     async def rebalance(
         self, m: Mutation, portfolio_id: uuid.UUID, drift_band: Decimal, whole_shares: bool
     ) -> tuple[int, dict[str, Any]]:
@@ -328,9 +336,8 @@ class OrderDesk:
                 "order_type": "market",
                 "time_in_force": "day",
             }
-            child = replace(m, idempotency_key=f"{m.idempotency_key}/{i}", body=jsonable(spec))
             try:
-                _, order = await self.place(child, portfolio_id, spec, origin="rebalance")
+                _, order = await self.place_part(m, i, portfolio_id, spec, origin="rebalance")
                 placed.append(order)
             except ServiceError as exc:
                 refused.append(
@@ -356,9 +363,8 @@ class OrderDesk:
         placed: list[dict[str, Any]] = []
         refused: list[dict[str, Any]] = []
         for i, spec in enumerate(specs):
-            child = replace(m, idempotency_key=f"{m.idempotency_key}/{i}", body=jsonable(dict(spec)))
             try:
-                _, order = await self.place(child, portfolio_id, spec)
+                _, order = await self.place_part(m, i, portfolio_id, spec)
                 placed.append({"index": i, **order})
             except ServiceError as exc:
                 refused.append(

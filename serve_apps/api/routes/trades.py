@@ -75,11 +75,11 @@ class BatchBody(BaseModel):
     orders: list[OrderBody] = Field(min_length=1, max_length=MAX_BATCH_ORDERS)
 
 
-async def _spec(res: Any, body: OrderBody, quotes: dict[str, QuoteSeen | None]) -> dict[str, Any]:
+def _spec(res: Any, body: OrderBody, quote: QuoteSeen | None) -> dict[str, Any]:
     """The order as the shard takes it: a market order carries the quote it is judged by."""
     spec = body.model_dump(exclude={"portfolio_id"})
     if body.order_type == "market":
-        spec["quote"] = quotes[body.symbol] if body.symbol in quotes else await _quote_seen(res, body.symbol)
+        spec["quote"] = quote
         spec["quote_max_age_s"] = res.settings.market_data_stale_seconds
     return spec
 
@@ -90,7 +90,8 @@ async def _place(
     owner = await owner_checked(res, principal, body.portfolio_id, write=True)
     require_key(key)
     m = mutation(request, principal, owner, key, body.model_dump(mode="json"))
-    spec = await _spec(res, body, {})
+    quote = await _quote_seen(res, body.symbol) if body.order_type == "market" else None
+    spec = _spec(res, body, quote)
     outcome = await res.shards.outcome(owner, PortfolioShard.place_order, m, body.portfolio_id, spec)
     data = outcome.unwrap()
     res.metrics.trades.labels(body.side, body.order_type).inc()
@@ -156,7 +157,7 @@ async def place_orders(
     markets = sorted({o.symbol for o in body.orders if o.order_type == "market"})
     seen = await asyncio.gather(*(_quote_seen(res, symbol) for symbol in markets))
     quotes = dict(zip(markets, seen, strict=True))
-    specs = [await _spec(res, order, quotes) for order in body.orders]
+    specs = [_spec(res, order, quotes.get(order.symbol)) for order in body.orders]
     outcome = await res.shards.outcome(owner, PortfolioShard.place_orders, m, portfolio_id, specs)
     data = outcome.unwrap()
     for order in data["placed"]:
