@@ -316,11 +316,8 @@ def wait_for_nodes(settings: Settings, env: dict[str, str], count: int, *, timeo
 
 
 def stop_workers(workers: tuple[WorkerNode, ...]) -> int:
-    """Stop the worker nodes, before the head: a head stopped first leaves them retrying to reach it.
-
-    All at once: each takes seconds to wind down, and none waits on another.
-    """
-    return _stop_groups([worker.pid for worker in workers])
+    """Stop the worker nodes, before the head: a head stopped first leaves them retrying to reach it."""
+    return sum(stop_ray(worker.pid) for worker in workers)
 
 
 def kill_worker(worker: WorkerNode) -> int:
@@ -364,35 +361,19 @@ def stop_haproxy(stats_port: int) -> None:
 
 def stop_ray(pid: int, *, timeout_s: float = 10) -> bool:
     """Stop the Ray head that ``start_ray`` started, and everything it owns."""
-    return _stop_groups([pid], timeout_s=timeout_s) == 1
-
-
-def _stop_groups(pids: list[int], *, timeout_s: float = 10) -> int:
-    """SIGTERM the process groups led by ``pids``, wait for them together, SIGKILL what is left after
-    ``timeout_s``; the number of groups that were running."""
-    running = []
-    for pid in pids:
-        try:
-            os.killpg(pid, signal.SIGTERM)
-            running.append(pid)
-        except ProcessLookupError:
-            continue
-    waiting = list(running)
-    deadline = time.monotonic() + timeout_s
-    while waiting and time.monotonic() < deadline:
-        time.sleep(0.2)
-        waiting = [pid for pid in waiting if _group_alive(pid)]
-    for pid in waiting:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
-    return len(running)
-
-
-def _group_alive(pid: int) -> bool:
     try:
-        os.killpg(pid, 0)
+        os.killpg(pid, signal.SIGTERM)
     except ProcessLookupError:
         return False
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.2)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
     return True
 
 
