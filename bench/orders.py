@@ -57,6 +57,14 @@ ANSWER_TIMEOUT_S = 60.0
 SETTLE_S = 15.0
 
 
+def _json(body: bytes) -> dict[str, Any]:
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return {}
+    return payload if isinstance(payload, dict) else {}
+
+
 @dataclass
 class Ledger:
     """What the platform answered, order by order: what the database is checked against afterwards."""
@@ -67,21 +75,36 @@ class Ledger:
 
     def record(self, status: int, body: bytes) -> bool:
         """True when this answer is a placed and filled order (the only kind counted)."""
-        try:
-            payload = json.loads(body)
-        except ValueError:
-            payload = {}
-        data = payload.get("data") if isinstance(payload, dict) else None
+        payload = _json(body)
+        data = payload.get("data")
         if status == 201 and isinstance(data, dict) and "id" in data:
-            if data.get("status") == "filled":
-                self.filled.add(str(data["id"]))
-                return True
-            self.unfilled[str(data["id"])] = str(data.get("status"))
+            return self._placed(data)
+        self._refused(status, payload.get("error"))
+        return False
+
+    def record_batch(self, status: int, body: bytes) -> bool:
+        """True when this answer is a batch the platform took; each of its orders is recorded."""
+        payload = _json(body)
+        data = payload.get("data")
+        if status != 201 or not isinstance(data, dict):
+            self._refused(status, payload.get("error"))
             return False
-        error = payload.get("error") if isinstance(payload, dict) else None
+        for order in data["placed"]:
+            self._placed(order)
+        for refused in data["refused"]:
+            self._refused(refused["error"]["status"], refused["error"])
+        return True
+
+    def _placed(self, order: dict[str, Any]) -> bool:
+        if order.get("status") == "filled":
+            self.filled.add(str(order["id"]))
+            return True
+        self.unfilled[str(order["id"])] = str(order.get("status"))
+        return False
+
+    def _refused(self, status: int, error: object) -> None:
         code = error.get("code") if isinstance(error, dict) else None
         self.refused[f"{status} {code or ''}".strip()] += 1
-        return False
 
     @property
     def not_counted(self) -> int:
@@ -129,30 +152,11 @@ async def place_batches(
     """Each client sends batches of ``size`` buys for one investor until time is up; the batches'
     result (latency per batch) and the orders they placed and filled."""
     before = len(ledger.filled)
-
-    def counted(status: int, body: bytes) -> bool:
-        try:
-            payload = json.loads(body)
-        except ValueError:
-            payload = {}
-        answer = payload.get("data") if isinstance(payload, dict) else None
-        if status != 201 or not isinstance(answer, dict):
-            ledger.refused[f"{status} batch"] += 1
-            return False
-        for order in answer["placed"]:
-            if order.get("status") == "filled":
-                ledger.filled.add(str(order["id"]))
-            else:
-                ledger.unfilled[str(order["id"])] = str(order.get("status"))
-        for refused in answer["refused"]:
-            ledger.refused[f"{refused['error']['status']} {refused['error']['code']}"] += 1
-        return True
-
     result = await per_investor(
         url,
         people,
         batch_of(size),
-        counted,
+        ledger.record_batch,
         seconds=seconds,
         clients=clients,
         answer_timeout_s=ANSWER_TIMEOUT_S,
