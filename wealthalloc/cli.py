@@ -772,7 +772,7 @@ def serve(
         launcher.wait_for_nodes(settings, env, workers + 1)
         _say(f"Cluster:    head and {workers} worker node(s)")
     launcher.deploy_serve(settings, env, nodes=workers + 1)
-    _say("Serve:      application deployed, waiting for /health ...")
+    _say("Serve:      application deployed, waiting for /health and /health/ready ...")
     launcher.wait_for_health(
         settings.api_url, timeout_s=health_timeout, token=env["WEALTHALLOC_OPERATIONS_TOKEN"]
     )

@@ -433,24 +433,35 @@ def deploy_serve(settings: Settings, env: dict[str, str], *, nodes: int = 1, tim
 def wait_for_health(
     api_url: str, *, timeout_s: float, on_wait: Any = None, token: str = ""
 ) -> dict[str, Any]:
-    """Poll /health until it answers 200; raise with the failing checks when it never does.
+    """Poll /health, then /health/ready, until both answer 200; raise naming what still fails.
+
+    /health alone passes while shard actors are still being placed; a platform reported up
+    answers its users' first calls from shards that are already running.
 
     With the operations ``token`` the answer is the whole report and names the failing checks;
     without it, the status only.
     """
     deadline = time.monotonic() + timeout_s
-    last = "no answer"
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    while time.monotonic() < deadline:
-        try:
-            response = httpx.get(f"{api_url}/health", timeout=5, headers=headers)
-            body = response.json()
-            if response.status_code == 200:
-                return dict(body["data"])
-            last = body.get("error", {}).get("message", f"HTTP {response.status_code}")
-        except (httpx.HTTPError, ValueError) as exc:
-            last = type(exc).__name__
-        if on_wait is not None:
-            on_wait(last)
-        time.sleep(1)
-    raise LaunchError(f"{api_url}/health did not become healthy in {timeout_s:.0f} s: {last}")
+    report: dict[str, Any] = {}
+    for path in ("/health", "/health/ready"):
+        last = "no answer"
+        while True:
+            try:
+                response = httpx.get(f"{api_url}{path}", timeout=5, headers=headers)
+                body = response.json()
+                if response.status_code == 200:
+                    report = report or dict(body["data"])
+                    break
+                error = body.get("error", {})
+                failing = error.get("details", {}).get("failing")
+                last = error.get("message", f"HTTP {response.status_code}")
+                last += f" {failing}" if failing else ""
+            except (httpx.HTTPError, ValueError) as exc:
+                last = type(exc).__name__
+            if time.monotonic() >= deadline:
+                raise LaunchError(f"{api_url}{path} did not answer 200 in {timeout_s:.0f} s: {last}")
+            if on_wait is not None:
+                on_wait(last)
+            time.sleep(1)
+    return report
