@@ -23,10 +23,12 @@ from typing import Any, TypeVar
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from actors.directory import GATEWAY_NAME, NotRunning, running
 from actors.ray_metrics import export_through_ray
 from wealthalloc.brokers.base import Execution, StatusChange, Ticket
 from wealthalloc.brokers.paper import commission_model, paper_venue
 from wealthalloc.config import Settings
+from wealthalloc.domain.sharding import shard_name, shard_of
 from wealthalloc.errors import ServiceError
 from wealthalloc.linked_accounts import BrokerSnapshot
 from wealthalloc.logging import configure_logging, get_logger
@@ -72,7 +74,6 @@ class PortfolioShard:
         self._desk: OrderDesk | None = None
         self._harvests: HarvestDesk | None = None
         self._gateway: Any = None
-        self._router: Any = None
         export_through_ray(ops_metrics.REGISTRY, source=f"shard-{index}", refresh=self._count_books)
 
     def _count_books(self) -> None:
@@ -103,6 +104,7 @@ class PortfolioShard:
                 market=market,
                 max_books=self.settings.shard_max_books,
                 quotes=quotes,
+                commit_group=self.settings.shard_commit_group,
             )
             paper = self.settings.broker == "paper"
             venue = paper_venue(self.settings, prices, market.today) if paper else None
@@ -135,10 +137,10 @@ class PortfolioShard:
         return self._service
 
     def _gateway_handle(self) -> Any:
+        """The running gateway (found by name, see actors/directory.py). While there is none, a new
+        order waits as ``pending`` and the gateway's sweep sends it once the platform restarts it."""
         if self._gateway is None:
-            from actors.broker_gateway import gateway_handle
-
-            self._gateway = gateway_handle(self.settings, self._overrides)
+            self._gateway = running(GATEWAY_NAME, self.settings.ray_namespace)
         return self._gateway
 
     async def _live_quote(self, symbol: str) -> Any:
@@ -302,14 +304,15 @@ class PortfolioShard:
         return await self._run(lambda s: forget_locally(s, user_id, portfolio_ids))
 
     async def _evict_elsewhere(self, user_id: uuid.UUID, portfolio_ids: frozenset[uuid.UUID]) -> None:
-        if self._router is None:
-            from actors.shard_router import ShardRouter
-
-            self._router = ShardRouter(self.settings)
-        if self._router.index_of(user_id) == self.index:
+        index = shard_of(user_id, slot_count=self.settings.slot_count, shard_count=self.settings.shard_count)
+        if index == self.index:
             await forget_locally(await self._svc(), user_id, portfolio_ids)
-        else:
-            await self._router.call(user_id, PortfolioShard.evict_book, user_id, portfolio_ids)
+            return
+        try:
+            peer = running(shard_name(index), self.settings.ray_namespace)
+        except NotRunning:
+            return  # a shard that is not running holds no book to forget
+        (await peer.evict_book.remote(user_id, portfolio_ids)).unwrap()
 
     # Operations.
     async def traced(self, headers: Mapping[str, str], method: str, *args: Any, **kwargs: Any) -> Outcome:

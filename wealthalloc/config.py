@@ -180,6 +180,11 @@ class Settings(BaseSettings):
     shard_count: int = Field(default=4, ge=1)
     slot_count: int = Field(default=4096, ge=1)
     shard_max_books: int = Field(default=10_000, ge=1, description="Books one shard keeps in memory (LRU).")
+    shard_commit_group: int = Field(
+        default=64,
+        ge=1,
+        description="Most changes of different users a shard commits in one transaction (1: each alone).",
+    )
     shard_idle_seconds: float = Field(
         default=900, gt=0, description="A book untouched this long leaves memory."
     )

@@ -52,6 +52,7 @@ def test_a_scrape_declares_every_operations_family_even_before_anything_happened
         "wealthalloc_shard_books_cached gauge",
         "wealthalloc_shard_evictions_total counter",
         "wealthalloc_shard_lock_wait_seconds histogram",
+        "wealthalloc_shard_commit_group_changes histogram",
         "wealthalloc_shard_call_seconds histogram",
         "wealthalloc_model_batch_windows histogram",
         "wealthalloc_model_inference_seconds histogram",

@@ -66,6 +66,12 @@ SHARD_LOCK_WAIT = Histogram(
     buckets=(0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
     registry=REGISTRY,
 )
+SHARD_COMMIT_GROUP = Histogram(
+    "wealthalloc_shard_commit_group_changes",
+    "Changes committed together in one transaction by a shard's group commit.",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+    registry=REGISTRY,
+)
 SHARD_CALLS = Histogram(
     "wealthalloc_shard_call_seconds",
     "Calls to the portfolio shards by method, as the caller (API replica, gateway) timed them.",

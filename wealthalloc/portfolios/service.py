@@ -69,10 +69,10 @@ from wealthalloc.portfolios import wash_sales
 from wealthalloc.portfolios.market import Market
 from wealthalloc.portfolios.quotes import PlanQuotes
 from wealthalloc.storage import books as store
-from wealthalloc.storage import households, idempotency
-from wealthalloc.storage import linked_accounts as linked_store
+from wealthalloc.storage import households, idempotency, lots
 from wealthalloc.storage import orders as order_store
 from wealthalloc.storage import tax as tax_store
+from wealthalloc.storage.group_commit import GroupCommit
 from wealthalloc.storage.outbox import add_event
 from wealthalloc.storage.postgres import AsyncPool
 
@@ -167,9 +167,12 @@ class BookService:
         max_books: int = 10_000,
         idle_seconds: float = 900.0,
         quotes: PlanQuotes | None = None,
+        commit_group: int = 1,
     ) -> None:
-        """``quotes`` shows, in a rebalance preview, the quote each order would execute on."""
+        """``quotes`` shows, in a rebalance preview, the quote each order would execute on.
+        ``commit_group`` changes of different users may share a transaction (:mod:`group_commit`)."""
         self.pool = pool
+        self.commits = GroupCommit(pool, max_group=commit_group)
         self.quotes = quotes
         self._redis = redis
         self.market = market
@@ -890,10 +893,10 @@ class BookService:
                     400, "VALIDATION_ERROR", str(exc), [{"field": "body.cost_basis", "message": str(exc)}]
                 ) from exc
             # Only what the person says until a broker sync or an advisor vouches for it: not sellable.
-            await linked_store.mark_pending(conn, lot_id)
+            await lots.mark_pending(conn, lot_id)
         else:
             lot_id = uuid.uuid4()
-            await tax_store.insert_lot(
+            await lots.insert_lot(
                 conn,
                 portfolio_id=row["id"],
                 lot=Lot(
@@ -962,32 +965,37 @@ class BookService:
             raise ServiceError(
                 400, "IDEMPOTENCY_KEY_REQUIRED", "This request needs an Idempotency-Key header."
             )
+        key = m.idempotency_key
+
+        async def claimed_work(conn: store.Conn) -> tuple[int, Any]:
+            claimed = await idempotency.claim(
+                conn,
+                user_id=m.user_id,
+                key=key,
+                method=m.method,
+                path=m.path,
+                fingerprint=m.fingerprint,
+            )
+            if isinstance(claimed, idempotency.Replay):
+                if not claimed.same_request:
+                    raise ServiceError(
+                        409,
+                        "IDEMPOTENCY_KEY_REUSED",
+                        "This Idempotency-Key was used for a different request.",
+                    )
+                return claimed.status or 200, claimed.body
+            # A household's changes serialize on its row, taken before any row of the book, so the
+            # spouses' fills never wait on each other's rows (docs/tax-households.md).
+            await households.wash_sale_circle(conn, m.user_id)
+            row = await store.portfolio_for_update(conn, m.user_id, portfolio_id)
+            if row is None:
+                raise not_found()
+            status, body = await work(conn, row)
+            await idempotency.complete(conn, claimed, status=status, body=body)
+            return status, body
+
         async with self.changing(m.user_id):
-            async with self.pool.connection() as conn, conn.transaction():
-                claimed = await idempotency.claim(
-                    conn,
-                    user_id=m.user_id,
-                    key=m.idempotency_key,
-                    method=m.method,
-                    path=m.path,
-                    fingerprint=m.fingerprint,
-                )
-                if isinstance(claimed, idempotency.Replay):
-                    if not claimed.same_request:
-                        raise ServiceError(
-                            409,
-                            "IDEMPOTENCY_KEY_REUSED",
-                            "This Idempotency-Key was used for a different request.",
-                        )
-                    return claimed.status or 200, claimed.body
-                # A household's changes serialize on its row, taken before any row of the book, so the
-                # spouses' fills never wait on each other's rows (docs/tax-households.md).
-                await households.wash_sale_circle(conn, m.user_id)
-                row = await store.portfolio_for_update(conn, m.user_id, portfolio_id)
-                if row is None:
-                    raise not_found()
-                status, body = await work(conn, row)
-                await idempotency.complete(conn, claimed, status=status, body=body)
+            status, body = await self.commits.run(claimed_work)
             for changed in {portfolio_id, *(also_changed or ())}:
                 await self.drop_snapshot(m.user_id, changed)
             return status, body

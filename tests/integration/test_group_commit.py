@@ -1,0 +1,162 @@
+"""Group commit on the real PostgreSQL: changes asked for together share one transaction, each
+answered only once it is committed, and one change's failure fails no other."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from wealthalloc.config import Settings
+from wealthalloc.errors import ServiceError
+from wealthalloc.storage.group_commit import GroupCommit
+from wealthalloc.storage.postgres import async_pool
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def table(database_url: str) -> Iterator[str]:
+    name = f"group_commit_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            f"CREATE TABLE {name} (id int PRIMARY KEY, code text"
+            f" UNIQUE DEFERRABLE INITIALLY DEFERRED, tx bigint NOT NULL)"
+        )
+    yield name
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f"DROP TABLE {name}")
+
+
+def stored(database_url: str, table: str) -> dict[int, int]:
+    """Each committed row's id and the transaction that wrote it."""
+    with psycopg.connect(database_url) as conn:
+        return dict(conn.execute(f"SELECT id, tx FROM {table}").fetchall())
+
+
+def run(database_url: str, body: Any, **options: int) -> Any:
+    async def scenario() -> Any:
+        pool = async_pool(Settings(database_url=database_url), name="test-group-commit")
+        await pool.open()
+        try:
+            return await body(GroupCommit(pool, **options))
+        finally:
+            await pool.close()
+
+    return asyncio.run(scenario())
+
+
+def insert(table: str, row_id: int, code: str | None = None, *, then_fail: bool = False) -> Any:
+    async def unit(conn: psycopg.AsyncConnection[Any]) -> int:
+        await conn.execute(
+            f"INSERT INTO {table} (id, code, tx) VALUES (%s, %s, txid_current())",
+            (row_id, code or f"code-{row_id}"),
+        )
+        if then_fail:
+            raise ServiceError(400, "INSUFFICIENT_FUNDS", f"change {row_id} is refused")
+        return row_id
+
+    return unit
+
+
+def test_changes_asked_for_together_commit_in_one_transaction_and_each_gets_its_own_answer(
+    database_url: str, table: str
+) -> None:
+    async def body(commits: GroupCommit) -> list[int]:
+        return await asyncio.gather(*(commits.run(insert(table, i)) for i in range(20)))
+
+    answers = run(database_url, body, max_group=64, writers=1)
+
+    assert answers == list(range(20))
+    rows = stored(database_url, table)
+    assert sorted(rows) == list(range(20))
+    assert len(set(rows.values())) == 1, "all twenty queued before the writer began: one transaction"
+
+
+def test_a_refused_change_is_undone_alone_and_the_others_of_its_group_commit(
+    database_url: str, table: str
+) -> None:
+    async def body(commits: GroupCommit) -> list[Any]:
+        units = [insert(table, i, then_fail=(i == 5)) for i in range(10)]
+        return await asyncio.gather(*(commits.run(u) for u in units), return_exceptions=True)
+
+    answers = run(database_url, body, max_group=64, writers=1)
+
+    refused = answers[5]
+    assert isinstance(refused, ServiceError) and refused.code == "INSUFFICIENT_FUNDS"
+    assert [a for i, a in enumerate(answers) if i != 5] == [0, 1, 2, 3, 4, 6, 7, 8, 9]
+    assert sorted(stored(database_url, table)) == [0, 1, 2, 3, 4, 6, 7, 8, 9]
+
+
+def test_a_change_that_breaks_a_constraint_fails_alone(database_url: str, table: str) -> None:
+    async def body(commits: GroupCommit) -> list[Any]:
+        units = [insert(table, i) for i in range(6)] + [insert(table, 3)]  # id 3 again
+        return await asyncio.gather(*(commits.run(u) for u in units), return_exceptions=True)
+
+    answers = run(database_url, body, max_group=64, writers=1)
+
+    assert answers[:6] == [0, 1, 2, 3, 4, 5]
+    assert isinstance(answers[6], psycopg.errors.UniqueViolation)
+    assert sorted(stored(database_url, table)) == [0, 1, 2, 3, 4, 5]
+
+
+def test_when_the_commit_fails_no_change_of_the_group_is_applied_and_each_caller_hears_it(
+    database_url: str, table: str
+) -> None:
+    """The deferred unique check runs at COMMIT: the group's transaction fails as a whole."""
+
+    async def body(commits: GroupCommit) -> list[Any]:
+        first = await commits.run(insert(table, 100))  # alone, before the others
+        clash = [insert(table, i, code="same") for i in (1, 2)] + [insert(table, 3)]
+        rest = await asyncio.gather(*(commits.run(u) for u in clash), return_exceptions=True)
+        return [first, *rest]
+
+    answers = run(database_url, body, max_group=64, writers=1)
+
+    assert answers[0] == 100
+    assert all(isinstance(a, psycopg.errors.UniqueViolation) for a in answers[1:])
+    assert sorted(stored(database_url, table)) == [100]
+
+
+def test_an_answer_comes_only_after_its_change_is_visible_to_everyone(database_url: str, table: str) -> None:
+    seen: list[bool] = []
+
+    async def body(commits: GroupCommit) -> None:
+        async def change_then_look(i: int) -> None:
+            await commits.run(insert(table, i))
+            with psycopg.connect(database_url) as other:  # another session, as any reader
+                row = other.execute(f"SELECT 1 FROM {table} WHERE id = %s", (i,)).fetchone()
+            seen.append(row is not None)
+
+        await asyncio.gather(*(change_then_look(i) for i in range(8)))
+
+    run(database_url, body, max_group=64, writers=2)
+
+    assert seen == [True] * 8
+
+
+def test_changes_arriving_while_a_group_is_written_form_the_next_group(database_url: str, table: str) -> None:
+    async def body(commits: GroupCommit) -> None:
+        first = asyncio.ensure_future(commits.run(insert(table, 0)))
+        await asyncio.sleep(0)  # the writer has taken the first change alone
+        await asyncio.sleep(0)
+        await asyncio.gather(first, *(commits.run(insert(table, i)) for i in range(1, 10)))
+
+    run(database_url, body, max_group=64, writers=1)
+
+    rows = stored(database_url, table)
+    assert rows[0] not in {rows[i] for i in range(1, 10)}
+    assert len({rows[i] for i in range(1, 10)}) == 1
+
+
+def test_a_group_of_one_commits_each_change_alone(database_url: str, table: str) -> None:
+    async def body(commits: GroupCommit) -> list[int]:
+        return await asyncio.gather(*(commits.run(insert(table, i)) for i in range(5)))
+
+    run(database_url, body, max_group=1)
+
+    assert len(set(stored(database_url, table).values())) == 5

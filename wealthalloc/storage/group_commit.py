@@ -1,0 +1,107 @@
+"""Group commit: the changes a shard is asked for at the same moment share one transaction.
+
+A shard receives many users' changes at once (orders, deposits), each under its
+own user's lock, so no two of them touch the same book. Committed one by one,
+each pays a connection checkout, ``BEGIN``, ``COMMIT`` and the WAL flush of its
+own. Here a change waiting while another group is being written joins the
+next group: the group runs its changes one after another on one connection,
+each inside its own savepoint, and commits once.
+
+- A change that fails (a refusal, a constraint, a deadlock with another shard)
+  rolls back to its savepoint and fails alone; the group's other changes commit.
+- A change is answered only after the group's ``COMMIT`` returned: nothing is
+  acknowledged that a crash could lose. If the commit itself fails, every change
+  of the group fails and was not applied; its caller's retry (same Idempotency-Key)
+  applies it once.
+- Idle, a change starts at once and commits alone: grouping adds no wait, it
+  only gathers what queued while the database was busy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+from wealthalloc.ops import metrics as ops_metrics
+
+T = TypeVar("T")
+Unit = Callable[[AsyncConnection[Any]], Awaitable[T]]
+
+
+@dataclass(slots=True)
+class _Queued(Generic[T]):
+    unit: Unit[T]
+    answer: asyncio.Future[T]
+
+
+class GroupCommit:
+    """Runs units of work in shared transactions; ``max_group=1`` commits each alone."""
+
+    def __init__(self, pool: AsyncConnectionPool[Any], *, max_group: int = 64, writers: int = 2) -> None:
+        """``writers`` groups may be open at once: while one commits, the next is being written."""
+        self._pool = pool
+        self._max_group = max(1, max_group)
+        self._writers = max(1, writers)
+        self._queue: deque[_Queued[Any]] = deque()
+        self._running: set[asyncio.Task[None]] = set()
+
+    async def run(self, unit: Unit[T]) -> T:
+        """``unit(conn)`` inside a transaction, committed before this returns its result."""
+        if self._max_group == 1:
+            async with self._pool.connection() as conn, conn.transaction():
+                return await unit(conn)
+        answer: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Queued(unit, answer))
+        if len(self._running) < self._writers:
+            task = asyncio.create_task(self._write())
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+        # A caller that stops waiting does not stop its change: it may still commit, and the
+        # caller's retry under the same key then finds it.
+        return await asyncio.shield(answer)
+
+    async def _write(self) -> None:
+        while self._queue:
+            group = [self._queue.popleft() for _ in range(min(len(self._queue), self._max_group))]
+            await self._commit(group)
+
+    async def _commit(self, group: list[_Queued[Any]]) -> None:
+        ops_metrics.SHARD_COMMIT_GROUP.observe(len(group))
+        outcomes: list[tuple[_Queued[Any], BaseException | None, Any]] = []
+        try:
+            async with self._pool.connection() as conn, conn.transaction():
+                if len(group) == 1:  # alone: no savepoint needed, its failure is the transaction's
+                    outcomes.append((group[0], None, await group[0].unit(conn)))
+                else:
+                    for queued in group:
+                        try:
+                            async with conn.transaction():  # a savepoint: a failure undoes this change only
+                                outcomes.append((queued, None, await queued.unit(conn)))
+                        except Exception as exc:
+                            outcomes.append((queued, exc, None))
+        except BaseException as exc:
+            # Nothing of the group committed: each change fails with its own refusal, or the
+            # commit's error when it had none.
+            failed = {id(q): e for q, e, _ in outcomes if e is not None}
+            for queued in group:
+                _answer(queued.answer, failed.get(id(queued), exc), None)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for queued, error, result in outcomes:
+            _answer(queued.answer, error, result)
+
+
+def _answer(answer: asyncio.Future[Any], error: BaseException | None, result: Any) -> None:
+    if answer.done():
+        return
+    if error is not None:
+        answer.set_exception(error)
+    else:
+        answer.set_result(result)
