@@ -19,6 +19,7 @@ from typing import Any
 
 import ray
 
+from actors.directory import GATEWAY_NAME
 from actors.lifecycle import ON_THE_HEAD_NODE, start_when_constructed
 from actors.portfolio_shard import PortfolioShard
 from actors.ray_metrics import export_through_ray
@@ -47,7 +48,6 @@ from wealthalloc.storage.postgres import AsyncPool, async_pool
 
 log = get_logger(__name__)
 
-GATEWAY_NAME = "broker-gateway"
 SWEEP_AFTER_S = 3.0
 HEALTH_WAIT_S = 3.0
 

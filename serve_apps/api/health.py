@@ -26,7 +26,7 @@ import redis.exceptions
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from actors.broker_gateway import GATEWAY_NAME
+from actors.directory import GATEWAY_NAME
 from serve_apps.anomaly import replica_metrics
 from serve_apps.api.deps import current_principal
 from serve_apps.api.envelope import ApiError, success

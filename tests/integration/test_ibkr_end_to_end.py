@@ -80,7 +80,7 @@ def ibkr_api(
     import ray
     from ray import serve
 
-    from actors.broker_gateway import GATEWAY_NAME
+    from actors.directory import GATEWAY_NAME
     from serve_apps.api.deployment import build
 
     ib.do(lambda: ib.fake.set_price(SYMBOL, today_close))
@@ -175,7 +175,7 @@ def test_the_gateway_actor_killed_between_placing_and_filling_loses_nothing(
 ) -> None:
     import ray
 
-    from actors.broker_gateway import GATEWAY_NAME
+    from actors.directory import GATEWAY_NAME
 
     p = investor.funded("10000.00")
     limit = (today_close * D("0.9")).quantize(D("0.01"))

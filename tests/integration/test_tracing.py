@@ -39,7 +39,7 @@ def traced_api(
     import ray
     from ray import serve
 
-    from actors.broker_gateway import GATEWAY_NAME
+    from actors.directory import GATEWAY_NAME
     from actors.event_bus import EVENT_BUS_NAME
     from serve_apps.api.deployment import build
     from wealthalloc.config import Settings

@@ -256,7 +256,7 @@ def test_killing_the_broker_gateway_between_placing_and_filling_loses_and_double
     tick by tick: the gateway dies with some in its book and others on their way to it."""
     import ray
 
-    from actors.broker_gateway import GATEWAY_NAME
+    from actors.directory import GATEWAY_NAME
     from wealthalloc.config import Settings
 
     p = investor.funded("2000000.00")
@@ -301,7 +301,7 @@ def test_a_gateway_killed_for_good_is_replaced_and_the_rest_it_never_got_still_f
     PostgreSQL, and the successor (started by the next caller, here /health) takes it and fills it."""
     import ray
 
-    from actors.broker_gateway import GATEWAY_NAME
+    from actors.directory import GATEWAY_NAME
     from wealthalloc.config import Settings
 
     p = investor.funded("700000.00")

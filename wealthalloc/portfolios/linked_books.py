@@ -27,6 +27,7 @@ from wealthalloc.portfolios import wash_sales
 from wealthalloc.portfolios.service import TOPIC, BookService, Mutation, jsonable, not_found
 from wealthalloc.storage import books as store
 from wealthalloc.storage import linked_accounts as linked
+from wealthalloc.storage import lots
 from wealthalloc.storage.outbox import add_event
 
 log = get_logger(__name__)
@@ -76,7 +77,7 @@ class LinkedBooks:
                         )
                     await store.refresh_holdings(conn, portfolio["id"], position.symbol)
                 reason = f"held at {account['provider']} account {account['account_number_masked']}"
-                confirmed = await linked.confirm_lots(conn, result.confirm, by=None, reason=reason)
+                confirmed = await lots.confirm_lots(conn, result.confirm, by=None, reason=reason)
                 open_items, resolved = await linked.record_differences(
                     conn, account=account, differences=result.differences, lots_by_symbol=arrived
                 )
@@ -166,7 +167,7 @@ class LinkedBooks:
         except BasisTooSmall:
             log.warning("linked_lot_basis_too_small", linked_account_id=str(account["id"]), symbol=symbol)
             return []
-        return await linked.mark_pending(conn, lot_id, linked_account_id=account["id"])
+        return await lots.mark_pending(conn, lot_id, linked_account_id=account["id"])
 
     async def record_failure(self, user_id: uuid.UUID, account_id: uuid.UUID, reason: str) -> dict[str, Any]:
         """A sync that could not reach the broker: the account says why; the book is untouched."""
@@ -202,7 +203,7 @@ class LinkedBooks:
                         409, "NOT_PENDING", "This lot was not transferred in; there is nothing to confirm."
                     )
                 if lot["transfer_status"] == "pending":
-                    await linked.confirm_lots(conn, [lot_id], by=m.actor_id, reason=reason)
+                    await lots.confirm_lots(conn, [lot_id], by=m.actor_id, reason=reason)
                     await conn.execute(
                         "UPDATE portfolios SET version = version + 1, updated_date = now() WHERE id = %s",
                         (portfolio_id,),

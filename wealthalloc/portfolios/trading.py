@@ -48,7 +48,7 @@ from wealthalloc.portfolios.household_books import Evict, forget_spouse_books
 from wealthalloc.portfolios.quotes import PlanQuotes
 from wealthalloc.portfolios.service import BookService, Mutation, jsonable, not_found
 from wealthalloc.storage import books as store
-from wealthalloc.storage import households
+from wealthalloc.storage import households, lots
 from wealthalloc.storage import orders as order_store
 from wealthalloc.storage import tax as tax_store
 from wealthalloc.storage.outbox import add_event
@@ -159,10 +159,10 @@ class OrderDesk:
                 ]
                 # A transfer-in waiting for confirmation is held but not yet sellable.
                 pending = sum((r["shares"] for r in rows if not sellable(r)), Decimal(0))
-                lots = [store.lot_from_row(r) for r in rows if sellable(r)]
-                held = sum((lot.shares for lot in lots), Decimal(0))
+                to_sell = [store.lot_from_row(r) for r in rows if sellable(r)]
+                held = sum((lot.shares for lot in to_sell), Decimal(0))
                 if lot_ids:
-                    _check_named_lots(lots, lot_ids, request.quantity)
+                    _check_named_lots(to_sell, lot_ids, request.quantity)
             reserve = rules.reservation(request, cap, self._commission)
             try:
                 rules.check_affordable(
@@ -573,7 +573,7 @@ class OrderDesk:
     ) -> set[uuid.UUID]:
         """Take the sold shares out of the lots the order's method picks; the realized rows and any wash
         sale they start are the engine's (:mod:`wealthalloc.portfolios.wash_sales`)."""
-        lots = [
+        open_lots = [
             store.lot_from_row(r)
             for r in await store.all_lots(conn, portfolio["id"], order["symbol"])
             if r["closed_at"] is None and r["shares"] > 0 and sellable(r)
@@ -582,13 +582,13 @@ class OrderDesk:
         named = [uuid.UUID(i) for i in (order["lot_ids"] or [])]
         if method is LotMethod.SPECIFIC and not named:
             method = LotMethod.FIFO  # a portfolio default of "specific" with no lots named on this sell
-        reliefs = relieve(lots, quantity, method, named)
+        reliefs = relieve(open_lots, quantity, method, named)
         left = proceeds
         sold: list[SoldShares] = []
         for i, relief in enumerate(reliefs):
             share = left if i == len(reliefs) - 1 else money(proceeds * relief.shares / quantity)
             left -= share
-            await order_store.relieve_lot(
+            await lots.relieve_lot(
                 conn,
                 relief.lot.id,
                 shares=relief.shares,

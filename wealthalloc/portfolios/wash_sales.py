@@ -30,7 +30,7 @@ from wealthalloc.domain.wash_sale import WASH_SALE_DAYS, AccountType, IdentityGr
 from wealthalloc.domain.wash_sale_book import HeldLot, LotChange, PendingLoss, SoldShares, on_buy, on_sale
 from wealthalloc.errors import ServiceError
 from wealthalloc.storage import books as store
-from wealthalloc.storage import households
+from wealthalloc.storage import households, lots
 from wealthalloc.storage import tax as tax_store
 
 _WINDOW = timedelta(days=WASH_SALE_DAYS)
@@ -88,7 +88,7 @@ async def record_sale(
     sold = [_as_stored(part, stored[part.lot.id]) for part in sold]
     for part in sold:
         if part.loss_basis is not None:
-            await tax_store.relieve_loss_basis(conn, part.lot.id, part.loss_basis)
+            await lots.relieve_loss_basis(conn, part.lot.id, part.loss_basis)
     outcome = on_sale(
         account_id=str(portfolio["id"]),
         account_type=AccountType(portfolio["account_type"]),
@@ -228,10 +228,10 @@ async def _write_lots(
     """Lots changed in place are rewritten; new ones (a buy's, or shares split off) are inserted."""
     for change in changes:
         if change.split_from is None and not new:
-            await tax_store.rewrite_lot(conn, change.lot, original_shares=change.original_shares)
+            await lots.rewrite_lot(conn, change.lot, original_shares=change.original_shares)
             continue
         opened_by = fill[1] if fill is not None and change.lot.id == fill[0] else None
-        await tax_store.insert_lot(
+        await lots.insert_lot(
             conn,
             portfolio_id=uuid.UUID(change.account_id),
             lot=change.lot,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping
-from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -169,39 +168,6 @@ async def cash_movements(conn: Conn, portfolio_id: uuid.UUID) -> list[Row]:
         (portfolio_id,),
     )
     return await cur.fetchall()
-
-
-async def insert_lot(
-    conn: Conn,
-    *,
-    portfolio_id: uuid.UUID,
-    symbol: str,
-    shares: Decimal,
-    cost_basis: Decimal,
-    acquired_at: date,
-    source: str,
-    opened_by_fill_id: uuid.UUID | None = None,
-) -> Row:
-    cur = await conn.execute(
-        """INSERT INTO lots (portfolio_id, symbol, shares, original_shares, cost_basis, adjusted_basis,
-                             acquired_at, holding_period_start, source, opened_by_fill_id)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING *""",
-        (
-            portfolio_id,
-            symbol,
-            shares,
-            shares,
-            cost_basis,
-            cost_basis,
-            acquired_at,
-            acquired_at,
-            source,
-            opened_by_fill_id,
-        ),
-    )
-    row = await cur.fetchone()
-    assert row is not None
-    return row
 
 
 async def all_lots(conn: Conn, portfolio_id: uuid.UUID, symbol: str | None = None) -> list[Row]:

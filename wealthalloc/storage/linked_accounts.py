@@ -193,18 +193,6 @@ async def items_of(conn: Conn, account_id: uuid.UUID, *, status: str | None = No
 # Pending transfers-in --------------------------------------------------------------------------
 
 
-async def mark_pending(
-    conn: Conn, lot_id: uuid.UUID, *, linked_account_id: uuid.UUID | None = None
-) -> list[uuid.UUID]:
-    """The transfer-in lot ``lot_id`` and the shares a wash sale split off it wait for confirmation."""
-    cur = await conn.execute(
-        """UPDATE lots SET transfer_status = 'pending', linked_account_id = %s, updated_date = now()
-           WHERE (id = %s OR purchase_lot_id = %s) AND source = 'transfer_in' RETURNING id""",
-        (linked_account_id, lot_id, lot_id),
-    )
-    return [row["id"] for row in await cur.fetchall()]
-
-
 async def pending_lot(conn: Conn, portfolio_id: uuid.UUID, lot_id: uuid.UUID) -> Row | None:
     """A lot of the portfolio, locked, with its transfer status (``None`` when not in the portfolio)."""
     cur = await conn.execute(
@@ -213,22 +201,6 @@ async def pending_lot(conn: Conn, portfolio_id: uuid.UUID, lot_id: uuid.UUID) ->
         (lot_id, portfolio_id),
     )
     return await cur.fetchone()
-
-
-async def confirm_lots(
-    conn: Conn, lot_ids: Collection[uuid.UUID], *, by: uuid.UUID | None, reason: str
-) -> list[Row]:
-    """Pending lots become sellable; who confirmed them (``None``: a broker sync) and why stay on them."""
-    if not lot_ids:
-        return []
-    cur = await conn.execute(
-        """UPDATE lots SET transfer_status = 'confirmed', transfer_confirmed_at = now(),
-                           transfer_confirmed_by = %s, transfer_confirmation = %s, updated_date = now()
-           WHERE id = ANY(%s) AND transfer_status = 'pending'
-           RETURNING id, portfolio_id, symbol, shares""",
-        (by, reason[:500], list(lot_ids)),
-    )
-    return await cur.fetchall()
 
 
 async def transfer_statuses(conn: Conn, lot_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, str | None]:

@@ -219,25 +219,6 @@ async def insert_trade(
     return row
 
 
-async def relieve_lot(
-    conn: Conn, lot_id: uuid.UUID, *, shares: Decimal, cost_basis: Decimal, adjusted_basis: Decimal
-) -> None:
-    """Take sold shares (and their basis) out of an open lot; a lot with none left is closed.
-
-    ``wash_sale_disallowed`` stays what it means: the wash-sale losses carried in by the shares left.
-    """
-    await conn.execute(
-        """UPDATE lots SET shares = shares - %(shares)s, cost_basis = cost_basis - %(cost)s,
-                          adjusted_basis = adjusted_basis - %(adjusted)s,
-                          wash_sale_disallowed = GREATEST(
-                              (adjusted_basis - %(adjusted)s) - (cost_basis - %(cost)s), 0),
-                          closed_at = CASE WHEN shares - %(shares)s = 0 THEN now() ELSE closed_at END,
-                          updated_date = now()
-           WHERE id = %(id)s""",
-        {"shares": shares, "cost": cost_basis, "adjusted": adjusted_basis, "id": lot_id},
-    )
-
-
 async def pending_orders(conn: Conn, *, broker: str, older_than_s: float, limit: int = 500) -> list[Row]:
     """Orders for ``broker`` recorded but never handed to it (the gateway was away), oldest first.
 

@@ -17,7 +17,6 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from wealthalloc.domain.lots import Lot
 from wealthalloc.domain.order_status import OPEN_STATUSES
 from wealthalloc.domain.wash_sale import IdentityGroups
 from wealthalloc.storage.books import Conn, Row
@@ -90,64 +89,6 @@ async def pending_losses(
     return await cur.fetchall()
 
 
-async def rewrite_lot(conn: Conn, lot: Lot, *, original_shares: Decimal) -> None:
-    """A lot's shares, bases and holding period as the wash-sale engine left them."""
-    await conn.execute(
-        """UPDATE lots SET shares = %(shares)s, original_shares = %(original)s, cost_basis = %(cost)s,
-                          adjusted_basis = %(adjusted)s, wash_sale_disallowed = %(disallowed)s,
-                          holding_period_start = %(hps)s, updated_date = now()
-           WHERE id = %(id)s""",
-        {
-            "id": lot.id,
-            "shares": lot.shares,
-            "original": original_shares,
-            "cost": lot.cost_basis,
-            "adjusted": lot.adjusted_basis,
-            "disallowed": lot.adjusted_basis - lot.cost_basis,
-            "hps": lot.holding_period_start,
-        },
-    )
-
-
-async def insert_lot(
-    conn: Conn,
-    *,
-    portfolio_id: uuid.UUID,
-    lot: Lot,
-    original_shares: Decimal,
-    source: str,
-    opened_by_fill_id: uuid.UUID | None,
-    purchase_lot_id: uuid.UUID | None,
-    loss_basis: Decimal | None = None,
-    always_long: bool = False,
-) -> None:
-    """A lot with the id, bases and holding period the engine gave it (a buy's lot, or shares split off),
-    or that a gift or an inheritance gave it (``loss_basis``, ``always_long``)."""
-    await conn.execute(
-        """INSERT INTO lots (id, portfolio_id, symbol, shares, original_shares, cost_basis, adjusted_basis,
-                             acquired_at, holding_period_start, wash_sale_disallowed, source,
-                             opened_by_fill_id, purchase_lot_id, loss_basis, always_long)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
-        (
-            lot.id,
-            portfolio_id,
-            lot.symbol,
-            lot.shares,
-            original_shares,
-            lot.cost_basis,
-            lot.adjusted_basis,
-            lot.acquired_at,
-            lot.holding_period_start,
-            lot.adjusted_basis - lot.cost_basis,
-            source,
-            opened_by_fill_id,
-            purchase_lot_id,
-            loss_basis,
-            always_long,
-        ),
-    )
-
-
 async def lot_sources(conn: Conn, lot_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, Row]:
     """Portfolio, source and purchase of stored lots (what a lot split off them inherits), and the
     loss basis and always-long flag a sale of a gift or an inheritance is figured with."""
@@ -157,13 +98,6 @@ async def lot_sources(conn: Conn, lot_ids: Collection[uuid.UUID]) -> dict[uuid.U
         (list(lot_ids),),
     )
     return {row["id"]: row for row in await cur.fetchall()}
-
-
-async def relieve_loss_basis(conn: Conn, lot_id: uuid.UUID, amount: Decimal) -> None:
-    """A sale took ``amount`` of a gift lot's loss basis with its shares (the rest stays with the rest)."""
-    await conn.execute(
-        "UPDATE lots SET loss_basis = loss_basis - %s, updated_date = now() WHERE id = %s", (amount, lot_id)
-    )
 
 
 async def insert_realized(
