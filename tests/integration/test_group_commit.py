@@ -160,3 +160,48 @@ def test_a_group_of_one_commits_each_change_alone(database_url: str, table: str)
     run(database_url, body, max_group=1)
 
     assert len(set(stored(database_url, table).values())) == 5
+
+
+def test_the_victim_of_a_deadlock_between_two_groups_runs_again_alone_and_both_groups_commit(
+    database_url: str, table: str
+) -> None:
+    """Two shards' groups lock two rows in opposite orders, as spouses' households can."""
+    with psycopg.connect(database_url) as conn:
+        conn.execute(f"INSERT INTO {table} (id, code, tx) VALUES (1, 'one', 0), (2, 'two', 0)")
+
+    async def scenario() -> list[Any]:
+        settings = Settings(database_url=database_url)
+        pools = [async_pool(settings, name=f"test-group-commit-{i}") for i in range(2)]
+        for pool in pools:
+            await pool.open()
+        try:
+            both_hold = [asyncio.Event(), asyncio.Event()]
+
+            def lock(row: int, mine: int | None = None) -> Any:
+                async def unit(conn: psycopg.AsyncConnection[Any]) -> int:
+                    if mine is None:  # the group's second change: after both groups hold a row
+                        await asyncio.gather(*(e.wait() for e in both_hold))
+                    await conn.execute(f"SELECT 1 FROM {table} WHERE id = %s FOR UPDATE", (row,))
+                    if mine is not None:
+                        both_hold[mine].set()
+                    await conn.execute(f"UPDATE {table} SET tx = txid_current() WHERE id = %s", (row,))
+                    return row
+
+                return unit
+
+            first, second = (GroupCommit(pool, max_group=8, writers=1) for pool in pools)
+            return await asyncio.wait_for(
+                asyncio.gather(
+                    first.run(lock(1, mine=0)),
+                    first.run(lock(2)),
+                    second.run(lock(2, mine=1)),
+                    second.run(lock(1)),
+                    return_exceptions=True,
+                ),
+                timeout=30,
+            )
+        finally:
+            for pool in pools:
+                await pool.close()
+
+    assert asyncio.run(scenario()) == [1, 2, 2, 1]

@@ -13,6 +13,7 @@ from wealthalloc.domain.orders import (
     InvalidOrder,
     OrderRequest,
     after_fill,
+    apply_fill,
     check_affordable,
     price_cap,
     reservation,
@@ -125,3 +126,36 @@ def test_fills_move_the_average_and_shrink_the_reservation_in_proportion() -> No
         after_fill(
             quantity=D(10), filled=D(10), average=D(1), reserved=D(0), fill_quantity=D(1), fill_price=D(1)
         )
+
+
+def fill(**kw: object) -> dict[str, object]:
+    base: dict[str, object] = {
+        "side": "buy",
+        "status": "submitted",
+        "quantity": D(10),
+        "filled": D(0),
+        "average": None,
+        "reserved": D(1051),
+        "fill_quantity": D(4),
+        "fill_price": D("100.005"),
+        "commission": D("1.00"),
+    }
+    return {**base, **kw}
+
+
+def test_a_buy_fill_pays_its_value_in_money_and_its_commission() -> None:
+    applied = apply_fill(**fill())  # type: ignore[arg-type]
+    assert (applied.value, applied.cash) == (D("400.0200"), D("-401.0200"))
+    assert (applied.filled, applied.status, applied.reserved) == (D(4), "partially_filled", D("630.6000"))
+
+
+def test_a_sell_fill_receives_its_value_less_the_commission() -> None:
+    applied = apply_fill(**fill(side="sell", reserved=D(0), fill_quantity=D(10)))  # type: ignore[arg-type]
+    assert (applied.value, applied.cash, applied.status) == (D("1000.0500"), D("999.0500"), "filled")
+
+
+def test_a_fill_that_raced_a_cancel_is_applied_and_the_order_stays_final() -> None:
+    part = apply_fill(**fill(status="cancelled"))  # type: ignore[arg-type]
+    assert (part.status, part.reserved, part.filled) == ("cancelled", D(0), D(4))
+    whole = apply_fill(**fill(status="cancelled", fill_quantity=D(10)))  # type: ignore[arg-type]
+    assert (whole.status, whole.reserved) == ("filled", D(0))

@@ -24,7 +24,7 @@ from typing import Any
 from wealthalloc.domain.buying_power import BuyingPower
 from wealthalloc.domain.buying_power import InsufficientFunds as InsufficientFunds
 from wealthalloc.domain.money import SHARE_PLACES, money
-from wealthalloc.domain.order_status import OrderStatus
+from wealthalloc.domain.order_status import OPEN_STATUSES, OrderStatus
 
 PRICE_PLACES = 6
 
@@ -210,3 +210,51 @@ def after_fill(
     new_reserved = money(reserved * remaining_after / remaining_before) if remaining_after else Decimal(0)
     status = OrderStatus.FILLED if remaining_after == 0 else OrderStatus.PARTIALLY_FILLED
     return new_filled, new_average, new_reserved, status
+
+
+@dataclass(frozen=True)
+class FillApplied:
+    """Everything one fill changes on the order and in the portfolio's cash, decided before a row is
+    written: the desk only stores it (and relieves or opens the lots it names)."""
+
+    filled: Decimal
+    average: Decimal
+    reserved: Decimal
+    status: OrderStatus
+    value: Decimal  # quantity × price, in money
+    cash: Decimal  # the signed change of the portfolio's cash
+
+
+def apply_fill(
+    *,
+    side: str,
+    status: str,
+    quantity: Decimal,
+    filled: Decimal,
+    average: Decimal | None,
+    reserved: Decimal,
+    fill_quantity: Decimal,
+    fill_price: Decimal,
+    commission: Decimal,
+) -> FillApplied:
+    """A fill on an order (its ``status``, ``quantity``, ``filled`` so far, ``average`` and
+    ``reserved`` before it): the order after it and the cash it moves.
+
+    A buy pays the value and the commission; a sell receives the value less the commission. A
+    fill that raced a cancel at the venue still happened: it is applied, the order keeps its final
+    status (``filled`` when this fill completes it) and holds no reservation any more.
+    """
+    new_filled, new_average, new_reserved, new_status = after_fill(
+        quantity=quantity,
+        filled=filled,
+        average=average,
+        reserved=reserved,
+        fill_quantity=fill_quantity,
+        fill_price=fill_price,
+    )
+    if status not in OPEN_STATUSES:
+        new_status = OrderStatus.FILLED if new_filled == quantity else OrderStatus(status)
+        new_reserved = Decimal(0)
+    value = money(fill_quantity * fill_price)
+    cash = -(value + commission) if side == "buy" else value - commission
+    return FillApplied(new_filled, new_average, new_reserved, new_status, value, cash)

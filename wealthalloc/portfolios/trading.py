@@ -422,30 +422,40 @@ class OrderDesk:
         fill (the paper broker fills a marketable order as it accepts it): both are applied in
         one transaction instead of two.
         """
-        async with self._book.changing(user_id):
-            async with self._book.pool.connection() as conn, conn.transaction():
-                order = await order_store.order(conn, execution.order_id, for_update=True)
-                if order is None or order["user_id"] != user_id:
-                    log.error(
-                        "fill_for_unknown_order", order_id=str(execution.order_id), fill=execution.fill_id
-                    )
-                    return None
-                await households.wash_sale_circle(conn, user_id)  # before the book's rows, as in idempotent
-                if accepted is not None and order["status"] == OrderStatus.PENDING:
-                    await order_store.set_status(
-                        conn, order["id"], OrderStatus.SUBMITTED, broker_order_id=accepted.broker_order_id
-                    )
-                    order = {
-                        **order,
-                        "status": OrderStatus.SUBMITTED,
-                        "broker_order_id": accepted.broker_order_id or order["broker_order_id"],
-                    }
-                fill = await order_store.insert_fill(
-                    conn, order["id"], execution, market_date=self.market.today()
+        Applied = tuple[dict[str, Any] | None, dict[str, Any] | None, set[uuid.UUID]]
+
+        async def unit(conn: store.Conn) -> Applied:
+            """The order as found, the order after the fill (``None``: seen before), and the
+            user's other portfolios a wash sale changed."""
+            order = await order_store.order(conn, execution.order_id, for_update=True)
+            if order is None or order["user_id"] != user_id:
+                log.error("fill_for_unknown_order", order_id=str(execution.order_id), fill=execution.fill_id)
+                return None, None, set()
+            await households.wash_sale_circle(conn, user_id)  # before the book's rows, as in idempotent
+            if accepted is not None and order["status"] == OrderStatus.PENDING:
+                await order_store.set_status(
+                    conn, order["id"], OrderStatus.SUBMITTED, broker_order_id=accepted.broker_order_id
                 )
-                if fill is None:
-                    return _light(order)
-                updated, also_changed = await self._fill(conn, order, fill, execution)
+                order = {
+                    **order,
+                    "status": OrderStatus.SUBMITTED,
+                    "broker_order_id": accepted.broker_order_id or order["broker_order_id"],
+                }
+            fill = await order_store.insert_fill(
+                conn, order["id"], execution, market_date=self.market.today()
+            )
+            if fill is None:
+                return order, None, set()
+            updated, also_changed = await self._fill(conn, order, fill, execution)
+            return order, updated, also_changed
+
+        async with self._book.changing(user_id):
+            # Fills of different users arriving together share a transaction (group commit).
+            order, updated, also_changed = await self._book.commits.run(unit)
+            if order is None:
+                return None
+            if updated is None:
+                return _light(order)
             ops_metrics.trades_executed(order["side"], self._broker)
             for changed in {order["portfolio_id"], *also_changed}:
                 await self._book.drop_snapshot(user_id, changed)
@@ -465,59 +475,54 @@ class OrderDesk:
         """Apply a new fill: the order after it, and the user's other portfolios whose lots a wash sale
         changed. ``portfolio`` is the order's portfolio when this transaction already holds its lock,
         ``groups`` the wash-sale identity table when it has read it."""
-        filled, average, reserved, status = rules.after_fill(
+        applied = rules.apply_fill(
+            side=order["side"],
+            status=order["status"],
             quantity=order["quantity"],
             filled=order["filled_quantity"],
             average=order["average_fill_price"],
             reserved=order["reserved_cash"],
             fill_quantity=execution.quantity,
             fill_price=execution.price,
+            commission=execution.commission,
         )
-        if order["status"] not in OPEN_STATUSES:
-            # A fill that raced a cancel at the venue still happened: apply it, keep the final state.
-            status, reserved = order["status"], Decimal(0)
-            if filled == order["quantity"]:
-                status = OrderStatus.FILLED
         updated = await order_store.record_fill_on_order(
             conn,
             order["id"],
-            filled_quantity=filled,
-            average_fill_price=average,
-            reserved_cash=reserved,
-            status=status,
+            filled_quantity=applied.filled,
+            average_fill_price=applied.average,
+            reserved_cash=applied.reserved,
+            status=applied.status,
         )
         if portfolio is None:
             portfolio = await store.portfolio_for_update(conn, order["user_id"], order["portfolio_id"])
         if portfolio is None:
             raise ServiceError(409, "PORTFOLIO_GONE", "The order's portfolio no longer exists.")
         day = self.market.today()
-        value = money(execution.quantity * execution.price)
         also_changed: set[uuid.UUID] = set()
         if order["side"] == "buy":
-            amount = -(value + execution.commission)
             await wash_sales.record_buy(
                 conn,
                 user_id=order["user_id"],
                 portfolio=portfolio,
                 symbol=order["symbol"],
                 shares=execution.quantity,
-                cost=value + execution.commission,
+                cost=-applied.cash,
                 day=day,
                 source="harvest_replacement" if order["origin"] == "harvest" else "buy",
                 fill_row_id=fill["id"],
                 groups=groups,
             )
         else:
-            amount = value - execution.commission
             also_changed = await self._relieve(
-                conn, order, portfolio, fill["id"], execution.quantity, amount, day, groups
+                conn, order, portfolio, fill["id"], execution.quantity, applied.cash, day, groups
             )
-        balance = portfolio["cash_balance"] + amount
+        balance = portfolio["cash_balance"] + applied.cash
         await store.set_cash(conn, portfolio["id"], balance)
         await store.insert_cash_movement(
             conn,
             portfolio_id=portfolio["id"],
-            amount=amount,
+            amount=applied.cash,
             kind="trade",
             idempotency_key=None,
             description=f"{order['side']} {execution.quantity.normalize():f} {order['symbol']}"
@@ -534,7 +539,7 @@ class OrderDesk:
             side=order["side"],
             shares=execution.quantity,
             price=execution.price,
-            total_amount=value,
+            total_amount=applied.value,
             commission=execution.commission,
             broker_order_id=order["broker_order_id"],
         )
@@ -555,7 +560,7 @@ class OrderDesk:
                 "price": execution.price,
                 "commission": execution.commission,
                 "cash_balance": balance,
-                "order_status": status,
+                "order_status": applied.status,
             },
         )
         return updated, also_changed

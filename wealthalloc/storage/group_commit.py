@@ -7,8 +7,13 @@ own. Here a change waiting while another group is being written joins the
 next group: the group runs its changes one after another on one connection,
 each inside its own savepoint, and commits once.
 
-- A change that fails (a refusal, a constraint, a deadlock with another shard)
-  rolls back to its savepoint and fails alone; the group's other changes commit.
+- A change that fails (a refusal, a constraint) rolls back to its savepoint and
+  fails alone; the group's other changes commit.
+- A group holds the row locks of all its users until its commit, so two groups
+  can wait on each other where two single changes would not (a household's row
+  locked by a spouse on another shard). The change PostgreSQL picks as the
+  deadlock's victim rolls back to its savepoint and runs again, alone, after
+  its group committed.
 - A change is answered only after the group's ``COMMIT`` returned: nothing is
   acknowledged that a crash could lose. If the commit itself fails, every change
   of the group fails and was not applied; its caller's retry (same Idempotency-Key)
@@ -25,12 +30,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, errors
 from psycopg_pool import AsyncConnectionPool
 
 from wealthalloc.ops import metrics as ops_metrics
 
 T = TypeVar("T")
+# Failures that say nothing about the change itself, only about when it ran.
+RUN_AGAIN = (errors.DeadlockDetected, errors.SerializationFailure, errors.LockNotAvailable)
 Unit = Callable[[AsyncConnection[Any]], Awaitable[T]]
 
 
@@ -54,8 +61,7 @@ class GroupCommit:
     async def run(self, unit: Unit[T]) -> T:
         """``unit(conn)`` inside a transaction, committed before this returns its result."""
         if self._max_group == 1:
-            async with self._pool.connection() as conn, conn.transaction():
-                return await unit(conn)
+            return await self._alone(unit)
         answer: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.append(_Queued(unit, answer))
         if len(self._running) < self._writers:
@@ -95,7 +101,16 @@ class GroupCommit:
                 raise
             return
         for queued, error, result in outcomes:
+            if isinstance(error, RUN_AGAIN):
+                try:
+                    result, error = await self._alone(queued.unit), None
+                except Exception as again:
+                    error = again
             _answer(queued.answer, error, result)
+
+    async def _alone(self, unit: Unit[T]) -> T:
+        async with self._pool.connection() as conn, conn.transaction():
+            return await unit(conn)
 
 
 def _answer(answer: asyncio.Future[Any], error: BaseException | None, result: Any) -> None:
