@@ -50,6 +50,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 from _loadgen import Request, Result, market_buy, per_investor  # noqa: E402
 from _support import bench_platform, print_figures  # noqa: E402
 
+from wealthalloc.config import Settings  # noqa: E402
+
 DEPOSIT = Decimal("1000000.00")
 # Bundled stocks priced well under the deposit divided by the orders one investor can place in a run.
 SYMBOLS = ("KO", "PEP", "JNJ", "PG", "PFE", "MRK", "WMT", "XOM", "BAC", "CVX")
@@ -408,6 +410,12 @@ def main() -> int:
     parser.add_argument(
         "--batch-size", type=int, default=50, help="orders in each POST .../orders:batch (default 50)"
     )
+    parser.add_argument(
+        "--commit-group",
+        type=int,
+        default=Settings().shard_commit_group,
+        help="most changes a shard commits in one transaction; 1 commits each alone (default: the setting)",
+    )
     args = parser.parse_args()
 
     from ray import serve
@@ -416,7 +424,12 @@ def main() -> int:
 
     with bench_platform(args.investors) as platform:
         url, database_url = platform.url, platform.database_url
-        overrides = {**platform.overrides, "shard_count": str(args.shards), "num_replicas": "1"}
+        overrides = {
+            **platform.overrides,
+            "shard_count": str(args.shards),
+            "num_replicas": "1",
+            "shard_commit_group": str(args.commit_group),
+        }
         serve.run(build(overrides), name="api", route_prefix="/")
 
         people: list[tuple[str, dict[str, str]]] = []
@@ -467,7 +480,8 @@ def main() -> int:
         refused = ", ".join(f"{n} {k}" for k, n in ledger.refused.most_common()) or "none"
         unfilled = Counter(ledger.unfilled.values())
         print(
-            f"orders x{args.clients} clients ({args.investors} investors, {args.shards} shards, paper): "
+            f"orders x{args.clients} clients ({args.investors} investors, {args.shards} shards, paper, "
+            f"commit groups of up to {args.commit_group}): "
             f"placed+filled via serve+shard {placed.rate:,.0f} orders/s "
             f"p50 {placed.p50:.1f} ms p99 {placed.p99:.1f} ms "
             f"({placed.requests:,} in {placed.seconds:.1f} s; not counted: "
@@ -497,6 +511,7 @@ def main() -> int:
                 "clients": args.clients,
                 "investors": args.investors,
                 "shards": args.shards,
+                "commit_group": args.commit_group,
                 **placed.figures("orders"),
                 "orders": placed.requests,
                 "measured_s": placed.seconds,
