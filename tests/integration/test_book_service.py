@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from decimal import Decimal
@@ -96,3 +97,63 @@ def test_a_valued_read_keeps_the_portfolio_rows_totals_in_step(database_url: str
         Decimal(str(snapshot["risk_score"])),
     )
     assert Decimal(str(snapshot["total_value"])) > 100
+
+
+def test_a_change_never_leaves_a_cached_snapshot_behind_however_reads_and_changes_interleave(
+    database_url: str, data_dir: Path, redis_url: str
+) -> None:
+    """A change drops the portfolio's cached snapshot; the shard skips the DEL only while it knows
+    the snapshot is not cached (it dropped it and has not cached it since)."""
+    import redis.asyncio as aioredis
+
+    from wealthalloc.portfolios.service import Mutation, snapshot_key
+
+    [user] = _users_with_portfolios(database_url, 1)
+
+    async def scenario() -> list[tuple[str, bool, str | None]]:
+        settings = Settings(database_url=database_url, data_dir=data_dir)
+        prices = PriceHistory(settings.prices_dir)
+        market = Market(prices, MarketClock(prices.trading_days()), SecurityReference())
+        pool = async_pool(settings, name="test-books")
+        client = aioredis.Redis.from_url(redis_url)
+        service = BookService(pool=pool, redis=client, market=market, commit_group=8)
+        await pool.open()
+        seen: list[tuple[str, bool, str | None]] = []
+        try:
+            portfolio_id = uuid.UUID(str((await service.portfolios(user))[0]["id"]))
+            key = snapshot_key(user, portfolio_id)
+
+            async def deposit(amount: str) -> None:
+                m = Mutation(user, user, str(uuid.uuid4()), "POST", "/cash", {"amount": amount})
+                await service.move_cash(m, portfolio_id, Decimal(amount), None)
+
+            async def look(step: str) -> None:
+                cached = await client.get(key)
+                cash = json.loads(cached)["cash_balance"] if cached else None
+                seen.append((step, cached is not None, cash))
+
+            await service.snapshot(user, portfolio_id)
+            await look("read")
+            await deposit("10.00")
+            await look("deposit after a read")
+            await deposit("5.00")
+            await look("deposit after a deposit")
+            await service.snapshot(user, portfolio_id)
+            await look("read")
+            await deposit("1.00")
+            await look("deposit after a read")
+            await service.snapshot(user, portfolio_id)
+            await look("read")
+            return seen
+        finally:
+            await pool.close()
+            await client.aclose()
+
+    assert asyncio.run(scenario()) == [
+        ("read", True, "100.0000"),
+        ("deposit after a read", False, None),
+        ("deposit after a deposit", False, None),
+        ("read", True, "115.0000"),
+        ("deposit after a read", False, None),
+        ("read", True, "116.0000"),
+    ]

@@ -180,6 +180,10 @@ class BookService:
         self._locks: dict[uuid.UUID, asyncio.Lock] = {}
         self._max_books = max_books
         self._idle_seconds = idle_seconds
+        # Snapshots known to be absent from Redis: deleted by this shard and not cached since. Only
+        # the user's own shard caches a snapshot (under the user's lock), so a change to one of these
+        # needs no DEL; a restarted shard knows none and deletes as before.
+        self._uncached: set[tuple[uuid.UUID, uuid.UUID]] = set()
 
     # Books ---------------------------------------------------------------------------------------
 
@@ -1005,6 +1009,7 @@ class BookService:
     async def _cache_put(self, user_id: uuid.UUID, portfolio_id: uuid.UUID, snapshot: dict[str, Any]) -> None:
         if self._redis is None:
             return
+        self._uncached.discard((user_id, portfolio_id))  # before the SET: a change meanwhile deletes it
         try:
             await self._redis.set(
                 snapshot_key(user_id, portfolio_id), json.dumps(snapshot), ex=SNAPSHOT_TTL_S
@@ -1013,13 +1018,17 @@ class BookService:
             log.warning("snapshot_cache_unavailable", error=str(exc))
 
     async def drop_snapshot(self, user_id: uuid.UUID, portfolio_id: uuid.UUID) -> None:
-        if self._redis is None:
+        if self._redis is None or (user_id, portfolio_id) in self._uncached:
             return
         try:
             await self._redis.delete(snapshot_key(user_id, portfolio_id))
         except REDIS_DOWN as exc:
             # The change is committed; a stale snapshot would outlive it. Say so loudly: the TTL bounds it.
             log.error("snapshot_cache_invalidation_failed", user_id=str(user_id), error=str(exc))
+            return
+        if len(self._uncached) >= 4 * self._max_books:
+            self._uncached.clear()
+        self._uncached.add((user_id, portfolio_id))
 
 
 def _acquired(lot: Mapping[str, Any]) -> AcquiredLot:
