@@ -57,7 +57,7 @@ def exported_when(condition: Callable[[list[Sample]], bool]) -> list[Sample]:
         if condition(samples):
             return samples
         assert time.monotonic() < deadline, "the series did not reach Ray's metrics agent in time"
-        time.sleep(2)
+        time.sleep(0.5)
 
 
 def test_counters_gauges_and_histograms_arrive_with_the_values_prometheus_client_holds(
