@@ -4,6 +4,7 @@ answered only once it is committed, and one change's failure fails no other."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -205,3 +206,31 @@ def test_the_victim_of_a_deadlock_between_two_groups_runs_again_alone_and_both_g
                 await pool.close()
 
     assert asyncio.run(scenario()) == [1, 2, 2, 1]
+
+
+REQUEST: contextvars.ContextVar[str] = contextvars.ContextVar("request", default="none")
+
+
+def test_each_change_runs_in_its_own_caller_s_context_whoever_started_the_group(
+    database_url: str, table: str
+) -> None:
+    """Trace spans and log fields of a change belong to its own request, not the first one's."""
+
+    def seen_by(row_id: int) -> Any:
+        async def unit(conn: psycopg.AsyncConnection[Any]) -> str:
+            await conn.execute(
+                f"INSERT INTO {table} (id, code, tx) VALUES (%s, %s, 0)", (row_id, str(row_id))
+            )
+            return REQUEST.get()
+
+        return unit
+
+    async def body(commits: GroupCommit) -> list[str]:
+        async def request(i: int) -> str:
+            REQUEST.set(f"request-{i}")
+            return await commits.run(seen_by(i))
+
+        return await asyncio.gather(*(request(i) for i in range(6)))
+
+    assert run(database_url, body, max_group=64, writers=1) == [f"request-{i}" for i in range(6)]
+    assert len(set(stored(database_url, table).values())) == 1

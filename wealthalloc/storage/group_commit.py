@@ -20,13 +20,16 @@ each inside its own savepoint, and commits once.
   applies it once.
 - Idle, a change starts at once and commits alone: grouping adds no wait, it
   only gathers what queued while the database was busy.
+- A change runs in its caller's context (contextvars), not the writer's: its
+  trace spans and log fields are its own request's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -38,13 +41,18 @@ from wealthalloc.ops import metrics as ops_metrics
 T = TypeVar("T")
 # Failures that say nothing about the change itself, only about when it ran.
 RUN_AGAIN = (errors.DeadlockDetected, errors.SerializationFailure, errors.LockNotAvailable)
-Unit = Callable[[AsyncConnection[Any]], Awaitable[T]]
+Unit = Callable[[AsyncConnection[Any]], Coroutine[Any, Any, T]]
 
 
 @dataclass(slots=True)
 class _Queued(Generic[T]):
     unit: Unit[T]
     answer: asyncio.Future[T]
+    context: contextvars.Context
+
+    async def run(self, conn: AsyncConnection[Any]) -> T:
+        """The unit on ``conn``, as a task in its caller's context."""
+        return await asyncio.create_task(self.unit(conn), context=self.context)
 
 
 class GroupCommit:
@@ -63,7 +71,7 @@ class GroupCommit:
         if self._max_group == 1:
             return await self._alone(unit)
         answer: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Queued(unit, answer))
+        self._queue.append(_Queued(unit, answer, contextvars.copy_context()))
         if len(self._running) < self._writers:
             task = asyncio.create_task(self._write())
             self._running.add(task)
@@ -83,12 +91,12 @@ class GroupCommit:
         try:
             async with self._pool.connection() as conn, conn.transaction():
                 if len(group) == 1:  # alone: no savepoint needed, its failure is the transaction's
-                    outcomes.append((group[0], None, await group[0].unit(conn)))
+                    outcomes.append((group[0], None, await group[0].run(conn)))
                 else:
                     for queued in group:
                         try:
                             async with conn.transaction():  # a savepoint: a failure undoes this change only
-                                outcomes.append((queued, None, await queued.unit(conn)))
+                                outcomes.append((queued, None, await queued.run(conn)))
                         except Exception as exc:
                             outcomes.append((queued, exc, None))
         except BaseException as exc:
@@ -103,7 +111,7 @@ class GroupCommit:
         for queued, error, result in outcomes:
             if isinstance(error, RUN_AGAIN):
                 try:
-                    result, error = await self._alone(queued.unit), None
+                    result, error = await self._alone(queued.run), None
                 except Exception as again:
                     error = again
             _answer(queued.answer, error, result)
