@@ -12,7 +12,6 @@ from wealthalloc.domain.orders import (
     InsufficientShares,
     InvalidOrder,
     OrderRequest,
-    after_fill,
     apply_fill,
     check_affordable,
     price_cap,
@@ -109,23 +108,30 @@ def test_buying_power_counts_open_buys_and_shares_count_open_sells() -> None:
 
 
 def test_fills_move_the_average_and_shrink_the_reservation_in_proportion() -> None:
-    filled, average, reserved, status = after_fill(
-        quantity=D(10), filled=D(0), average=None, reserved=D(1051), fill_quantity=D(4), fill_price=D(100)
+    first = apply_fill(**fill(fill_price=D(100), commission=D(0)))  # type: ignore[arg-type]
+    assert (first.filled, first.average, first.reserved, first.status) == (
+        D(4),
+        D("100.000000"),
+        D("630.6000"),
+        "partially_filled",
     )
-    assert (filled, average, reserved, status) == (D(4), D("100.000000"), D("630.6000"), "partially_filled")
-    filled, average, reserved, status = after_fill(
-        quantity=D(10),
-        filled=filled,
-        average=average,
-        reserved=reserved,
+    rest = fill(
+        filled=first.filled,
+        average=first.average,
+        reserved=first.reserved,
         fill_quantity=D(6),
         fill_price=D(101),
+        commission=D(0),
     )
-    assert (filled, average, reserved, status) == (D(10), D("100.600000"), D(0), "filled")
+    second = apply_fill(**rest)  # type: ignore[arg-type]
+    assert (second.filled, second.average, second.reserved, second.status) == (
+        D(10),
+        D("100.600000"),
+        D(0),
+        "filled",
+    )
     with pytest.raises(ValueError, match="exceeds"):
-        after_fill(
-            quantity=D(10), filled=D(10), average=D(1), reserved=D(0), fill_quantity=D(1), fill_price=D(1)
-        )
+        apply_fill(**fill(filled=D(10), average=D(1), reserved=D(0), fill_quantity=D(1)))  # type: ignore[arg-type]
 
 
 def fill(**kw: object) -> dict[str, object]:

@@ -184,34 +184,6 @@ def check_affordable(
             raise InsufficientShares(request.symbol, request.quantity, free)
 
 
-def after_fill(
-    *,
-    quantity: Decimal,
-    filled: Decimal,
-    average: Decimal | None,
-    reserved: Decimal,
-    fill_quantity: Decimal,
-    fill_price: Decimal,
-) -> tuple[Decimal, Decimal, Decimal, OrderStatus]:
-    """An order's filled quantity, average price, remaining reservation and status after a fill.
-
-    The reservation shrinks in proportion to what is left, so a partly filled buy still holds
-    exactly what its remainder could cost and a filled one holds nothing.
-    """
-    new_filled = filled + fill_quantity
-    if new_filled > quantity:
-        raise ValueError(f"a fill of {fill_quantity} exceeds the order's open quantity {quantity - filled}")
-    prior_value = (average or Decimal(0)) * filled
-    new_average = ((prior_value + fill_price * fill_quantity) / new_filled).quantize(
-        Decimal(1).scaleb(-PRICE_PLACES)
-    )
-    remaining_before = quantity - filled
-    remaining_after = quantity - new_filled
-    new_reserved = money(reserved * remaining_after / remaining_before) if remaining_after else Decimal(0)
-    status = OrderStatus.FILLED if remaining_after == 0 else OrderStatus.PARTIALLY_FILLED
-    return new_filled, new_average, new_reserved, status
-
-
 @dataclass(frozen=True)
 class FillApplied:
     """Everything one fill changes on the order and in the portfolio's cash, decided before a row is
@@ -240,18 +212,23 @@ def apply_fill(
     """A fill on an order (its ``status``, ``quantity``, ``filled`` so far, ``average`` and
     ``reserved`` before it): the order after it and the cash it moves.
 
-    A buy pays the value and the commission; a sell receives the value less the commission. A
-    fill that raced a cancel at the venue still happened: it is applied, the order keeps its final
-    status (``filled`` when this fill completes it) and holds no reservation any more.
+    The reservation shrinks in proportion to what is left, so a partly filled buy still holds
+    exactly what its remainder could cost and a filled one holds nothing. A buy pays the value and
+    the commission; a sell receives the value less the commission. A fill that raced a cancel at the
+    venue still happened: it is applied, the order keeps its final status (``filled`` when this fill
+    completes it) and holds no reservation any more.
     """
-    new_filled, new_average, new_reserved, new_status = after_fill(
-        quantity=quantity,
-        filled=filled,
-        average=average,
-        reserved=reserved,
-        fill_quantity=fill_quantity,
-        fill_price=fill_price,
+    new_filled = filled + fill_quantity
+    if new_filled > quantity:
+        raise ValueError(f"a fill of {fill_quantity} exceeds the order's open quantity {quantity - filled}")
+    prior_value = (average or Decimal(0)) * filled
+    new_average = ((prior_value + fill_price * fill_quantity) / new_filled).quantize(
+        Decimal(1).scaleb(-PRICE_PLACES)
     )
+    remaining_before = quantity - filled
+    remaining_after = quantity - new_filled
+    new_reserved = money(reserved * remaining_after / remaining_before) if remaining_after else Decimal(0)
+    new_status = OrderStatus.FILLED if remaining_after == 0 else OrderStatus.PARTIALLY_FILLED
     if status not in OPEN_STATUSES:
         new_status = OrderStatus.FILLED if new_filled == quantity else OrderStatus(status)
         new_reserved = Decimal(0)
