@@ -67,7 +67,6 @@ class PortfolioShard:
     def __init__(self, index: int, overrides: Mapping[str, Any]) -> None:
         self.index = index
         self.settings = Settings(**dict(overrides))
-        self._overrides = dict(overrides)
         configure_logging(self.settings.log_level, self.settings.log_format)
         configure_tracing(self.settings, "wealthalloc-shard")
         self._service: BookService | None = None
