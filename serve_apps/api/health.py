@@ -26,7 +26,7 @@ import redis.exceptions
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from actors.directory import GATEWAY_NAME
+from actors.directory import GATEWAY_NAME, NotRunning, running
 from serve_apps.anomaly import replica_metrics
 from serve_apps.api.deps import current_principal
 from serve_apps.api.envelope import ApiError, success
@@ -395,8 +395,8 @@ def _running_actors(names: dict[str, str], namespace: str) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for source, name in names.items():
         try:
-            found[source] = ray.get_actor(name, namespace=namespace)
-        except ValueError:
+            found[source] = running(name, namespace)
+        except NotRunning:
             continue
     return found
 
