@@ -38,7 +38,7 @@ import ray
 from actors.lifecycle import start_when_constructed
 from actors.portfolio_shard import Outcome, PortfolioShard
 from actors.shard_router import ShardRouter
-from wealthalloc.brokers.base import BrokerUnavailable, Execution, StatusChange, Ticket
+from wealthalloc.brokers.base import BrokerUnavailable
 from wealthalloc.brokers.ib_client import LIBRARIES
 from wealthalloc.config import Settings
 from wealthalloc.errors import ServiceError
@@ -47,6 +47,7 @@ from wealthalloc.logging import configure_logging, get_logger
 from wealthalloc.security.encryption import EncryptionUnavailable, UndecryptableError, key_ring
 from wealthalloc.storage import linked_accounts as linked
 from wealthalloc.storage.postgres import AsyncPool, async_pool
+from wealthalloc.trading.tickets import Execution, StatusChange, Ticket
 
 log = get_logger(__name__)
 

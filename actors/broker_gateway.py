@@ -25,15 +25,7 @@ from actors.portfolio_shard import PortfolioShard
 from actors.ray_metrics import export_through_ray
 from actors.shard_router import ShardRouter
 from wealthalloc.brokers import incoming
-from wealthalloc.brokers.base import (
-    Broker,
-    BrokerUnavailable,
-    Execution,
-    OrderRejected,
-    Quote,
-    StatusChange,
-    Ticket,
-)
+from wealthalloc.brokers.base import Broker, BrokerUnavailable, OrderRejected, Quote
 from wealthalloc.brokers.paper import PaperBroker, closing_quotes, paper_venue
 from wealthalloc.config import Settings
 from wealthalloc.errors import ServiceError
@@ -45,6 +37,7 @@ from wealthalloc.ops.tracing import configure_tracing
 from wealthalloc.storage import orders as order_store
 from wealthalloc.storage import webhooks as inbox
 from wealthalloc.storage.postgres import AsyncPool, async_pool
+from wealthalloc.trading.tickets import Execution, StatusChange, Ticket
 
 log = get_logger(__name__)
 

@@ -25,7 +25,6 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors.directory import GATEWAY_NAME, NotRunning, running
 from actors.ray_metrics import export_through_ray
-from wealthalloc.brokers.base import Execution, StatusChange, Ticket
 from wealthalloc.brokers.paper import commission_model, paper_venue
 from wealthalloc.config import Settings
 from wealthalloc.domain.sharding import shard_name, shard_of
@@ -42,10 +41,11 @@ from wealthalloc.portfolios.linked_books import LinkedBooks
 from wealthalloc.portfolios.market import Market
 from wealthalloc.portfolios.quotes import shard_quotes
 from wealthalloc.portfolios.service import BookService, Mutation
-from wealthalloc.portfolios.trading import OrderDesk
 from wealthalloc.storage.postgres import async_pool
 from wealthalloc.storage.redis_client import async_redis
 from wealthalloc.tax.harvesting import HarvestPlanner
+from wealthalloc.trading.desk import OrderDesk
+from wealthalloc.trading.tickets import Execution, StatusChange, Ticket
 
 log = get_logger(__name__)
 T = TypeVar("T")

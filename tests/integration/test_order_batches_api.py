@@ -11,6 +11,7 @@ from decimal import Decimal as D
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from tests.integration.people import Investor, data, error
@@ -107,3 +108,49 @@ def test_someone_elses_portfolio_is_404_and_nothing_is_placed(http: httpx.Client
     error(batch(stranger, uuid.uuid4(), [BUYS[0]], str(uuid.uuid4())), 404, "NOT_FOUND")
 
     assert orders_of(owner) == [] and orders_of(stranger) == []
+
+
+def test_a_batch_and_its_orders_commit_in_one_transaction(investor: Investor) -> None:
+    p = investor.funded("10000.00")
+    key = str(uuid.uuid4())
+
+    data(batch(investor, p["id"], [BUYS[0], BUYS[2], BUYS[3]], key), 201)
+
+    with psycopg.connect(investor.database_url) as conn:
+        # now() is the transaction's start: one value for the request's key and all its orders.
+        started = conn.execute(
+            """SELECT created_at FROM idempotency_keys WHERE key = %s OR key LIKE %s
+               UNION SELECT created_date FROM orders WHERE idempotency_key LIKE %s""",
+            (key, f"{key}/%", f"{key}/%"),
+        ).fetchall()
+    assert len(started) == 1
+
+
+def test_each_order_is_checked_against_the_cash_the_orders_before_it_spent(investor: Investor) -> None:
+    p = investor.funded("1000.00")
+    price = D(data(investor.get("/api/v1/quotes/KO"))["ask"])
+    shares = str(int(D("600") / price))  # about 60 % of the cash: the second cannot be afforded
+    buy = {"symbol": "KO", "side": "buy", "quantity": shares}
+
+    answer = data(batch(investor, p["id"], [buy, buy], str(uuid.uuid4())), 201)
+
+    assert [o["index"] for o in answer["placed"]] == [0]
+    assert [(r["index"], r["error"]["code"]) for r in answer["refused"]] == [(1, "INSUFFICIENT_FUNDS")]
+    assert cash(investor, p["id"]) == D("1000.00") - sum(
+        D(f["price"]) * D(f["quantity"]) + D(f["commission"]) for f in answer["placed"][0]["fills"]
+    )
+
+
+def test_a_repeat_tries_a_refused_order_again_and_finds_the_placed_ones(investor: Investor) -> None:
+    p = investor.funded("1000.00")
+    key = str(uuid.uuid4())
+    orders = [BUYS[3], {"symbol": "AAPL", "side": "buy", "quantity": "1000"}]
+
+    first = data(batch(investor, p["id"], orders, key), 201)
+    assert investor.deposit(p["id"], "500000.00").status_code == 201
+    again = data(batch(investor, p["id"], orders, key), 201)
+
+    assert [r["index"] for r in first["refused"]] == [1]
+    assert [o["index"] for o in again["placed"]] == [0, 1]
+    assert again["placed"][0]["id"] == first["placed"][0]["id"]
+    assert len(orders_of(investor)) == 2

@@ -13,9 +13,8 @@ from typing import Any
 
 import pytest
 
-from wealthalloc.brokers.base import BrokerUnavailable, Execution, Quote, StatusChange, Ticket
+from wealthalloc.brokers.base import BrokerUnavailable, Quote
 from wealthalloc.brokers.paper import PaperBroker, PaperVenue, quote_from_close
-from wealthalloc.domain.orders import CommissionModel
 from wealthalloc.marketdata.providers import (
     IbkrQuotes,
     Link,
@@ -27,6 +26,8 @@ from wealthalloc.marketdata.providers import (
     broker_quotes,
     quote_from_snapshot,
 )
+from wealthalloc.trading.rules import CommissionModel
+from wealthalloc.trading.tickets import Execution, StatusChange, Ticket
 
 AT = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 LIVE = Quote("AAPL", D("150.24"), D("150.26"), D("150.25"), AT, "ibkr")

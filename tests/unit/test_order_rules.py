@@ -6,7 +6,7 @@ from decimal import Decimal as D
 
 import pytest
 
-from wealthalloc.domain.orders import (
+from wealthalloc.trading.rules import (
     CommissionModel,
     InsufficientFunds,
     InsufficientShares,

@@ -8,8 +8,8 @@ import typing
 from pathlib import Path
 
 from serve_apps.api.routes.trades import OrderStatus as ApiStatusFilter
-from wealthalloc.brokers.base import StatusChange
-from wealthalloc.domain.order_status import FINAL_STATUSES, OPEN_STATUSES, OrderStatus
+from wealthalloc.trading.status import FINAL_STATUSES, OPEN_STATUSES, OrderStatus
+from wealthalloc.trading.tickets import StatusChange
 
 CORE = Path(__file__).resolve().parents[2] / "wealthalloc/storage/migrations/0001_core.sql"
 

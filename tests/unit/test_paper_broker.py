@@ -10,9 +10,10 @@ from decimal import Decimal as D
 
 import pytest
 
-from wealthalloc.brokers.base import Execution, OrderRejected, Quote, StatusChange, Ticket
+from wealthalloc.brokers.base import OrderRejected, Quote
 from wealthalloc.brokers.paper import PaperBroker, PaperVenue, quote_from_close
-from wealthalloc.domain.orders import CommissionModel
+from wealthalloc.trading.rules import CommissionModel
+from wealthalloc.trading.tickets import Execution, StatusChange, Ticket
 
 DAY = date(2022, 11, 25)
 

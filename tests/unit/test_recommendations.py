@@ -20,7 +20,6 @@ import pytest
 import skfolio.measures as sk
 from scipy import stats
 
-from wealthalloc.domain.orders import CommissionModel
 from wealthalloc.domain.recommendations import (
     AnomalyFlag,
     Holding,
@@ -34,6 +33,7 @@ from wealthalloc.domain.recommendations import (
 )
 from wealthalloc.domain.risk import daily_returns
 from wealthalloc.marketdata import INDEX_SYMBOL, PriceHistory, SecurityReference
+from wealthalloc.trading.rules import CommissionModel
 
 AS_OF = date(2021, 6, 30)
 LOOKBACK = 504

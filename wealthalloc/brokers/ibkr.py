@@ -41,17 +41,15 @@ from wealthalloc.brokers.base import (
     BrokerHealth,
     BrokerSink,
     BrokerUnavailable,
-    Execution,
     OrderRejected,
     Reconciliation,
-    StatusChange,
-    Ticket,
 )
 from wealthalloc.brokers.circuit import Backoff, CircuitBreaker
 from wealthalloc.brokers.ib_client import load_ib
 from wealthalloc.config import Settings
 from wealthalloc.domain.money import SHARES, money, price
 from wealthalloc.logging import get_logger
+from wealthalloc.trading.tickets import Execution, StatusChange, Ticket
 
 log = get_logger(__name__)
 

@@ -25,7 +25,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from wealthalloc.brokers.base import Execution, StatusChange
+from wealthalloc.trading.tickets import Execution, StatusChange
 
 SOURCE = "broker"
 

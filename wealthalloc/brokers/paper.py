@@ -30,21 +30,13 @@ from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import ROUND_DOWN, ROUND_UP, Decimal
 
-from wealthalloc.brokers.base import (
-    BrokerHealth,
-    BrokerSink,
-    Execution,
-    OrderRejected,
-    Quote,
-    Reconciliation,
-    StatusChange,
-    Ticket,
-)
+from wealthalloc.brokers.base import BrokerHealth, BrokerSink, OrderRejected, Quote, Reconciliation
 from wealthalloc.config import Settings
 from wealthalloc.domain.money import SHARE_PLACES
-from wealthalloc.domain.orders import CommissionModel
 from wealthalloc.logging import get_logger
 from wealthalloc.marketdata import MarketDataError, PriceHistory
+from wealthalloc.trading.rules import CommissionModel
+from wealthalloc.trading.tickets import Execution, StatusChange, Ticket
 
 log = get_logger(__name__)
 

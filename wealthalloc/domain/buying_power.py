@@ -4,7 +4,7 @@ Cash is one number in the book, but not all of it is free. Two things hold
 part of it back:
 
 - an open buy (pending, submitted or partially filled) reserves the worst
-  case of what its unfilled remainder can cost (:func:`wealthalloc.domain.orders.reservation`);
+  case of what its unfilled remainder can cost (:func:`wealthalloc.trading.rules.reservation`);
   that cash belongs to the order until it fills, is cancelled or expires;
 - a sale's proceeds are credited when the sale fills, but they *settle* only
   on the next trading day (T+1, the US equities cycle since May 2024). Until
@@ -28,7 +28,7 @@ from decimal import Decimal
 from typing import Any
 
 from wealthalloc.domain.money import money
-from wealthalloc.domain.order_status import OPEN_STATUSES
+from wealthalloc.trading.status import OPEN_STATUSES
 
 SETTLEMENT_DAYS = 1
 """Trading days after the trade date on which a sale's proceeds settle (T+1)."""

@@ -96,8 +96,8 @@ import pandas as pd
 
 from wealthalloc.domain.allocation import Position, TargetAllocation, rebalance
 from wealthalloc.domain.money import money
-from wealthalloc.domain.orders import CommissionModel
 from wealthalloc.domain.risk import daily_returns, portfolio_risk
+from wealthalloc.trading.rules import CommissionModel
 
 __all__ = [
     "RECOMMENDER_VERSION",

@@ -26,7 +26,6 @@ from datetime import date, timedelta
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
-from wealthalloc.domain import orders as rules
 from wealthalloc.domain.harvest import Opportunity
 from wealthalloc.domain.money import money
 from wealthalloc.domain.quote_freshness import PlannedOrder
@@ -35,11 +34,12 @@ from wealthalloc.errors import ServiceError
 from wealthalloc.ops import metrics as ops_metrics
 from wealthalloc.portfolios import wash_sales
 from wealthalloc.portfolios.service import BookService, Mutation, jsonable, not_found
-from wealthalloc.portfolios.trading import OrderDesk
 from wealthalloc.storage import books as store
 from wealthalloc.storage import tax as tax_store
 from wealthalloc.storage.outbox import add_event
 from wealthalloc.tax.harvesting import TOPIC, HarvestPlanner, describe, harvest_values, load_taxpayer
+from wealthalloc.trading import rules
+from wealthalloc.trading.desk import OrderDesk, Part, derived_key, market_order
 
 # What the replacement budget leaves for the sale's spread and slippage below today's close.
 SALE_HAIRCUT = Decimal("0.01")
@@ -112,19 +112,24 @@ class HarvestDesk:
             self._desk.refuse_stale_plan(orders, seen)
             return 201, plan
 
-        status, plan = await self._book.idempotent(m, row["portfolio_id"], work)
+        def parts(plan: Any) -> list[Part]:
+            """The sale, then its replacement buy, which waits for the sale to be placed."""
+            if plan["sell"] is None:
+                return []
+            sale = [Part(derived_key(m, 0), _order_spec(plan["sell"]))]
+            if plan["buy"] is None:
+                return sale
+            return [*sale, Part(derived_key(m, 1), _order_spec(plan["buy"]), after=0)]
+
+        status, plan, outcomes = await self._desk.place_many(m, row["portfolio_id"], work, parts, "harvest")
         orders: dict[str, Any] = {"sell": None, "buy": None}
         refused: list[dict[str, Any]] = []
-        for i, side in enumerate(("sell", "buy")):
-            spec = plan[side]
-            if spec is None or (side == "buy" and orders["sell"] is None):
-                continue
-            try:
-                _, orders[side] = await self._desk.place_part(
-                    m, i, row["portfolio_id"], _order_spec(spec), origin="harvest"
-                )
-            except ServiceError as exc:
-                refused.append({"side": side, "symbol": spec["symbol"], "error": exc.as_dict()})
+        for outcome in outcomes:
+            side, symbol = outcome.part.spec["side"], outcome.part.spec["symbol"]
+            if outcome.order is not None:
+                orders[side] = outcome.order
+            elif outcome.error is not None:
+                refused.append({"side": side, "symbol": symbol, "error": outcome.error.as_dict()})
         async with self._book.pool.connection() as conn, conn.transaction():
             await tax_store.attach_orders(
                 conn,
@@ -258,14 +263,8 @@ class HarvestDesk:
 
 
 def _order_spec(planned: dict[str, Any]) -> dict[str, Any]:
-    """An order of the stored plan as :meth:`OrderDesk.place` takes it (a sale names its lots)."""
-    spec: dict[str, Any] = {
-        "symbol": planned["symbol"],
-        "side": planned["side"],
-        "quantity": Decimal(planned["quantity"]),
-        "order_type": "market",
-        "time_in_force": "day",
-    }
+    """An order of the stored plan as :meth:`OrderDesk.place_many` takes it (a sale names its lots)."""
+    spec = market_order(planned["symbol"], planned["side"], planned["quantity"])
     if planned.get("lot_ids"):
         spec["lot_method"] = "specific"
         spec["lot_ids"] = [uuid.UUID(i) for i in planned["lot_ids"]]

@@ -45,7 +45,7 @@ import hashlib
 import threading
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -53,7 +53,6 @@ from typing import Any
 import pandas as pd
 
 from wealthalloc.config import Settings
-from wealthalloc.domain.orders import CommissionModel
 from wealthalloc.domain.quote_freshness import PlannedOrder
 from wealthalloc.domain.recommendations import (
     RECOMMENDER_VERSION,
@@ -72,11 +71,12 @@ from wealthalloc.logging import get_logger
 from wealthalloc.marketdata import INDEX_SYMBOL, MarketDataError, PriceHistory, SecurityReference
 from wealthalloc.ops import metrics as ops_metrics
 from wealthalloc.portfolios.service import BookService, Mutation, jsonable, not_found
-from wealthalloc.portfolios.trading import OrderDesk
 from wealthalloc.storage import books as store
 from wealthalloc.storage import recommendations as rec_store
 from wealthalloc.storage.outbox import add_event
 from wealthalloc.storage.postgres import AsyncPool
+from wealthalloc.trading.desk import OrderDesk, Part, market_order
+from wealthalloc.trading.rules import CommissionModel
 
 log = get_logger(__name__)
 
@@ -446,32 +446,27 @@ class RecommendationDesk:
             self._desk.refuse_stale_plan(planned_orders, seen)
             return 201, claimed
 
-        status, claimed = await self._book.idempotent(m, portfolio_id, work)
+        def parts(claimed: Any) -> list[Part]:
+            return [
+                Part(o["key"], market_order(o["symbol"], o["side"], o["quantity"])) for o in claimed["orders"]
+            ]
+
+        status, claimed, outcomes = await self._desk.place_many(
+            m, portfolio_id, work, parts, "recommendation"
+        )
         if claims:
             ops_metrics.recommendation_decided("accepted")
-        placed: list[dict[str, Any]] = []
-        refused: list[dict[str, Any]] = []
-        for planned in claimed["orders"]:
-            spec = {
-                "symbol": planned["symbol"],
-                "side": planned["side"],
-                "quantity": Decimal(planned["quantity"]),
-                "order_type": "market",
-                "time_in_force": "day",
+        placed = [o.order for o in outcomes if o.order is not None]
+        refused = [
+            {
+                "symbol": o.part.spec["symbol"],
+                "side": o.part.spec["side"],
+                "key": o.part.key,
+                "error": o.error.as_dict(),
             }
-            child = replace(m, idempotency_key=planned["key"], body=jsonable(spec))
-            try:
-                _, order = await self._desk.place(child, portfolio_id, spec, origin="recommendation")
-                placed.append(order)
-            except ServiceError as exc:
-                refused.append(
-                    {
-                        "symbol": planned["symbol"],
-                        "side": planned["side"],
-                        "key": planned["key"],
-                        "error": exc.as_dict(),
-                    }
-                )
+            for o in outcomes
+            if o.error is not None
+        ]
         async with self._book.pool.connection() as conn:
             current = await rec_store.recommendation(conn, recommendation_id)
             assert current is not None

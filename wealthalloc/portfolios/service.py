@@ -25,7 +25,7 @@ import json
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -80,6 +80,10 @@ log = get_logger(__name__)
 
 SNAPSHOT_TTL_S = 180
 TOPIC = "portfolio.updates"
+Work = Callable[[store.Conn, dict[str, Any]], Awaitable[tuple[int, Any]]]
+"""A change of one book: given the transaction and the portfolio's locked row, its status and answer."""
+Then = Callable[[store.Conn, dict[str, Any], Any], Awaitable[None]]
+"""What follows a change in its transaction: given the locked row and the change's (or replayed) answer."""
 REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
 
@@ -958,44 +962,40 @@ class BookService:
         )
 
     async def idempotent(
-        self, m: Mutation, portfolio_id: uuid.UUID, work: Any, *, also_changed: set[uuid.UUID] | None = None
+        self,
+        m: Mutation,
+        portfolio_id: uuid.UUID,
+        work: Work,
+        *,
+        also_changed: set[uuid.UUID] | None = None,
+        then: Then | None = None,
     ) -> tuple[int, Any]:
         """Claim the key, do ``work`` and store its answer in one transaction (or replay the answer).
 
         ``work`` adds to ``also_changed`` the user's other portfolios it changed (a wash sale moves
         basis across accounts): their snapshots are dropped with this one, under the user's lock.
+        ``then`` runs next in the same transaction, under the book's lock, whether the answer is new
+        or replayed: a request that places several orders places them there, each under its own
+        derived key (:meth:`claimed`), so the request and its orders commit together.
         """
         if not m.idempotency_key:
             raise ServiceError(
                 400, "IDEMPOTENCY_KEY_REQUIRED", "This request needs an Idempotency-Key header."
             )
-        key = m.idempotency_key
 
         async def claimed_work(conn: store.Conn) -> tuple[int, Any]:
-            claimed = await idempotency.claim(
-                conn,
-                user_id=m.user_id,
-                key=key,
-                method=m.method,
-                path=m.path,
-                fingerprint=m.fingerprint,
-            )
-            if isinstance(claimed, idempotency.Replay):
-                if not claimed.same_request:
-                    raise ServiceError(
-                        409,
-                        "IDEMPOTENCY_KEY_REUSED",
-                        "This Idempotency-Key was used for a different request.",
-                    )
-                return claimed.status or 200, claimed.body
-            # A household's changes serialize on its row, taken before any row of the book, so the
-            # spouses' fills never wait on each other's rows (docs/tax-households.md).
-            await households.wash_sale_circle(conn, m.user_id)
-            row = await store.portfolio_for_update(conn, m.user_id, portfolio_id)
-            if row is None:
-                raise not_found()
-            status, body = await work(conn, row)
-            await idempotency.complete(conn, claimed, status=status, body=body)
+            portfolio: dict[str, Any] | None = None
+
+            async def locked_work() -> tuple[int, Any]:
+                nonlocal portfolio
+                portfolio = await self._lock_book(conn, m.user_id, portfolio_id)
+                return await work(conn, portfolio)
+
+            status, body, replayed = await self.claimed(conn, m, locked_work)
+            if then is not None:
+                if portfolio is None:  # replayed: the book is not locked yet
+                    portfolio = await self._lock_book(conn, m.user_id, portfolio_id)
+                await then(conn, portfolio, body)
             return status, body
 
         async with self.changing(m.user_id):
@@ -1003,6 +1003,42 @@ class BookService:
             for changed in {portfolio_id, *(also_changed or ())}:
                 await self.drop_snapshot(m.user_id, changed)
             return status, body
+
+    async def claimed(
+        self, conn: store.Conn, m: Mutation, work: Callable[[], Awaitable[tuple[int, Any]]]
+    ) -> tuple[int, Any, bool]:
+        """In this transaction, claim ``m``'s key and do ``work``, storing its answer; or find the
+        answer the key already has. Returns the status, the body and whether it was replayed."""
+        claimed = await idempotency.claim(
+            conn,
+            user_id=m.user_id,
+            key=m.idempotency_key or "",
+            method=m.method,
+            path=m.path,
+            fingerprint=m.fingerprint,
+        )
+        if isinstance(claimed, idempotency.Replay):
+            if not claimed.same_request:
+                raise ServiceError(
+                    409, "IDEMPOTENCY_KEY_REUSED", "This Idempotency-Key was used for a different request."
+                )
+            return claimed.status or 200, claimed.body, True
+        status, body = await work()
+        await idempotency.complete(conn, claimed, status=status, body=body)
+        return status, body, False
+
+    async def _lock_book(
+        self, conn: store.Conn, user_id: uuid.UUID, portfolio_id: uuid.UUID
+    ) -> dict[str, Any]:
+        """The portfolio's row, locked for this transaction.
+
+        A household's changes serialize on its row, taken before any row of the book, so the
+        spouses' fills never wait on each other's rows (docs/tax-households.md)."""
+        await households.wash_sale_circle(conn, user_id)
+        row = await store.portfolio_for_update(conn, user_id, portfolio_id)
+        if row is None:
+            raise not_found()
+        return row
 
     # Cache ---------------------------------------------------------------------------------------
 

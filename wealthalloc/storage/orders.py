@@ -14,9 +14,9 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from wealthalloc.brokers.base import Execution
-from wealthalloc.domain.order_status import OPEN_STATUSES
 from wealthalloc.storage.books import Conn, Row
+from wealthalloc.trading.status import OPEN_STATUSES
+from wealthalloc.trading.tickets import Execution
 
 ORDER_COLUMNS = """
 id, portfolio_id, user_id, symbol, side, quantity, order_type, limit_price, stop_price, time_in_force,

@@ -17,9 +17,9 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from wealthalloc.domain.order_status import OPEN_STATUSES
 from wealthalloc.domain.wash_sale import IdentityGroups
 from wealthalloc.storage.books import Conn, Row
+from wealthalloc.trading.status import OPEN_STATUSES
 
 # Substantially identical securities ---------------------------------------------------------------
 

@@ -32,8 +32,8 @@ from serve_apps.api.pagination import decode_cursor, next_links
 from serve_apps.api.schemas import OrderQuantity, PositivePrice
 from wealthalloc.domain.quote_freshness import QuoteSeen
 from wealthalloc.marketdata.quotes import QuoteUnavailable
-from wealthalloc.portfolios.trading import describe
 from wealthalloc.storage import orders as order_store
+from wealthalloc.trading.desk import describe
 
 router = APIRouter(prefix="/api/v1", tags=["trades"])
 

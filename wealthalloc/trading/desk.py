@@ -25,18 +25,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from wealthalloc.brokers.base import Execution, StatusChange, Ticket
 from wealthalloc.brokers.paper import PaperVenue, paper_broker_order_id
-from wealthalloc.domain import orders as rules
 from wealthalloc.domain.acquisitions import sellable
 from wealthalloc.domain.lots import InsufficientShares, LotMethod, UnknownLot, relieve
 from wealthalloc.domain.money import money
-from wealthalloc.domain.order_status import OPEN_STATUSES, OrderStatus
 from wealthalloc.domain.quote_freshness import PlannedOrder, QuoteSeen, StaleQuote, require_fresh_quote
 from wealthalloc.domain.wash_sale import IdentityGroups
 from wealthalloc.domain.wash_sale_book import SoldShares
@@ -46,17 +43,63 @@ from wealthalloc.ops import metrics as ops_metrics
 from wealthalloc.portfolios import wash_sales
 from wealthalloc.portfolios.household_books import Evict, forget_spouse_books
 from wealthalloc.portfolios.quotes import PlanQuotes
-from wealthalloc.portfolios.service import BookService, Mutation, jsonable, not_found
+from wealthalloc.portfolios.service import BookService, Mutation, Work, jsonable, not_found
 from wealthalloc.storage import books as store
 from wealthalloc.storage import households, lots
 from wealthalloc.storage import orders as order_store
 from wealthalloc.storage import tax as tax_store
 from wealthalloc.storage.outbox import add_event
+from wealthalloc.trading import rules
+from wealthalloc.trading.status import OPEN_STATUSES, OrderStatus
+from wealthalloc.trading.tickets import Execution, StatusChange, Ticket
 
 log = get_logger(__name__)
 
 TOPIC = "trades.executed"
 Handoff = Callable[[Ticket], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """An order request that passed the rules that need no book."""
+
+    request: rules.OrderRequest
+    spec: Mapping[str, Any]
+    origin: str
+    today: date
+    lot_method: str | None
+    lot_ids: list[uuid.UUID]
+    cap: Decimal | None
+
+
+@dataclass(frozen=True)
+class Written:
+    """An order as its transaction wrote it, with the fills the embedded venue gave it."""
+
+    order: dict[str, Any]
+    fills: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Part:
+    """One order of a request that places several: its derived Idempotency-Key and its fields.
+    ``after`` names an earlier part it needs placed (a harvest's replacement buy needs its sale)."""
+
+    key: str
+    spec: Mapping[str, Any]
+    after: int | None = None
+
+
+@dataclass
+class Outcome:
+    """What became of a part: placed (``order_id``; ``written`` when by this request), refused
+    (``error``), or neither when the part it needs was not placed."""
+
+    part: Part
+    order_id: uuid.UUID | None = None
+    written: Written | None = None
+    error: ServiceError | None = None
+    order: dict[str, Any] | None = field(default=None)
 
 
 class OrderDesk:
@@ -117,6 +160,23 @@ class OrderDesk:
         self, m: Mutation, portfolio_id: uuid.UUID, spec: Mapping[str, Any], origin: str = "api"
     ) -> tuple[int, dict[str, Any]]:
         """Record the order (or find the one this key recorded) and hand a new one to the broker."""
+        prepared = self._prepare(spec, origin)
+        created: list[Written] = []
+        also_changed: set[uuid.UUID] = set()
+
+        async def work(conn: store.Conn, portfolio: dict[str, Any]) -> tuple[int, Any]:
+            written = await self._write(conn, m, portfolio, prepared, also_changed)
+            created.append(written)
+            return 201, {"id": str(written.order["id"])}
+
+        status, body = await self._book.idempotent(m, portfolio_id, work, also_changed=also_changed)
+        await forget_spouse_books(self._book, m.user_id, also_changed, self._evict)
+        if not created:  # a replay: the order as it stands now
+            return status, await self.order(m.user_id, uuid.UUID(body["id"]))
+        return status, await self._finish(m.user_id, created[-1])
+
+    def _prepare(self, spec: Mapping[str, Any], origin: str) -> Prepared:
+        """The request's rules, checked before any transaction: a 400 that says what is wrong."""
         request = rules.OrderRequest(
             symbol=spec["symbol"],
             side=spec["side"],
@@ -139,142 +199,196 @@ class OrderDesk:
             raise ServiceError(400, "INVALID_TRADE", str(exc), details) from exc
         lot_method, lot_ids = _lot_choice(request, spec)
         cap = rules.price_cap(request, reference_price=reference, collar=self._collar)
-        created: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []  # the order and its fills
-        also_changed: set[uuid.UUID] = set()
+        return Prepared(request, spec, origin, today, lot_method, lot_ids, cap)
 
-        async def work(conn: store.Conn, portfolio: dict[str, Any]) -> tuple[int, Any]:
-            # Checked only for a new key (a replay returns the order as placed), and nothing is written.
-            _refuse_stale_quote(request, spec)
-            held = Decimal(0)
+    async def _write(
+        self,
+        conn: store.Conn,
+        m: Mutation,
+        portfolio: dict[str, Any],
+        prepared: Prepared,
+        also_changed: set[uuid.UUID],
+        groups: IdentityGroups | None = None,
+    ) -> Written:
+        """The order's checks against the book and its rows, in the caller's transaction: the order,
+        its event and, at the embedded paper venue, its fill. ``portfolio`` is the locked row."""
+        request, today, lot_ids = prepared.request, prepared.today, prepared.lot_ids
+        # Checked only for a new key (a replay returns the order as placed), and nothing is written.
+        _refuse_stale_quote(request, prepared.spec)
+        held = Decimal(0)
+        if groups is None:
             groups = await tax_store.identity_groups(conn)
-            if request.side == "buy":
-                await wash_sales.refuse_blocked_buy(conn, m.user_id, request.symbol, today, groups=groups)
-            open_orders = await order_store.open_orders_of_portfolio(conn, portfolio["id"])
-            pending = Decimal(0)
-            if request.side == "sell":
-                rows = [
-                    r
-                    for r in await store.all_lots(conn, portfolio["id"], request.symbol)
-                    if r["closed_at"] is None and r["shares"] > 0
-                ]
-                # A transfer-in waiting for confirmation is held but not yet sellable.
-                pending = sum((r["shares"] for r in rows if not sellable(r)), Decimal(0))
-                to_sell = [store.lot_from_row(r) for r in rows if sellable(r)]
-                held = sum((lot.shares for lot in to_sell), Decimal(0))
-                if lot_ids:
-                    _check_named_lots(to_sell, lot_ids, request.quantity)
-            reserve = rules.reservation(request, cap, self._commission)
-            try:
-                rules.check_affordable(
-                    request,
-                    reserve=reserve,
-                    cash=portfolio["cash_balance"],
-                    held=held,
-                    open_orders=open_orders,
+        if request.side == "buy":
+            await wash_sales.refuse_blocked_buy(conn, m.user_id, request.symbol, today, groups=groups)
+        open_orders = await order_store.open_orders_of_portfolio(conn, portfolio["id"])
+        pending = Decimal(0)
+        if request.side == "sell":
+            rows = [
+                r
+                for r in await store.all_lots(conn, portfolio["id"], request.symbol)
+                if r["closed_at"] is None and r["shares"] > 0
+            ]
+            # A transfer-in waiting for confirmation is held but not yet sellable.
+            pending = sum((r["shares"] for r in rows if not sellable(r)), Decimal(0))
+            to_sell = [store.lot_from_row(r) for r in rows if sellable(r)]
+            held = sum((lot.shares for lot in to_sell), Decimal(0))
+            if lot_ids:
+                _check_named_lots(to_sell, lot_ids, request.quantity)
+        reserve = rules.reservation(request, prepared.cap, self._commission)
+        try:
+            rules.check_affordable(
+                request,
+                reserve=reserve,
+                cash=portfolio["cash_balance"],
+                held=held,
+                open_orders=open_orders,
+            )
+        except rules.InsufficientFunds as exc:
+            raise ServiceError(
+                400,
+                "INSUFFICIENT_FUNDS",
+                str(exc),
+                {"required": str(exc.required), "available": str(exc.available)},
+            ) from exc
+        except rules.InsufficientShares as exc:
+            details = {
+                "symbol": exc.symbol,
+                "required": str(exc.required),
+                "available": str(exc.available),
+            }
+            message = str(exc)
+            if pending:
+                details["pending"] = str(pending)
+                message += (
+                    f" {pending.normalize():f} more are transferred in and pending: they can be sold"
+                    " once a sync of the linked account or an advisor confirms them."
                 )
-            except rules.InsufficientFunds as exc:
-                raise ServiceError(
-                    400,
-                    "INSUFFICIENT_FUNDS",
-                    str(exc),
-                    {"required": str(exc.required), "available": str(exc.available)},
-                ) from exc
-            except rules.InsufficientShares as exc:
-                details = {
-                    "symbol": exc.symbol,
-                    "required": str(exc.required),
-                    "available": str(exc.available),
-                }
-                message = str(exc)
-                if pending:
-                    details["pending"] = str(pending)
-                    message += (
-                        f" {pending.normalize():f} more are transferred in and pending: they can be sold"
-                        " once a sync of the linked account or an advisor confirms them."
-                    )
-                raise ServiceError(400, "INSUFFICIENT_SHARES", message, details) from exc
-            order_id = uuid.uuid4()
-            # The embedded paper venue takes the order now, unless it has no market for the symbol
-            # (then the order waits as pending and the gateway's broker rejects it).
-            quote = self._venue.market(request.symbol) if self._venue is not None else None
-            venue_fields: dict[str, Any] = (
-                {
-                    "status": OrderStatus.SUBMITTED,
-                    "broker_order_id": paper_broker_order_id(order_id),
-                    "submitted_at": datetime.now(UTC),
-                }
-                if quote is not None
-                else {}
-            )
-            row = await order_store.insert_order(
-                conn,
-                id=order_id,
-                **venue_fields,
-                portfolio_id=portfolio["id"],
-                user_id=m.user_id,
-                idempotency_key=m.idempotency_key,
-                request_hash=m.fingerprint,
-                symbol=request.symbol,
-                side=request.side,
-                quantity=request.quantity,
-                order_type=request.order_type,
-                limit_price=request.limit_price,
-                stop_price=request.stop_price,
-                time_in_force=request.time_in_force,
-                reserved_cash=reserve,
-                broker=self._broker,
-                lot_method=lot_method,
-                lot_ids=lot_ids or None,
-                price_cap=cap,
-                market_date=today,
-                origin=origin,
-            )
-            await add_event(
-                conn,
-                topic=TOPIC,
-                event_type="trades.order_placed",
-                user_id=m.user_id,
-                aggregate_id=row["id"],
-                payload={
-                    "order_id": row["id"],
-                    "portfolio_id": portfolio["id"],
-                    "symbol": request.symbol,
-                    "side": request.side,
-                    "quantity": request.quantity,
-                    "order_type": request.order_type,
-                    "reserved_cash": reserve,
-                    "by": m.actor_id,
-                },
-            )
-            fills: list[dict[str, Any]] = []
-            execution = (
-                self._venue.execution(Ticket.from_row(row), quote=quote)
-                if self._venue is not None and quote is not None
-                else None
-            )
-            if execution is not None:
-                fill = await order_store.insert_fill(conn, row["id"], execution, market_date=today)
-                assert fill is not None, "a new order has no fills yet"
-                row, changed = await self._fill(
-                    conn, row, fill, execution, portfolio=portfolio, groups=groups
-                )
-                also_changed.update(changed)
-                fills.append(fill)
-            created.append((row, fills))
-            return 201, {"id": str(row["id"])}
+            raise ServiceError(400, "INSUFFICIENT_SHARES", message, details) from exc
+        order_id = uuid.uuid4()
+        # The embedded paper venue takes the order now, unless it has no market for the symbol
+        # (then the order waits as pending and the gateway's broker rejects it).
+        quote = self._venue.market(request.symbol) if self._venue is not None else None
+        venue_fields: dict[str, Any] = (
+            {
+                "status": OrderStatus.SUBMITTED,
+                "broker_order_id": paper_broker_order_id(order_id),
+                "submitted_at": datetime.now(UTC),
+            }
+            if quote is not None
+            else {}
+        )
+        row = await order_store.insert_order(
+            conn,
+            id=order_id,
+            **venue_fields,
+            portfolio_id=portfolio["id"],
+            user_id=m.user_id,
+            idempotency_key=m.idempotency_key,
+            request_hash=m.fingerprint,
+            symbol=request.symbol,
+            side=request.side,
+            quantity=request.quantity,
+            order_type=request.order_type,
+            limit_price=request.limit_price,
+            stop_price=request.stop_price,
+            time_in_force=request.time_in_force,
+            reserved_cash=reserve,
+            broker=self._broker,
+            lot_method=prepared.lot_method,
+            lot_ids=lot_ids or None,
+            price_cap=prepared.cap,
+            market_date=today,
+            origin=prepared.origin,
+        )
+        await add_event(
+            conn,
+            topic=TOPIC,
+            event_type="trades.order_placed",
+            user_id=m.user_id,
+            aggregate_id=row["id"],
+            payload={
+                "order_id": row["id"],
+                "portfolio_id": portfolio["id"],
+                "symbol": request.symbol,
+                "side": request.side,
+                "quantity": request.quantity,
+                "order_type": request.order_type,
+                "reserved_cash": reserve,
+                "by": m.actor_id,
+            },
+        )
+        fills: list[dict[str, Any]] = []
+        execution = (
+            self._venue.execution(Ticket.from_row(row), quote=quote)
+            if self._venue is not None and quote is not None
+            else None
+        )
+        if execution is not None:
+            fill = await order_store.insert_fill(conn, row["id"], execution, market_date=today)
+            assert fill is not None, "a new order has no fills yet"
+            row, changed = await self._fill(conn, row, fill, execution, portfolio=portfolio, groups=groups)
+            also_changed.update(changed)
+            fills.append(fill)
+        return Written(row, fills)
 
-        status, body = await self._book.idempotent(m, portfolio_id, work, also_changed=also_changed)
-        await forget_spouse_books(self._book, m.user_id, also_changed, self._evict)
-        if not created:  # a replay: the order as it stands now
-            return status, await self.order(m.user_id, uuid.UUID(body["id"]))
-        row, fills = created[-1]
+    async def _finish(self, user_id: uuid.UUID, written: Written) -> dict[str, Any]:
+        """After the commit: count its fills, hand an order still open to the gateway, describe it."""
+        row, fills = written.order, written.fills
         ops_metrics.trades_executed(row["side"], self._broker, len(fills))  # filled at the embedded venue
         if row["status"] == OrderStatus.PENDING:
             await self._hand_off(self._submit, row)  # the broker's answer changed it: read it again
-            return status, await self.order(m.user_id, row["id"])
+            return await self.order(user_id, row["id"])
         if row["status"] in OPEN_STATUSES:
             await self._hand_off(self._rest, row)
-        return status, describe(row, fills)
+        return describe(row, fills)
+
+    async def place_many(
+        self,
+        m: Mutation,
+        portfolio_id: uuid.UUID,
+        work: Work,
+        parts_of: Callable[[Any], Sequence[Part]],
+        origin: str,
+    ) -> tuple[int, Any, list[Outcome]]:
+        """A request that places several orders (a batch, a rebalance, a harvest, an accepted
+        recommendation) and its orders, in one transaction under the user's lock.
+
+        ``work`` is the request's own change under its Idempotency-Key; ``parts_of`` reads the
+        orders from its answer, new or replayed, so a repeat places the same orders. Each order has
+        its own derived key and its own savepoint: a refused order (an unknown symbol, too little
+        cash) rolls back alone and is reported, and a repeat finds the placed ones already made and
+        tries the refused ones again. Orders are placed in their given order on one book, so a
+        sale's cash funds the buys after it. One lock, one portfolio row lock and one commit for
+        the lot, where an order placed alone takes each of those.
+        """
+        outcomes: list[Outcome] = []
+        also_changed: set[uuid.UUID] = set()
+
+        async def orders(conn: store.Conn, portfolio: dict[str, Any], body: Any) -> None:
+            outcomes.clear()  # a deadlock's victim runs again alone, from the start
+            also_changed.clear()
+            groups = await tax_store.identity_groups(conn)
+            book = portfolio
+            for part in parts_of(body):
+                if part.after is not None and outcomes[part.after].order_id is None:
+                    outcomes.append(Outcome(part))
+                    continue
+                outcome = await self._place_part(conn, m, book, part, origin, groups, also_changed)
+                outcomes.append(outcome)
+                if outcome.written is not None and outcome.written.fills:
+                    # Its fill moved the cash the next order is checked against.
+                    book = await store.portfolio_for_update(conn, m.user_id, portfolio_id) or book
+
+        status, body = await self._book.idempotent(
+            m, portfolio_id, work, also_changed=also_changed, then=orders
+        )
+        await forget_spouse_books(self._book, m.user_id, also_changed, self._evict)
+        for outcome in outcomes:
+            if outcome.written is not None:
+                outcome.order = await self._finish(m.user_id, outcome.written)
+            elif outcome.order_id is not None:  # placed by an earlier request with this key
+                outcome.order = await self.order(m.user_id, outcome.order_id)
+        return status, body, outcomes
 
     async def _hand_off(self, handoff: Handoff | None, row: dict[str, Any]) -> None:
         """Give an order just committed to the gateway; if that fails, its sweep finds it later."""
@@ -284,14 +398,6 @@ class OrderDesk:
             await handoff(Ticket.from_row(row))
         except Exception as exc:  # the order is safe in PostgreSQL
             log.warning("order_handoff_failed", order_id=str(row["id"]), error=repr(exc))
-
-    async def place_part(
-        self, m: Mutation, i: int, portfolio_id: uuid.UUID, spec: Mapping[str, Any], origin: str = "api"
-    ) -> tuple[int, dict[str, Any]]:
-        """Order ``i`` of a request that places several (a rebalance, a harvest, a batch), under the
-        derived key ``{key}/{i}``: a repeat of the request finds the order already made."""
-        child = replace(m, idempotency_key=f"{m.idempotency_key}/{i}", body=jsonable(dict(spec)))
-        return await self.place(child, portfolio_id, spec, origin=origin)
 
     async def rebalance(
         self, m: Mutation, portfolio_id: uuid.UUID, drift_band: Decimal, whole_shares: bool
@@ -325,24 +431,19 @@ class OrderDesk:
             )
             return 201, plan
 
-        status, stored = await self._book.idempotent(m, portfolio_id, work)
-        placed: list[dict[str, Any]] = []
-        refused: list[dict[str, Any]] = []
-        for i, proposed in enumerate(stored["orders"]):
-            spec = {
-                "symbol": proposed["symbol"],
-                "side": proposed["side"],
-                "quantity": Decimal(proposed["quantity"]),
-                "order_type": "market",
-                "time_in_force": "day",
-            }
-            try:
-                _, order = await self.place_part(m, i, portfolio_id, spec, origin="rebalance")
-                placed.append(order)
-            except ServiceError as exc:
-                refused.append(
-                    {"symbol": proposed["symbol"], "side": proposed["side"], "error": exc.as_dict()}
-                )
+        def parts(stored: Any) -> list[Part]:
+            return [
+                Part(derived_key(m, i), market_order(o["symbol"], o["side"], o["quantity"]))
+                for i, o in enumerate(stored["orders"])
+            ]
+
+        status, stored, outcomes = await self.place_many(m, portfolio_id, work, parts, "rebalance")
+        placed = [o.order for o in outcomes if o.order is not None]
+        refused = [
+            {"symbol": o.part.spec["symbol"], "side": o.part.spec["side"], "error": o.error.as_dict()}
+            for o in outcomes
+            if o.error is not None
+        ]
         return status, {**stored, "dry_run": False, "placed": placed, "refused": refused}
 
     async def place_batch(
@@ -359,18 +460,44 @@ class OrderDesk:
         async def work(conn: store.Conn, portfolio: dict[str, Any]) -> tuple[int, Any]:
             return 201, {"orders": len(specs)}
 
-        status, _ = await self._book.idempotent(m, portfolio_id, work)
+        parts = [Part(derived_key(m, i), spec) for i, spec in enumerate(specs)]
+        status, _, outcomes = await self.place_many(m, portfolio_id, work, lambda _: parts, "api")
         placed: list[dict[str, Any]] = []
         refused: list[dict[str, Any]] = []
-        for i, spec in enumerate(specs):
-            try:
-                _, order = await self.place_part(m, i, portfolio_id, spec)
-                placed.append({"index": i, **order})
-            except ServiceError as exc:
-                refused.append(
-                    {"index": i, "symbol": spec["symbol"], "side": spec["side"], "error": exc.as_dict()}
-                )
+        for i, outcome in enumerate(outcomes):
+            if outcome.order is not None:
+                placed.append({"index": i, **outcome.order})
+            elif outcome.error is not None:
+                spec = outcome.part.spec
+                error = outcome.error.as_dict()
+                refused.append({"index": i, "symbol": spec["symbol"], "side": spec["side"], "error": error})
         return status, {"placed": placed, "refused": refused}
+
+    async def _place_part(
+        self,
+        conn: store.Conn,
+        m: Mutation,
+        book: dict[str, Any],
+        part: Part,
+        origin: str,
+        groups: IdentityGroups,
+        also_changed: set[uuid.UUID],
+    ) -> Outcome:
+        """One part of :meth:`place_many`, in its own savepoint under its derived key."""
+        child = replace(m, idempotency_key=part.key, body=jsonable(dict(part.spec)))
+        written: list[Written] = []
+
+        async def write() -> tuple[int, Any]:
+            written.append(await self._write(conn, child, book, prepared, also_changed, groups))
+            return 201, {"id": str(written[-1].order["id"])}
+
+        try:
+            prepared = self._prepare(part.spec, origin)
+            async with conn.transaction():  # a savepoint: a refusal undoes this order alone
+                _, answer, _ = await self._book.claimed(conn, child, write)
+        except ServiceError as exc:
+            return Outcome(part, error=exc)
+        return Outcome(part, order_id=uuid.UUID(answer["id"]), written=written[-1] if written else None)
 
     # Reading -------------------------------------------------------------------------------------
 
@@ -661,6 +788,22 @@ class OrderDesk:
                 updated = await order_store.order(conn, order["id"])
             await self._book.drop_snapshot(user_id, order["portfolio_id"])
         return _light(updated) if updated else None
+
+
+def derived_key(m: Mutation, i: int) -> str:
+    """The Idempotency-Key of order ``i`` of a request that places several."""
+    return f"{m.idempotency_key}/{i}"
+
+
+def market_order(symbol: str, side: str, quantity: Decimal | str) -> dict[str, Any]:
+    """A plan's order (a rebalance, a harvest, a recommendation): at the market, for the day."""
+    return {
+        "symbol": symbol,
+        "side": side,
+        "quantity": Decimal(quantity),
+        "order_type": "market",
+        "time_in_force": "day",
+    }
 
 
 def _refuse_stale_quote(request: rules.OrderRequest, spec: Mapping[str, Any]) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 from wealthalloc.domain.buying_power import BuyingPower
 from wealthalloc.domain.buying_power import InsufficientFunds as InsufficientFunds
 from wealthalloc.domain.money import SHARE_PLACES, money
-from wealthalloc.domain.order_status import OPEN_STATUSES, OrderStatus
+from wealthalloc.trading.status import OPEN_STATUSES, OrderStatus
 
 PRICE_PLACES = 6
 
