@@ -44,4 +44,5 @@ def test_the_check_sees_a_forbidden_import(tmp_path: Path) -> None:
 
 
 def test_the_order_desk_is_the_trading_module_that_writes() -> None:
-    assert "wealthalloc.storage" in {m.rsplit(".", 1)[0] for m in imported(ROOT / "wealthalloc/trading/desk.py")}
+    desk = imported(ROOT / "wealthalloc" / "trading" / "desk.py")
+    assert "wealthalloc.storage" in {m.rsplit(".", 1)[0] for m in desk}
