@@ -322,9 +322,8 @@ def test_an_overweight_sector_is_sold_down_to_target_within_one_shares_value() -
     price = D("123.45")
     positions = [hold("AAPL", 50, price), hold("JNJ", 30, 100), hold("JPM", 30, 100)]
     plan = rebalance(positions, D(1000), BALANCED)
-    assert plan.orders[0] == ProposedOrder(
-        "AAPL", "sell", D(17), price, D("2098.65"), plan.orders[0].reason
-    )  # 2,220.75 over target is 17.99 shares: 17 are sold
+    assert plan.orders[0] == ProposedOrder("AAPL", "sell", D(17), price, plan.orders[0].reason)
+    assert plan.orders[0].value == D("2098.65")  # 2,220.75 over target is 17.99 shares: 17 are sold
     it_after = by_key(plan.after.by_sector)[IT].value
     goal = D("0.3") * plan.before.total_value
     assert 0 <= it_after - goal < price
@@ -385,8 +384,8 @@ def test_orders_worth_less_than_the_minimum_trade_value_are_dropped() -> None:
 def test_quantities_and_values_are_decimals() -> None:
     plan = rebalance(drifted(), D(1000), BALANCED)
     for order in plan.orders:
-        assert isinstance(order.quantity, Decimal) and isinstance(order.estimated_value, Decimal)
-        assert order.estimated_value == order.quantity * order.price
+        assert isinstance(order.quantity, Decimal) and isinstance(order.value, Decimal)
+        assert order.value == order.quantity * order.price
 
 
 # --------------------------------------------------------------------------- rebalancing: targets
@@ -453,7 +452,7 @@ def test_a_plan_as_dict_is_json() -> None:
         "side": "sell",
         "quantity": "20",
         "price": "100",
-        "estimated_value": "2000",
+        "estimated_value": "2000.0000",
         "reason": f"sector {IT} at 50.00% vs target 30.00% (band ±5.00%)",
     }
     assert data["cash_after"] == "3000"
@@ -551,13 +550,13 @@ def test_plans_never_oversell_never_overdraw_and_never_buy_into_the_cash_target(
     assert len({order.symbol for order in plan.orders}) == len(plan.orders)
     for order in plan.orders:
         assert order.quantity > 0
-        assert order.estimated_value == order.quantity * order.price >= minimum
+        assert order.value == order.quantity * order.price >= minimum
         if whole_shares:
             assert order.quantity == order.quantity.to_integral_value()
         if order.side == "sell":
             assert order.quantity <= held.get(order.symbol, D(0))
-    sold = sum((o.estimated_value for o in plan.orders if o.side == "sell"), D(0))
-    bought = sum((o.estimated_value for o in plan.orders if o.side == "buy"), D(0))
+    sold = sum((o.value for o in plan.orders if o.side == "sell"), D(0))
+    bought = sum((o.value for o in plan.orders if o.side == "buy"), D(0))
     assert plan.cash_after == cash + sold - bought
     assert plan.cash_after >= 0
     if bought:
@@ -566,3 +565,18 @@ def test_plans_never_oversell_never_overdraw_and_never_buy_into_the_cash_target(
     assert all(row.value >= 0 for row in plan.after.by_symbol)
     if plan.before.max_drift <= band:
         assert plan.orders == []
+
+
+def test_a_proposed_order_adds_up_exactly_and_shows_its_value_as_money() -> None:
+    order = ProposedOrder("AAPL", "buy", D("3"), D("123.456789"))
+
+    assert order.value == D("370.370367")
+    assert order.as_dict() == {
+        "symbol": "AAPL",
+        "side": "buy",
+        "quantity": "3",
+        "price": "123.456789",
+        "estimated_value": "370.3704",
+    }
+    assert order.with_quantity(D(1)).as_dict()["estimated_value"] == "123.4568"
+    assert ProposedOrder("AAPL", "sell", D(1), D(1), "drifted").as_dict()["reason"] == "drifted"

@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PURE = [
     *sorted((ROOT / "wealthalloc" / "domain").glob("*.py")),
-    *(ROOT / "wealthalloc" / "trading" / f"{name}.py" for name in ("rules", "status", "tickets")),
+    *(ROOT / "wealthalloc" / "trading" / f"{name}.py" for name in ("rules", "status", "tickets", "proposed")),
 ]
 FORBIDDEN = ("ray", "psycopg", "psycopg_pool", "redis", "actors", "serve_apps", "wealthalloc.storage")
 

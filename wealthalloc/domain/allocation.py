@@ -89,6 +89,8 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, Invali
 from types import MappingProxyType
 from typing import Any, Final, Literal
 
+from wealthalloc.trading.proposed import ProposedOrder
+
 __all__ = [
     "CASH",
     "FRACTIONAL_STEP",
@@ -386,32 +388,6 @@ def allocation(positions: Sequence[Position], cash: Decimal, target: TargetAlloc
 
 
 @dataclass(frozen=True)
-class ProposedOrder:
-    """An order the rebalance proposes; nothing is sent anywhere.
-
-    ``estimated_value`` is ``quantity * price``; ``reason`` names the row
-    outside its band that the order brings back.
-    """
-
-    symbol: str
-    side: Literal["buy", "sell"]
-    quantity: Decimal
-    price: Decimal
-    estimated_value: Decimal
-    reason: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "symbol": self.symbol,
-            "side": self.side,
-            "quantity": _text(self.quantity),
-            "price": _text(self.price),
-            "estimated_value": _text(self.estimated_value),
-            "reason": self.reason,
-        }
-
-
-@dataclass(frozen=True)
 class Unfillable:
     """A target (or the part of one) the plan cannot meet, and why."""
 
@@ -537,16 +513,16 @@ def rebalance(
                     quantity = min(_div_down(current - goal, security.price, step), held)
                 value = quantity * security.price
                 if quantity > 0 and value >= minimum:
-                    sells.append(ProposedOrder(symbol, "sell", quantity, security.price, value, reason))
+                    sells.append(ProposedOrder(symbol, "sell", quantity, security.price, reason))
             elif goal > current:
                 wanted.append((security, goal - current, reason))
 
         with localcontext() as up:
             up.rounding = ROUND_CEILING  # the cash kept back is rounded up, never down
             cash_floor = max(_ZERO, target.asset_class.get(CASH, _ZERO) * total)
-        cash_after_sells = cash + sum((order.estimated_value for order in sells), _ZERO)
+        cash_after_sells = cash + sum((order.value for order in sells), _ZERO)
         buys = _buys(wanted, cash_after_sells - cash_floor, step, minimum)
-        cash_after = cash_after_sells - sum((order.estimated_value for order in buys), _ZERO)
+        cash_after = cash_after_sells - sum((order.value for order in buys), _ZERO)
 
     orders = sells + buys
     after = allocation(_positions_after(book, derived.securities, orders), cash_after, target)
@@ -791,12 +767,10 @@ def _buys(
         quantity = _div_down(budget, security.price, step)
         cost = quantity * security.price
         if quantity > 0 and cost >= minimum:
-            orders.append(
-                ProposedOrder(security.symbol, "buy", quantity, security.price, cost, reason + note)
-            )
+            orders.append(ProposedOrder(security.symbol, "buy", quantity, security.price, reason + note))
     # Flooring keeps the total within ``available``; this only guards against rounding surprises.
-    while orders and sum((o.estimated_value for o in orders), _ZERO) > available:
-        orders.remove(max(orders, key=lambda o: o.estimated_value))
+    while orders and sum((o.value for o in orders), _ZERO) > available:
+        orders.remove(max(orders, key=lambda o: o.value))
     return orders
 
 

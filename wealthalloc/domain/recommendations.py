@@ -97,6 +97,7 @@ import pandas as pd
 from wealthalloc.domain.allocation import Position, TargetAllocation, rebalance
 from wealthalloc.domain.money import money
 from wealthalloc.domain.risk import daily_returns, portfolio_risk
+from wealthalloc.trading.proposed import ProposedOrder
 from wealthalloc.trading.rules import CommissionModel
 
 __all__ = [
@@ -107,7 +108,7 @@ __all__ = [
     "Momentum",
     "OptimisedAllocation",
     "PortfolioState",
-    "ProposedTrade",
+    "ProposedOrder",
     "Recommendation",
     "Recommender",
     "RecommenderSettings",
@@ -258,29 +259,6 @@ class RecommenderSettings:
 
 
 @dataclass(frozen=True)
-class ProposedTrade:
-    """A market day order accepting the recommendation places; ``price`` is today's close."""
-
-    symbol: str
-    side: Side
-    quantity: Decimal
-    price: Decimal
-
-    @property
-    def estimated_value(self) -> Decimal:
-        return money(self.quantity * self.price)
-
-    def as_dict(self) -> dict[str, str]:
-        return {
-            "symbol": self.symbol,
-            "side": self.side,
-            "quantity": _text(self.quantity),
-            "price": _text(self.price),
-            "estimated_value": _text(self.estimated_value),
-        }
-
-
-@dataclass(frozen=True)
 class Recommendation:
     """One recommendation: what to do, why (``rationale`` and ``evidence``), how sure, and the orders."""
 
@@ -288,7 +266,7 @@ class Recommendation:
     symbol: str | None
     rationale: str
     confidence: Decimal
-    orders: tuple[ProposedTrade, ...]
+    orders: tuple[ProposedOrder, ...]
     evidence: Mapping[str, Any]
 
     def __post_init__(self) -> None:
@@ -662,7 +640,7 @@ class Recommender:
             if quantity < 1 or not confidences:
                 continue
             confidence = 1.0 - math.prod(1.0 - x for x in confidences)
-            order = ProposedTrade(symbol, "sell", quantity, holding.price)
+            order = ProposedOrder(symbol, "sell", quantity, holding.price)
             after_weight = float((holding.market_value - quantity * holding.price) / c.total)
             evidence: dict[str, Any] = {
                 "as_of": c.portfolio.as_of.isoformat(),
@@ -857,7 +835,7 @@ class Recommender:
         scored.sort()
         return [(sym, corr) for corr, sym in scored[:count]]
 
-    def _rebalance_orders(self, c: _Context, target_of_total: Mapping[str, float]) -> list[ProposedTrade]:
+    def _rebalance_orders(self, c: _Context, target_of_total: Mapping[str, float]) -> list[ProposedOrder]:
         s = self.settings
         positions = [
             Position(
@@ -892,9 +870,9 @@ class Recommender:
             candidates=offered,
         )
         sells = [
-            ProposedTrade(o.symbol, "sell", o.quantity, o.price) for o in plan.orders if o.side == "sell"
+            ProposedOrder(o.symbol, "sell", o.quantity, o.price) for o in plan.orders if o.side == "sell"
         ]
-        buys = [ProposedTrade(o.symbol, "buy", o.quantity, o.price) for o in plan.orders if o.side == "buy"]
+        buys = [ProposedOrder(o.symbol, "buy", o.quantity, o.price) for o in plan.orders if o.side == "buy"]
         proceeds = sum(
             (
                 money(o.quantity * o.price * (1 - s.sale_haircut)) - s.commission(o.quantity, o.price)
@@ -905,7 +883,7 @@ class Recommender:
         buys = self._fit_buys(buys, c.portfolio.cash + proceeds)
         return sells + [b for b in buys if b.quantity >= 1 and b.estimated_value >= s.min_trade_value]
 
-    def _fit_buys(self, buys: list[ProposedTrade], budget: Decimal) -> list[ProposedTrade]:
+    def _fit_buys(self, buys: list[ProposedOrder], budget: Decimal) -> list[ProposedOrder]:
         """Buys whose reservations (collar and commission) fit ``budget``: every buy scaled down by the
         same fraction first (no name favoured), then a share at a time off the largest."""
         if not buys:
@@ -931,7 +909,7 @@ class Recommender:
             if biggest is None:
                 break
             quantities[biggest] -= _ONE_SHARE
-        return [_with_quantity(b, quantities[b.symbol]) for b in buys]
+        return [b.with_quantity(quantities[b.symbol]) for b in buys]
 
     def _reserve(self, quantity: Decimal, price: Decimal) -> Decimal:
         cap = (price * (1 + self.settings.collar)).quantize(Decimal("0.0001"), rounding=ROUND_CEILING)
@@ -975,7 +953,7 @@ class Recommender:
                         symbol=sym,
                         rationale=_signal_rationale("sell", sym, trend, quantity),
                         confidence=confidence,
-                        orders=(ProposedTrade(sym, "sell", quantity, holding.price),),
+                        orders=(ProposedOrder(sym, "sell", quantity, holding.price),),
                         evidence=evidence,
                     )
                 )
@@ -997,7 +975,7 @@ class Recommender:
                         symbol=sym,
                         rationale=_signal_rationale("buy", sym, trend, quantity),
                         confidence=confidence,
-                        orders=(ProposedTrade(sym, "buy", quantity, listing.price),),
+                        orders=(ProposedOrder(sym, "buy", quantity, listing.price),),
                         evidence=evidence,
                     )
                 )
@@ -1012,10 +990,6 @@ class Recommender:
         while quantity > 0 and self._reserve(quantity, price) > cash:
             quantity -= _ONE_SHARE
         return max(quantity, _ZERO)
-
-
-def _with_quantity(trade: ProposedTrade, quantity: Decimal) -> ProposedTrade:
-    return ProposedTrade(trade.symbol, trade.side, quantity, trade.price)
 
 
 # ------------------------------------------------------------------------------------------- objectives
