@@ -237,6 +237,27 @@ def api_url(ray_local: None, api_settings: dict[str, str], promoted_model: str) 
     return url
 
 
+def stop_app(app: str, namespace: str | None = None) -> None:
+    """Delete a Serve app a test module deployed, and every actor of its own Ray namespace.
+
+    The platform's actors are detached: they outlive the app that started them. Left running, a
+    module's shards, gateway and event bus keep polling and sweeping for the rest of the session
+    and slow every test after it.
+    """
+    import ray
+    from ray import serve
+
+    serve.delete(app)
+    if namespace is None:
+        return
+    for actor in ray.util.list_named_actors(all_namespaces=True):
+        if actor["namespace"] == namespace:
+            try:
+                ray.kill(ray.get_actor(actor["name"], namespace=namespace), no_restart=True)
+            except ValueError:  # gone meanwhile
+                pass
+
+
 def _wait_for(url: str, timeout_s: float = 90) -> None:
     import time
 

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from tests.conftest import _wait_for
+from tests.conftest import _wait_for, stop_app
 from tests.fakes.ib_gateway import FakeIbGateway
 from tests.integration.people import Investor
 
@@ -77,10 +77,8 @@ def ibkr_api(
     api_url: str, api_settings: dict[str, Any], ib: FakeGatewayThread, today_close: D
 ) -> Iterator[tuple[str, str]]:
     """The API with ``broker: ibkr``, at ``{api_url}/ibkr``; yields (base url, Ray namespace)."""
-    import ray
     from ray import serve
 
-    from actors.directory import GATEWAY_NAME
     from serve_apps.api.deployment import build
 
     ib.do(lambda: ib.fake.set_price(SYMBOL, today_close))
@@ -105,11 +103,7 @@ def ibkr_api(
     try:
         yield base, namespace
     finally:
-        serve.delete("api-ibkr")
-        try:
-            ray.kill(ray.get_actor(GATEWAY_NAME, namespace=namespace), no_restart=True)
-        except ValueError:
-            pass
+        stop_app("api-ibkr", namespace)
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests.conftest import _wait_for
+from tests.conftest import _wait_for, stop_app
 from tests.integration.callers import Person, login, register, set_role
 from tests.integration.people import Investor, data, error
 from tests.integration.test_ibkr_end_to_end import FakeGatewayThread
@@ -45,10 +45,8 @@ def ib() -> Iterator[FakeGatewayThread]:
 @pytest.fixture(scope="module")
 def linked_api(api_url: str, api_settings: dict[str, Any], ib: FakeGatewayThread) -> Iterator[str]:
     """The API with the key ring set, at ``{api_url}/linked``, reading linked IBKR accounts from the fake."""
-    import ray
     from ray import serve
 
-    from actors.account_connections import ACCOUNT_CONNECTIONS_NAME
     from serve_apps.api.deployment import build
 
     namespace = f"linked-{uuid.uuid4().hex[:6]}"
@@ -74,11 +72,7 @@ def linked_api(api_url: str, api_settings: dict[str, Any], ib: FakeGatewayThread
     try:
         yield base
     finally:
-        serve.delete("api-linked")
-        try:
-            ray.kill(ray.get_actor(ACCOUNT_CONNECTIONS_NAME, namespace=namespace), no_restart=True)
-        except ValueError:
-            pass
+        stop_app("api-linked", namespace)
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.conftest import _wait_for, create_database, drop_database, free_port
+from tests.conftest import _wait_for, create_database, drop_database, free_port, stop_app
 from tests.integration.people import PASSWORD, Investor, data
 from tests.integration.test_cli import run_cli
 
@@ -118,7 +118,6 @@ def test_a_restored_backup_serves_the_same_balances_lots_orders_and_audit_chain(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    import ray
     from ray import serve
 
     from serve_apps.api.deployment import build
@@ -182,10 +181,7 @@ def test_a_restored_backup_serves_the_same_balances_lots_orders_and_audit_chain(
             after = _books(http, headers, str(p["id"]))
         timings["compare"] = time.perf_counter() - mark
     finally:
-        serve.delete("api-drill")
-        for actor in ray.util.list_named_actors(all_namespaces=True):
-            if actor["namespace"] == namespace:
-                ray.kill(ray.get_actor(actor["name"], namespace=namespace), no_restart=True)
+        stop_app("api-drill", namespace)
 
     assert after["portfolio"]["cash_balance"] == before["portfolio"]["cash_balance"] != "25000.00"
     assert after["portfolio"] == before["portfolio"]

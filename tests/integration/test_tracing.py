@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import stop_app
 from tests.fakes.otlp_collector import FakeOtlpCollector, ReceivedSpan
 from tests.integration.people import Investor
 
@@ -36,14 +37,9 @@ def collector() -> Iterator[FakeOtlpCollector]:
 def traced_api(
     ray_local: None, api_url: str, api_settings: dict[str, Any], collector: FakeOtlpCollector
 ) -> Iterator[str]:
-    import ray
     from ray import serve
 
-    from actors.directory import GATEWAY_NAME
-    from actors.event_bus import EVENT_BUS_NAME
     from serve_apps.api.deployment import build
-    from wealthalloc.config import Settings
-    from wealthalloc.domain.sharding import shard_name
 
     namespace = f"traced-{uuid.uuid4().hex[:6]}"
     overrides = {
@@ -58,13 +54,7 @@ def traced_api(
     try:
         yield base
     finally:
-        serve.delete("api-traced")
-        shards = [shard_name(i) for i in range(Settings(**overrides).shard_count)]
-        for name in [*shards, GATEWAY_NAME, EVENT_BUS_NAME]:
-            try:
-                ray.kill(ray.get_actor(name, namespace=namespace), no_restart=True)
-            except ValueError:
-                pass
+        stop_app("api-traced", namespace)
 
 
 def _until(check: Callable[[], bool], timeout: float, what: str) -> None:
