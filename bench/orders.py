@@ -38,6 +38,7 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import psycopg
@@ -47,7 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from _loadgen import Request, Result, market_buy, per_investor  # noqa: E402
+from _loadgen import Request, Result, market_buy, per_investor, read_response  # noqa: E402
 from _support import bench_platform, print_figures  # noqa: E402
 
 from wealthalloc.config import Settings  # noqa: E402
@@ -163,6 +164,83 @@ async def place_batches(
         clients=clients,
         answer_timeout_s=ANSWER_TIMEOUT_S,
     )
+    return result, len(ledger.filled) - before
+
+
+# A rebalancing day ----------------------------------------------------------------------------------
+
+# Cash into equities across two sectors: a new portfolio's rebalance buys several securities.
+TARGET = {
+    "asset_class": {"equity": "0.90", "cash": "0.10"},
+    "sector": {"Consumer Staples": "0.45", "Health Care": "0.45"},
+}
+
+
+def open_rebalance_books(
+    http: httpx.Client, people: list[tuple[str, dict[str, str]]], count: int
+) -> list[tuple[str, dict[str, str]]]:
+    """``count`` funded cash portfolios with :data:`TARGET`, spread over the investors."""
+    books: list[tuple[str, dict[str, str]]] = []
+    for n in range(count):
+        _, headers = people[n % len(people)]
+        created = http.post(
+            "/api/v1/portfolios", json={"name": f"Target {n}", "target_allocation": TARGET}, headers=headers
+        )
+        if created.status_code != 201:
+            raise SystemExit(f"portfolio failed: {created.status_code} {created.text}")
+        portfolio_id = created.json()["data"]["id"]
+        deposit = http.post(
+            f"/api/v1/portfolios/{portfolio_id}/cash",
+            json={"amount": str(DEPOSIT)},
+            headers={**headers, "Idempotency-Key": str(uuid.uuid4())},
+        )
+        if deposit.status_code != 201:
+            raise SystemExit(f"deposit failed: {deposit.status_code} {deposit.text}")
+        books.append((portfolio_id, headers))
+    return books
+
+
+async def rebalance_all(
+    url: str, books: list[tuple[str, dict[str, str]]], ledger: Ledger, *, clients: int
+) -> tuple[Result, int]:
+    """Every book rebalanced once (POST .../rebalance, its orders placed in one transaction), by
+    ``clients`` clients each taking the next book; the rebalances' result and the orders filled."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    queue: asyncio.Queue[tuple[str, dict[str, str]]] = asyncio.Queue()
+    for book in books:
+        queue.put_nowait(book)
+    latencies: list[float] = []
+    failed = 0
+    before = len(ledger.filled)
+
+    async def client() -> None:
+        nonlocal failed
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            while not queue.empty():
+                portfolio_id, headers = queue.get_nowait()
+                request = Request(
+                    "POST",
+                    f"/api/v1/portfolios/{portfolio_id}/rebalance",
+                    headers,
+                    {},
+                    fresh_idempotency_key=True,
+                )
+                started = time.perf_counter()
+                writer.write(request.encode(f"{host}:{port}"))
+                await writer.drain()
+                status, answer = await asyncio.wait_for(read_response(reader), ANSWER_TIMEOUT_S)
+                if ledger.record_batch(status, answer):
+                    latencies.append((time.perf_counter() - started) * 1000)
+                else:
+                    failed += 1
+        finally:
+            writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(min(clients, len(books)))))
+    result = Result(len(latencies), time.perf_counter() - started, latencies, failed)
     return result, len(ledger.filled) - before
 
 
@@ -411,6 +489,12 @@ def main() -> int:
         "--batch-size", type=int, default=50, help="orders in each POST .../orders:batch (default 50)"
     )
     parser.add_argument(
+        "--rebalance",
+        type=int,
+        default=1000,
+        help="cash portfolios with a target allocation, each rebalanced once (default 1000; 0 skips)",
+    )
+    parser.add_argument(
         "--commit-group",
         type=int,
         default=Settings().shard_commit_group,
@@ -449,6 +533,7 @@ def main() -> int:
                     raise SystemExit(f"deposit failed: {deposit.status_code} {deposit.text}")
                 people.append((created["id"], headers))
                 owners.append((created["id"], created["user_id"]))
+            books = open_rebalance_books(http, people, args.rebalance)
 
         ledger = Ledger()
         # Warm-up: shard books, the gateway and its broker, connection pools; its orders are verified too.
@@ -463,8 +548,12 @@ def main() -> int:
             )
         )
         batched_rate = batched / batches.seconds if batches.seconds else 0.0
+        rebalances, rebalanced = asyncio.run(rebalance_all(url, books, ledger, clients=args.clients))
+        rebalanced_rate = rebalanced / rebalances.seconds if rebalances.seconds else 0.0
         still_open = settle(database_url)
-        problems, late = verify(database_url, ledger, [pid for pid, _ in people])
+        problems, late = verify(database_url, ledger, [pid for pid, _ in people + books])
+        if rebalances.errors:
+            problems.append(f"{rebalances.errors} rebalances were not taken")
         if still_open:
             problems.append(f"{still_open} orders still open {SETTLE_S:.0f} s after the run")
         if not ledger.filled:
@@ -491,6 +580,11 @@ def main() -> int:
             f"orders in batches of {args.batch_size} x{batch_clients} clients: placed+filled "
             f"{batched_rate:,.0f} orders/s ({batched:,} orders in {batches.requests:,} batches; "
             f"per batch p50 {batches.p50:.1f} ms p99 {batches.p99:.1f} ms)"
+        )
+        print(
+            f"a rebalancing day, {len(books):,} cash portfolios x{args.clients} clients: placed+filled "
+            f"{rebalanced_rate:,.0f} orders/s ({rebalanced:,} orders in {rebalances.seconds:.1f} s; "
+            f"per rebalance p50 {rebalances.p50:.1f} ms p99 {rebalances.p99:.1f} ms)"
         )
         print(
             f"orders x{args.clients} clients: baseline PostgreSQL, the same rows in one transaction "
@@ -523,6 +617,11 @@ def main() -> int:
                 "batch_p50_ms": batches.p50,
                 "batch_p99_ms": batches.p99,
                 "batch_ratio": batched_rate / plain.rate if plain.rate else float("nan"),
+                "rebalanced_portfolios": len(books),
+                "rebalance_orders_per_s": rebalanced_rate,
+                "rebalance_orders": rebalanced,
+                "rebalance_p50_ms": rebalances.p50,
+                "rebalance_p99_ms": rebalances.p99,
                 **plain.figures("row_sets", "baseline_"),
                 "ratio": ratio,
                 "verified_answered_filled": answered,

@@ -75,11 +75,13 @@ def _gauge_refresher(resources: Resources, loop: asyncio.AbstractEventLoop) -> C
     return refresh
 
 
-def build(args: dict[str, Any] | None = None) -> Application:
+def build(args: dict[str, Any] | None = None, *, detector: bool = True) -> Application:
+    """The API app; ``detector=False`` leaves out the anomaly detector deployment (its model check
+    then fails, its routes answer 503): for an app beside the platform's that needs no model."""
     overrides = dict(args or {})
     replicas = int(overrides.pop("num_replicas", 0) or Settings(**overrides).api_replicas)
     deployment: Any = ApiIngress  # @serve.deployment turns the class into a Deployment
     application: Application = deployment.options(num_replicas=replicas).bind(
-        overrides, build_detector(overrides)
+        overrides, build_detector(overrides) if detector else None
     )
     return application

@@ -96,8 +96,9 @@ def ibkr_api(
         "ib_request_timeout_seconds": 3,
         "ray_namespace": namespace,
         "num_replicas": 1,
+        "shard_count": 1,  # one shard worker to start, not four: its actors are this module's alone
     }
-    serve.run(build(overrides), name="api-ibkr", route_prefix="/ibkr", blocking=False)
+    serve.run(build(overrides, detector=False), name="api-ibkr", route_prefix="/ibkr", blocking=False)
     base = f"{api_url}/ibkr"
     _wait_for(base + "/health")
     try:

@@ -65,8 +65,9 @@ def linked_api(api_url: str, api_settings: dict[str, Any], ib: FakeGatewayThread
         "ib_request_timeout_seconds": 3,
         "ray_namespace": namespace,
         "num_replicas": 1,
+        "shard_count": 1,  # one shard worker to start, not four: its actors are this module's alone
     }
-    serve.run(build(overrides), name="api-linked", route_prefix="/linked", blocking=False)
+    serve.run(build(overrides, detector=False), name="api-linked", route_prefix="/linked", blocking=False)
     base = f"{api_url}/linked"
     _wait_for(base + "/health")
     try:

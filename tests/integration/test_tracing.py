@@ -47,8 +47,9 @@ def traced_api(
         "otlp_endpoint": collector.url,
         "ray_namespace": namespace,
         "num_replicas": 1,
+        "shard_count": 1,  # one shard worker to start, not four: its actors are this module's alone
     }
-    serve.run(build(overrides), name="api-traced", route_prefix="/traced", blocking=False)
+    serve.run(build(overrides, detector=False), name="api-traced", route_prefix="/traced", blocking=False)
     base = f"{api_url}/traced"
     _until(lambda: httpx.get(base + "/health/ready", timeout=10).status_code == 200, 120, "ready")
     try:

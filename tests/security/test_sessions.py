@@ -262,7 +262,9 @@ def second_api(ray_local: None, api_url: str, api_settings: dict[str, str]) -> I
 
     from serve_apps.api.deployment import build
 
-    serve.run(build(dict(api_settings)), name="api-sessions-second", route_prefix="/second-replica")
+    serve.run(
+        build(dict(api_settings), detector=False), name="api-sessions-second", route_prefix="/second-replica"
+    )
     try:
         yield f"{api_url}/second-replica"
     finally:
@@ -294,7 +296,7 @@ def api_without_redis(ray_local: None, api_url: str, api_settings: dict[str, str
     from serve_apps.api.deployment import build
 
     serve.run(
-        build({**api_settings, "redis_url": "redis://127.0.0.1:1/0"}),
+        build({**api_settings, "redis_url": "redis://127.0.0.1:1/0"}, detector=False),
         name="api-sessions-dead-redis",
         route_prefix="/sessions-no-redis",
     )
