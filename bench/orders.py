@@ -11,6 +11,10 @@ figures side by side, not with other machines):
   order and its event, places it at the embedded paper venue and applies the fill (fill, lot,
   cash movement, holdings, trade, order update, event), all in one transaction before the
   answer (what does not fill at once rests in the BrokerGateway's paper book);
+- POST .../orders:batch: each investor's batches of --batch-size buys, each batch and its orders
+  committed in one transaction;
+- a rebalancing day: --rebalance cash portfolios with a target allocation, each rebalanced once
+  (its plan's buys placed in one transaction with the request);
 - afterwards PostgreSQL is checked, since a fast answer is worth nothing unless it is durable:
   every answered order is there, each one answered filled with exactly one fill, as many filled
   orders and fills as the answers said, and every portfolio's cash equal to its deposit less the
@@ -21,7 +25,7 @@ figures side by side, not with other machines):
   shard does. It is the floor under the platform's figure: the same rows without HTTP, Ray hops,
   pre-trade checks, idempotency or the broker.
 
-    .venv/bin/python bench/orders.py [--seconds 8] [--clients 50] [--investors 50] [--shards 4]
+    .venv/bin/python bench/orders.py [--seconds 8] [--clients 50] [--investors 50] [--rebalance 1000]
 """
 
 from __future__ import annotations
@@ -54,6 +58,8 @@ from _support import bench_platform, print_figures  # noqa: E402
 from wealthalloc.config import Settings  # noqa: E402
 
 DEPOSIT = Decimal("1000000.00")
+# A rebalanced book: orders the paper venue fills whole at once (a large one fills over ticks).
+BOOK_DEPOSIT = Decimal("20000.00")
 # Bundled stocks priced well under the deposit divided by the orders one investor can place in a run.
 SYMBOLS = ("KO", "PEP", "JNJ", "PG", "PFE", "MRK", "WMT", "XOM", "BAC", "CVX")
 ANSWER_TIMEOUT_S = 60.0
@@ -191,7 +197,7 @@ def open_rebalance_books(
         portfolio_id = created.json()["data"]["id"]
         deposit = http.post(
             f"/api/v1/portfolios/{portfolio_id}/cash",
-            json={"amount": str(DEPOSIT)},
+            json={"amount": str(BOOK_DEPOSIT)},
             headers={**headers, "Idempotency-Key": str(uuid.uuid4())},
         )
         if deposit.status_code != 201:
@@ -220,13 +226,8 @@ async def rebalance_all(
         try:
             while not queue.empty():
                 portfolio_id, headers = queue.get_nowait()
-                request = Request(
-                    "POST",
-                    f"/api/v1/portfolios/{portfolio_id}/rebalance",
-                    headers,
-                    {},
-                    fresh_idempotency_key=True,
-                )
+                path = f"/api/v1/portfolios/{portfolio_id}/rebalance"
+                request = Request("POST", path, headers, {"dry_run": False}, fresh_idempotency_key=True)
                 started = time.perf_counter()
                 writer.write(request.encode(f"{host}:{port}"))
                 await writer.drain()
@@ -242,6 +243,17 @@ async def rebalance_all(
     await asyncio.gather(*(client() for _ in range(min(clients, len(books)))))
     result = Result(len(latencies), time.perf_counter() - started, latencies, failed)
     return result, len(ledger.filled) - before
+
+
+def stop_platform(namespace: str) -> None:
+    """Delete the API app and every actor of the platform's namespace (they are detached)."""
+    import ray
+    from ray import serve
+
+    serve.delete("api")
+    for actor in ray.util.list_named_actors(all_namespaces=True):
+        if actor["namespace"] == namespace and not actor["name"].startswith("SERVE_"):
+            ray.kill(ray.get_actor(actor["name"], namespace=namespace), no_restart=True)
 
 
 # Verification ------------------------------------------------------------------------------------
@@ -261,7 +273,7 @@ def settle(database_url: str) -> int:
             time.sleep(0.5)
 
 
-def verify(database_url: str, ledger: Ledger, portfolios: list[str]) -> tuple[list[str], int]:
+def verify(database_url: str, ledger: Ledger, portfolios: dict[str, Decimal]) -> tuple[list[str], int]:
     """Every way the database disagrees with the answers (empty when it agrees), and the number of
     orders answered unfilled that filled afterwards (the gateway's tick can finish what an answer
     left open; they are verified, not counted)."""
@@ -315,12 +327,12 @@ def verify(database_url: str, ledger: Ledger, portfolios: list[str]) -> tuple[li
             r["id"]: r["cash_balance"]
             for r in conn.execute("SELECT id::text AS id, cash_balance FROM portfolios")
         }
-        wrong = [p for p in portfolios if balances.get(p) != DEPOSIT - cost[p]]
+        wrong = [p for p, deposit in portfolios.items() if balances.get(p) != deposit - cost[p]]
         if wrong:
             p = wrong[0]
             problems.append(
                 f"cash differs from deposit less fills on {len(wrong)} portfolios "
-                f"(e.g. {balances.get(p)} != {DEPOSIT} - {cost[p]})"
+                f"(e.g. {balances.get(p)} != {portfolios[p]} - {cost[p]})"
             )
     return problems, late
 
@@ -551,7 +563,8 @@ def main() -> int:
         rebalances, rebalanced = asyncio.run(rebalance_all(url, books, ledger, clients=args.clients))
         rebalanced_rate = rebalanced / rebalances.seconds if rebalances.seconds else 0.0
         still_open = settle(database_url)
-        problems, late = verify(database_url, ledger, [pid for pid, _ in people + books])
+        deposits = {pid: DEPOSIT for pid, _ in people} | {pid: BOOK_DEPOSIT for pid, _ in books}
+        problems, late = verify(database_url, ledger, deposits)
         if rebalances.errors:
             problems.append(f"{rebalances.errors} rebalances were not taken")
         if still_open:
@@ -559,6 +572,9 @@ def main() -> int:
         if not ledger.filled:
             problems.append("no order was answered filled")
 
+        # The platform's actors go before the baseline runs: their connections and idle loops are
+        # not the baseline's to share.
+        stop_platform(overrides["ray_namespace"])
         plain = Result(0, 0.0, [], 0)
         fills = fills_made(database_url)
         if fills:
@@ -598,7 +614,7 @@ def main() -> int:
         print(
             f"orders verified: {answered:,} answered filled ({warm:,} in warm-up, +{late} filled after "
             f"answering) = {total:,} filled orders = {total:,} fills in PostgreSQL, none filled twice, "
-            f"cash = deposit - fills' cost on {len(people)} portfolios"
+            f"cash = deposit - fills' cost on {len(people) + len(books)} portfolios"
         )
         print_figures(
             {
@@ -628,7 +644,7 @@ def main() -> int:
                 "verified_warmup_filled": warm,
                 "verified_filled_after_answering": late,
                 "verified_filled_orders": total,
-                "verified_portfolios": len(people),
+                "verified_portfolios": len(deposits),
             }
         )
         return 0
