@@ -991,7 +991,7 @@ class BookService:
                 portfolio = await self._lock_book(conn, m.user_id, portfolio_id)
                 return await work(conn, portfolio)
 
-            status, body, replayed = await self.claimed(conn, m, locked_work)
+            status, body, _ = await self.claimed(conn, m, locked_work)
             if then is not None:
                 if portfolio is None:  # replayed: the book is not locked yet
                     portfolio = await self._lock_book(conn, m.user_id, portfolio_id)
