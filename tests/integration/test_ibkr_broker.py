@@ -31,11 +31,11 @@ from typing import Any
 
 import pytest
 
-from wealthalloc.brokers.base import BrokerUnavailable, OrderRejected, OrderType, Side, TimeInForce
+from wealthalloc.brokers.base import BrokerUnavailable, OrderRejected
 from wealthalloc.brokers.ib_client import LIBRARY_ENV, load_ib
 from wealthalloc.brokers.ibkr import IbkrBroker
 from wealthalloc.config import Settings
-from wealthalloc.trading.tickets import Execution, StatusChange, Ticket
+from wealthalloc.trading.tickets import Execution, OrderType, Side, StatusChange, Ticket, TimeInForce
 
 pytestmark = pytest.mark.integration
 
