@@ -75,7 +75,16 @@ def _gauge_refresher(resources: Resources, loop: asyncio.AbstractEventLoop) -> C
     return refresh
 
 
-def build(args: dict[str, Any] | None = None, *, detector: bool = True) -> Application:
+def build(args: dict[str, Any] | None = None) -> Application:
+    """The platform's API app, as ``serve run serve_apps.api.deployment:build`` names it.
+
+    Serve calls an app builder with exactly one argument, so the choices tests need beside it
+    live in ``compose``.
+    """
+    return compose(args)
+
+
+def compose(args: dict[str, Any] | None = None, *, detector: bool = True) -> Application:
     """The API app; ``detector=False`` leaves out the anomaly detector deployment (its model check
     then fails, its routes answer 503): for an app beside the platform's that needs no model."""
     overrides = dict(args or {})

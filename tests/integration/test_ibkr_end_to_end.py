@@ -79,7 +79,7 @@ def ibkr_api(
     """The API with ``broker: ibkr``, at ``{api_url}/ibkr``; yields (base url, Ray namespace)."""
     from ray import serve
 
-    from serve_apps.api.deployment import build
+    from serve_apps.api.deployment import compose
 
     ib.do(lambda: ib.fake.set_price(SYMBOL, today_close))
     namespace = f"ibkr-e2e-{uuid.uuid4().hex[:6]}"
@@ -98,7 +98,7 @@ def ibkr_api(
         "num_replicas": 1,
         "shard_count": 1,  # one shard worker to start, not four: its actors are this module's alone
     }
-    serve.run(build(overrides, detector=False), name="api-ibkr", route_prefix="/ibkr", blocking=False)
+    serve.run(compose(overrides, detector=False), name="api-ibkr", route_prefix="/ibkr", blocking=False)
     base = f"{api_url}/ibkr"
     _wait_for(base + "/health")
     try:

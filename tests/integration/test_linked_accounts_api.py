@@ -47,7 +47,7 @@ def linked_api(api_url: str, api_settings: dict[str, Any], ib: FakeGatewayThread
     """The API with the key ring set, at ``{api_url}/linked``, reading linked IBKR accounts from the fake."""
     from ray import serve
 
-    from serve_apps.api.deployment import build
+    from serve_apps.api.deployment import compose
 
     namespace = f"linked-{uuid.uuid4().hex[:6]}"
     overrides = {
@@ -67,7 +67,7 @@ def linked_api(api_url: str, api_settings: dict[str, Any], ib: FakeGatewayThread
         "num_replicas": 1,
         "shard_count": 1,  # one shard worker to start, not four: its actors are this module's alone
     }
-    serve.run(build(overrides, detector=False), name="api-linked", route_prefix="/linked", blocking=False)
+    serve.run(compose(overrides, detector=False), name="api-linked", route_prefix="/linked", blocking=False)
     base = f"{api_url}/linked"
     _wait_for(base + "/health")
     try:

@@ -39,7 +39,7 @@ def traced_api(
 ) -> Iterator[str]:
     from ray import serve
 
-    from serve_apps.api.deployment import build
+    from serve_apps.api.deployment import compose
 
     namespace = f"traced-{uuid.uuid4().hex[:6]}"
     overrides = {
@@ -49,7 +49,7 @@ def traced_api(
         "num_replicas": 1,
         "shard_count": 1,  # one shard worker to start, not four: its actors are this module's alone
     }
-    serve.run(build(overrides, detector=False), name="api-traced", route_prefix="/traced", blocking=False)
+    serve.run(compose(overrides, detector=False), name="api-traced", route_prefix="/traced", blocking=False)
     base = f"{api_url}/traced"
     _until(lambda: httpx.get(base + "/health/ready", timeout=10).status_code == 200, 120, "ready")
     try:

@@ -413,11 +413,11 @@ def test_with_redis_down_logins_fail_closed_and_token_holders_keep_working(
 ) -> None:
     from ray import serve
 
-    from serve_apps.api.deployment import build
+    from serve_apps.api.deployment import compose
 
     person = signed_in(http)
     broken = {**api_settings, "redis_url": "redis://127.0.0.1:1/0"}
-    serve.run(build(broken, detector=False), name="api-auth-dead-redis", route_prefix="/no-redis")
+    serve.run(compose(broken, detector=False), name="api-auth-dead-redis", route_prefix="/no-redis")
     try:
         base = f"{api_url}/no-redis"
         refused = httpx.post(

@@ -260,10 +260,12 @@ def second_api(ray_local: None, api_url: str, api_settings: dict[str, str]) -> I
     """Another API app on the same PostgreSQL and Redis: a replica with a principal cache of its own."""
     from ray import serve
 
-    from serve_apps.api.deployment import build
+    from serve_apps.api.deployment import compose
 
     serve.run(
-        build(dict(api_settings), detector=False), name="api-sessions-second", route_prefix="/second-replica"
+        compose(dict(api_settings), detector=False),
+        name="api-sessions-second",
+        route_prefix="/second-replica",
     )
     try:
         yield f"{api_url}/second-replica"
@@ -293,10 +295,10 @@ def api_without_redis(ray_local: None, api_url: str, api_settings: dict[str, str
     """A second API app whose Redis never answers: it falls back to local rate-limit buckets."""
     from ray import serve
 
-    from serve_apps.api.deployment import build
+    from serve_apps.api.deployment import compose
 
     serve.run(
-        build({**api_settings, "redis_url": "redis://127.0.0.1:1/0"}, detector=False),
+        compose({**api_settings, "redis_url": "redis://127.0.0.1:1/0"}, detector=False),
         name="api-sessions-dead-redis",
         route_prefix="/sessions-no-redis",
     )
