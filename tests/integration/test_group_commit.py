@@ -105,6 +105,26 @@ def test_a_change_that_breaks_a_constraint_fails_alone(database_url: str, table:
     assert sorted(stored(database_url, table)) == [0, 1, 2, 3, 4, 5]
 
 
+def test_a_statement_answered_late_fails_its_own_change_not_the_next_one(
+    database_url: str, table: str
+) -> None:
+    """The transaction is pipelined: an INSERT nobody reads is answered at the next sync. The
+    savepoint syncs before it closes, so the broken change is the one that fails, also when it was
+    refused anyway before its error came back."""
+
+    async def body(commits: GroupCommit) -> list[Any]:
+        units = [insert(table, 0), insert(table, 1), insert(table, 0), insert(table, 2)]
+        units += [insert(table, 1, then_fail=True), insert(table, 3)]
+        return await asyncio.gather(*(commits.run(u) for u in units), return_exceptions=True)
+
+    answers = run(database_url, body, max_group=64, writers=1)
+
+    assert [answers[i] for i in (0, 1, 3, 5)] == [0, 1, 2, 3]
+    assert isinstance(answers[2], psycopg.errors.UniqueViolation)
+    assert isinstance(answers[4], psycopg.errors.UniqueViolation | ServiceError)
+    assert sorted(stored(database_url, table)) == [0, 1, 2, 3]
+
+
 def test_when_the_commit_fails_no_change_of_the_group_is_applied_and_each_caller_hears_it(
     database_url: str, table: str
 ) -> None:

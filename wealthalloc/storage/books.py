@@ -138,6 +138,11 @@ async def set_cash(conn: Conn, portfolio_id: uuid.UUID, balance: Decimal) -> Non
     )
 
 
+_CASH_MOVEMENT = """INSERT INTO cash_movements (portfolio_id, amount, kind, idempotency_key, reference_id,
+                                                 description, balance_after)
+                    VALUES (%s, %s, %s, %s, %s, %s, %s)"""
+
+
 async def insert_cash_movement(
     conn: Conn,
     *,
@@ -149,16 +154,30 @@ async def insert_cash_movement(
     balance_after: Decimal,
     reference_id: uuid.UUID | None = None,
 ) -> Row:
+    """The movement as stored, for an answer that shows it (a deposit's)."""
     cur = await conn.execute(
-        """INSERT INTO cash_movements (portfolio_id, amount, kind, idempotency_key, reference_id, description,
-                                       balance_after)
-           VALUES (%s, %s, %s, %s, %s, %s, %s)
-           RETURNING id, portfolio_id, amount, kind, description, balance_after, created_at""",
+        _CASH_MOVEMENT + " RETURNING id, portfolio_id, amount, kind, description, balance_after, created_at",
         (portfolio_id, amount, kind, idempotency_key, reference_id, description, balance_after),
     )
     row = await cur.fetchone()
     assert row is not None
     return row
+
+
+async def add_cash_movement(
+    conn: Conn,
+    *,
+    portfolio_id: uuid.UUID,
+    amount: Decimal,
+    kind: str,
+    description: str,
+    balance_after: Decimal,
+    reference_id: uuid.UUID,
+) -> None:
+    """A movement nobody reads back (a fill's cash): nothing returned, so it can be pipelined."""
+    await conn.execute(
+        _CASH_MOVEMENT, (portfolio_id, amount, kind, None, reference_id, description, balance_after)
+    )
 
 
 async def cash_movements(conn: Conn, portfolio_id: uuid.UUID) -> list[Row]:

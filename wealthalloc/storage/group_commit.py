@@ -22,6 +22,11 @@ each inside its own savepoint, and commits once.
   only gathers what queued while the database was busy.
 - A change runs in its caller's context (contextvars), not the writer's: its
   trace spans and log fields are its own request's.
+- The transaction runs in psycopg's pipeline mode: a statement whose result
+  nobody reads (an event, a cash movement, the key's stored answer, the
+  ``COMMIT``) is sent with the next one that is read, not waited for alone.
+  Each change's savepoint ends with a sync (:func:`savepoint`), so an error of
+  a statement sent late still fails the change that sent it, not the next one.
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -89,14 +95,15 @@ class GroupCommit:
         ops_metrics.SHARD_COMMIT_GROUP.observe(len(group))
         outcomes: list[tuple[_Queued[Any], BaseException | None, Any]] = []
         try:
-            async with self._pool.connection() as conn, conn.transaction():
+            async with self._pool.connection() as conn, conn.pipeline(), conn.transaction():
                 if len(group) == 1:  # alone: no savepoint needed, its failure is the transaction's
                     outcomes.append((group[0], None, await group[0].run(conn)))
                 else:
                     for queued in group:
                         try:
-                            async with conn.transaction():  # a savepoint: a failure undoes this change only
-                                outcomes.append((queued, None, await queued.run(conn)))
+                            async with savepoint(conn):  # a failure undoes this change only
+                                result = await queued.run(conn)
+                            outcomes.append((queued, None, result))
                         except Exception as exc:
                             outcomes.append((queued, exc, None))
         except BaseException as exc:
@@ -117,8 +124,19 @@ class GroupCommit:
             _answer(queued.answer, error, result)
 
     async def _alone(self, unit: Unit[T]) -> T:
-        async with self._pool.connection() as conn, conn.transaction():
+        async with self._pool.connection() as conn, conn.pipeline(), conn.transaction():
             return await unit(conn)
+
+
+@asynccontextmanager
+async def savepoint(conn: AsyncConnection[Any]) -> AsyncIterator[None]:
+    """A savepoint whose statements have all been answered before it is released or rolled back.
+
+    In pipeline mode a statement nobody reads is answered only at the next sync; without one here,
+    its error (a constraint, a deadlock) would surface in the next change and fail that one.
+    """
+    async with conn.transaction(), conn.pipeline():
+        yield
 
 
 def _answer(answer: asyncio.Future[Any], error: BaseException | None, result: Any) -> None:

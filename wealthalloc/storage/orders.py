@@ -207,16 +207,27 @@ async def insert_trade(
     total_amount: Decimal,
     commission: Decimal,
     broker_order_id: str | None,
-) -> Row:
-    cur = await conn.execute(
-        """INSERT INTO trades (portfolio_id, order_id, symbol, side, shares, price, total_amount, commission,
-                               status, ibkr_order_id)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'executed', %s) RETURNING id""",
-        (portfolio_id, order_id, symbol, side, shares, price, total_amount, commission, broker_order_id),
+) -> uuid.UUID:
+    """The trade's id; made here so that nothing is read back and the INSERT can be pipelined."""
+    trade_id = uuid.uuid4()
+    await conn.execute(
+        """INSERT INTO trades (id, portfolio_id, order_id, symbol, side, shares, price, total_amount,
+                               commission, status, ibkr_order_id)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 'executed', %s)""",
+        (
+            trade_id,
+            portfolio_id,
+            order_id,
+            symbol,
+            side,
+            shares,
+            price,
+            total_amount,
+            commission,
+            broker_order_id,
+        ),
     )
-    row = await cur.fetchone()
-    assert row is not None
-    return row
+    return trade_id
 
 
 async def pending_orders(conn: Conn, *, broker: str, older_than_s: float, limit: int = 500) -> list[Row]:

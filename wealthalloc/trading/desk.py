@@ -48,6 +48,7 @@ from wealthalloc.storage import books as store
 from wealthalloc.storage import households, lots
 from wealthalloc.storage import orders as order_store
 from wealthalloc.storage import tax as tax_store
+from wealthalloc.storage.group_commit import savepoint
 from wealthalloc.storage.outbox import add_event
 from wealthalloc.trading import rules
 from wealthalloc.trading.status import OPEN_STATUSES, OrderStatus
@@ -493,7 +494,7 @@ class OrderDesk:
 
         try:
             prepared = self._prepare(part.spec, origin)
-            async with conn.transaction():  # a savepoint: a refusal undoes this order alone
+            async with savepoint(conn):  # a refusal undoes this order alone
                 _, answer, _ = await self._book.claimed(conn, child, write)
         except ServiceError as exc:
             return Outcome(part, error=exc)
@@ -645,20 +646,21 @@ class OrderDesk:
                 conn, order, portfolio, fill["id"], execution.quantity, applied.cash, day, groups
             )
         balance = portfolio["cash_balance"] + applied.cash
+        # Nothing below is read back: in the group commit's pipeline the five statements travel
+        # with the next one that is.
         await store.set_cash(conn, portfolio["id"], balance)
-        await store.insert_cash_movement(
+        await store.add_cash_movement(
             conn,
             portfolio_id=portfolio["id"],
             amount=applied.cash,
             kind="trade",
-            idempotency_key=None,
             description=f"{order['side']} {execution.quantity.normalize():f} {order['symbol']}"
             f" @ {execution.price}",
             balance_after=balance,
             reference_id=fill["id"],
         )
         await store.refresh_holdings(conn, portfolio["id"], order["symbol"])
-        trade = await order_store.insert_trade(
+        trade_id = await order_store.insert_trade(
             conn,
             portfolio_id=portfolio["id"],
             order_id=order["id"],
@@ -678,7 +680,7 @@ class OrderDesk:
             aggregate_id=order["id"],
             payload={
                 "order_id": order["id"],
-                "trade_id": trade["id"],
+                "trade_id": trade_id,
                 "portfolio_id": portfolio["id"],
                 "fill_id": execution.fill_id,
                 "symbol": order["symbol"],
