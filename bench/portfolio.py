@@ -95,10 +95,10 @@ def main() -> None:
         with httpx.Client(base_url=url, timeout=60) as http:
             for n in range(args.clients):
                 headers = platform.login(http, n)
-                created = http.post("/api/v1/portfolios", json={"name": "Main"}, headers=headers).json()[
-                    "data"
-                ]
-                pid = created["id"]
+                answer = http.post("/api/v1/portfolios", json={"name": "Main"}, headers=headers)
+                if answer.status_code != 201:
+                    raise SystemExit(f"investor {n}'s portfolio: HTTP {answer.status_code} {answer.text}")
+                pid = answer.json()["data"]["id"]
                 http.post(
                     f"/api/v1/portfolios/{pid}/cash",
                     json={"amount": "10000.00"},

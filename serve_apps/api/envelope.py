@@ -33,7 +33,22 @@ def request_id_of(request: Request) -> str:
 _ENCODERS: dict[Any, Any] = {Decimal: str, UUID: str}
 
 
+_AS_IS = frozenset({str, int, float, bool, type(None)})
+
+
 def encode(value: Any) -> Any:
+    """``value`` as JSON types. Plain dicts, lists and scalars (all of a cached snapshot, most of
+    any answer) are walked here; FastAPI's encoder, which tries each type it knows on every value,
+    sees only the rest (dates, enums, models), so the answer is the same at a fraction of the cost."""
+    kind = type(value)
+    if kind in _AS_IS:
+        return value
+    if kind is dict:
+        return {k if type(k) is str else encode(k): encode(v) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return [encode(v) for v in value]
+    if kind is Decimal or kind is UUID:
+        return str(value)
     return jsonable_encoder(value, custom_encoder=_ENCODERS)
 
 
