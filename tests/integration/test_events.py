@@ -141,6 +141,69 @@ def test_a_consumer_that_crashes_mid_batch_gets_its_unacknowledged_messages_agai
         assert conn.execute("SELECT count(DISTINCT event_id) FROM audit_log").fetchone() == (5,)
 
 
+class _ReadsSeen:
+    """The real Redis client, noting where each XREADGROUP starts; ``lose_next`` drops one answer
+    after Redis has delivered it (a connection cut between the server's reply and the client)."""
+
+    def __init__(self, inner: object) -> None:
+        self._inner = inner
+        self.starts: list[str] = []
+        self.lose_next = False
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+    async def xreadgroup(self, group, consumer, streams, **kwargs):  # type: ignore[no-untyped-def]
+        self.starts.append(next(iter(streams.values())))
+        answer = await self._inner.xreadgroup(group, consumer, streams, **kwargs)  # type: ignore[attr-defined]
+        if self.lose_next:
+            self.lose_next = False
+            raise redis.exceptions.ConnectionError("connection lost while reading the answer")
+        return answer
+
+
+def test_a_consumer_asks_for_its_pending_messages_only_when_some_may_be_waiting(events_db: str) -> None:
+    async def scenario(pool, client):  # type: ignore[no-untyped-def]
+        reads = _ReadsSeen(client)
+        relay = OutboxRelay(pool=pool, redis=client)
+        consumer = AuditLogger(pool=pool, redis=reads, name="audit-reads")
+        handled = []
+        for _ in range(3):
+            _commit_events(events_db, 4)
+            await relay.publish_once()
+            handled.append(await consumer.consume_once())
+        return handled, reads.starts
+
+    handled, starts = _run(events_db, scenario)
+
+    assert handled == [4, 4, 4]
+    # At start a crashed predecessor may have left some; after that, every batch is one read.
+    assert starts == ["0", ">", ">", ">"]
+
+
+def test_messages_whose_delivery_answer_was_lost_are_read_again_as_pending(events_db: str) -> None:
+    async def scenario(pool, client):  # type: ignore[no-untyped-def]
+        reads = _ReadsSeen(client)
+        relay = OutboxRelay(pool=pool, redis=client)
+        consumer = AuditLogger(pool=pool, redis=reads, name="audit-lossy", block_ms=50)
+        assert await consumer.consume_once() == 0  # nothing waiting yet: pending known empty
+        _commit_events(events_db, 3)
+        await relay.publish_once()
+        reads.lose_next = True
+        with pytest.raises(redis.exceptions.ConnectionError):
+            await consumer.consume_once()
+        return await consumer.consume_once(), reads.starts
+
+    handled, starts = _run(events_db, scenario)
+
+    assert handled == 3
+    # An empty look at the pending list, an empty wait for new ones, the read whose answer was
+    # lost, and the pending read that finds its three messages.
+    assert starts == ["0", ">", ">", "0"]
+    with psycopg.connect(events_db) as conn:
+        assert conn.execute("SELECT count(DISTINCT event_id) FROM audit_log").fetchone() == (3,)
+
+
 def test_a_deposit_through_the_api_reaches_the_audit_trail(http, database_url: str) -> None:  # type: ignore[no-untyped-def]
     ip = "10.9.8.7"
     email = f"events-{uuid.uuid4().hex[:8]}@example.com"

@@ -32,6 +32,10 @@ class StreamConsumer:
         self._streams = [stream_key(t) for t in topics]
         self._block_ms = block_ms
         self._ready = False
+        # Whether messages this consumer read and did not acknowledge may be waiting: at start (an
+        # earlier process by this name may have crashed) and after a batch failed. Otherwise
+        # there are none, and asking for them would cost a round trip on every batch.
+        self._may_have_pending = True
 
     async def ensure_groups(self) -> None:
         for stream in self._streams:
@@ -46,8 +50,9 @@ class StreamConsumer:
         """Handle one batch: first anything left pending by an earlier crash, then new messages."""
         if not self._ready:
             await self.ensure_groups()
-        handled = 0
-        for start in ("0", ">"):
+        for start in ("0", ">") if self._may_have_pending else (">",):
+            # Redis adds what it delivers to the pending list even when its answer never arrives.
+            self._may_have_pending = True
             try:
                 response = await self._redis.xreadgroup(
                     self.group,
@@ -63,19 +68,22 @@ class StreamConsumer:
                 # the streams from the outbox, and the groups are made again from the start of each
                 # stream; handling is idempotent by event id, so what is read twice changes nothing.
                 self._ready = False
-                return handled
+                return 0
             batches: Any = response or []
             if isinstance(batches, dict):  # RESP3 answers with a map
                 batches = list(batches.items())
+            handled = 0
             for stream, messages in batches:
                 if not messages:
                     continue
                 await self.handle([Event.from_fields(fields) for _, fields in messages])
                 await self._redis.xack(stream, self.group, *[message_id for message_id, _ in messages])
                 handled += len(messages)
+            # New messages all acknowledged, or no pending ones found: none wait for this consumer.
+            self._may_have_pending = start == "0" and handled > 0
             if handled:
                 return handled
-        return handled
+        return 0
 
     async def handle(self, events: list[Event]) -> None:
         raise NotImplementedError
