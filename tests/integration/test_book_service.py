@@ -11,6 +11,7 @@ from pathlib import Path
 
 import psycopg
 
+from tests.rows import investor_with_portfolio
 from wealthalloc.config import Settings
 from wealthalloc.marketdata import MarketClock, PriceHistory, SecurityReference
 from wealthalloc.portfolios.market import Market
@@ -22,24 +23,14 @@ def _users_with_portfolios(database_url: str, n: int) -> list[uuid.UUID]:
     ids = []
     with psycopg.connect(database_url) as conn:
         for _ in range(n):
-            row = conn.execute(
-                "INSERT INTO users (email, password_hash) VALUES (%s, 'x') RETURNING id",
-                (f"book-{uuid.uuid4().hex[:10]}@example.com",),
-            ).fetchone()
-            assert row is not None
-            portfolio = conn.execute(
-                "INSERT INTO portfolios (user_id, name, is_default, cash_balance)"
-                " VALUES (%s, 'Main', true, 100) RETURNING id",
-                (row[0],),
-            ).fetchone()
-            assert portfolio is not None
+            user_id, portfolio_id = investor_with_portfolio(conn, "book", cash=100)
             conn.execute(
                 "INSERT INTO lots (portfolio_id, symbol, shares, original_shares, cost_basis, adjusted_basis,"
                 " acquired_at, holding_period_start, source)"
                 " VALUES (%s, 'KO', 10, 10, 400, 400, '2020-01-02', '2020-01-02', 'transfer_in')",
-                (portfolio[0],),
+                (portfolio_id,),
             )
-            ids.append(row[0])
+            ids.append(user_id)
     return ids
 
 

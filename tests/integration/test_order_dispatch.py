@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from tests.rows import investor_with_portfolio
 from wealthalloc.brokers.base import BrokerHealth, BrokerUnavailable, Reconciliation
 from wealthalloc.brokers.paper import PaperBroker, paper_venue
 from wealthalloc.config import Settings
@@ -205,23 +206,13 @@ async def _submitted(dispatch: OrderDispatch, order: Ticket) -> dict[str, int]:
 
 def _recorded_pending_order(database_url: str, market_date: Any, *, seconds_ago: int) -> uuid.UUID:
     with psycopg.connect(database_url) as conn:
-        user = conn.execute(
-            "INSERT INTO users (email, password_hash) VALUES (%s, 'x') RETURNING id",
-            (f"dispatch-{uuid.uuid4().hex[:10]}@example.com",),
-        ).fetchone()
-        assert user is not None
-        portfolio = conn.execute(
-            "INSERT INTO portfolios (user_id, name, is_default, cash_balance) VALUES (%s, 'Main', true, 1000)"
-            " RETURNING id",
-            (user[0],),
-        ).fetchone()
-        assert portfolio is not None
+        user_id, portfolio_id = investor_with_portfolio(conn, "dispatch", cash=1000)
         order = conn.execute(
             "INSERT INTO orders (portfolio_id, user_id, idempotency_key, request_hash, symbol, side,"
             " quantity, order_type, status, broker, market_date, created_date)"
             " VALUES (%s, %s, gen_random_uuid()::text, 'h', 'KO', 'buy', 2, 'market', 'pending', 'paper', %s,"
             " now() - make_interval(secs => %s)) RETURNING id",
-            (portfolio[0], user[0], market_date, seconds_ago),
+            (portfolio_id, user_id, market_date, seconds_ago),
         ).fetchone()
         assert order is not None
         return uuid.UUID(str(order[0]))
