@@ -57,10 +57,6 @@ class OrderDispatch:
         self._inbox_lock = asyncio.Lock()
         self.counts = {"submitted": 0, "rested": 0, "rejected": 0, "swept": 0, "fills": 0, "incoming": 0}
 
-    @property
-    def paper(self) -> bool:
-        return isinstance(self._broker, PaperBroker)
-
     # After a restart, and on every tick -----------------------------------------------------------
 
     async def adopt_working_orders(self) -> None:
