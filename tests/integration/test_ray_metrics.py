@@ -82,7 +82,15 @@ def test_counters_gauges_and_histograms_arrive_with_the_values_prometheus_client
     waits.observe(0.5)
     mirror.sync()
 
-    samples = exported_when(lambda s: total(s, f"ray_{name}_wait_seconds_count") == 5)
+    # Ray's agent exports each series on its own schedule: wait for the last value of each.
+    samples = exported_when(
+        lambda s: (
+            total(s, f"ray_{name}_wait_seconds_count") == 5
+            and total(s, f"ray_{name}_fills_total", {"side": "buy"}) == 5
+            and total(s, f"ray_{name}_fills_total", {"side": "sell"}) == 1
+            and any(sample.name == f"ray_{name}_rejects_total" for sample in s)
+        )
+    )
     assert total(samples, f"ray_{name}_fills_total", {"side": "buy", "source": "probe-process"}) == 5
     assert total(samples, f"ray_{name}_fills_total", {"side": "sell"}) == 1
     assert total(samples, f"ray_{name}_books") == 4
