@@ -181,6 +181,9 @@ def test_a_screen_that_was_left_gets_none_of_its_portfolio_s_updates(session: Se
 
 def test_a_socket_refused_for_a_stale_token_refreshes_the_session_and_carries_on(session: Session) -> None:
     page = live_page(session)
+    # A request of the page still under way would meet the stale token first, refresh it, and the
+    # socket would never be refused: the socket must be the first to present it.
+    page.wait_for_load_state("networkidle")
     page.evaluate(
         "() => { sessionStorage.setItem('wa_token', 'no-longer-valid'); window.__sockets.at(-1).close(); }"
     )

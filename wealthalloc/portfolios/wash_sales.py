@@ -37,16 +37,23 @@ _WINDOW = timedelta(days=WASH_SALE_DAYS)
 
 
 async def refuse_blocked_buy(
-    conn: store.Conn, user_id: uuid.UUID, symbol: str, today: date, *, groups: IdentityGroups | None = None
+    conn: store.Conn,
+    user_id: uuid.UUID,
+    symbol: str,
+    today: date,
+    *,
+    groups: IdentityGroups | None = None,
+    circle: Sequence[uuid.UUID] | None = None,
 ) -> None:
     """Refuse a buy of a security (or one substantially identical) whose loss was harvested less than
     31 days ago, in any of the user's portfolios: 400 ``WASH_SALE_BLOCKED`` with the last blocked day.
 
-    ``groups`` is the identity table when this transaction has read it already (the same for every
-    function here: each reads it only when not given)."""
+    ``groups`` is the identity table when this transaction has read it already, ``circle`` the
+    user's wash-sale circle when it has read it under the household's lock (the same for every
+    function here: each reads them only when not given)."""
     if groups is None:
         groups = await tax_store.identity_groups(conn)
-    household = await households.wash_sale_circle(conn, user_id, lock=False)
+    household = circle if circle is not None else await households.wash_sale_circle(conn, user_id, lock=False)
     row = await tax_store.blocking_harvest(conn, household, symbols=groups.members(symbol), today=today)
     if row is None:
         return
@@ -77,12 +84,13 @@ async def record_sale(
     fill_row_id: uuid.UUID,
     day: date,
     groups: IdentityGroups | None = None,
+    circle: Sequence[uuid.UUID] | None = None,
 ) -> set[uuid.UUID]:
     """Write the realized rows of a sale whose lots the desk has relieved, and apply its losses to the
     replacement shares already held. Returns the other portfolios whose lots changed."""
     if groups is None:
         groups = await tax_store.identity_groups(conn)
-    household = await households.wash_sale_circle(conn, user_id)
+    household = circle if circle is not None else await households.wash_sale_circle(conn, user_id)
     rows = await tax_store.open_lots(conn, household, symbols=groups.members(symbol), since=day - _WINDOW)
     stored = await tax_store.lot_sources(conn, {part.lot.id for part in sold})
     sold = [_as_stored(part, stored[part.lot.id]) for part in sold]
@@ -143,6 +151,7 @@ async def record_buy(
     source: str,
     fill_row_id: uuid.UUID | None,
     groups: IdentityGroups | None = None,
+    circle: Sequence[uuid.UUID] | None = None,
 ) -> uuid.UUID:
     """Open the lot(s) of a buy fill, replacing the losses of the last 30 days that wait for shares.
 
@@ -157,7 +166,7 @@ async def record_buy(
         groups = await tax_store.identity_groups(conn)
     waiting = await tax_store.pending_losses(
         conn,
-        await households.wash_sale_circle(conn, user_id),
+        circle if circle is not None else await households.wash_sale_circle(conn, user_id),
         symbols=groups.members(symbol),
         since=day - _WINDOW,
         until=day + _WINDOW,

@@ -219,8 +219,13 @@ class OrderDesk:
         held = Decimal(0)
         if groups is None:
             groups = await tax_store.identity_groups(conn)
+        circle: list[uuid.UUID] | None = None
         if request.side == "buy":
-            await wash_sales.refuse_blocked_buy(conn, m.user_id, request.symbol, today, groups=groups)
+            # The book's lock holds the household's row: the circle read here is the fill's too.
+            circle = await households.wash_sale_circle(conn, m.user_id, lock=False)
+            await wash_sales.refuse_blocked_buy(
+                conn, m.user_id, request.symbol, today, groups=groups, circle=circle
+            )
         open_orders = await order_store.open_orders_of_portfolio(conn, portfolio["id"])
         pending = Decimal(0)
         if request.side == "sell":
@@ -327,7 +332,9 @@ class OrderDesk:
         if execution is not None:
             fill = await order_store.insert_fill(conn, row["id"], execution, market_date=today)
             assert fill is not None, "a new order has no fills yet"
-            row, changed = await self._fill(conn, row, fill, execution, portfolio=portfolio, groups=groups)
+            row, changed = await self._fill(
+                conn, row, fill, execution, portfolio=portfolio, groups=groups, circle=circle
+            )
             also_changed.update(changed)
             fills.append(fill)
         return Written(row, fills)
@@ -559,7 +566,8 @@ class OrderDesk:
             if order is None or order["user_id"] != user_id:
                 log.error("fill_for_unknown_order", order_id=str(execution.order_id), fill=execution.fill_id)
                 return None, None, set()
-            await households.wash_sale_circle(conn, user_id)  # before the book's rows, as in idempotent
+            # Before the book's rows, as in idempotent.
+            circle = await households.wash_sale_circle(conn, user_id)
             if accepted is not None and order["status"] == OrderStatus.PENDING:
                 await order_store.set_status(
                     conn, order["id"], OrderStatus.SUBMITTED, broker_order_id=accepted.broker_order_id
@@ -574,7 +582,7 @@ class OrderDesk:
             )
             if fill is None:
                 return order, None, set()
-            updated, also_changed = await self._fill(conn, order, fill, execution)
+            updated, also_changed = await self._fill(conn, order, fill, execution, circle=circle)
             return order, updated, also_changed
 
         async with self._book.changing(user_id):
@@ -599,10 +607,12 @@ class OrderDesk:
         *,
         portfolio: dict[str, Any] | None = None,
         groups: IdentityGroups | None = None,
+        circle: Sequence[uuid.UUID] | None = None,
     ) -> tuple[dict[str, Any], set[uuid.UUID]]:
         """Apply a new fill: the order after it, and the user's other portfolios whose lots a wash sale
         changed. ``portfolio`` is the order's portfolio when this transaction already holds its lock,
-        ``groups`` the wash-sale identity table when it has read it."""
+        ``groups`` the wash-sale identity table and ``circle`` the user's wash-sale circle when it has
+        read them (the circle under the household's lock)."""
         applied = rules.apply_fill(
             side=order["side"],
             status=order["status"],
@@ -640,10 +650,11 @@ class OrderDesk:
                 source="harvest_replacement" if order["origin"] == "harvest" else "buy",
                 fill_row_id=fill["id"],
                 groups=groups,
+                circle=circle,
             )
         else:
             also_changed = await self._relieve(
-                conn, order, portfolio, fill["id"], execution.quantity, applied.cash, day, groups
+                conn, order, portfolio, fill["id"], execution.quantity, applied.cash, day, groups, circle
             )
         balance = portfolio["cash_balance"] + applied.cash
         # Nothing below is read back: in the group commit's pipeline the five statements travel
@@ -704,6 +715,7 @@ class OrderDesk:
         proceeds: Decimal,
         day: date,
         groups: IdentityGroups | None,
+        circle: Sequence[uuid.UUID] | None,
     ) -> set[uuid.UUID]:
         """Take the sold shares out of the lots the order's method picks; the realized rows and any wash
         sale they start are the engine's (:mod:`wealthalloc.portfolios.wash_sales`)."""
@@ -747,6 +759,7 @@ class OrderDesk:
             fill_row_id=fill_row_id,
             day=day,
             groups=groups,
+            circle=circle,
         )
 
     async def apply_status(self, user_id: uuid.UUID, change: StatusChange) -> dict[str, Any] | None:
