@@ -47,8 +47,8 @@ def encode(value: Any) -> Any:
         return {k if type(k) is str else encode(k): encode(v) for k, v in value.items()}
     if kind is list or kind is tuple:
         return [encode(v) for v in value]
-    if kind is Decimal or kind is UUID:
-        return str(value)
+    if (as_string := _ENCODERS.get(kind)) is not None:
+        return as_string(value)
     return jsonable_encoder(value, custom_encoder=_ENCODERS)
 
 
