@@ -181,9 +181,15 @@ def _bootstrap(conn: _Conn) -> None:
                 for statement in _BOOTSTRAP:
                     conn.execute(statement)
             return
-        except (errors.UniqueViolation, errors.DuplicateTable, errors.SerializationFailure):
+        except (
+            errors.UniqueViolation,
+            errors.DuplicateTable,
+            errors.DuplicateObject,
+            errors.SerializationFailure,
+        ):
             # PostgreSQL's CREATE TABLE IF NOT EXISTS is not atomic against a concurrent twin:
-            # the loser gets a duplicate-key error on the catalog. The next try sees the table.
+            # the loser gets a duplicate-key error on the catalog, or finds the table's row type
+            # already made (DuplicateObject). The next try sees the table.
             if attempt == _MAX_ATTEMPTS:
                 raise
 
