@@ -68,19 +68,22 @@ class EventBus:
         hooks = WebhookDispatcher(pool=pool, redis=redis, name="webhooks-1")
         sender = WebhookSender.from_options(pool=pool, options=WebhookOptions.from_settings(self.settings))
         alerts = PriceAlertEvaluator(pool=pool, redis=redis, name="alerts-1")
+        linger = self.settings.event_linger_ms / 1000
         self._tasks = [
-            asyncio.create_task(self._loop("published", relay.publish_once, sleep_when_idle=True)),
-            asyncio.create_task(self._loop("audited", audit.consume_once)),
-            asyncio.create_task(self._loop("invalidated", cache.consume_once)),
-            asyncio.create_task(self._loop("webhooks_queued", hooks.consume_once)),
+            asyncio.create_task(
+                self._loop("published", relay.publish_once, sleep_when_idle=True, linger_s=linger)
+            ),
+            asyncio.create_task(self._loop("audited", audit.consume_once, linger_s=linger)),
+            asyncio.create_task(self._loop("invalidated", cache.consume_once, linger_s=linger)),
+            asyncio.create_task(self._loop("webhooks_queued", hooks.consume_once, linger_s=linger)),
             asyncio.create_task(self._loop("webhooks_sent", sender.send_due, sleep_when_idle=True)),
-            asyncio.create_task(self._loop("alerts_checked", alerts.consume_once)),
+            asyncio.create_task(self._loop("alerts_checked", alerts.consume_once, linger_s=linger)),
             asyncio.create_task(
                 self._loop("replayed", relay.recover_lost_streams, idle_sleep_s=REDIS_CHECK_S)
             ),
         ]
         notices = NotificationWriter(pool=pool, redis=redis, name="notifications-1")
-        self._tasks.append(asyncio.create_task(self._loop("notified", notices.consume_once)))
+        self._tasks.append(asyncio.create_task(self._loop("notified", notices.consume_once, linger_s=linger)))
         smtp = SmtpOptions.from_settings(self.settings)
         if smtp.enabled:  # without an SMTP server the e-mails wait in the queue (and age out)
             mailer = NotificationMailer(pool=pool, options=smtp)
@@ -124,13 +127,22 @@ class EventBus:
         *,
         sleep_when_idle: bool = False,
         idle_sleep_s: float | None = None,
+        linger_s: float = 0.0,
     ) -> None:
+        """Run ``step`` for ever; a step that found work waits ``linger_s`` before the next.
+
+        Under a steady flow a consumer's blocking read returns as soon as one event arrives, so
+        without the wait each event would cost every loop its own read, handling, commit and
+        acknowledgement. Waiting a few milliseconds lets events gather: one of each for a batch.
+        """
         while True:
             try:
                 done = await step()
                 self._counts[name] += done
                 if idle_sleep_s is not None:
                     await asyncio.sleep(idle_sleep_s)
+                elif done and linger_s:
+                    await asyncio.sleep(linger_s)
                 elif not done and sleep_when_idle:
                     await asyncio.sleep(IDLE_SLEEP_S)
             except asyncio.CancelledError:

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import socket
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator, Mapping
@@ -34,6 +35,11 @@ def print_figures(figures: Mapping[str, object]) -> None:
         return value
 
     print(json.dumps(plain(figures), allow_nan=False), flush=True)
+
+
+def phase(what: str) -> None:
+    """Say on stderr which part of a run is being measured (stdout stays the figures alone)."""
+    print(f"measuring {what}", file=sys.stderr, flush=True)
 
 
 def free_port() -> int:

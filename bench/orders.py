@@ -53,7 +53,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from _loadgen import Request, Result, market_buy, per_investor, read_response  # noqa: E402
-from _support import bench_platform, print_figures  # noqa: E402
+from _support import bench_platform, phase, print_figures  # noqa: E402
 
 from wealthalloc.config import Settings  # noqa: E402
 
@@ -551,15 +551,18 @@ def main() -> int:
         # Warm-up: shard books, the gateway and its broker, connection pools; its orders are verified too.
         asyncio.run(place_orders(url, people, ledger, seconds=args.warmup, clients=args.clients))
         warm = len(ledger.filled)
+        phase(f"single orders for {args.seconds:g} s")
         placed = asyncio.run(place_orders(url, people, ledger, seconds=args.seconds, clients=args.clients))
         # Batches: one client per investor at most, so no two batches queue on one user's lock.
         batch_clients = min(args.clients, args.investors)
+        phase(f"batches of {args.batch_size} for {args.seconds:g} s")
         batches, batched = asyncio.run(
             place_batches(
                 url, people, ledger, size=args.batch_size, seconds=args.seconds, clients=batch_clients
             )
         )
         batched_rate = batched / batches.seconds if batches.seconds else 0.0
+        phase(f"{len(books)} rebalances")
         rebalances, rebalanced = asyncio.run(rebalance_all(url, books, ledger, clients=args.clients))
         rebalanced_rate = rebalanced / rebalances.seconds if rebalances.seconds else 0.0
         still_open = settle(database_url)
@@ -578,6 +581,7 @@ def main() -> int:
         plain = Result(0, 0.0, [], 0)
         fills = fills_made(database_url)
         if fills:
+            phase(f"baseline for {args.seconds:g} s")
             plain = asyncio.run(
                 baseline(database_url, owners, fills, seconds=args.seconds, clients=args.clients)
             )

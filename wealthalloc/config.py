@@ -256,6 +256,12 @@ class Settings(BaseSettings):
         ge=10,
         description="Entries kept (about) in each user's own stream, what a socket resumes from.",
     )
+    event_linger_ms: float = Field(
+        default=20,
+        ge=0,
+        description="How long the event bus's relay and consumers wait after a batch, so the next "
+        "batch gathers more events (one round trip and commit for many instead of one each).",
+    )
     stream_queue_size: int = Field(
         default=1000, ge=1, description="Events a WebSocket may fall behind before it is closed (4429)."
     )

@@ -75,10 +75,44 @@ class Prepared:
 
 @dataclass(frozen=True)
 class Written:
-    """An order as its transaction wrote it, with the fills the embedded venue gave it."""
+    """An order as its transaction wrote it, with the fills the embedded venue gave it and the cash
+    its portfolio holds after them (``None``: no fill, the cash did not move)."""
 
     order: dict[str, Any]
     fills: list[dict[str, Any]]
+    balance: Decimal | None = None
+
+
+@dataclass
+class Standing:
+    """What an order's checks read from its book, under the user's lock: the locked portfolio row
+    (only its cash is kept current), the book's open orders, the wash-sale identity table and the
+    user's wash-sale circle.
+
+    The orders of one request (a batch, a rebalance) share one reading, kept current as each is
+    written (the cash its fills left, the orders it left open), where each order read all four
+    again: three statements an order fewer, for a book nothing else can change meanwhile.
+    """
+
+    portfolio: dict[str, Any]
+    open_orders: list[dict[str, Any]]
+    groups: IdentityGroups
+    circle: list[uuid.UUID]
+
+    @classmethod
+    async def read(cls, conn: store.Conn, user_id: uuid.UUID, portfolio: dict[str, Any]) -> Standing:
+        groups = await tax_store.identity_groups(conn)
+        # The book's lock holds the household's row: the circle read here is the fills' too.
+        circle = await households.wash_sale_circle(conn, user_id, lock=False)
+        open_orders = await order_store.open_orders_of_portfolio(conn, portfolio["id"])
+        return cls(portfolio, list(open_orders), groups, circle)
+
+    def wrote(self, written: Written) -> None:
+        """The book after ``written``: the next order is checked against what this one left."""
+        if written.balance is not None:
+            self.portfolio = {**self.portfolio, "cash_balance": written.balance}
+        if written.order["status"] in OPEN_STATUSES:
+            self.open_orders.append(written.order)
 
 
 @dataclass(frozen=True)
@@ -166,7 +200,8 @@ class OrderDesk:
         also_changed: set[uuid.UUID] = set()
 
         async def work(conn: store.Conn, portfolio: dict[str, Any]) -> tuple[int, Any]:
-            written = await self._write(conn, m, portfolio, prepared, also_changed)
+            standing = await Standing.read(conn, m.user_id, portfolio)
+            written = await self._write(conn, m, standing, prepared, also_changed)
             created.append(written)
             return 201, {"id": str(written.order["id"])}
 
@@ -206,27 +241,21 @@ class OrderDesk:
         self,
         conn: store.Conn,
         m: Mutation,
-        portfolio: dict[str, Any],
+        standing: Standing,
         prepared: Prepared,
         also_changed: set[uuid.UUID],
-        groups: IdentityGroups | None = None,
     ) -> Written:
         """The order's checks against the book and its rows, in the caller's transaction: the order,
-        its event and, at the embedded paper venue, its fill. ``portfolio`` is the locked row."""
+        its event and, at the embedded paper venue, its fill."""
         request, today, lot_ids = prepared.request, prepared.today, prepared.lot_ids
+        portfolio, groups, circle = standing.portfolio, standing.groups, standing.circle
         # Checked only for a new key (a replay returns the order as placed), and nothing is written.
         _refuse_stale_quote(request, prepared.spec)
         held = Decimal(0)
-        if groups is None:
-            groups = await tax_store.identity_groups(conn)
-        circle: list[uuid.UUID] | None = None
         if request.side == "buy":
-            # The book's lock holds the household's row: the circle read here is the fill's too.
-            circle = await households.wash_sale_circle(conn, m.user_id, lock=False)
             await wash_sales.refuse_blocked_buy(
                 conn, m.user_id, request.symbol, today, groups=groups, circle=circle
             )
-        open_orders = await order_store.open_orders_of_portfolio(conn, portfolio["id"])
         pending = Decimal(0)
         if request.side == "sell":
             rows = [
@@ -247,7 +276,7 @@ class OrderDesk:
                 reserve=reserve,
                 cash=portfolio["cash_balance"],
                 held=held,
-                open_orders=open_orders,
+                open_orders=standing.open_orders,
             )
         except rules.InsufficientFunds as exc:
             raise ServiceError(
@@ -324,6 +353,7 @@ class OrderDesk:
             },
         )
         fills: list[dict[str, Any]] = []
+        balance: Decimal | None = None
         execution = (
             self._venue.execution(Ticket.from_row(row), quote=quote)
             if self._venue is not None and quote is not None
@@ -332,12 +362,12 @@ class OrderDesk:
         if execution is not None:
             fill = await order_store.insert_fill(conn, row["id"], execution, market_date=today)
             assert fill is not None, "a new order has no fills yet"
-            row, changed = await self._fill(
+            row, changed, balance = await self._fill(
                 conn, row, fill, execution, portfolio=portfolio, groups=groups, circle=circle
             )
             also_changed.update(changed)
             fills.append(fill)
-        return Written(row, fills)
+        return Written(row, fills, balance)
 
     async def _finish(self, user_id: uuid.UUID, written: Written) -> dict[str, Any]:
         """After the commit: count its fills, hand an order still open to the gateway, describe it."""
@@ -375,17 +405,15 @@ class OrderDesk:
         async def orders(conn: store.Conn, portfolio: dict[str, Any], body: Any) -> None:
             outcomes.clear()  # a deadlock's victim runs again alone, from the start
             also_changed.clear()
-            groups = await tax_store.identity_groups(conn)
-            book = portfolio
+            standing = await Standing.read(conn, m.user_id, portfolio)
             for part in parts_of(body):
                 if part.after is not None and outcomes[part.after].order_id is None:
                     outcomes.append(Outcome(part))
                     continue
-                outcome = await self._place_part(conn, m, book, part, origin, groups, also_changed)
+                outcome = await self._place_part(conn, m, standing, part, origin, also_changed)
                 outcomes.append(outcome)
-                if outcome.written is not None and outcome.written.fills:
-                    # Its fill moved the cash the next order is checked against.
-                    book = await store.portfolio_for_update(conn, m.user_id, portfolio_id) or book
+                if outcome.written is not None:
+                    standing.wrote(outcome.written)
 
         status, body = await self._book.idempotent(
             m, portfolio_id, work, also_changed=also_changed, then=orders
@@ -485,10 +513,9 @@ class OrderDesk:
         self,
         conn: store.Conn,
         m: Mutation,
-        book: dict[str, Any],
+        standing: Standing,
         part: Part,
         origin: str,
-        groups: IdentityGroups,
         also_changed: set[uuid.UUID],
     ) -> Outcome:
         """One part of :meth:`place_many`, in its own savepoint under its derived key."""
@@ -496,7 +523,7 @@ class OrderDesk:
         written: list[Written] = []
 
         async def write() -> tuple[int, Any]:
-            written.append(await self._write(conn, child, book, prepared, also_changed, groups))
+            written.append(await self._write(conn, child, standing, prepared, also_changed))
             return 201, {"id": str(written[-1].order["id"])}
 
         try:
@@ -582,7 +609,7 @@ class OrderDesk:
             )
             if fill is None:
                 return order, None, set()
-            updated, also_changed = await self._fill(conn, order, fill, execution, circle=circle)
+            updated, also_changed, _ = await self._fill(conn, order, fill, execution, circle=circle)
             return order, updated, also_changed
 
         async with self._book.changing(user_id):
@@ -608,11 +635,11 @@ class OrderDesk:
         portfolio: dict[str, Any] | None = None,
         groups: IdentityGroups | None = None,
         circle: Sequence[uuid.UUID] | None = None,
-    ) -> tuple[dict[str, Any], set[uuid.UUID]]:
-        """Apply a new fill: the order after it, and the user's other portfolios whose lots a wash sale
-        changed. ``portfolio`` is the order's portfolio when this transaction already holds its lock,
-        ``groups`` the wash-sale identity table and ``circle`` the user's wash-sale circle when it has
-        read them (the circle under the household's lock)."""
+    ) -> tuple[dict[str, Any], set[uuid.UUID], Decimal]:
+        """Apply a new fill: the order after it, the user's other portfolios whose lots a wash sale
+        changed, and the portfolio's cash after it. ``portfolio`` is the order's portfolio when this
+        transaction already holds its lock, ``groups`` the wash-sale identity table and ``circle``
+        the user's wash-sale circle when it has read them (the circle under the household's lock)."""
         applied = rules.apply_fill(
             side=order["side"],
             status=order["status"],
@@ -703,7 +730,7 @@ class OrderDesk:
                 "order_status": applied.status,
             },
         )
-        return updated, also_changed
+        return updated, also_changed, balance
 
     async def _relieve(
         self,
