@@ -1,0 +1,135 @@
+"""Events held together on the real PostgreSQL: the events of a block are written in one statement
+when it ends, in the order they were added; a block that fails writes none of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import psycopg
+import pytest
+
+from wealthalloc.storage.group_commit import savepoint
+from wealthalloc.storage.outbox import add_event, events_together
+
+pytestmark = pytest.mark.integration
+
+Conn = psycopg.AsyncConnection[Any]
+
+
+def in_transaction(database_url: str, body: Callable[[Conn], Awaitable[None]]) -> None:
+    async def scenario() -> None:
+        async with await psycopg.AsyncConnection.connect(database_url) as conn:
+            async with conn.transaction():
+                await body(conn)
+
+    asyncio.run(scenario())
+
+
+async def placed(conn: Conn, aggregate: uuid.UUID, symbol: str) -> uuid.UUID:
+    return await add_event(
+        conn,
+        topic="trades.executed",
+        event_type="trades.order_placed",
+        user_id=None,
+        aggregate_id=aggregate,
+        payload={
+            "order_id": str(aggregate),
+            "portfolio_id": str(uuid.uuid4()),
+            "symbol": symbol,
+            "side": "buy",
+            "quantity": "1",
+            "order_type": "market",
+            "reserved_cash": "10.00",
+        },
+    )
+
+
+def events_of(database_url: str, aggregate: uuid.UUID) -> list[tuple[uuid.UUID, str]]:
+    """The aggregate's events as stored, in their sequence: (id, symbol)."""
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT id, payload->>'symbol' FROM events WHERE aggregate_id = %s ORDER BY sequence",
+            (aggregate,),
+        ).fetchall()
+    return [(row[0], row[1]) for row in rows]
+
+
+def test_the_events_of_a_block_are_written_in_one_statement_in_the_order_they_were_added(
+    database_url: str,
+) -> None:
+    aggregate = uuid.uuid4()
+    ids: list[uuid.UUID] = []
+    seen_inside: list[int] = []
+
+    async def body(conn: Conn) -> None:
+        async with events_together(conn):
+            for symbol in ("AAPL", "MSFT", "KO"):
+                ids.append(await placed(conn, aggregate, symbol))
+            cur = await conn.execute("SELECT count(*) FROM events WHERE aggregate_id = %s", (aggregate,))
+            row = await cur.fetchone()
+            seen_inside.append(row[0] if row else -1)
+
+    in_transaction(database_url, body)
+
+    assert seen_inside == [0], "held until the block ends"
+    assert events_of(database_url, aggregate) == list(zip(ids, ("AAPL", "MSFT", "KO"), strict=True))
+
+
+def test_an_inner_block_that_fails_loses_its_own_events_and_the_outer_block_keeps_the_rest(
+    database_url: str,
+) -> None:
+    """A batch's orders: each in its savepoint and its own block, the batch's block around them."""
+    aggregate = uuid.uuid4()
+    kept: list[uuid.UUID] = []
+
+    async def body(conn: Conn) -> None:
+        async with events_together(conn):
+            for symbol in ("AAPL", "REFUSED", "KO"):
+                try:
+                    async with savepoint(conn), events_together(conn):
+                        event_id = await placed(conn, aggregate, symbol)
+                        if symbol == "REFUSED":
+                            raise ValueError("refused after its event was added")
+                        kept.append(event_id)
+                except ValueError:
+                    continue
+
+    in_transaction(database_url, body)
+
+    assert events_of(database_url, aggregate) == list(zip(kept, ("AAPL", "KO"), strict=True))
+
+
+def test_a_failing_block_writes_no_event(database_url: str) -> None:
+    aggregate = uuid.uuid4()
+
+    async def body(conn: Conn) -> None:
+        with pytest.raises(RuntimeError):
+            async with events_together(conn):
+                await placed(conn, aggregate, "AAPL")
+                raise RuntimeError("the change failed")
+        await placed(conn, aggregate, "KO")  # after the block: written at once
+
+    in_transaction(database_url, body)
+
+    assert [symbol for _, symbol in events_of(database_url, aggregate)] == ["KO"]
+
+
+def test_events_on_another_connection_are_not_held_by_the_block(database_url: str) -> None:
+    """Held events are written on the block's connection: another transaction's event is its own."""
+    aggregate = uuid.uuid4()
+    seen: list[list[str]] = []
+
+    async def body(conn: Conn) -> None:
+        async with events_together(conn):
+            await placed(conn, aggregate, "AAPL")
+            async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as other:
+                await placed(other, aggregate, "MSFT")
+            seen.append([symbol for _, symbol in events_of(database_url, aggregate)])
+
+    in_transaction(database_url, body)
+
+    assert seen == [["MSFT"]]
+    assert sorted(symbol for _, symbol in events_of(database_url, aggregate)) == ["AAPL", "MSFT"]
