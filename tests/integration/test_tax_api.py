@@ -151,6 +151,17 @@ def test_a_harvest_sells_hifo_loss_lots_buys_a_replacement_once_and_blocks_buyin
         )
         assert str(window_end + timedelta(days=1)) in refused["message"]
         assert refused["details"]["wash_sale_window_end"] == window_end.isoformat()
+    # In a batch too, every buy of it is refused (the window is looked up once), the other placed.
+    batch = [{"symbol": s, "side": "buy", "quantity": "1"} for s in ("AMD", "KO", "AMD")]
+    answer = data(
+        investor.post(f"/api/v1/portfolios/{ira['id']}/orders:batch", {"orders": batch}, str(uuid.uuid4())),
+        201,
+    )
+    assert [(r["index"], r["error"]["code"]) for r in answer["refused"]] == [
+        (0, "WASH_SALE_BLOCKED"),
+        (2, "WASH_SALE_BLOCKED"),
+    ]
+    assert [(p["index"], p["symbol"]) for p in answer["placed"]] == [(1, "KO")]
     shown = data(investor.get("/api/v1/tax-harvesting"))
     [made] = shown["harvests"]
     assert made["id"] == opportunity["id"] and made["switch_back"]["available"] is False

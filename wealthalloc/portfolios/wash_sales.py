@@ -51,23 +51,40 @@ async def refuse_blocked_buy(
     ``groups`` is the identity table when this transaction has read it already, ``circle`` the
     user's wash-sale circle when it has read it under the household's lock (the same for every
     function here: each reads them only when not given)."""
+    refuse_blocked(symbol, await blocking_harvest(conn, user_id, symbol, today, groups=groups, circle=circle))
+
+
+async def blocking_harvest(
+    conn: store.Conn,
+    user_id: uuid.UUID,
+    symbol: str,
+    today: date,
+    *,
+    groups: IdentityGroups | None = None,
+    circle: Sequence[uuid.UUID] | None = None,
+) -> store.Row | None:
+    """The executed harvest whose wash-sale window forbids the user buying ``symbol`` today, if any."""
     if groups is None:
         groups = await tax_store.identity_groups(conn)
     household = circle if circle is not None else await households.wash_sale_circle(conn, user_id, lock=False)
-    row = await tax_store.blocking_harvest(conn, household, symbols=groups.members(symbol), today=today)
-    if row is None:
+    return await tax_store.blocking_harvest(conn, household, symbols=groups.members(symbol), today=today)
+
+
+def refuse_blocked(symbol: str, harvest: store.Row | None) -> None:
+    """400 ``WASH_SALE_BLOCKED`` when ``harvest`` (what :func:`blocking_harvest` found) blocks the buy."""
+    if harvest is None:
         return
-    end: date = row["wash_sale_window_end"]
+    end: date = harvest["wash_sale_window_end"]
     raise ServiceError(
         400,
         "WASH_SALE_BLOCKED",
-        f"Buying {symbol} before {end + timedelta(days=1)} would be a wash sale: the loss on {row['symbol']}"
-        f" harvested on {end - _WINDOW} stays deductible only if it is not bought back, in any account,"
-        f" through {end}.",
+        f"Buying {symbol} before {end + timedelta(days=1)} would be a wash sale: the loss on"
+        f" {harvest['symbol']} harvested on {end - _WINDOW} stays deductible only if it is not bought"
+        f" back, in any account, through {end}.",
         {
             "symbol": symbol,
-            "harvested_symbol": row["symbol"],
-            "harvest_id": row["id"],
+            "harvested_symbol": harvest["symbol"],
+            "harvest_id": harvest["id"],
             "wash_sale_window_end": end,
             "allowed_from": end + timedelta(days=1),
         },

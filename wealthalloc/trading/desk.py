@@ -91,13 +91,15 @@ class Standing:
 
     The orders of one request (a batch, a rebalance) share one reading, kept current as each is
     written (the cash its fills left, the orders it left open), where each order read all four
-    again: three statements an order fewer, for a book nothing else can change meanwhile.
+    again, and look up what blocks a symbol's buy once: four statements a buy fewer, for a book
+    nothing else can change meanwhile.
     """
 
     portfolio: dict[str, Any]
     open_orders: list[dict[str, Any]]
     groups: IdentityGroups
     circle: list[uuid.UUID]
+    blocking: dict[str, dict[str, Any] | None] = field(default_factory=dict)
 
     @classmethod
     async def read(cls, conn: store.Conn, user_id: uuid.UUID, portfolio: dict[str, Any]) -> Standing:
@@ -106,6 +108,18 @@ class Standing:
         circle = await households.wash_sale_circle(conn, user_id, lock=False)
         open_orders = await order_store.open_orders_of_portfolio(conn, portfolio["id"])
         return cls(portfolio, list(open_orders), groups, circle)
+
+    async def refuse_blocked_buy(
+        self, conn: store.Conn, user_id: uuid.UUID, symbol: str, today: date
+    ) -> None:
+        """Refuse a buy a harvest's wash-sale window blocks; each symbol is looked up once. A harvest
+        is executed before the orders of its request are placed, never by an order, so what blocks
+        a symbol cannot change while they are."""
+        if symbol not in self.blocking:
+            self.blocking[symbol] = await wash_sales.blocking_harvest(
+                conn, user_id, symbol, today, groups=self.groups, circle=self.circle
+            )
+        wash_sales.refuse_blocked(symbol, self.blocking[symbol])
 
     def wrote(self, written: Written) -> None:
         """The book after ``written``: the next order is checked against what this one left."""
@@ -254,9 +268,7 @@ class OrderDesk:
         _refuse_stale_quote(request, prepared.spec)
         held = Decimal(0)
         if request.side == "buy":
-            await wash_sales.refuse_blocked_buy(
-                conn, m.user_id, request.symbol, today, groups=groups, circle=circle
-            )
+            await standing.refuse_blocked_buy(conn, m.user_id, request.symbol, today)
         pending = Decimal(0)
         if request.side == "sell":
             rows = [
