@@ -38,6 +38,31 @@ def test_what_the_api_wrote_adds_up(trader: tuple[Investor, str], database_url: 
     assert report.balanced, report.discrepancies
 
 
+def test_the_fills_of_one_batch_leave_the_cash_at_their_last_movement(
+    http: httpx.Client, database_url: str
+) -> None:
+    """A batch's fills share a transaction and its start time: the last movement is the last written."""
+    investor = Investor(http, database_url)
+    portfolio = investor.funded("10000.00")
+    orders = [{"symbol": s, "side": "buy", "quantity": "1"} for s in ("KO", "PG", "JNJ", "KO", "MSFT", "PG")]
+    answer = investor.post(
+        f"/api/v1/portfolios/{portfolio['id']}/orders:batch", {"orders": orders}, str(uuid.uuid4())
+    )
+    assert answer.status_code == 201 and len(answer.json()["data"]["placed"]) == 6, answer.text
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT balance_after FROM cash_movements WHERE portfolio_id = %s ORDER BY seq",
+            (portfolio["id"],),
+        ).fetchall()
+        cash = conn.execute(
+            "SELECT cash_balance FROM portfolios WHERE id = %s", (portfolio["id"],)
+        ).fetchone()
+    assert len(rows) == 7 and sorted((r[0] for r in rows), reverse=True) == [r[0] for r in rows]
+    assert cash is not None and rows[-1][0] == cash[0]
+    report = check_ledger(database_url, [uuid.UUID(investor.id)])
+    assert report.balanced, report.discrepancies
+
+
 def test_each_kind_of_damage_is_named_with_its_portfolio(
     trader: tuple[Investor, str], database_url: str, tmp_path: Path
 ) -> None:

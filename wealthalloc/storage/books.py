@@ -183,7 +183,7 @@ async def add_cash_movement(
 async def cash_movements(conn: Conn, portfolio_id: uuid.UUID) -> list[Row]:
     cur = await conn.execute(
         """SELECT id, amount, kind, description, balance_after, created_at FROM cash_movements
-           WHERE portfolio_id = %s ORDER BY created_at, id""",
+           WHERE portfolio_id = %s ORDER BY seq""",
         (portfolio_id,),
     )
     return await cur.fetchall()

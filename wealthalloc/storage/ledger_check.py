@@ -34,7 +34,7 @@ _CHECKS: dict[str, str] = {
         SELECT p.id, format('cash %%s, last movement left %%s', p.cash_balance, last.balance_after)
         FROM portfolios p
         JOIN LATERAL (SELECT balance_after FROM cash_movements c WHERE c.portfolio_id = p.id
-                      ORDER BY created_at DESC, id DESC LIMIT 1) last ON true
+                      ORDER BY seq DESC LIMIT 1) last ON true
         WHERE (%(users)s::uuid[] IS NULL OR p.user_id = ANY(%(users)s::uuid[]))
           AND p.cash_balance <> last.balance_after""",
     "each_fill_moves_cash_once": """
