@@ -12,6 +12,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 
 from wealthalloc.domain.lots import Lot
+from wealthalloc.storage.held_writes import holder
 
 Conn = AsyncConnection[DictRow]
 Row = dict[str, Any]
@@ -174,10 +175,20 @@ async def add_cash_movement(
     balance_after: Decimal,
     reference_id: uuid.UUID,
 ) -> None:
-    """A movement nobody reads back (a fill's cash): nothing returned, so it can be pipelined."""
-    await conn.execute(
-        _CASH_MOVEMENT, (portfolio_id, amount, kind, None, reference_id, description, balance_after)
-    )
+    """A movement nobody reads back (a fill's cash): nothing returned, so it can be pipelined, or
+    wait for the others of its block (:func:`~wealthalloc.storage.held_writes.writes_together`)."""
+    row = (portfolio_id, amount, kind, None, reference_id, description, balance_after)
+    held = holder(conn)
+    if held is not None:
+        held.add(_CASH_MOVEMENTS, row)
+    else:
+        await conn.execute(_CASH_MOVEMENT, row)
+
+
+_CASH_MOVEMENTS = """INSERT INTO cash_movements (portfolio_id, amount, kind, idempotency_key, reference_id,
+                                                  description, balance_after)
+                     SELECT * FROM unnest(%s::uuid[], %s::numeric[], %s::text[], %s::text[], %s::uuid[],
+                                          %s::text[], %s::numeric[])"""
 
 
 async def cash_movements(conn: Conn, portfolio_id: uuid.UUID) -> list[Row]:
@@ -201,21 +212,33 @@ async def all_lots(conn: Conn, portfolio_id: uuid.UUID, symbol: str | None = Non
 
 async def refresh_holdings(conn: Conn, portfolio_id: uuid.UUID, symbol: str) -> None:
     """Recompute one holdings row from the open lots (the table is a view of the lots, kept for queries):
-    written while shares are held, deleted when none are, in one statement."""
-    await conn.execute(
-        """WITH total AS (
-               SELECT coalesce(sum(shares), 0) AS shares, coalesce(sum(adjusted_basis), 0) AS basis
-               FROM lots WHERE portfolio_id = %(p)s AND symbol = %(s)s AND closed_at IS NULL
-           ), emptied AS (
-               DELETE FROM holdings
-               WHERE portfolio_id = %(p)s AND symbol = %(s)s AND (SELECT shares FROM total) <= 0
-           )
-           INSERT INTO holdings (portfolio_id, symbol, shares, average_cost)
-           SELECT %(p)s, %(s)s, shares, round(basis / shares, 6) FROM total WHERE shares > 0
-           ON CONFLICT (portfolio_id, symbol) DO UPDATE
-           SET shares = EXCLUDED.shares, average_cost = EXCLUDED.average_cost, updated_date = now()""",
-        {"p": portfolio_id, "s": symbol},
-    )
+    written while shares are held, deleted when none are, in one statement. Nothing in a change reads
+    the table, so in a block of held writes the rows of all the symbols a batch touched are
+    recomputed together when it ends, each once."""
+    held = holder(conn)
+    if held is not None:
+        held.add(_REFRESH_HOLDINGS, (portfolio_id, symbol))
+    else:
+        await conn.execute(_REFRESH_HOLDINGS, ([portfolio_id], [symbol]))
+
+
+_REFRESH_HOLDINGS = """
+WITH touched AS (
+    SELECT DISTINCT * FROM unnest(%s::uuid[], %s::text[]) AS t (portfolio_id, symbol)
+), total AS (
+    SELECT t.portfolio_id, t.symbol,
+           coalesce(sum(l.shares), 0) AS shares, coalesce(sum(l.adjusted_basis), 0) AS basis
+    FROM touched t
+    LEFT JOIN lots l ON l.portfolio_id = t.portfolio_id AND l.symbol = t.symbol AND l.closed_at IS NULL
+    GROUP BY t.portfolio_id, t.symbol
+), emptied AS (
+    DELETE FROM holdings h USING total
+    WHERE h.portfolio_id = total.portfolio_id AND h.symbol = total.symbol AND total.shares <= 0
+)
+INSERT INTO holdings (portfolio_id, symbol, shares, average_cost)
+SELECT portfolio_id, symbol, shares, round(basis / shares, 6) FROM total WHERE shares > 0
+ON CONFLICT (portfolio_id, symbol) DO UPDATE
+SET shares = EXCLUDED.shares, average_cost = EXCLUDED.average_cost, updated_date = now()"""
 
 
 async def store_valuation(

@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from wealthalloc.storage.books import Conn, Row
+from wealthalloc.storage.held_writes import holder
 from wealthalloc.trading.status import OPEN_STATUSES
 from wealthalloc.trading.tickets import Execution
 
@@ -208,26 +209,40 @@ async def insert_trade(
     commission: Decimal,
     broker_order_id: str | None,
 ) -> uuid.UUID:
-    """The trade's id; made here so that nothing is read back and the INSERT can be pipelined."""
+    """The trade's id; made here so that nothing is read back and the INSERT can be pipelined, or
+    wait for the others of its block (:func:`~wealthalloc.storage.held_writes.writes_together`)."""
     trade_id = uuid.uuid4()
-    await conn.execute(
-        """INSERT INTO trades (id, portfolio_id, order_id, symbol, side, shares, price, total_amount,
-                               commission, status, ibkr_order_id)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 'executed', %s)""",
-        (
-            trade_id,
-            portfolio_id,
-            order_id,
-            symbol,
-            side,
-            shares,
-            price,
-            total_amount,
-            commission,
-            broker_order_id,
-        ),
+    row = (
+        trade_id,
+        portfolio_id,
+        order_id,
+        symbol,
+        side,
+        shares,
+        price,
+        total_amount,
+        commission,
+        "executed",
+        broker_order_id,
     )
+    held = holder(conn)
+    if held is not None:
+        held.add(_TRADES, row)
+    else:
+        await conn.execute(
+            """INSERT INTO trades (id, portfolio_id, order_id, symbol, side, shares, price, total_amount,
+                                   commission, status, ibkr_order_id)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+            row,
+        )
     return trade_id
+
+
+_TRADES = """INSERT INTO trades (id, portfolio_id, order_id, symbol, side, shares, price, total_amount,
+                                 commission, status, ibkr_order_id)
+             SELECT * FROM unnest(%s::uuid[], %s::uuid[], %s::uuid[], %s::text[], %s::text[],
+                                  %s::numeric[], %s::numeric[], %s::numeric[], %s::numeric[],
+                                  %s::text[], %s::text[])"""
 
 
 async def pending_orders(conn: Conn, *, broker: str, older_than_s: float, limit: int = 500) -> list[Row]:

@@ -49,7 +49,8 @@ from wealthalloc.storage import households, lots
 from wealthalloc.storage import orders as order_store
 from wealthalloc.storage import tax as tax_store
 from wealthalloc.storage.group_commit import savepoint
-from wealthalloc.storage.outbox import add_event, events_together
+from wealthalloc.storage.held_writes import writes_together
+from wealthalloc.storage.outbox import add_event
 from wealthalloc.trading import rules
 from wealthalloc.trading.status import OPEN_STATUSES, OrderStatus
 from wealthalloc.trading.tickets import Execution, StatusChange, Ticket
@@ -215,7 +216,7 @@ class OrderDesk:
 
         async def work(conn: store.Conn, portfolio: dict[str, Any]) -> tuple[int, Any]:
             standing = await Standing.read(conn, m.user_id, portfolio)
-            async with events_together(conn):  # the order's and its fill's: one statement
+            async with writes_together(conn):  # its events, trade and cash movement: one statement a table
                 written = await self._write(conn, m, standing, prepared, also_changed)
             created.append(written)
             return 201, {"id": str(written.order["id"])}
@@ -419,7 +420,7 @@ class OrderDesk:
             outcomes.clear()  # a deadlock's victim runs again alone, from the start
             also_changed.clear()
             standing = await Standing.read(conn, m.user_id, portfolio)
-            async with events_together(conn):  # the events of all the orders placed: one statement
+            async with writes_together(conn):  # all the orders' events, trades, cash: a statement each
                 for part in parts_of(body):
                     if part.after is not None and outcomes[part.after].order_id is None:
                         outcomes.append(Outcome(part))
@@ -542,7 +543,7 @@ class OrderDesk:
 
         try:
             prepared = self._prepare(part.spec, origin)
-            async with savepoint(conn), events_together(conn):  # a refusal undoes this order alone
+            async with savepoint(conn), writes_together(conn):  # a refusal undoes this order alone
                 _, answer, _ = await self._book.claimed(conn, child, write)
         except ServiceError as exc:
             return Outcome(part, error=exc)

@@ -1,5 +1,6 @@
-"""Events held together on the real PostgreSQL: the events of a block are written in one statement
-when it ends, in the order they were added; a block that fails writes none of its own."""
+"""Writes held together on the real PostgreSQL, shown with events: the rows of a block are written
+in one statement a table when it ends, in the order they were added; a block that fails writes none
+of its own. (A batch's trades and cash movements: tests/integration/test_ledger_check.py.)"""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import psycopg
 import pytest
 
 from wealthalloc.storage.group_commit import savepoint
-from wealthalloc.storage.outbox import add_event, events_together
+from wealthalloc.storage.held_writes import writes_together
+from wealthalloc.storage.outbox import add_event
 
 pytestmark = pytest.mark.integration
 
@@ -65,7 +67,7 @@ def test_the_events_of_a_block_are_written_in_one_statement_in_the_order_they_we
     seen_inside: list[int] = []
 
     async def body(conn: Conn) -> None:
-        async with events_together(conn):
+        async with writes_together(conn):
             for symbol in ("AAPL", "MSFT", "KO"):
                 ids.append(await placed(conn, aggregate, symbol))
             cur = await conn.execute("SELECT count(*) FROM events WHERE aggregate_id = %s", (aggregate,))
@@ -86,10 +88,10 @@ def test_an_inner_block_that_fails_loses_its_own_events_and_the_outer_block_keep
     kept: list[uuid.UUID] = []
 
     async def body(conn: Conn) -> None:
-        async with events_together(conn):
+        async with writes_together(conn):
             for symbol in ("AAPL", "REFUSED", "KO"):
                 try:
-                    async with savepoint(conn), events_together(conn):
+                    async with savepoint(conn), writes_together(conn):
                         event_id = await placed(conn, aggregate, symbol)
                         if symbol == "REFUSED":
                             raise ValueError("refused after its event was added")
@@ -107,7 +109,7 @@ def test_a_failing_block_writes_no_event(database_url: str) -> None:
 
     async def body(conn: Conn) -> None:
         with pytest.raises(RuntimeError):
-            async with events_together(conn):
+            async with writes_together(conn):
                 await placed(conn, aggregate, "AAPL")
                 raise RuntimeError("the change failed")
         await placed(conn, aggregate, "KO")  # after the block: written at once
@@ -123,7 +125,7 @@ def test_events_on_another_connection_are_not_held_by_the_block(database_url: st
     seen: list[list[str]] = []
 
     async def body(conn: Conn) -> None:
-        async with events_together(conn):
+        async with writes_together(conn):
             await placed(conn, aggregate, "AAPL")
             async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as other:
                 await placed(other, aggregate, "MSFT")

@@ -1,0 +1,72 @@
+"""Rows nobody reads back in their transaction, held and written together: one statement a table.
+
+A batch of fifty orders makes a hundred events, fifty trades and fifty cash movements. One
+``INSERT ... SELECT * FROM unnest(...)`` of fifty rows costs PostgreSQL (and the shard's driver)
+far less than fifty INSERTs, and the rows are the same. Writers of such rows (the outbox's
+events, a fill's trade and cash movement) ask :func:`holder` for the connection's open block and
+hand their row to it; outside a block they write it at once.
+
+A block that raises writes none of its rows (what they described is rolled back with its
+savepoint), and a block inside another hands its rows to the outer one when it ends: the orders of
+a batch each keep or lose their own rows, and the batch writes them all when it ends, in the order
+they were added (an identity column such as the events' ``sequence`` numbers them in that order).
+Only rows that no statement of the block reads may be held: they are not in the table until it ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.rows import DictRow
+
+Conn = AsyncConnection[DictRow]
+
+
+@dataclass
+class Holder:
+    """The rows a block holds for its connection, by the statement that writes many of them."""
+
+    conn: Conn
+    rows: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
+
+    def add(self, many: str, row: tuple[Any, ...]) -> None:
+        """``many`` takes one array a column (``unnest(%s::uuid[], ...)``); ``row`` is one value each."""
+        self.rows.setdefault(many, []).append(row)
+
+    def hand_to(self, outer: Holder) -> None:
+        for many, rows in self.rows.items():
+            outer.rows.setdefault(many, []).extend(rows)
+
+    async def write(self) -> None:
+        for many, rows in self.rows.items():
+            await self.conn.execute(many, [list(column) for column in zip(*rows, strict=True)])
+
+
+_HOLDER: ContextVar[Holder | None] = ContextVar("wealthalloc_held_writes", default=None)
+
+
+def holder(conn: Conn) -> Holder | None:
+    """The open block holding ``conn``'s rows, if any; another connection's rows are not held."""
+    held = _HOLDER.get()
+    return held if held is not None and held.conn is conn else None
+
+
+@asynccontextmanager
+async def writes_together(conn: Conn) -> AsyncIterator[None]:
+    """Hold the rows ``conn`` gets inside the block and write them when it ends (see the module)."""
+    outer = holder(conn)
+    held = Holder(conn)
+    token = _HOLDER.set(held)
+    try:
+        yield
+    finally:
+        _HOLDER.reset(token)
+    if outer is not None:
+        held.hand_to(outer)
+    else:
+        await held.write()
