@@ -133,10 +133,18 @@ async def soft_delete_portfolio(conn: Conn, portfolio_id: uuid.UUID) -> None:
 
 
 async def set_cash(conn: Conn, portfolio_id: uuid.UUID, balance: Decimal) -> None:
-    await conn.execute(
-        "UPDATE portfolios SET cash_balance = %s, version = version + 1, updated_date = now() WHERE id = %s",
-        (balance, portfolio_id),
-    )
+    """In a block of held writes (a batch's fills), only the last balance of each portfolio is
+    written, when the block ends: nothing in the block reads the row's cash back (the orders are
+    checked against the cash their reading of the book keeps current)."""
+    held = holder(conn)
+    if held is not None:
+        held.add(_SET_CASH, (portfolio_id, balance), replacing=portfolio_id)
+    else:
+        await conn.execute(_SET_CASH, ([portfolio_id], [balance]))
+
+
+_SET_CASH = """UPDATE portfolios p SET cash_balance = v.cash, version = p.version + 1, updated_date = now()
+               FROM unnest(%s::uuid[], %s::numeric[]) AS v (id, cash) WHERE p.id = v.id"""
 
 
 _CASH_MOVEMENT = """INSERT INTO cash_movements (portfolio_id, amount, kind, idempotency_key, reference_id,

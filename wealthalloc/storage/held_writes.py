@@ -1,10 +1,11 @@
 """Rows nobody reads back in their transaction, held and written together: one statement a table.
 
-A batch of fifty orders makes a hundred events, fifty trades and fifty cash movements. One
-``INSERT ... SELECT * FROM unnest(...)`` of fifty rows costs PostgreSQL (and the shard's driver)
-far less than fifty INSERTs, and the rows are the same. Writers of such rows (the outbox's
-events, a fill's trade and cash movement) ask :func:`holder` for the connection's open block and
-hand their row to it; outside a block they write it at once.
+A batch of fifty orders makes a hundred events, fifty trades and fifty cash movements, recomputes
+holdings rows and sets its portfolio's cash fifty times. One ``INSERT ... SELECT * FROM unnest(...)``
+of fifty rows costs PostgreSQL (and the shard's driver) far less than fifty INSERTs, and the rows
+are the same; a value set many times (the cash) is written once, the last. Writers of such rows
+(the outbox's events, a fill's trade, cash movement and cash, the holdings) ask :func:`holder` for
+the connection's open block and hand their row to it; outside a block they write it at once.
 
 A block that raises writes none of its rows (what they described is rolled back with its
 savepoint), and a block inside another hands its rows to the outer one when it ends: the orders of
@@ -32,19 +33,24 @@ class Holder:
     """The rows a block holds for its connection, by the statement that writes many of them."""
 
     conn: Conn
-    rows: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
+    rows: dict[str, dict[object, tuple[Any, ...]]] = field(default_factory=dict)
 
-    def add(self, many: str, row: tuple[Any, ...]) -> None:
-        """``many`` takes one array a column (``unnest(%s::uuid[], ...)``); ``row`` is one value each."""
-        self.rows.setdefault(many, []).append(row)
+    def add(self, many: str, row: tuple[Any, ...], *, replacing: object = None) -> None:
+        """``many`` takes one array a column (``unnest(%s::uuid[], ...)``); ``row`` is one value each.
+
+        With ``replacing``, the row replaces the one held earlier under the same key: a value set
+        many times in the block (a portfolio's cash after each fill) is written once, the last.
+        """
+        self.rows.setdefault(many, {})[object() if replacing is None else replacing] = row
 
     def hand_to(self, outer: Holder) -> None:
         for many, rows in self.rows.items():
-            outer.rows.setdefault(many, []).extend(rows)
+            outer.rows.setdefault(many, {}).update(rows)
 
     async def write(self) -> None:
         for many, rows in self.rows.items():
-            await self.conn.execute(many, [list(column) for column in zip(*rows, strict=True)])
+            columns = zip(*rows.values(), strict=True)
+            await self.conn.execute(many, [list(column) for column in columns])
 
 
 _HOLDER: ContextVar[Holder | None] = ContextVar("wealthalloc_held_writes", default=None)
