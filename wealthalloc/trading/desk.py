@@ -326,29 +326,48 @@ class OrderDesk:
             if quote is not None
             else {}
         )
-        row = await order_store.insert_order(
-            conn,
-            id=order_id,
+        values: dict[str, Any] = {
+            "id": order_id,
+            "status": OrderStatus.PENDING,
             **venue_fields,
-            portfolio_id=portfolio["id"],
-            user_id=m.user_id,
-            idempotency_key=m.idempotency_key,
-            request_hash=m.fingerprint,
-            symbol=request.symbol,
-            side=request.side,
-            quantity=request.quantity,
-            order_type=request.order_type,
-            limit_price=request.limit_price,
-            stop_price=request.stop_price,
-            time_in_force=request.time_in_force,
-            reserved_cash=reserve,
-            broker=self._broker,
-            lot_method=prepared.lot_method,
-            lot_ids=lot_ids or None,
-            price_cap=prepared.cap,
-            market_date=today,
-            origin=prepared.origin,
+            "portfolio_id": portfolio["id"],
+            "user_id": m.user_id,
+            "idempotency_key": m.idempotency_key,
+            "request_hash": m.fingerprint,
+            "symbol": request.symbol,
+            "side": request.side,
+            "quantity": request.quantity,
+            "order_type": request.order_type,
+            "limit_price": request.limit_price,
+            "stop_price": request.stop_price,
+            "time_in_force": request.time_in_force,
+            "filled_quantity": Decimal(0),
+            "average_fill_price": None,
+            "reserved_cash": reserve,
+            "broker": self._broker,
+            "lot_method": prepared.lot_method,
+            "lot_ids": lot_ids or None,
+            "price_cap": prepared.cap,
+            "market_date": today,
+            "origin": prepared.origin,
+        }
+        execution = (
+            self._venue.execution(Ticket.from_row(values), quote=quote)
+            if self._venue is not None and quote is not None
+            else None
         )
+        applied = None
+        if execution is not None:
+            # Filled as it is placed: the order is written as the fill leaves it, not written and
+            # then updated (one statement and one dead row version fewer an order).
+            applied = _applied(values, execution)
+            values |= {
+                "filled_quantity": applied.filled,
+                "average_fill_price": applied.average,
+                "reserved_cash": applied.reserved,
+                "status": applied.status,
+            }
+        row = await order_store.insert_order(conn, **values)
         await add_event(
             conn,
             topic=TOPIC,
@@ -368,16 +387,11 @@ class OrderDesk:
         )
         fills: list[dict[str, Any]] = []
         balance: Decimal | None = None
-        execution = (
-            self._venue.execution(Ticket.from_row(row), quote=quote)
-            if self._venue is not None and quote is not None
-            else None
-        )
-        if execution is not None:
+        if execution is not None and applied is not None:
             fill = await order_store.insert_fill(conn, row["id"], execution, market_date=today)
             assert fill is not None, "a new order has no fills yet"
-            row, changed, balance = await self._fill(
-                conn, row, fill, execution, portfolio=portfolio, groups=groups, circle=circle
+            changed, balance = await self._book_fill(
+                conn, row, fill, execution, applied, portfolio=portfolio, groups=groups, circle=circle
             )
             also_changed.update(changed)
             fills.append(fill)
@@ -624,7 +638,7 @@ class OrderDesk:
             )
             if fill is None:
                 return order, None, set()
-            updated, also_changed, _ = await self._fill(conn, order, fill, execution, circle=circle)
+            updated, also_changed = await self._fill(conn, order, fill, execution, circle=circle)
             return order, updated, also_changed
 
         async with self._book.changing(user_id):
@@ -647,25 +661,11 @@ class OrderDesk:
         fill: dict[str, Any],
         execution: Execution,
         *,
-        portfolio: dict[str, Any] | None = None,
-        groups: IdentityGroups | None = None,
         circle: Sequence[uuid.UUID] | None = None,
-    ) -> tuple[dict[str, Any], set[uuid.UUID], Decimal]:
-        """Apply a new fill: the order after it, the user's other portfolios whose lots a wash sale
-        changed, and the portfolio's cash after it. ``portfolio`` is the order's portfolio when this
-        transaction already holds its lock, ``groups`` the wash-sale identity table and ``circle``
-        the user's wash-sale circle when it has read them (the circle under the household's lock)."""
-        applied = rules.apply_fill(
-            side=order["side"],
-            status=order["status"],
-            quantity=order["quantity"],
-            filled=order["filled_quantity"],
-            average=order["average_fill_price"],
-            reserved=order["reserved_cash"],
-            fill_quantity=execution.quantity,
-            fill_price=execution.price,
-            commission=execution.commission,
-        )
+    ) -> tuple[dict[str, Any], set[uuid.UUID]]:
+        """Apply a new fill to an order recorded before it (a fill the gateway brings): the order
+        after it, and the user's other portfolios whose lots a wash sale changed."""
+        applied = _applied(order, execution)
         updated = await order_store.record_fill_on_order(
             conn,
             order["id"],
@@ -674,6 +674,26 @@ class OrderDesk:
             reserved_cash=applied.reserved,
             status=applied.status,
         )
+        also_changed, _ = await self._book_fill(conn, order, fill, execution, applied, circle=circle)
+        return updated, also_changed
+
+    async def _book_fill(
+        self,
+        conn: store.Conn,
+        order: dict[str, Any],
+        fill: dict[str, Any],
+        execution: Execution,
+        applied: rules.FillApplied,
+        *,
+        portfolio: dict[str, Any] | None = None,
+        groups: IdentityGroups | None = None,
+        circle: Sequence[uuid.UUID] | None = None,
+    ) -> tuple[set[uuid.UUID], Decimal]:
+        """What a fill changes besides its order (lots, cash, holdings, the trade and its event): the
+        user's other portfolios whose lots a wash sale changed, and the portfolio's cash after it.
+        ``portfolio`` is the order's portfolio when this transaction already holds its lock,
+        ``groups`` the wash-sale identity table and ``circle`` the user's wash-sale circle when it
+        has read them (the circle under the household's lock)."""
         if portfolio is None:
             portfolio = await store.portfolio_for_update(conn, order["user_id"], order["portfolio_id"])
         if portfolio is None:
@@ -745,7 +765,7 @@ class OrderDesk:
                 "order_status": applied.status,
             },
         )
-        return updated, also_changed, balance
+        return also_changed, balance
 
     async def _relieve(
         self,
@@ -928,6 +948,21 @@ def _check_named_lots(lots: list[Any], lot_ids: list[uuid.UUID], quantity: Decim
         raise ServiceError(
             400, "INSUFFICIENT_SHARES", f"The named lots do not hold enough shares: {exc}."
         ) from exc
+
+
+def _applied(order: Mapping[str, Any], execution: Execution) -> rules.FillApplied:
+    """What ``execution`` does to ``order`` as it stands (its fills so far, its reservation)."""
+    return rules.apply_fill(
+        side=order["side"],
+        status=order["status"],
+        quantity=order["quantity"],
+        filled=order["filled_quantity"],
+        average=order["average_fill_price"],
+        reserved=order["reserved_cash"],
+        fill_quantity=execution.quantity,
+        fill_price=execution.price,
+        commission=execution.commission,
+    )
 
 
 def _light(order: dict[str, Any]) -> dict[str, Any]:
