@@ -8,7 +8,7 @@ plan is fixed (the lots to sell by specific identification, the replacement
 shares to buy), the ``tax_harvests`` row becomes ``executed`` with its
 ``wash_sale_window_end``, and its event is written. From that commit on, a
 buy of the harvested security in any of the user's portfolios is refused
-until the window ends (:func:`wealthalloc.portfolios.wash_sales.refuse_blocked_buy`).
+until the window ends (:func:`wealthalloc.portfolios.wash_sales.blocking_harvest`).
 
 Then the two orders are placed through :meth:`OrderDesk.place` under the
 derived keys ``{key}/0`` (the sale) and ``{key}/1`` (the replacement), origin
@@ -178,7 +178,9 @@ class HarvestDesk:
                 f"{replacement} is substantially identical to {symbol}: buying it would disallow the loss.",
                 {"symbol": symbol, "replacement_symbol": replacement},
             )
-        await wash_sales.refuse_blocked_buy(conn, m.user_id, replacement, today)
+        wash_sales.refuse_blocked(
+            replacement, await wash_sales.blocking_harvest(conn, m.user_id, replacement, today)
+        )
         taxpayer = await load_taxpayer(conn, m.user_id, today)
         assert taxpayer is not None
         found = [

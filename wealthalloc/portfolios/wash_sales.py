@@ -11,7 +11,7 @@ period (split when only part of a lot replaces), and one ``wash_sales`` row
 per match, so a replacement lot is never matched twice.
 
 Buying back a security whose loss was harvested is refused outright while
-the harvest's window is open (:func:`refuse_blocked_buy`): the engine would
+the harvest's window is open (:func:`blocking_harvest`, :func:`refuse_blocked`): the engine would
 get the tax right, but the user asked for the loss.
 """
 
@@ -36,24 +36,6 @@ from wealthalloc.storage import tax as tax_store
 _WINDOW = timedelta(days=WASH_SALE_DAYS)
 
 
-async def refuse_blocked_buy(
-    conn: store.Conn,
-    user_id: uuid.UUID,
-    symbol: str,
-    today: date,
-    *,
-    groups: IdentityGroups | None = None,
-    circle: Sequence[uuid.UUID] | None = None,
-) -> None:
-    """Refuse a buy of a security (or one substantially identical) whose loss was harvested less than
-    31 days ago, in any of the user's portfolios: 400 ``WASH_SALE_BLOCKED`` with the last blocked day.
-
-    ``groups`` is the identity table when this transaction has read it already, ``circle`` the
-    user's wash-sale circle when it has read it under the household's lock (the same for every
-    function here: each reads them only when not given)."""
-    refuse_blocked(symbol, await blocking_harvest(conn, user_id, symbol, today, groups=groups, circle=circle))
-
-
 async def blocking_harvest(
     conn: store.Conn,
     user_id: uuid.UUID,
@@ -63,7 +45,13 @@ async def blocking_harvest(
     groups: IdentityGroups | None = None,
     circle: Sequence[uuid.UUID] | None = None,
 ) -> store.Row | None:
-    """The executed harvest whose wash-sale window forbids the user buying ``symbol`` today, if any."""
+    """The executed harvest whose wash-sale window forbids the user buying ``symbol`` today, if any:
+    a harvest of it (or of one substantially identical) less than 31 days ago, in any of the user's
+    portfolios or their household's.
+
+    ``groups`` is the identity table when this transaction has read it already, ``circle`` the
+    user's wash-sale circle when it has read it under the household's lock (the same for every
+    function here: each reads them only when not given)."""
     if groups is None:
         groups = await tax_store.identity_groups(conn)
     household = circle if circle is not None else await households.wash_sale_circle(conn, user_id, lock=False)
@@ -71,7 +59,8 @@ async def blocking_harvest(
 
 
 def refuse_blocked(symbol: str, harvest: store.Row | None) -> None:
-    """400 ``WASH_SALE_BLOCKED`` when ``harvest`` (what :func:`blocking_harvest` found) blocks the buy."""
+    """Refuse the buy that ``harvest`` (what :func:`blocking_harvest` found) blocks: 400
+    ``WASH_SALE_BLOCKED`` with the last blocked day."""
     if harvest is None:
         return
     end: date = harvest["wash_sale_window_end"]
