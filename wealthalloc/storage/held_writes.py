@@ -12,6 +12,8 @@ savepoint), and a block inside another hands its rows to the outer one when it e
 a batch each keep or lose their own rows, and the batch writes them all when it ends, in the order
 they were added (an identity column such as the events' ``sequence`` numbers them in that order).
 Only rows that no statement of the block reads may be held: they are not in the table until it ends.
+And a held row that breaks a constraint fails the whole block when it is written, not the savepoint
+of the order that made it: hold only rows whose values the checks before them already guarantee.
 """
 
 from __future__ import annotations
