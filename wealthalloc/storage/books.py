@@ -12,7 +12,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 
 from wealthalloc.domain.lots import Lot
-from wealthalloc.storage.held_writes import holder
+from wealthalloc.storage import held_writes
 
 Conn = AsyncConnection[DictRow]
 Row = dict[str, Any]
@@ -136,11 +136,7 @@ async def set_cash(conn: Conn, portfolio_id: uuid.UUID, balance: Decimal) -> Non
     """In a block of held writes (a batch's fills), only the last balance of each portfolio is
     written, when the block ends: nothing in the block reads the row's cash back (the orders are
     checked against the cash their reading of the book keeps current)."""
-    held = holder(conn)
-    if held is not None:
-        held.add(_SET_CASH, (portfolio_id, balance), replacing=portfolio_id)
-    else:
-        await conn.execute(_SET_CASH, ([portfolio_id], [balance]))
+    await held_writes.write(conn, _SET_CASH, (portfolio_id, balance), replacing=portfolio_id)
 
 
 _SET_CASH = """UPDATE portfolios p SET cash_balance = v.cash, version = p.version + 1, updated_date = now()
@@ -186,11 +182,7 @@ async def add_cash_movement(
     """A movement nobody reads back (a fill's cash): nothing returned, so it can be pipelined, or
     wait for the others of its block (:func:`~wealthalloc.storage.held_writes.writes_together`)."""
     row = (portfolio_id, amount, kind, None, reference_id, description, balance_after)
-    held = holder(conn)
-    if held is not None:
-        held.add(_CASH_MOVEMENTS, row)
-    else:
-        await conn.execute(_CASH_MOVEMENT, row)
+    await held_writes.write(conn, _CASH_MOVEMENTS, row)
 
 
 _CASH_MOVEMENTS = """INSERT INTO cash_movements (portfolio_id, amount, kind, idempotency_key, reference_id,
@@ -223,11 +215,7 @@ async def refresh_holdings(conn: Conn, portfolio_id: uuid.UUID, symbol: str) -> 
     written while shares are held, deleted when none are, in one statement. Nothing in a change reads
     the table, so in a block of held writes the rows of all the symbols a batch touched are
     recomputed together when it ends, each once."""
-    held = holder(conn)
-    if held is not None:
-        held.add(_REFRESH_HOLDINGS, (portfolio_id, symbol))
-    else:
-        await conn.execute(_REFRESH_HOLDINGS, ([portfolio_id], [symbol]))
+    await held_writes.write(conn, _REFRESH_HOLDINGS, (portfolio_id, symbol))
 
 
 _REFRESH_HOLDINGS = """

@@ -4,8 +4,9 @@ A batch of fifty orders makes a hundred events, fifty trades and fifty cash move
 holdings rows and sets its portfolio's cash fifty times. One ``INSERT ... SELECT * FROM unnest(...)``
 of fifty rows costs PostgreSQL (and the shard's driver) far less than fifty INSERTs, and the rows
 are the same; a value set many times (the cash) is written once, the last. Writers of such rows
-(the outbox's events, a fill's trade, cash movement and cash, the holdings) ask :func:`holder` for
-the connection's open block and hand their row to it; outside a block they write it at once.
+(the outbox's events, a fill's trade, cash movement and cash, the holdings) give their row to
+:func:`write`: it goes to the connection's open block, or outside a block is written at once by the
+same statement, as one-row arrays. So each table has one statement for one row or many.
 
 A block that raises writes none of its rows (what they described is rolled back with its
 savepoint), and a block inside another hands its rows to the outer one when it ends: the orders of
@@ -58,16 +59,25 @@ class Holder:
 _HOLDER: ContextVar[Holder | None] = ContextVar("wealthalloc_held_writes", default=None)
 
 
-def holder(conn: Conn) -> Holder | None:
+def _holder(conn: Conn) -> Holder | None:
     """The open block holding ``conn``'s rows, if any; another connection's rows are not held."""
     held = _HOLDER.get()
     return held if held is not None and held.conn is conn else None
 
 
+async def write(conn: Conn, many: str, row: tuple[Any, ...], *, replacing: object = None) -> None:
+    """Hand ``row`` to ``conn``'s open block (:meth:`Holder.add`), or write it now with ``many``."""
+    held = _holder(conn)
+    if held is not None:
+        held.add(many, row, replacing=replacing)
+    else:
+        await conn.execute(many, [[value] for value in row])
+
+
 @asynccontextmanager
 async def writes_together(conn: Conn) -> AsyncIterator[None]:
     """Hold the rows ``conn`` gets inside the block and write them when it ends (see the module)."""
-    outer = holder(conn)
+    outer = _holder(conn)
     held = Holder(conn)
     token = _HOLDER.set(held)
     try:

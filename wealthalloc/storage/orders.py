@@ -14,8 +14,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+from wealthalloc.storage import held_writes
 from wealthalloc.storage.books import Conn, Row
-from wealthalloc.storage.held_writes import holder
 from wealthalloc.trading.status import OPEN_STATUSES
 from wealthalloc.trading.tickets import Execution
 
@@ -225,16 +225,7 @@ async def insert_trade(
         "executed",
         broker_order_id,
     )
-    held = holder(conn)
-    if held is not None:
-        held.add(_TRADES, row)
-    else:
-        await conn.execute(
-            """INSERT INTO trades (id, portfolio_id, order_id, symbol, side, shares, price, total_amount,
-                                   commission, status, ibkr_order_id)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
-            row,
-        )
+    await held_writes.write(conn, _TRADES, row)
     return trade_id
 
 

@@ -11,7 +11,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 
 from wealthalloc.events.schemas import validate_payload
-from wealthalloc.storage.held_writes import holder
+from wealthalloc.storage import held_writes
 
 
 async def add_event(
@@ -30,15 +30,7 @@ async def add_event(
     payload = validate_payload(event_type, version, payload)
     event_id = uuid.uuid4()
     row = (event_id, topic, event_type, version, user_id, aggregate_id, json.dumps(payload, default=str))
-    held = holder(conn)
-    if held is not None:
-        held.add(_EVENTS, row)
-    else:
-        await conn.execute(
-            """INSERT INTO events (id, topic, event_type, version, user_id, aggregate_id, payload)
-               VALUES (%s, %s, %s, %s, %s, %s, %s)""",
-            row,
-        )
+    await held_writes.write(conn, _EVENTS, row)
     return event_id
 
 
