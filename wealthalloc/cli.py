@@ -766,10 +766,12 @@ def serve(
     )
     state.save(settings.data_dir)
     _say(f"Ray:        started at {address}")
+    started_workers = []
     for _ in range(workers):
-        state, _worker = launcher.add_worker(settings, state, env)
+        state, worker = launcher.add_worker(settings, state, env)
+        started_workers.append(worker)
     if workers:
-        launcher.wait_for_nodes(settings, env, workers + 1)
+        state = launcher.join_workers(settings, state, env, tuple(started_workers), count=workers + 1)
         _say(f"Cluster:    head and {workers} worker node(s)")
     launcher.deploy_serve(settings, env, nodes=workers + 1)
     _say("Serve:      application deployed, waiting for /health and /health/ready ...")
@@ -942,7 +944,7 @@ def cluster_add_node(
     env = launcher.platform_env(settings, state.database_url, state.redis_url)
     alive = len(read_cluster(state.ray_address, settings.ray_namespace, env).alive_nodes)
     state, worker = launcher.add_worker(settings, state, env)
-    launcher.wait_for_nodes(settings, env, alive + 1, timeout_s=wait)
+    launcher.join_workers(settings, state, env, (worker,), count=alive + 1, timeout_s=wait)
     _say(f"worker node {worker.index} joined: {alive + 1} live node(s)")
 
 

@@ -40,6 +40,8 @@ def serve_cluster(platform_env: dict[str, str], data_dir: Path, **extra: str) ->
     (home / "prices").symlink_to(data_dir / "prices")
     env = {**platform_env, "WEALTHALLOC_MODEL_REGISTRY_URI": str(data_dir / "models"), **extra}
     up = cli("serve", "--workers", "2", "--skip-setup", env=env)
+    if up.returncode != 0:
+        cli("stop", env=env, timeout=120)  # what did start must not slow the tests after this one
     assert up.returncode == 0, up.stdout + up.stderr
     assert "head and 2 worker node(s)" in up.stdout
     return env

@@ -291,28 +291,90 @@ def add_worker(
     save it in the state at once, so ``stop`` finds it even when a later step fails."""
     index = max((worker.index for worker in state.workers), default=0) + 1
     worker = start_worker(settings, env, index)
-    state = dataclasses.replace(state, workers=(*state.workers, worker))
+    return _saved_with(settings, state, worker), worker
+
+
+def _saved_with(settings: Settings, state: RuntimeState, worker: WorkerNode) -> RuntimeState:
+    """The state with ``worker`` in it (in place of an earlier worker of its number), saved."""
+    others = tuple(w for w in state.workers if w.index != worker.index)
+    state = dataclasses.replace(state, workers=(*others, worker))
     state.save(settings.data_dir)
-    return state, worker
+    return state
 
 
-def wait_for_nodes(settings: Settings, env: dict[str, str], count: int, *, timeout_s: float = 90) -> None:
-    """Wait until the head sees ``count`` live nodes, so Serve's first placement can use them all."""
+def _exited(pid: int) -> bool:
+    """Whether the process is gone (a zombie nobody has reaped yet counts as gone)."""
+    import psutil
+
+    try:
+        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _last_line(log: Path) -> str:
+    try:
+        lines = log.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "no log"
+    return lines[-1].strip() if lines else "empty log"
+
+
+def join_workers(
+    settings: Settings,
+    state: RuntimeState,
+    env: dict[str, str],
+    new: tuple[WorkerNode, ...],
+    *,
+    count: int,
+    timeout_s: float = 90,
+    restarts: int = 2,
+) -> RuntimeState:
+    """Wait until the head sees ``count`` live nodes, the ``new`` workers among them; the state.
+
+    A new worker whose ``ray start`` exits before its node has joined is started again under its
+    number, at most ``restarts`` times in all: on a busy machine a raylet can die while it starts
+    (a port chosen free is taken before it binds, its agent is late to register), and a person who
+    asked for a cluster of ``count`` nodes wants that cluster, not the first attempt's error. A
+    worker still running but not joined is waited for; the error names it and its log.
+    """
     from wealthalloc.runtime.cluster_view import read_cluster
 
+    log_dir = settings.data_dir / "logs"
     deadline = time.monotonic() + timeout_s
+    waiting = {worker.index: worker for worker in new}
     seen = 0
     while time.monotonic() < deadline:
         try:
-            seen = len(
-                read_cluster(f"127.0.0.1:{settings.ray_port}", settings.ray_namespace, env).alive_nodes
-            )
+            alive = read_cluster(f"127.0.0.1:{settings.ray_port}", settings.ray_namespace, env).alive_nodes
         except (RuntimeError, subprocess.TimeoutExpired):
-            seen = 0
-        if seen >= count:
-            return
+            alive = ()
+        seen = len(alive)
+        joined = {node.node_manager_port for node in alive}
+        waiting = {i: w for i, w in waiting.items() if w.node_manager_port not in joined}
+        if seen >= count and not waiting:
+            return state
+        for index, worker in list(waiting.items()):
+            if not _exited(worker.pid):
+                continue
+            log = log_dir / f"ray-worker-{index}.log"
+            if restarts == 0:
+                raise LaunchError(
+                    f"worker node {index} stopped before joining the cluster ({_last_line(log)}); see {log}"
+                )
+            restarts -= 1
+            waiting[index] = start_worker(settings, env, index)
+            state = _saved_with(settings, state, waiting[index])
         time.sleep(1)
-    raise LaunchError(f"the cluster has {seen} live node(s) after {timeout_s:.0f} s, not {count}")
+    missing = ", ".join(
+        f"worker node {i} ({'running' if not _exited(w.pid) else 'exited'}; see "
+        f"{log_dir / f'ray-worker-{i}.log'})"
+        for i, w in waiting.items()
+    )
+    raise LaunchError(
+        f"the cluster has {seen} live node(s) after {timeout_s:.0f} s, not {count}"
+        + (f"; not joined: {missing}" if missing else "")
+    )
 
 
 def stop_workers(workers: tuple[WorkerNode, ...]) -> int:
