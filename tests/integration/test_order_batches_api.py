@@ -154,3 +154,30 @@ def test_a_repeat_tries_a_refused_order_again_and_finds_the_placed_ones(investor
     assert [o["index"] for o in again["placed"]] == [0, 1]
     assert again["placed"][0]["id"] == first["placed"][0]["id"]
     assert len(orders_of(investor)) == 2
+
+
+def test_an_order_whose_key_an_earlier_order_holds_is_refused_and_the_others_are_placed(
+    investor: Investor,
+) -> None:
+    p = investor.funded("10000.00")
+    key = str(uuid.uuid4())
+    alone = investor.post("/api/v1/trades", {**BUYS[3], "portfolio_id": p["id"]}, f"{key}/1")
+    assert alone.status_code == 201
+
+    answer = data(batch(investor, p["id"], [BUYS[0], BUYS[0]], key), 201)
+
+    assert [o["index"] for o in answer["placed"]] == [0]
+    assert [(r["index"], r["error"]["code"]) for r in answer["refused"]] == [(1, "IDEMPOTENCY_KEY_REUSED")]
+    assert len(orders_of(investor)) == 2
+
+
+def test_the_longest_key_a_client_may_send_gives_its_orders_keys_that_fit(investor: Investor) -> None:
+    p = investor.funded("10000.00")
+    key = "k" * 255
+
+    first = data(batch(investor, p["id"], [BUYS[0], BUYS[3]], key), 201)
+    again = data(batch(investor, p["id"], [BUYS[0], BUYS[3]], key), 201)
+
+    assert [o["index"] for o in first["placed"]] == [0, 1]
+    assert [o["id"] for o in again["placed"]] == [o["id"] for o in first["placed"]]
+    assert len(orders_of(investor)) == 2

@@ -148,6 +148,12 @@ class Mutation:
         return idempotency.request_hash(self.method, self.path, self.body)
 
 
+def key_reused() -> ServiceError:
+    return ServiceError(
+        409, "IDEMPOTENCY_KEY_REUSED", "This Idempotency-Key was used for a different request."
+    )
+
+
 def jsonable(value: Any) -> Any:
     """Decimals as strings, UUIDs and dates as ISO strings: the form answers are stored and sent in."""
     return json.loads(json.dumps(value, default=_encode))
@@ -1019,9 +1025,7 @@ class BookService:
         )
         if isinstance(claimed, idempotency.Replay):
             if not claimed.same_request:
-                raise ServiceError(
-                    409, "IDEMPOTENCY_KEY_REUSED", "This Idempotency-Key was used for a different request."
-                )
+                raise key_reused()
             return claimed.status or 200, claimed.body, True
         status, body = await work()
         await idempotency.complete(conn, claimed, status=status, body=body)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,11 +60,78 @@ async def claim(
     )
     existing = await cur.fetchone()
     assert existing is not None, "the conflicting key must exist once its writer committed"
+    return _replay(existing, fingerprint)
+
+
+def _replay(row: Mapping[str, Any], fingerprint: str) -> Replay:
     return Replay(
-        same_request=existing["request_hash"] == fingerprint,
-        status=existing["response_status"],
-        body=existing["response_body"],
+        same_request=row["request_hash"] == fingerprint,
+        status=row["response_status"],
+        body=row["response_body"],
     )
+
+
+@dataclass(frozen=True)
+class Answered:
+    """A key to claim with its answer already decided: the work it stands for is done in the same
+    transaction, or the claim is released (:func:`release`) before it commits."""
+
+    key: str
+    method: str
+    path: str
+    fingerprint: str
+    status: int
+    body: Any
+
+
+async def claim_answered(
+    conn: AsyncConnection[DictRow], user_id: uuid.UUID, claims: Sequence[Answered]
+) -> dict[str, uuid.UUID | Replay]:
+    """Claim many keys at once, each stored with its answer; by key, the new claim's id or the
+    replay of the request that already holds it.
+
+    The orders of one request (a batch, a rebalance) each have a key: claimed one by one, each
+    would cost a statement for the claim and one for its answer. Here a request's keys cost one
+    statement, and a second only when some were claimed before (a repeat of the request).
+    """
+    if not claims:
+        return {}
+    cur = await conn.execute(
+        """INSERT INTO idempotency_keys
+               (user_id, key, method, path, request_hash, response_status, response_body, completed_at)
+           SELECT %s, c.key, c.method, c.path, c.hash, c.status, c.body::jsonb, now()
+           FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::int[], %s::text[])
+                AS c(key, method, path, hash, status, body)
+           ON CONFLICT (user_id, key) DO NOTHING RETURNING key, id""",
+        (
+            user_id,
+            [c.key for c in claims],
+            [c.method.upper() for c in claims],
+            [c.path for c in claims],
+            [c.fingerprint for c in claims],
+            [c.status for c in claims],
+            [json.dumps(c.body, default=str) for c in claims],
+        ),
+    )
+    taken: dict[str, uuid.UUID | Replay] = {
+        row["key"]: uuid.UUID(str(row["id"])) for row in await cur.fetchall()
+    }
+    held = {c.key: c.fingerprint for c in claims if c.key not in taken}
+    if held:
+        cur = await conn.execute(
+            """SELECT key, request_hash, response_status, response_body FROM idempotency_keys
+               WHERE user_id = %s AND key = ANY(%s)""",
+            (user_id, list(held)),
+        )
+        taken.update({row["key"]: _replay(row, held[row["key"]]) for row in await cur.fetchall()})
+    return taken
+
+
+async def release(conn: AsyncConnection[DictRow], claim_ids: Iterable[uuid.UUID]) -> None:
+    """Give back claims whose work did not happen, so a repeat of the request tries it again."""
+    ids = list(claim_ids)
+    if ids:
+        await conn.execute("DELETE FROM idempotency_keys WHERE id = ANY(%s)", (ids,))
 
 
 async def complete(conn: AsyncConnection[DictRow], claim_id: uuid.UUID, *, status: int, body: Any) -> None:

@@ -23,6 +23,7 @@ finds the row and changes nothing.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -43,9 +44,9 @@ from wealthalloc.ops import metrics as ops_metrics
 from wealthalloc.portfolios import wash_sales
 from wealthalloc.portfolios.household_books import Evict, forget_spouse_books
 from wealthalloc.portfolios.quotes import PlanQuotes
-from wealthalloc.portfolios.service import BookService, Mutation, Work, jsonable, not_found
+from wealthalloc.portfolios.service import BookService, Mutation, Work, jsonable, key_reused, not_found
 from wealthalloc.storage import books as store
-from wealthalloc.storage import households, lots
+from wealthalloc.storage import households, idempotency, lots
 from wealthalloc.storage import orders as order_store
 from wealthalloc.storage import tax as tax_store
 from wealthalloc.storage.group_commit import savepoint
@@ -72,6 +73,7 @@ class Prepared:
     lot_method: str | None
     lot_ids: list[uuid.UUID]
     cap: Decimal | None
+    order_id: uuid.UUID = field(default_factory=uuid.uuid4)  # known before the write: its key's answer
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,31 @@ class Part:
     key: str
     spec: Mapping[str, Any]
     after: int | None = None
+
+
+@dataclass(frozen=True)
+class Child:
+    """A part ready to place: the change under its derived key and its checked request, or the
+    refusal its rules gave before any transaction."""
+
+    part: Part
+    m: Mutation
+    prepared: Prepared | None
+    error: ServiceError | None = None
+
+    @property
+    def answered(self) -> idempotency.Answered | None:
+        """Its key's claim, answered with the id its order will have."""
+        if self.prepared is None:
+            return None
+        return idempotency.Answered(
+            key=self.part.key,
+            method=self.m.method,
+            path=self.m.path,
+            fingerprint=self.m.fingerprint,
+            status=201,
+            body={"id": str(self.prepared.order_id)},
+        )
 
 
 @dataclass
@@ -313,7 +340,7 @@ class OrderDesk:
                     " once a sync of the linked account or an advisor confirms them."
                 )
             raise ServiceError(400, "INSUFFICIENT_SHARES", message, details) from exc
-        order_id = uuid.uuid4()
+        order_id = prepared.order_id
         # The embedded paper venue takes the order now, unless it has no market for the symbol
         # (then the order waits as pending and the gateway's broker rejects it).
         quote = self._venue.market(request.symbol) if self._venue is not None else None
@@ -434,15 +461,21 @@ class OrderDesk:
             outcomes.clear()  # a deadlock's victim runs again alone, from the start
             also_changed.clear()
             standing = await Standing.read(conn, m.user_id, portfolio)
+            children = [self._child(m, part, origin) for part in parts_of(body)]
+            claims = await idempotency.claim_answered(
+                conn, m.user_id, [c.answered for c in children if c.answered is not None]
+            )
+            unused: list[uuid.UUID] = []  # claims of orders not placed: a repeat tries them again
             async with writes_together(conn):  # all the orders' events, trades, cash: a statement each
-                for part in parts_of(body):
-                    if part.after is not None and outcomes[part.after].order_id is None:
-                        outcomes.append(Outcome(part))
-                        continue
-                    outcome = await self._place_part(conn, m, standing, part, origin, also_changed)
+                for child in children:
+                    claim = claims.get(child.part.key)
+                    outcome = await self._place_part(conn, child, claim, standing, outcomes, also_changed)
                     outcomes.append(outcome)
+                    if isinstance(claim, uuid.UUID) and outcome.order_id is None:
+                        unused.append(claim)
                     if outcome.written is not None:
                         standing.wrote(outcome.written)
+            await idempotency.release(conn, unused)
 
         status, body = await self._book.idempotent(
             m, portfolio_id, work, also_changed=also_changed, then=orders
@@ -538,30 +571,41 @@ class OrderDesk:
                 refused.append({"index": i, "symbol": spec["symbol"], "side": spec["side"], "error": error})
         return status, {"placed": placed, "refused": refused}
 
+    def _child(self, m: Mutation, part: Part, origin: str) -> Child:
+        """A part under its derived key, with its request's rules checked (or the refusal they gave)."""
+        child = replace(m, idempotency_key=part.key, body=jsonable(dict(part.spec)))
+        try:
+            return Child(part, child, self._prepare(part.spec, origin))
+        except ServiceError as exc:
+            return Child(part, child, None, exc)
+
     async def _place_part(
         self,
         conn: store.Conn,
-        m: Mutation,
+        child: Child,
+        claim: uuid.UUID | idempotency.Replay | None,
         standing: Standing,
-        part: Part,
-        origin: str,
+        before: Sequence[Outcome],
         also_changed: set[uuid.UUID],
     ) -> Outcome:
-        """One part of :meth:`place_many`, in its own savepoint under its derived key."""
-        child = replace(m, idempotency_key=part.key, body=jsonable(dict(part.spec)))
-        written: list[Written] = []
-
-        async def write() -> tuple[int, Any]:
-            written.append(await self._write(conn, child, standing, prepared, also_changed))
-            return 201, {"id": str(written[-1].order["id"])}
-
+        """One part of :meth:`place_many`: its key claimed with the others, its order written in its
+        own savepoint, so a refusal undoes this order alone."""
+        part = child.part
+        if part.after is not None and before[part.after].order_id is None:
+            return Outcome(part)
+        if child.error is not None:
+            return Outcome(part, error=child.error)
+        if isinstance(claim, idempotency.Replay):  # placed by an earlier request with this key
+            if not claim.same_request:
+                return Outcome(part, error=key_reused())
+            return Outcome(part, order_id=uuid.UUID(claim.body["id"]))
+        assert child.prepared is not None and claim is not None
         try:
-            prepared = self._prepare(part.spec, origin)
-            async with savepoint(conn), writes_together(conn):  # a refusal undoes this order alone
-                _, answer, _ = await self._book.claimed(conn, child, write)
+            async with savepoint(conn), writes_together(conn):
+                written = await self._write(conn, child.m, standing, child.prepared, also_changed)
         except ServiceError as exc:
             return Outcome(part, error=exc)
-        return Outcome(part, order_id=uuid.UUID(answer["id"]), written=written[-1] if written else None)
+        return Outcome(part, order_id=written.order["id"], written=written)
 
     # Reading -------------------------------------------------------------------------------------
 
@@ -867,9 +911,17 @@ class OrderDesk:
         return _light(updated) if updated else None
 
 
+KEY_LENGTH_LIMIT = 255  # idempotency_keys.key and orders.idempotency_key, as the API takes a key
+
+
 def derived_key(m: Mutation, i: int) -> str:
-    """The Idempotency-Key of order ``i`` of a request that places several."""
-    return f"{m.idempotency_key}/{i}"
+    """The Idempotency-Key of order ``i`` of a request that places several: ``{key}/{i}``, or, where
+    that would not fit the stored key (a client may send up to 255 characters), the key's digest in
+    its place, which a repeat derives the same."""
+    key, suffix = m.idempotency_key or "", f"/{i}"
+    if len(key) + len(suffix) > KEY_LENGTH_LIMIT:
+        key = "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+    return key + suffix
 
 
 def market_order(symbol: str, side: str, quantity: Decimal | str) -> dict[str, Any]:
