@@ -15,6 +15,7 @@ import psycopg
 import pytest
 
 from tests.integration.people import Investor, data, error
+from tests.integration.test_tax_api import close_of, transfer_in
 
 pytestmark = pytest.mark.integration
 
@@ -181,3 +182,52 @@ def test_the_longest_key_a_client_may_send_gives_its_orders_keys_that_fit(invest
     assert [o["index"] for o in first["placed"]] == [0, 1]
     assert [o["id"] for o in again["placed"]] == [o["id"] for o in first["placed"]]
     assert len(orders_of(investor)) == 2
+
+
+def test_a_batch_s_buys_replace_a_waiting_loss_as_the_same_orders_placed_one_by_one_would(
+    http: httpx.Client, database_url: str
+) -> None:
+    """Two investors sell the same 100 shares at the same 1,000 loss, then buy back in the same
+    orders: one in a batch, one order at a time. A batch reads the waiting losses once and keeps
+    them current itself (a sale inside it, at a loss, makes a new one): the lots, their basis and
+    the losses deferred must be the same to the cent."""
+    orders = [
+        {"symbol": "BBY", "side": "buy", "quantity": "30"},
+        {"symbol": "KO", "side": "buy", "quantity": "5"},
+        {"symbol": "KO", "side": "sell", "quantity": "5"},  # the spread and commissions: a loss
+        {"symbol": "BBY", "side": "buy", "quantity": "50"},
+        {"symbol": "KO", "side": "buy", "quantity": "5"},  # replaces the loss just realized
+        {"symbol": "BBY", "side": "buy", "quantity": "40"},  # only 20 shares of the loss are left
+    ]
+    books = []
+    for in_one_batch in (True, False):
+        investor = Investor(http, database_url)
+        p = investor.funded("30000.00")
+        basis = 100 * close_of(investor, "BBY") + 1000
+        transfer_in(investor, p["id"], "BBY", "100", f"{basis:.2f}", "2021-01-04")
+        sold = investor.trade(p["id"], symbol="BBY", side="sell", quantity="100")
+        assert data(sold, 201)["status"] == "filled"
+        if in_one_batch:
+            answer = data(batch(investor, p["id"], orders, str(uuid.uuid4())), 201)
+            assert [o["status"] for o in answer["placed"]] == ["filled"] * len(orders)
+        else:
+            for order in orders:
+                assert data(investor.trade(p["id"], **order), 201)["status"] == "filled"
+        lots = data(investor.get(f"/api/v1/portfolios/{p['id']}/lots"))
+        realized = data(investor.get(f"/api/v1/portfolios/{p['id']}/realized-gains"))["rows"]
+        books.append(
+            (
+                sorted(
+                    (lot["symbol"], lot["shares"], lot["adjusted_basis"], lot["wash_sale_disallowed"])
+                    for lot in lots
+                ),
+                sorted(
+                    (row["symbol"], row["shares"], row["adjustment"], row["gain_loss"]) for row in realized
+                ),
+            )
+        )
+
+    in_batch, one_by_one = books
+    assert in_batch == one_by_one
+    deferred = [lot for lot in in_batch[0] if lot[0] == "BBY" and D(lot[3]) > 0]
+    assert sum(D(lot[1]) for lot in deferred) == 100  # 30 + 50 + 20 of the 40 replace the sale

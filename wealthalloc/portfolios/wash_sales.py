@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
@@ -145,6 +145,64 @@ async def record_sale(
     return {portfolio_id for portfolio_id, _ in touched} - {portfolio["id"]}
 
 
+@dataclass
+class WaitingLosses:
+    """The losses waiting for replacement shares, read once for a request's buys (a batch, a
+    rebalance) and kept current by them.
+
+    Read for each buy, they cost a statement an order. Here the first buy reads them for every
+    symbol the request buys (and those substantially identical), under the same row locks, and each
+    buy takes what it replaced off them, as the ``wash_sales`` rows it writes would in the query. A
+    sale may realize a new loss, so after one the next buy reads again.
+    """
+
+    symbols: frozenset[str]  # the request's buys
+    rows: list[dict[str, Any]] | None = None
+    day: date | None = None
+
+    async def for_buy(
+        self,
+        conn: store.Conn,
+        circle: Sequence[uuid.UUID],
+        groups: IdentityGroups,
+        symbol: str,
+        day: date,
+    ) -> list[dict[str, Any]]:
+        """The losses a buy of ``symbol`` on ``day`` may replace, earliest sale first."""
+        wanted = groups.members(symbol)
+        if symbol not in self.symbols:
+            return list(await _pending(conn, circle, wanted, day))
+        if self.rows is None or self.day != day:
+            members = set().union(*(groups.members(s) for s in self.symbols))
+            self.rows = [dict(row) for row in await _pending(conn, circle, members, day)]
+            self.day = day
+        return [row for row in self.rows if row["symbol"] in wanted]
+
+    def replaced(self, washes: Iterable[WashSale]) -> None:
+        """A buy's wash sales: the shares and loss each took from its sale."""
+        if self.rows is None:
+            return
+        by_id = {row["id"]: row for row in self.rows}
+        for wash in washes:
+            row = by_id.get(wash.sold_lot_id)
+            if row is not None:
+                row["shares_left"] -= wash.shares
+                row["loss_left"] -= wash.disallowed
+        self.rows = [row for row in self.rows if row["shares_left"] > 0]
+
+    def sold(self) -> None:
+        """A sale was booked: it may have realized a loss the next buy must see."""
+        self.rows = None
+
+
+async def _pending(
+    conn: store.Conn, circle: Sequence[uuid.UUID], symbols: Iterable[str], day: date
+) -> list[store.Row]:
+    return await tax_store.pending_losses(
+        conn, circle, symbols=set(symbols), since=day - _WINDOW, until=day + _WINDOW
+    )
+
+
 async def record_buy(
     conn: store.Conn,
     *,
@@ -158,6 +216,7 @@ async def record_buy(
     fill_row_id: uuid.UUID | None,
     groups: IdentityGroups | None = None,
     circle: Sequence[uuid.UUID] | None = None,
+    waiting: WaitingLosses | None = None,
 ) -> uuid.UUID:
     """Open the lot(s) of a buy fill, replacing the losses of the last 30 days that wait for shares.
 
@@ -170,13 +229,12 @@ async def record_buy(
     """
     if groups is None:
         groups = await tax_store.identity_groups(conn)
-    waiting = await tax_store.pending_losses(
-        conn,
-        circle if circle is not None else await households.wash_sale_circle(conn, user_id),
-        symbols=groups.members(symbol),
-        since=day - _WINDOW,
-        until=day + _WINDOW,
-    )
+    if circle is None:
+        circle = await households.wash_sale_circle(conn, user_id)
+    if waiting is not None:
+        losses = await waiting.for_buy(conn, circle, groups, symbol, day)
+    else:
+        losses = await _pending(conn, circle, groups.members(symbol), day)
     lot_id = uuid.uuid4()
     outcome = on_buy(
         account_id=str(portfolio["id"]),
@@ -198,7 +256,7 @@ async def record_buy(
                 shares_left=row["shares_left"],
                 loss_left=row["loss_left"],
             )
-            for row in waiting
+            for row in losses
         ],
         groups=groups,
         lot_id=lot_id,
@@ -207,6 +265,8 @@ async def record_buy(
     for wash in outcome.wash_sales:
         await tax_store.disallow_more(conn, wash.sold_lot_id, wash.disallowed)
     await _write_wash_sales(conn, user_id, outcome.wash_sales, lambda w: w.sold_lot_id, fill_row_id)
+    if waiting is not None:
+        waiting.replaced(outcome.wash_sales)
     return lot_id
 
 

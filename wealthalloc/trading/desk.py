@@ -94,23 +94,28 @@ class Standing:
 
     The orders of one request (a batch, a rebalance) share one reading, kept current as each is
     written (the cash its fills left, the orders it left open), where each order read all four
-    again, and look up what blocks a symbol's buy once: four statements a buy fewer, for a book
-    nothing else can change meanwhile.
+    again, look up what blocks a symbol's buy once, and read the losses their buys may replace once
+    (:class:`~wealthalloc.portfolios.wash_sales.WaitingLosses`): five statements a buy fewer, for a
+    book nothing else can change meanwhile.
     """
 
     portfolio: dict[str, Any]
     open_orders: list[dict[str, Any]]
     groups: IdentityGroups
     circle: list[uuid.UUID]
+    losses: wash_sales.WaitingLosses
     blocking: dict[str, dict[str, Any] | None] = field(default_factory=dict)
 
     @classmethod
-    async def read(cls, conn: store.Conn, user_id: uuid.UUID, portfolio: dict[str, Any]) -> Standing:
+    async def read(
+        cls, conn: store.Conn, user_id: uuid.UUID, portfolio: dict[str, Any], buys: Iterable[str] = ()
+    ) -> Standing:
+        """The book for orders that buy ``buys`` (among others)."""
         groups = await tax_store.identity_groups(conn)
         # The book's lock holds the household's row: the circle read here is the fills' too.
         circle = await households.wash_sale_circle(conn, user_id, lock=False)
         open_orders = await order_store.open_orders_of_portfolio(conn, portfolio["id"])
-        return cls(portfolio, list(open_orders), groups, circle)
+        return cls(portfolio, list(open_orders), groups, circle, wash_sales.WaitingLosses(frozenset(buys)))
 
     async def refuse_blocked_buy(
         self, conn: store.Conn, user_id: uuid.UUID, symbol: str, today: date
@@ -151,6 +156,12 @@ class Child:
     m: Mutation
     prepared: Prepared | None
     error: ServiceError | None = None
+
+    @property
+    def bought(self) -> str | None:
+        """The symbol it buys, if it is a buy its rules passed."""
+        request = self.prepared.request if self.prepared is not None else None
+        return request.symbol if request is not None and request.side == "buy" else None
 
     @property
     def answered(self) -> idempotency.Answered | None:
@@ -418,7 +429,15 @@ class OrderDesk:
             fill = await order_store.insert_fill(conn, row["id"], execution, market_date=today)
             assert fill is not None, "a new order has no fills yet"
             changed, balance = await self._book_fill(
-                conn, row, fill, execution, applied, portfolio=portfolio, groups=groups, circle=circle
+                conn,
+                row,
+                fill,
+                execution,
+                applied,
+                portfolio=portfolio,
+                groups=groups,
+                circle=circle,
+                waiting=standing.losses,
             )
             also_changed.update(changed)
             fills.append(fill)
@@ -460,8 +479,9 @@ class OrderDesk:
         async def orders(conn: store.Conn, portfolio: dict[str, Any], body: Any) -> None:
             outcomes.clear()  # a deadlock's victim runs again alone, from the start
             also_changed.clear()
-            standing = await Standing.read(conn, m.user_id, portfolio)
             children = [self._child(m, part, origin) for part in parts_of(body)]
+            buys = {c.bought for c in children if c.bought is not None}
+            standing = await Standing.read(conn, m.user_id, portfolio, buys)
             claims = await idempotency.claim_answered(
                 conn, m.user_id, [c.answered for c in children if c.answered is not None]
             )
@@ -732,12 +752,14 @@ class OrderDesk:
         portfolio: dict[str, Any] | None = None,
         groups: IdentityGroups | None = None,
         circle: Sequence[uuid.UUID] | None = None,
+        waiting: wash_sales.WaitingLosses | None = None,
     ) -> tuple[set[uuid.UUID], Decimal]:
         """What a fill changes besides its order (lots, cash, holdings, the trade and its event): the
         user's other portfolios whose lots a wash sale changed, and the portfolio's cash after it.
         ``portfolio`` is the order's portfolio when this transaction already holds its lock,
         ``groups`` the wash-sale identity table and ``circle`` the user's wash-sale circle when it
-        has read them (the circle under the household's lock)."""
+        has read them (the circle under the household's lock), ``waiting`` the losses its request's
+        buys share."""
         if portfolio is None:
             portfolio = await store.portfolio_for_update(conn, order["user_id"], order["portfolio_id"])
         if portfolio is None:
@@ -757,11 +779,14 @@ class OrderDesk:
                 fill_row_id=fill["id"],
                 groups=groups,
                 circle=circle,
+                waiting=waiting,
             )
         else:
             also_changed = await self._relieve(
                 conn, order, portfolio, fill["id"], execution.quantity, applied.cash, day, groups, circle
             )
+            if waiting is not None:
+                waiting.sold()
         balance = portfolio["cash_balance"] + applied.cash
         # Nothing below is read back: in the group commit's pipeline the five statements travel
         # with the next one that is.
