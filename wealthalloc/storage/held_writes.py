@@ -8,13 +8,13 @@ are the same; a value set many times (the cash) is written once, the last. Write
 :func:`write`: it goes to the connection's open block, or outside a block is written at once by the
 same statement, as one-row arrays. So each table has one statement for one row or many.
 
-A block that raises writes none of its rows (what they described is rolled back with its
-savepoint), and a block inside another hands its rows to the outer one when it ends: the orders of
-a batch each keep or lose their own rows, and the batch writes them all when it ends, in the order
-they were added (an identity column such as the events' ``sequence`` numbers them in that order).
-Only rows that no statement of the block reads may be held: they are not in the table until it ends.
-And a held row that breaks a constraint fails the whole block when it is written, not the savepoint
-of the order that made it: hold only rows whose values the checks before them already guarantee.
+A block that raises writes none of its rows (what they described is rolled back with it), and a
+block inside another hands its rows to the outer one when it ends; the outermost writes them all
+when it ends, in the order they were added (an identity column such as the events' ``sequence``
+numbers them in that order). Only rows that no statement of the block reads may be held: they are
+not in the table until it ends. And a held row that breaks a constraint fails the whole block when
+it is written, not the call that held it: hold only rows whose values the checks before them
+already guarantee.
 """
 
 from __future__ import annotations
