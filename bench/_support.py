@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import socket
 import sys
 import tempfile
 import uuid
@@ -14,6 +13,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from wealthalloc.runtime.launcher import free_port
 
 if TYPE_CHECKING:
     import httpx
@@ -40,12 +41,6 @@ def print_figures(figures: Mapping[str, object]) -> None:
 def phase(what: str) -> None:
     """Say on stderr which part of a run is being measured (stdout stays the figures alone)."""
     print(f"measuring {what}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager

@@ -21,7 +21,6 @@ import asyncio
 import json
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from wealthalloc.runtime.launcher import free_port  # noqa: E402
 
 REDIS_URL = os.environ.get("WEALTHALLOC_BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
 
@@ -79,12 +80,6 @@ def _rss_kib() -> int:
     return 0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _event(user: uuid.UUID, sequence: int) -> Any:
     from tests.events import cash_moved
 
@@ -122,7 +117,7 @@ async def _run(sockets: int, rate: int, seconds: float, redis_url: str) -> dict[
 
     from wealthalloc.events.relay import OutboxRelay
 
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, __file__, "--serve", str(port), "--redis-url", redis_url],
         cwd=Path(__file__).resolve().parents[1],

@@ -9,7 +9,6 @@ and a real local Ray with the API deployed on Ray Serve.
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +17,8 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import sql
+
+from wealthalloc.runtime.launcher import free_port
 
 # Fixtures that several integration modules share, kept beside the helpers they use.
 pytest_plugins = ["tests.integration.stream_client"]
@@ -52,12 +53,6 @@ def drop_database(url: str) -> None:
     name = url.rpartition("/")[2]
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import random
 import secrets
 import signal
 import socket
@@ -235,12 +236,47 @@ def _ray_start(
     return process.pid
 
 
+# Below the kernel's ephemeral range (where every outgoing connection takes its local port) and
+# above Ray's worker ports (10002-19999 by default).
+_CHOSEN_PORTS_FROM = 20000
+
+
+def _ephemeral_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    """A TCP port nobody listens on now (the kernel picks it)."""
+    """A TCP port nobody holds now, for a server started a little later.
+
+    Chosen below the ephemeral range: a port the kernel hands out for a bind to port 0 is one it
+    also hands to outgoing connections, and on a busy machine (a Ray cluster starting, connection
+    pools filling) one of those can take it in the seconds before the server binds it, which
+    failed a worker node's or HAProxy's start. Outside that range only a server asking for the
+    very port could.
+    """
+    top = _ephemeral_start() - 1
+    if top <= _CHOSEN_PORTS_FROM:  # an unusual range: let the kernel choose
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return int(sock.getsockname()[1])
+    for _ in range(200):
+        port = random.randint(_CHOSEN_PORTS_FROM, top)
+        if _bindable(port):
+            return port
+    raise LaunchError(f"no free TCP port between {_CHOSEN_PORTS_FROM} and {top}")
+
+
+def _bindable(port: int) -> bool:
+    """Whether a server could listen on ``port``, on every address, now."""
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
 
 
 WORKER_OBJECT_STORE_BYTES = 256 * 1024 * 1024
