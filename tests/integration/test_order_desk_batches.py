@@ -56,16 +56,25 @@ def on_a_desk(database_url: str, data_dir: Path, scenario: Any) -> Any:
     return asyncio.run(run())
 
 
-def batch_of(user: uuid.UUID, portfolio: uuid.UUID, key: str) -> Mutation:
-    return Mutation(user, user, key, "POST", f"/api/v1/portfolios/{portfolio}/orders:batch", {"orders": BUYS})
+@pytest.fixture
+def book(database_url: str) -> tuple[uuid.UUID, uuid.UUID, str]:
+    """A new investor's portfolio holding 10,000 in cash, and a key for a request: (user, portfolio, key)."""
+    with psycopg.connect(database_url) as conn:
+        user, portfolio = investor_with_portfolio(conn, "desk", cash=10_000)
+    return user, portfolio, str(uuid.uuid4())
+
+
+def batch_of(book: tuple[uuid.UUID, uuid.UUID, str], orders: list[dict[str, Any]]) -> Mutation:
+    user, portfolio, key = book
+    return Mutation(
+        user, user, key, "POST", f"/api/v1/portfolios/{portfolio}/orders:batch", {"orders": orders}
+    )
 
 
 def test_a_refusal_after_an_order_began_to_be_written_fails_the_whole_request(
-    database_url: str, data_dir: Path
+    database_url: str, data_dir: Path, book: tuple[uuid.UUID, uuid.UUID, str]
 ) -> None:
-    with psycopg.connect(database_url) as conn:
-        user, portfolio = investor_with_portfolio(conn, "desk", cash=10_000)
-    key = str(uuid.uuid4())
+    user, portfolio, key = book
 
     async def scenario(desk: OrderDesk) -> None:
         booked = desk._book_fill
@@ -77,7 +86,7 @@ def test_a_refusal_after_an_order_began_to_be_written_fails_the_whole_request(
 
         desk._book_fill = second_fill_refused  # type: ignore[method-assign]
         with pytest.raises(OrderHalfWritten, match=rf"order {key}/1 was refused after it began"):
-            await desk.place_batch(batch_of(user, portfolio, key), portfolio, BUYS)
+            await desk.place_batch(batch_of(book, BUYS), portfolio, BUYS)
 
     on_a_desk(database_url, data_dir, scenario)
 
@@ -93,11 +102,9 @@ def test_a_refusal_after_an_order_began_to_be_written_fails_the_whole_request(
 
 
 def test_refused_orders_give_their_keys_back_and_placed_ones_keep_theirs(
-    database_url: str, data_dir: Path
+    database_url: str, data_dir: Path, book: tuple[uuid.UUID, uuid.UUID, str]
 ) -> None:
-    with psycopg.connect(database_url) as conn:
-        user, portfolio = investor_with_portfolio(conn, "desk", cash=10_000)
-    key = str(uuid.uuid4())
+    user, portfolio, key = book
     orders = [
         BUYS[0],
         {"symbol": "NOPE", "side": "buy", "quantity": Decimal(1)},
@@ -105,10 +112,7 @@ def test_refused_orders_give_their_keys_back_and_placed_ones_keep_theirs(
     ]
 
     async def scenario(desk: OrderDesk) -> Any:
-        m = Mutation(
-            user, user, key, "POST", f"/api/v1/portfolios/{portfolio}/orders:batch", {"orders": orders}
-        )
-        return await desk.place_batch(m, portfolio, orders)
+        return await desk.place_batch(batch_of(book, orders), portfolio, orders)
 
     status, answer = on_a_desk(database_url, data_dir, scenario)
 

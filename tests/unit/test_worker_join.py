@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.unit.test_local_cluster import state
 from wealthalloc.config import Settings
 from wealthalloc.runtime import cluster_view, launcher
 from wealthalloc.runtime.cluster_view import ClusterView, Node
@@ -47,21 +48,6 @@ def exited() -> int:
     return process.pid
 
 
-def state_with(*workers: WorkerNode) -> RuntimeState:
-    return RuntimeState(
-        database_url="postgresql://x",
-        redis_url="redis://x",
-        embedded_postgres=False,
-        embedded_redis=False,
-        api_url="http://127.0.0.1:1",
-        dashboard_url="http://127.0.0.1:2",
-        ray_address="127.0.0.1:3",
-        ray_pid=1,
-        started_at=0.0,
-        workers=workers,
-    )
-
-
 class Head:
     """The head's node table as the test sets it, and the workers the launcher starts again."""
 
@@ -94,12 +80,12 @@ def test_a_worker_that_died_before_joining_is_started_again_under_its_number(
     joined, died = WorkerNode(1, running, 1001), WorkerNode(2, exited, 1002)
     head = Head(monkeypatch, running, node(1001))
 
-    state = launcher.join_workers(settings, state_with(joined, died), {}, (joined, died), count=3)
+    joined_state = launcher.join_workers(settings, state((joined, died)), {}, (joined, died), count=3)
 
     assert head.restarted == [2]
-    assert {w.index: w.node_manager_port for w in state.workers} == {1: 1001, 2: 2000}
+    assert {w.index: w.node_manager_port for w in joined_state.workers} == {1: 1001, 2: 2000}
     saved = RuntimeState.load(settings.data_dir)
-    assert saved is not None and saved.workers == state.workers
+    assert saved is not None and saved.workers == joined_state.workers
 
 
 def test_workers_that_keep_dying_fail_the_start_after_the_restarts_are_spent(
@@ -109,7 +95,7 @@ def test_workers_that_keep_dying_fail_the_start_after_the_restarts_are_spent(
     head = Head(monkeypatch, exited, restarts_join=False)
 
     with pytest.raises(LaunchError, match=r"worker node 1 stopped before joining the cluster"):
-        launcher.join_workers(settings, state_with(died), {}, (died,), count=2, restarts=2)
+        launcher.join_workers(settings, state((died,)), {}, (died,), count=2, restarts=2)
     assert head.restarted == [1, 1]
 
 
@@ -120,7 +106,7 @@ def test_a_worker_still_starting_is_waited_for_and_named_when_the_time_is_up(
     head = Head(monkeypatch, running)
 
     with pytest.raises(LaunchError) as failure:
-        launcher.join_workers(settings, state_with(slow), {}, (slow,), count=2, timeout_s=0.2)
+        launcher.join_workers(settings, state((slow,)), {}, (slow,), count=2, timeout_s=0.2)
 
     assert head.restarted == []
     assert "the cluster has 1 live node(s) after 0 s, not 2" in str(failure.value)
@@ -134,7 +120,7 @@ def test_a_dead_worker_from_before_is_not_started_again(
     lost, new = WorkerNode(1, exited, 1001), WorkerNode(2, running, 1002)
     head = Head(monkeypatch, running, node(1002))
 
-    state = launcher.join_workers(settings, state_with(lost, new), {}, (new,), count=2)
+    joined_state = launcher.join_workers(settings, state((lost, new)), {}, (new,), count=2)
 
     assert head.restarted == []
-    assert state.workers == (lost, new)
+    assert joined_state.workers == (lost, new)
