@@ -27,3 +27,10 @@ def test_a_port_someone_listens_on_is_never_chosen() -> None:
 
         assert not launcher._bindable(taken)
         assert taken not in {launcher.free_port() for _ in range(200)}
+
+
+def test_one_process_is_never_handed_the_same_port_twice() -> None:
+    """The ports a start chooses are bound only later: two of them must not be the same."""
+    ports = [launcher.free_port() for _ in range(500)]
+
+    assert len(set(ports)) == len(ports)

@@ -239,6 +239,7 @@ def _ray_start(
 # Below the kernel's ephemeral range (where every outgoing connection takes its local port) and
 # above Ray's worker ports (10002-19999 by default).
 _CHOSEN_PORTS_FROM = 20000
+_HANDED_OUT: set[int] = set()
 
 
 def _ephemeral_start() -> int:
@@ -264,7 +265,8 @@ def free_port() -> int:
             return int(sock.getsockname()[1])
     for _ in range(200):
         port = random.randint(_CHOSEN_PORTS_FROM, top)
-        if _bindable(port):
+        if port not in _HANDED_OUT and _bindable(port):
+            _HANDED_OUT.add(port)  # two servers of one start never get the same port
             return port
     raise LaunchError(f"no free TCP port between {_CHOSEN_PORTS_FROM} and {top}")
 
