@@ -49,8 +49,9 @@ async def open_lots(
         """SELECT l.*, p.account_type,
                   EXISTS (SELECT 1 FROM wash_sales w WHERE w.replacement_lot_id = l.id) AS is_replacement
            FROM lots l JOIN portfolios p ON p.id = l.portfolio_id
-           WHERE p.user_id = ANY(%(users)s::uuid[]) AND p.deleted_at IS NULL AND l.closed_at IS NULL
-             AND l.shares > 0
+           WHERE l.portfolio_id = ANY(ARRAY(SELECT id FROM portfolios
+                                            WHERE user_id = ANY(%(users)s::uuid[]) AND deleted_at IS NULL))
+             AND l.closed_at IS NULL AND l.shares > 0
              AND (%(symbols)s::text[] IS NULL OR l.symbol = ANY(%(symbols)s::text[]))
              AND (%(since)s::date IS NULL OR l.acquired_at >= %(since)s::date)
            ORDER BY l.acquired_at, l.created_date, l.id""",
@@ -67,6 +68,11 @@ async def pending_losses(
     ``loss_left``, and ``always_long`` when the shares sold were inherited, earliest sale first.
 
     ``FOR UPDATE`` of the realized rows: the fill that replaces them adds to their adjustment.
+
+    Both this and :func:`open_lots` find the users' portfolios first and then their rows through
+    the (portfolio, symbol) indexes. Joined the plain way, the planner may instead walk every
+    user's rows of the symbol and probe the portfolios for each (13 ms instead of 0.4 ms a call
+    with a few thousand lots whose statistics were not yet gathered).
     """
     cur = await conn.execute(
         """SELECT r.id, r.symbol, r.sold_at, r.acquired_at, r.shares, r.proceeds, r.cost_basis,
@@ -74,10 +80,11 @@ async def pending_losses(
                   r.shares - coalesce(w.shares, 0) AS shares_left,
                   r.cost_basis - r.proceeds - coalesce(w.disallowed, 0) AS loss_left
            FROM realized_lots r
-           JOIN portfolios p ON p.id = r.portfolio_id
-           LEFT JOIN (SELECT realized_lot_id, sum(shares) AS shares, sum(disallowed) AS disallowed
-                      FROM wash_sales GROUP BY realized_lot_id) w ON w.realized_lot_id = r.id
-           WHERE p.user_id = ANY(%(users)s::uuid[]) AND p.account_type = 'taxable'
+           LEFT JOIN LATERAL (SELECT sum(shares) AS shares, sum(disallowed) AS disallowed
+                              FROM wash_sales WHERE realized_lot_id = r.id) w ON true
+           WHERE r.portfolio_id = ANY(ARRAY(SELECT id FROM portfolios
+                                            WHERE user_id = ANY(%(users)s::uuid[])
+                                              AND account_type = 'taxable'))
              AND r.symbol = ANY(%(symbols)s::text[])
              AND r.sold_at BETWEEN %(since)s AND %(until)s
              AND r.cost_basis > r.proceeds
