@@ -299,8 +299,8 @@ def start_worker(
     machine looks like to the cluster). Every port a raylet would otherwise take
     by default is chosen free, or a second raylet would collide with the head's.
     """
-    log_dir = settings.data_dir / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
+    log = worker_log(settings, index)
+    log.parent.mkdir(parents=True, exist_ok=True)
     node_manager_port = free_port()
     args = [
         _bin("ray"),
@@ -317,9 +317,13 @@ def start_worker(
         f"--runtime-env-agent-port={free_port()}",
         "--disable-usage-stats",
     ]
-    log = log_dir / f"ray-worker-{index}.log"
     pid = _ray_start(args, env, log, (node_manager_port,), f"worker node {index}", timeout_s)
     return WorkerNode(index=index, pid=pid, node_manager_port=node_manager_port)
+
+
+def worker_log(settings: Settings, index: int) -> Path:
+    """Where worker node ``index``'s ``ray start`` writes (every start of that number appends)."""
+    return settings.data_dir / "logs" / f"ray-worker-{index}.log"
 
 
 def add_worker(
@@ -378,7 +382,6 @@ def join_workers(
     """
     from wealthalloc.runtime.cluster_view import read_cluster
 
-    log_dir = settings.data_dir / "logs"
     deadline = time.monotonic() + timeout_s
     waiting = {worker.index: worker for worker in new}
     seen = 0
@@ -395,7 +398,7 @@ def join_workers(
         for index, worker in list(waiting.items()):
             if not _exited(worker.pid):
                 continue
-            log = log_dir / f"ray-worker-{index}.log"
+            log = worker_log(settings, index)
             if restarts == 0:
                 raise LaunchError(
                     f"worker node {index} stopped before joining the cluster ({_last_line(log)}); see {log}"
@@ -405,8 +408,7 @@ def join_workers(
             state = _saved_with(settings, state, waiting[index])
         time.sleep(1)
     missing = ", ".join(
-        f"worker node {i} ({'running' if not _exited(w.pid) else 'exited'}; see "
-        f"{log_dir / f'ray-worker-{i}.log'})"
+        f"worker node {i} ({'running' if not _exited(w.pid) else 'exited'}; see {worker_log(settings, i)})"
         for i, w in waiting.items()
     )
     raise LaunchError(
