@@ -620,38 +620,38 @@ def main() -> int:
             f"answering) = {total:,} filled orders = {total:,} fills in PostgreSQL, none filled twice, "
             f"cash = deposit - fills' cost on {len(people) + len(books)} portfolios"
         )
-        print_figures(
-            {
-                "clients": args.clients,
-                "investors": args.investors,
-                "shards": args.shards,
-                "commit_group": args.commit_group,
-                **placed.figures("orders"),
-                "orders": placed.requests,
-                "measured_s": placed.seconds,
-                "answered_unfilled": sum(unfilled.values()),
-                "refused": sum(ledger.refused.values()),
-                "batch_size": args.batch_size,
-                "batch_orders_per_s": batched_rate,
-                "batch_orders": batched,
-                "batch_p50_ms": batches.p50,
-                "batch_p99_ms": batches.p99,
-                "batch_ratio": batched_rate / plain.rate if plain.rate else float("nan"),
-                "rebalanced_portfolios": len(books),
-                "rebalance_orders_per_s": rebalanced_rate,
-                "rebalance_orders": rebalanced,
-                "rebalance_p50_ms": rebalances.p50,
-                "rebalance_p99_ms": rebalances.p99,
-                **plain.figures("row_sets", "baseline_"),
-                "ratio": ratio,
-                "verified_answered_filled": answered,
-                "verified_warmup_filled": warm,
-                "verified_filled_after_answering": late,
-                "verified_filled_orders": total,
-                "verified_portfolios": len(deposits),
-            }
-        )
-        return 0
+        # Printed once the platform is down: Ray's messages as it stops would follow the JSON line.
+        figures = {
+            "clients": args.clients,
+            "investors": args.investors,
+            "shards": args.shards,
+            "commit_group": args.commit_group,
+            **placed.figures("orders"),
+            "orders": placed.requests,
+            "measured_s": placed.seconds,
+            "answered_unfilled": sum(unfilled.values()),
+            "refused": sum(ledger.refused.values()),
+            "batch_size": args.batch_size,
+            "batch_orders_per_s": batched_rate,
+            "batch_orders": batched,
+            "batch_p50_ms": batches.p50,
+            "batch_p99_ms": batches.p99,
+            "batch_ratio": batched_rate / plain.rate if plain.rate else float("nan"),
+            "rebalanced_portfolios": len(books),
+            "rebalance_orders_per_s": rebalanced_rate,
+            "rebalance_orders": rebalanced,
+            "rebalance_p50_ms": rebalances.p50,
+            "rebalance_p99_ms": rebalances.p99,
+            **plain.figures("row_sets", "baseline_"),
+            "ratio": ratio,
+            "verified_answered_filled": answered,
+            "verified_warmup_filled": warm,
+            "verified_filled_after_answering": late,
+            "verified_filled_orders": total,
+            "verified_portfolios": len(deposits),
+        }
+    print_figures(figures)
+    return 0
 
 
 if __name__ == "__main__":

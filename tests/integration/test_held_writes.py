@@ -1,17 +1,22 @@
-"""Writes held together on the real PostgreSQL, shown with events: the rows of a block are written
-in one statement a table when it ends, in the order they were added; a block that fails writes none
-of its own. (A batch's trades and cash movements: tests/integration/test_ledger_check.py.)"""
+"""Writes held together on the real PostgreSQL, shown with events and orders: the rows of a block
+are written in one statement a table when it ends, in the order they were added and after the rows
+they refer to; a read of a held table inside the block sees what it holds; a block that fails writes
+none of its own. (A batch's trades and cash movements: tests/integration/test_ledger_check.py.)"""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
+from decimal import Decimal as D
 from typing import Any
 
 import psycopg
 import pytest
+from psycopg.rows import dict_row
 
+from tests.rows import investor_with_portfolio
+from wealthalloc.storage import orders
 from wealthalloc.storage.group_commit import savepoint
 from wealthalloc.storage.held_writes import writes_together
 from wealthalloc.storage.outbox import add_event
@@ -23,7 +28,7 @@ Conn = psycopg.AsyncConnection[Any]
 
 def in_transaction(database_url: str, body: Callable[[Conn], Awaitable[None]]) -> None:
     async def scenario() -> None:
-        async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        async with await psycopg.AsyncConnection.connect(database_url, row_factory=dict_row) as conn:
             async with conn.transaction():
                 await body(conn)
 
@@ -72,7 +77,7 @@ def test_the_events_of_a_block_are_written_in_one_statement_in_the_order_they_we
                 ids.append(await placed(conn, aggregate, symbol))
             cur = await conn.execute("SELECT count(*) FROM events WHERE aggregate_id = %s", (aggregate,))
             row = await cur.fetchone()
-            seen_inside.append(row[0] if row else -1)
+            seen_inside.append(row["count"] if row else -1)
 
     in_transaction(database_url, body)
 
@@ -135,3 +140,109 @@ def test_events_on_another_connection_are_not_held_by_the_block(database_url: st
 
     assert seen == [["MSFT"]]
     assert sorted(symbol for _, symbol in events_of(database_url, aggregate)) == ["AAPL", "MSFT"]
+
+
+def an_order(user_id: uuid.UUID, portfolio_id: uuid.UUID, symbol: str = "KO") -> dict[str, Any]:
+    """The values the desk writes for a new market buy, still pending."""
+    return {
+        "id": uuid.uuid4(),
+        "status": "pending",
+        "portfolio_id": portfolio_id,
+        "user_id": user_id,
+        "idempotency_key": str(uuid.uuid4()),
+        "request_hash": "h",
+        "symbol": symbol,
+        "side": "buy",
+        "quantity": D("2.5"),
+        "order_type": "market",
+        "limit_price": None,
+        "stop_price": None,
+        "time_in_force": "day",
+        "filled_quantity": D(0),
+        "average_fill_price": None,
+        "reserved_cash": D("150.12345"),
+        "broker": "paper",
+        "broker_order_id": None,
+        "lot_method": None,
+        "lot_ids": None,
+        "price_cap": D("60.0000005"),
+        "market_date": None,
+        "origin": "api",
+        "submitted_at": None,
+    }
+
+
+def someone(database_url: str) -> tuple[uuid.UUID, uuid.UUID]:
+    with psycopg.connect(database_url) as conn:
+        return investor_with_portfolio(conn, "held")
+
+
+def test_a_read_of_orders_inside_the_block_sees_the_orders_it_holds_as_they_were_answered(
+    database_url: str,
+) -> None:
+    user_id, portfolio_id = someone(database_url)
+    answered: list[dict[str, Any]] = []
+    read: list[dict[str, Any] | None] = []
+
+    async def body(conn: Conn) -> None:
+        async with writes_together(conn):
+            answered.append(await orders.insert_order(conn, **an_order(user_id, portfolio_id)))
+            read.append(await orders.order(conn, answered[0]["id"]))
+
+    in_transaction(database_url, body)
+
+    assert read == answered  # the numbers rounded to their columns' scales as PostgreSQL rounds them
+    assert (answered[0]["reserved_cash"], answered[0]["price_cap"]) == (D("150.1235"), D("60.000001"))
+
+
+def test_a_row_held_before_the_row_it_refers_to_is_written_after_it(database_url: str) -> None:
+    """Rows are written stage by stage, not as added: a trade (which refers to its order) held
+    first, then its order, makes no foreign-key error when the block ends."""
+    user_id, portfolio_id = someone(database_url)
+    values = an_order(user_id, portfolio_id)
+
+    async def body(conn: Conn) -> None:
+        async with writes_together(conn):
+            await orders.insert_trade(
+                conn,
+                portfolio_id=portfolio_id,
+                order_id=values["id"],
+                symbol="KO",
+                side="buy",
+                shares=D(1),
+                price=D(60),
+                total_amount=D(60),
+                commission=D(0),
+                broker_order_id=None,
+            )
+            await orders.insert_order(conn, **values)
+
+    in_transaction(database_url, body)
+
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute(
+            "SELECT count(*) FROM trades WHERE order_id = %s", (values["id"],)
+        ).fetchone() == (1,)
+
+
+def test_rows_held_before_a_savepoint_outlive_its_rollback(database_url: str) -> None:
+    """A savepoint writes what its block holds first: rolled back, it undoes only what came after."""
+    user_id, portfolio_id = someone(database_url)
+    kept, undone = an_order(user_id, portfolio_id), an_order(user_id, portfolio_id, "PEP")
+
+    async def body(conn: Conn) -> None:
+        async with writes_together(conn):
+            await orders.insert_order(conn, **kept)
+            with pytest.raises(RuntimeError):
+                async with savepoint(conn):
+                    await orders.insert_order(conn, **undone)
+                    await orders.order(conn, undone["id"])  # flushed inside the savepoint
+                    raise RuntimeError("refused")
+
+    in_transaction(database_url, body)
+
+    with psycopg.connect(database_url) as conn:
+        stored = conn.execute(
+            "SELECT symbol FROM orders WHERE id = ANY(%s)", ([kept["id"], undone["id"]],)
+        ).fetchall()
+    assert stored == [("KO",)]

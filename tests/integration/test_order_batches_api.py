@@ -118,13 +118,24 @@ def test_a_batch_and_its_orders_commit_in_one_transaction(investor: Investor) ->
     data(batch(investor, p["id"], [BUYS[0], BUYS[2], BUYS[3]], key), 201)
 
     with psycopg.connect(investor.database_url) as conn:
-        # now() is the transaction's start: one value for the request's key and all its orders.
-        started = conn.execute(
-            """SELECT created_at FROM idempotency_keys WHERE key = %s OR key LIKE %s
-               UNION SELECT created_date FROM orders WHERE idempotency_key LIKE %s""",
-            (key, f"{key}/%", f"{key}/%"),
+        # A row's xmin is the transaction that wrote it: one for the request's key and all its orders,
+        # their fills and lots (held and written together at the end, or not).
+        writers = conn.execute(
+            """SELECT xmin::text FROM idempotency_keys WHERE key = %(key)s OR key LIKE %(like)s
+               UNION SELECT o.xmin::text FROM orders o WHERE o.idempotency_key LIKE %(like)s
+               UNION SELECT f.xmin::text FROM fills f JOIN orders o ON o.id = f.order_id
+                     WHERE o.idempotency_key LIKE %(like)s
+               UNION SELECT l.xmin::text FROM lots l JOIN fills f ON f.id = l.opened_by_fill_id
+                     JOIN orders o ON o.id = f.order_id WHERE o.idempotency_key LIKE %(like)s""",
+            {"key": key, "like": f"{key}/%"},
         ).fetchall()
-    assert len(started) == 1
+        lots = conn.execute(
+            """SELECT count(*) FROM lots l JOIN fills f ON f.id = l.opened_by_fill_id
+               JOIN orders o ON o.id = f.order_id WHERE o.idempotency_key LIKE %s""",
+            (f"{key}/%",),
+        ).fetchone()
+    assert len(writers) == 1
+    assert lots == (2,)  # AAPL and KO filled; PEP rests
 
 
 def test_each_order_is_checked_against_the_cash_the_orders_before_it_spent(investor: Investor) -> None:
@@ -231,3 +242,24 @@ def test_a_batch_s_buys_replace_a_waiting_loss_as_the_same_orders_placed_one_by_
     assert in_batch == one_by_one
     deferred = [lot for lot in in_batch[0] if lot[0] == "BBY" and D(lot[3]) > 0]
     assert sum(D(lot[1]) for lot in deferred) == 100  # 30 + 50 + 20 of the 40 replace the sale
+
+
+def test_an_order_is_answered_exactly_as_it_is_stored(investor: Investor) -> None:
+    """An order, its fill and its lot are written without reading them back (in a batch, one
+    statement a table for all its orders): the answer is built from the values written, so it must
+    be what PostgreSQL holds, to the scale of each column, whether placed alone or in a batch."""
+    p = investor.funded("50000.00")
+    lot_id = transfer_in(investor, p["id"], "KO", "10", "500.00", "2021-01-04")
+    orders = [
+        {"symbol": "AAPL", "side": "buy", "quantity": "1.5"},
+        {"symbol": "PEP", "side": "buy", "quantity": "3", "order_type": "limit", "limit_price": "1.1"},
+        {"symbol": "KO", "side": "sell", "quantity": "2", "lot_method": "specific", "lot_ids": [lot_id]},
+        {"symbol": "MSFT", "side": "buy", "quantity": "2", "order_type": "limit", "limit_price": "10000"},
+    ]
+    answered = [data(investor.trade(p["id"], **order), 201) for order in orders]
+    answered += data(batch(investor, p["id"], orders, str(uuid.uuid4())), 201)["placed"]
+    assert [o["status"] for o in answered] == ["filled", "submitted", "filled", "filled"] * 2
+
+    for answer in answered:
+        stored = data(investor.get(f"/api/v1/trades/{answer['id']}"))
+        assert {k: v for k, v in answer.items() if k != "index"} == stored

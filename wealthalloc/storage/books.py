@@ -202,6 +202,7 @@ async def cash_movements(conn: Conn, portfolio_id: uuid.UUID) -> list[Row]:
 
 async def all_lots(conn: Conn, portfolio_id: uuid.UUID, symbol: str | None = None) -> list[Row]:
     """Open and closed lots (closed ones for history and performance)."""
+    await held_writes.flush(conn)
     cur = await conn.execute(
         """SELECT * FROM lots WHERE portfolio_id = %s AND (%s::text IS NULL OR symbol = %s::text)
            ORDER BY acquired_at, id""",
@@ -215,7 +216,8 @@ async def refresh_holdings(conn: Conn, portfolio_id: uuid.UUID, symbol: str) -> 
     written while shares are held, deleted when none are, in one statement. Nothing in a change reads
     the table, so in a block of held writes the rows of all the symbols a batch touched are
     recomputed together when it ends, each once."""
-    await held_writes.write(conn, _REFRESH_HOLDINGS, (portfolio_id, symbol))
+    stage = held_writes.Stage.RECOMPUTE  # after the lots it reads
+    await held_writes.write(conn, _REFRESH_HOLDINGS, (portfolio_id, symbol), stage=stage)
 
 
 _REFRESH_HOLDINGS = """

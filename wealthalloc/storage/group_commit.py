@@ -43,6 +43,7 @@ from psycopg import AsyncConnection, errors
 from psycopg_pool import AsyncConnectionPool
 
 from wealthalloc.ops import metrics as ops_metrics
+from wealthalloc.storage import held_writes
 
 T = TypeVar("T")
 # Failures that say nothing about the change itself, only about when it ran.
@@ -134,7 +135,11 @@ async def savepoint(conn: AsyncConnection[Any]) -> AsyncIterator[None]:
 
     In pipeline mode a statement nobody reads is answered only at the next sync; without one here,
     its error (a constraint, a deadlock) would surface in the next change and fail that one.
+
+    Rows a block holds (:mod:`wealthalloc.storage.held_writes`) are written before the savepoint: a
+    rollback to it undoes only what came after it, never rows held before it and written inside it.
     """
+    await held_writes.flush(conn)
     async with conn.transaction(), conn.pipeline():
         yield
 

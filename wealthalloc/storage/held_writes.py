@@ -8,13 +8,22 @@ are the same; a value set many times (the cash) is written once, the last. Write
 :func:`write`: it goes to the connection's open block, or outside a block is written at once by the
 same statement, as one-row arrays. So each table has one statement for one row or many.
 
+An order, its fill and its lot are held too (one INSERT a table for a batch instead of three an
+order), so the rows are written stage by stage (:class:`Stage`): a row before the rows that refer to
+it (the orders, then their fills, then the lots the fills opened, then everything else), and a
+statement that reads what the others wrote (the holdings' recompute) last. Within a stage, rows go
+in the order they were added (an identity column such as the events' ``sequence`` numbers them in
+that order).
+
 A block that raises writes none of its rows (what they described is rolled back with it), and a
 block inside another hands its rows to the outer one when it ends; the outermost writes them all
-when it ends, in the order they were added (an identity column such as the events' ``sequence``
-numbers them in that order). Only rows that no statement of the block reads may be held: they are
-not in the table until it ends. And a held row that breaks a constraint fails the whole block when
-it is written, not the call that held it: hold only rows whose values the checks before them
-already guarantee.
+when it ends. A held row is not in its table until then, so a statement of the block that reads or
+refers to a held table (a sale reads the lots a buy before it opened; a wash sale refers to its
+replacement lot) first calls :func:`flush`, which writes what is held now and lets the block go on
+holding. The storage functions that read or change orders, fills and lots do so themselves; outside
+a block, or with nothing held, it costs nothing. And a held row that breaks a constraint fails the
+whole block when it is written, not the call that held it: hold only rows whose values the checks
+before them already guarantee.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from enum import IntEnum
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -31,28 +41,41 @@ from psycopg.rows import DictRow
 Conn = AsyncConnection[DictRow]
 
 
+class Stage(IntEnum):
+    """When a held statement runs as its block is written: after the rows its own rows refer to."""
+
+    ORDERS = 0
+    FILLS = 1  # a fill refers to its order
+    LOTS = 2  # a buy's lot to the fill that opened it
+    ROWS = 3  # the rest: trades, cash movements, events, a portfolio's cash
+    RECOMPUTE = 4  # statements that read the rows written before them (holdings from lots)
+
+
 @dataclass
 class Holder:
-    """The rows a block holds for its connection, by the statement that writes many of them."""
+    """The rows a block holds for its connection, by stage and by the statement that writes many of them."""
 
     conn: Conn
-    rows: dict[str, dict[object, tuple[Any, ...]]] = field(default_factory=dict)
+    outer: Holder | None = None  # the block around this one on the same connection
+    rows: dict[tuple[Stage, str], dict[object, tuple[Any, ...]]] = field(default_factory=dict)
 
-    def add(self, many: str, row: tuple[Any, ...], *, replacing: object = None) -> None:
+    def add(self, many: str, row: tuple[Any, ...], *, replacing: object = None, stage: Stage) -> None:
         """``many`` takes one array a column (``unnest(%s::uuid[], ...)``); ``row`` is one value each.
 
         With ``replacing``, the row replaces the one held earlier under the same key: a value set
         many times in the block (a portfolio's cash after each fill) is written once, the last.
         """
-        self.rows.setdefault(many, {})[object() if replacing is None else replacing] = row
+        self.rows.setdefault((stage, many), {})[object() if replacing is None else replacing] = row
 
     def hand_to(self, outer: Holder) -> None:
-        for many, rows in self.rows.items():
-            outer.rows.setdefault(many, {}).update(rows)
+        for statement, rows in self.rows.items():
+            outer.rows.setdefault(statement, {}).update(rows)
 
     async def write(self) -> None:
-        for many, rows in self.rows.items():
-            columns = zip(*rows.values(), strict=True)
+        """Write what is held, stage by stage, and hold nothing."""
+        held, self.rows = self.rows, {}
+        for stage, many in sorted(held, key=lambda statement: statement[0]):  # stable: added order within
+            columns = zip(*held[stage, many].values(), strict=True)
             await self.conn.execute(many, [list(column) for column in columns])
 
 
@@ -65,20 +88,37 @@ def _holder(conn: Conn) -> Holder | None:
     return held if held is not None and held.conn is conn else None
 
 
-async def write(conn: Conn, many: str, row: tuple[Any, ...], *, replacing: object = None) -> None:
+async def write(
+    conn: Conn, many: str, row: tuple[Any, ...], *, replacing: object = None, stage: Stage = Stage.ROWS
+) -> None:
     """Hand ``row`` to ``conn``'s open block (:meth:`Holder.add`), or write it now with ``many``."""
     held = _holder(conn)
     if held is not None:
-        held.add(many, row, replacing=replacing)
+        held.add(many, row, replacing=replacing, stage=stage)
     else:
         await conn.execute(many, [[value] for value in row])
+
+
+async def flush(conn: Conn) -> None:
+    """Write what ``conn``'s open blocks hold now, before a statement that reads or refers to it.
+
+    The outer blocks' rows go first: they were added before the inner block's.
+    """
+    blocks: list[Holder] = []
+    held = _holder(conn)
+    while held is not None:
+        blocks.insert(0, held)
+        held = held.outer
+    for block in blocks:
+        if block.rows:
+            await block.write()
 
 
 @asynccontextmanager
 async def writes_together(conn: Conn) -> AsyncIterator[None]:
     """Hold the rows ``conn`` gets inside the block and write them when it ends (see the module)."""
     outer = _holder(conn)
-    held = Holder(conn)
+    held = Holder(conn, outer)
     token = _HOLDER.set(held)
     try:
         yield

@@ -16,6 +16,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 
 from wealthalloc.domain.lots import Lot
+from wealthalloc.storage import held_writes
 
 Conn = AsyncConnection[DictRow]
 Row = dict[str, Any]
@@ -34,12 +35,12 @@ async def insert_lot(
     always_long: bool = False,
 ) -> None:
     """A lot with the id, bases and holding period the engine gave it (a buy's lot, or shares split off),
-    or that a gift or an inheritance gave it (``loss_basis``, ``always_long``)."""
-    await conn.execute(
-        """INSERT INTO lots (id, portfolio_id, symbol, shares, original_shares, cost_basis, adjusted_basis,
-                             acquired_at, holding_period_start, wash_sale_disallowed, source,
-                             opened_by_fill_id, purchase_lot_id, loss_basis, always_long)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+    or that a gift or an inheritance gave it (``loss_basis``, ``always_long``). In a block
+    (:func:`~wealthalloc.storage.held_writes.writes_together`) it is written with the block's other
+    lots, after the fills they refer to."""
+    await held_writes.write(
+        conn,
+        _LOTS,
         (
             lot.id,
             portfolio_id,
@@ -57,11 +58,21 @@ async def insert_lot(
             loss_basis,
             always_long,
         ),
+        stage=held_writes.Stage.LOTS,
     )
+
+
+_LOTS = """INSERT INTO lots (id, portfolio_id, symbol, shares, original_shares, cost_basis, adjusted_basis,
+                            acquired_at, holding_period_start, wash_sale_disallowed, source,
+                            opened_by_fill_id, purchase_lot_id, loss_basis, always_long)
+           SELECT * FROM unnest(%s::uuid[], %s::uuid[], %s::text[], %s::numeric[], %s::numeric[],
+                                %s::numeric[], %s::numeric[], %s::date[], %s::date[], %s::numeric[],
+                                %s::text[], %s::uuid[], %s::uuid[], %s::numeric[], %s::bool[])"""
 
 
 async def rewrite_lot(conn: Conn, lot: Lot, *, original_shares: Decimal) -> None:
     """A lot's shares, bases and holding period as the wash-sale engine left them."""
+    await held_writes.flush(conn)
     await conn.execute(
         """UPDATE lots SET shares = %(shares)s, original_shares = %(original)s, cost_basis = %(cost)s,
                           adjusted_basis = %(adjusted)s, wash_sale_disallowed = %(disallowed)s,
@@ -86,6 +97,7 @@ async def relieve_lot(
 
     ``wash_sale_disallowed`` stays what it means: the wash-sale losses carried in by the shares left.
     """
+    await held_writes.flush(conn)
     await conn.execute(
         """UPDATE lots SET shares = shares - %(shares)s, cost_basis = cost_basis - %(cost)s,
                           adjusted_basis = adjusted_basis - %(adjusted)s,
@@ -100,6 +112,7 @@ async def relieve_lot(
 
 async def relieve_loss_basis(conn: Conn, lot_id: uuid.UUID, amount: Decimal) -> None:
     """A sale took ``amount`` of a gift lot's loss basis with its shares (the rest stays with the rest)."""
+    await held_writes.flush(conn)
     await conn.execute(
         "UPDATE lots SET loss_basis = loss_basis - %s, updated_date = now() WHERE id = %s", (amount, lot_id)
     )
@@ -109,6 +122,7 @@ async def mark_pending(
     conn: Conn, lot_id: uuid.UUID, *, linked_account_id: uuid.UUID | None = None
 ) -> list[uuid.UUID]:
     """The transfer-in lot ``lot_id`` and the shares a wash sale split off it wait for confirmation."""
+    await held_writes.flush(conn)
     cur = await conn.execute(
         """UPDATE lots SET transfer_status = 'pending', linked_account_id = %s, updated_date = now()
            WHERE (id = %s OR purchase_lot_id = %s) AND source = 'transfer_in' RETURNING id""",
@@ -121,6 +135,7 @@ async def confirm_lots(
     conn: Conn, lot_ids: Collection[uuid.UUID], *, by: uuid.UUID | None, reason: str
 ) -> list[Row]:
     """Pending lots become sellable; who confirmed them (``None``: a broker sync) and why stay on them."""
+    await held_writes.flush(conn)
     if not lot_ids:
         return []
     cur = await conn.execute(

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import date, datetime
-from decimal import Decimal
+from datetime import UTC, date, datetime
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from wealthalloc.storage import held_writes
@@ -27,19 +27,60 @@ lot_method, lot_ids, price_cap, market_date, origin, submitted_at, created_date,
 
 
 async def insert_order(conn: Conn, **values: Any) -> Row:
-    if values.get("lot_ids") is not None:
-        values["lot_ids"] = json.dumps([str(i) for i in values["lot_ids"]])
-    columns = ", ".join(values)
-    placeholders = ", ".join(f"%({k})s" for k in values)
-    cur = await conn.execute(
-        f"INSERT INTO orders ({columns}) VALUES ({placeholders}) RETURNING {ORDER_COLUMNS}", values
-    )
-    row = await cur.fetchone()
-    assert row is not None
-    return row
+    """Write a new order and return its row as PostgreSQL holds it (``ORDER_COLUMNS``).
+
+    Nothing is read back: the id and times are the caller's and this function's, the numbers are
+    rounded to their columns' scales here as PostgreSQL rounds them, so the row needs no
+    ``RETURNING``, and in a block (:func:`~wealthalloc.storage.held_writes.writes_together`) the
+    order waits to be written with the others of its batch in one statement. The order's key was
+    claimed before (the unique (user, key) holds), and the rules checked its values.
+    """
+    now = datetime.now(UTC)
+    row = {"reject_reason": None, "created_date": now, "updated_date": now, **values}
+    for column, places in _ORDER_SCALES.items():
+        row[column] = scaled(row[column], places)
+    row["status"] = str(row["status"])  # an OrderStatus: the text PostgreSQL gives back
+    if row["lot_ids"] is not None:
+        row["lot_ids"] = [str(i) for i in row["lot_ids"]]
+    stored = tuple(json.dumps(row[c]) if c == "lot_ids" and row[c] is not None else row[c] for c in _INSERTED)
+    await held_writes.write(conn, _ORDERS, stored, stage=held_writes.Stage.ORDERS)
+    return {column: row[column] for column in _RETURNED}
+
+
+_INSERTED = (
+    "id", "portfolio_id", "user_id", "idempotency_key", "request_hash", "symbol", "side", "quantity",
+    "order_type", "limit_price", "stop_price", "time_in_force", "status", "filled_quantity",
+    "average_fill_price", "reserved_cash", "broker", "broker_order_id", "lot_method", "lot_ids", "price_cap",
+    "market_date", "origin", "submitted_at", "created_date", "updated_date",
+)  # fmt: skip
+_RETURNED = tuple(column.strip() for column in ORDER_COLUMNS.split(","))
+_ORDER_SCALES = {
+    "quantity": 6,
+    "limit_price": 6,
+    "stop_price": 6,
+    "filled_quantity": 6,
+    "average_fill_price": 6,
+    "reserved_cash": 4,
+    "price_cap": 6,
+}
+_ORDERS = f"""INSERT INTO orders ({", ".join(_INSERTED)})
+              SELECT * FROM unnest(%s::uuid[], %s::uuid[], %s::uuid[], %s::text[], %s::text[], %s::text[],
+                                   %s::text[], %s::numeric[], %s::text[], %s::numeric[], %s::numeric[],
+                                   %s::text[], %s::text[], %s::numeric[], %s::numeric[], %s::numeric[],
+                                   %s::text[], %s::text[], %s::text[], %s::jsonb[], %s::numeric[],
+                                   %s::date[], %s::text[], %s::timestamptz[], %s::timestamptz[],
+                                   %s::timestamptz[])"""
+
+
+def scaled(value: Decimal | None, places: int) -> Decimal | None:
+    """``value`` as a ``NUMERIC(p, places)`` column stores it: rounded half away from zero."""
+    if value is None:
+        return None
+    return Decimal(value).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
 
 
 async def order_by_key(conn: Conn, user_id: uuid.UUID, idempotency_key: str) -> Row | None:
+    await held_writes.flush(conn)
     cur = await conn.execute(
         f"SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = %s AND idempotency_key = %s",
         (user_id, idempotency_key),
@@ -48,12 +89,14 @@ async def order_by_key(conn: Conn, user_id: uuid.UUID, idempotency_key: str) -> 
 
 
 async def order(conn: Conn, order_id: uuid.UUID, *, for_update: bool = False) -> Row | None:
+    await held_writes.flush(conn)
     lock = " FOR UPDATE" if for_update else ""
     cur = await conn.execute(f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = %s{lock}", (order_id,))
     return await cur.fetchone()
 
 
 async def open_orders_of_portfolio(conn: Conn, portfolio_id: uuid.UUID) -> list[Row]:
+    await held_writes.flush(conn)
     cur = await conn.execute(
         f"SELECT {ORDER_COLUMNS} FROM orders WHERE portfolio_id = %s AND status = ANY(%s)",
         (portfolio_id, list(OPEN_STATUSES)),
@@ -62,6 +105,7 @@ async def open_orders_of_portfolio(conn: Conn, portfolio_id: uuid.UUID) -> list[
 
 
 async def fills_of(conn: Conn, order_id: uuid.UUID) -> list[Row]:
+    await held_writes.flush(conn)
     cur = await conn.execute(
         """SELECT id, fill_id, quantity, price, commission, executed_at, broker_exec_id
            FROM fills WHERE order_id = %s ORDER BY executed_at, id""",
@@ -110,6 +154,7 @@ async def insert_fill(
     ``market_date`` is the trading day of the market clock the fill is booked on: a sale's cash
     settles from it.
     """
+    await held_writes.flush(conn)
     cur = await conn.execute(
         """INSERT INTO fills (order_id, fill_id, quantity, price, commission, executed_at, broker_exec_id,
                               market_date)
@@ -130,6 +175,30 @@ async def insert_fill(
     return await cur.fetchone()
 
 
+async def insert_new_fill(conn: Conn, order_id: uuid.UUID, execution: Execution, *, market_date: date) -> Row:
+    """The first fill of an order written in the same transaction (the embedded venue filled it as it
+    was placed), as :func:`insert_fill` would return it. Such a fill cannot have been applied before,
+    so, like its order, it is written without a read back, with its block's others."""
+    row = {
+        "id": uuid.uuid4(),
+        "fill_id": execution.fill_id,
+        "quantity": scaled(execution.quantity, 6),
+        "price": scaled(execution.price, 6),
+        "commission": scaled(execution.commission, 4),
+        "executed_at": execution.executed_at,
+        "broker_exec_id": execution.broker_exec_id,
+    }
+    stored = (row["id"], order_id, *(row[c] for c in list(row)[1:]), market_date)
+    await held_writes.write(conn, _FILLS, stored, stage=held_writes.Stage.FILLS)
+    return row
+
+
+_FILLS = """INSERT INTO fills (id, order_id, fill_id, quantity, price, commission, executed_at,
+                              broker_exec_id, market_date)
+            SELECT * FROM unnest(%s::uuid[], %s::uuid[], %s::text[], %s::numeric[], %s::numeric[],
+                                 %s::numeric[], %s::timestamptz[], %s::text[], %s::date[])"""
+
+
 async def cash_commitments(
     conn: Conn, *, user_id: uuid.UUID, since: date, portfolio_id: uuid.UUID | None = None
 ) -> list[Row]:
@@ -137,6 +206,7 @@ async def cash_commitments(
     ``reserved_cash``) and the sell fills booked on or after ``since`` (``kind`` 'sale', with
     ``market_date``, ``quantity``, ``price``, ``commission``), whose proceeds may not have settled.
     One portfolio's rows only when ``portfolio_id`` is given."""
+    await held_writes.flush(conn)
     cur = await conn.execute(
         """SELECT 'reserved' AS kind, o.portfolio_id, o.reserved_cash,
                   NULL::date AS market_date, NULL::numeric AS quantity, NULL::numeric AS price,
@@ -164,6 +234,7 @@ async def record_fill_on_order(
     status: str,
 ) -> Row:
     """The order as it stands after the fill."""
+    await held_writes.flush(conn)
     cur = await conn.execute(
         f"""UPDATE orders SET filled_quantity = %s, average_fill_price = %s, reserved_cash = %s, status = %s,
                               updated_date = now()
@@ -184,6 +255,7 @@ async def set_status(
     reason: str | None = None,
     release_reserve: bool = False,
 ) -> None:
+    await held_writes.flush(conn)
     await conn.execute(
         """UPDATE orders SET status = %s,
                              broker_order_id = coalesce(%s, broker_order_id),

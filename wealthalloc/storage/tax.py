@@ -18,6 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from wealthalloc.domain.wash_sale import IdentityGroups
+from wealthalloc.storage import held_writes
 from wealthalloc.storage.books import Conn, Row
 from wealthalloc.trading.status import OPEN_STATUSES
 
@@ -45,6 +46,7 @@ async def open_lots(
 
     ``user_ids`` is one user, or the members of a joint-filing household (whose lots replace each
     other's losses: :func:`wealthalloc.storage.households.wash_sale_circle`)."""
+    await held_writes.flush(conn)
     cur = await conn.execute(
         """SELECT l.*, p.account_type,
                   EXISTS (SELECT 1 FROM wash_sales w WHERE w.replacement_lot_id = l.id) AS is_replacement
@@ -74,6 +76,7 @@ async def pending_losses(
     user's rows of the symbol and probe the portfolios for each (13 ms instead of 0.4 ms a call
     with a few thousand lots whose statistics were not yet gathered).
     """
+    await held_writes.flush(conn)
     cur = await conn.execute(
         """SELECT r.id, r.symbol, r.sold_at, r.acquired_at, r.shares, r.proceeds, r.cost_basis,
                   (SELECT l.always_long FROM lots l WHERE l.id = r.lot_id) AS always_long,
@@ -99,6 +102,7 @@ async def pending_losses(
 async def lot_sources(conn: Conn, lot_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, Row]:
     """Portfolio, source and purchase of stored lots (what a lot split off them inherits), and the
     loss basis and always-long flag a sale of a gift or an inheritance is figured with."""
+    await held_writes.flush(conn)
     cur = await conn.execute(
         """SELECT id, portfolio_id, source, purchase_lot_id, loss_basis, always_long, transfer_status
            FROM lots WHERE id = ANY(%s)""",
@@ -123,6 +127,7 @@ async def insert_realized(
     term: str,
 ) -> uuid.UUID:
     """One Form 8949 row; ``gain_loss`` is column (h): proceeds - basis + the disallowed loss."""
+    await held_writes.flush(conn)
     cur = await conn.execute(
         """INSERT INTO realized_lots (portfolio_id, lot_id, fill_id, symbol, shares, acquired_at, sold_at,
                                       proceeds, cost_basis, wash_sale_disallowed, gain_loss, term)
@@ -175,6 +180,7 @@ async def insert_wash_sale(
     permanent: bool,
     fill_id: uuid.UUID | None,
 ) -> None:
+    await held_writes.flush(conn)
     await conn.execute(
         """INSERT INTO wash_sales (user_id, realized_lot_id, replacement_lot_id, replacement_portfolio_id,
                                    replacement_account_type, symbol, replacement_symbol, sold_at,
@@ -235,6 +241,7 @@ async def tax_profile(conn: Conn, user_id: uuid.UUID) -> Row | None:
 
 async def open_buy_orders(conn: Conn, user_ids: Collection[uuid.UUID]) -> list[Row]:
     """The users' (one user's, or a household's) buy orders still open: purchases on their way."""
+    await held_writes.flush(conn)
     cur = await conn.execute(
         """SELECT id, portfolio_id, symbol, quantity - filled_quantity AS remaining FROM orders
            WHERE user_id = ANY(%s::uuid[]) AND side = 'buy' AND status = ANY(%s) ORDER BY created_date""",

@@ -463,8 +463,7 @@ class OrderDesk:
         fills: list[dict[str, Any]] = []
         balance: Decimal | None = None
         if execution is not None and applied is not None:
-            fill = await order_store.insert_fill(conn, row["id"], execution, market_date=today)
-            assert fill is not None, "a new order has no fills yet"
+            fill = await order_store.insert_new_fill(conn, row["id"], execution, market_date=today)
             changed, balance = await self._book_fill(
                 conn,
                 row,
