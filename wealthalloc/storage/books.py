@@ -185,10 +185,11 @@ async def add_cash_movement(
     await held_writes.write(conn, _CASH_MOVEMENTS, row)
 
 
-_CASH_MOVEMENTS = """INSERT INTO cash_movements (portfolio_id, amount, kind, idempotency_key, reference_id,
-                                                  description, balance_after)
-                     SELECT * FROM unnest(%s::uuid[], %s::numeric[], %s::text[], %s::text[], %s::uuid[],
-                                          %s::text[], %s::numeric[])"""
+_CASH_MOVEMENTS = held_writes.Insert.of(
+    "cash_movements",
+    """portfolio_id uuid, amount numeric, kind text, idempotency_key text, reference_id uuid,
+       description text, balance_after numeric""",
+)
 
 
 async def cash_movements(conn: Conn, portfolio_id: uuid.UUID) -> list[Row]:

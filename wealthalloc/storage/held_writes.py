@@ -41,6 +41,37 @@ from psycopg.rows import DictRow
 Conn = AsyncConnection[DictRow]
 
 
+@dataclass(frozen=True)
+class Insert:
+    """An INSERT a block can hold: ``table`` and its columns, each with its type.
+
+    A block holding many rows writes them as ``unnest`` of one array a column; one row (an order
+    placed alone) is written as plain values, since the driver takes about twice as long to dump a
+    one-element array as the value in it."""
+
+    table: str
+    columns: tuple[tuple[str, str], ...]  # (name, type)
+
+    @classmethod
+    def of(cls, table: str, columns: str) -> Insert:
+        """``columns`` as ``"id uuid, symbol text, ..."``."""
+        pairs = (column.split() for column in columns.split(","))
+        return cls(table, tuple((name, kind) for name, kind in pairs))
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.columns)
+
+    def sql(self, rows: int) -> str:
+        into = f"INSERT INTO {self.table} ({', '.join(self.names)})"
+        if rows == 1:
+            return f"{into} VALUES ({', '.join(f'%s::{kind}' for _, kind in self.columns)})"
+        return f"{into} SELECT * FROM unnest({', '.join(f'%s::{kind}[]' for _, kind in self.columns)})"
+
+
+Statement = str | Insert  # a str takes one array a column, for one row or many
+
+
 class Stage(IntEnum):
     """When a held statement runs as its block is written: after the rows its own rows refer to."""
 
@@ -57,10 +88,11 @@ class Holder:
 
     conn: Conn
     outer: Holder | None = None  # the block around this one on the same connection
-    rows: dict[tuple[Stage, str], dict[object, tuple[Any, ...]]] = field(default_factory=dict)
+    rows: dict[tuple[Stage, Statement], dict[object, tuple[Any, ...]]] = field(default_factory=dict)
 
-    def add(self, many: str, row: tuple[Any, ...], *, replacing: object = None, stage: Stage) -> None:
-        """``many`` takes one array a column (``unnest(%s::uuid[], ...)``); ``row`` is one value each.
+    def add(self, many: Statement, row: tuple[Any, ...], *, replacing: object = None, stage: Stage) -> None:
+        """``many`` is an :class:`Insert`, or takes one array a column (``unnest(%s::uuid[], ...)``);
+        ``row`` is one value a column.
 
         With ``replacing``, the row replaces the one held earlier under the same key: a value set
         many times in the block (a portfolio's cash after each fill) is written once, the last.
@@ -75,8 +107,15 @@ class Holder:
         """Write what is held, stage by stage, and hold nothing."""
         held, self.rows = self.rows, {}
         for stage, many in sorted(held, key=lambda statement: statement[0]):  # stable: added order within
-            columns = zip(*held[stage, many].values(), strict=True)
-            await self.conn.execute(many, [list(column) for column in columns])
+            await _execute(self.conn, many, list(held[stage, many].values()))
+
+
+async def _execute(conn: Conn, many: Statement, rows: list[tuple[Any, ...]]) -> None:
+    if isinstance(many, Insert) and len(rows) == 1:
+        await conn.execute(many.sql(1), rows[0])
+        return
+    columns = zip(*rows, strict=True)
+    await conn.execute(many if isinstance(many, str) else many.sql(len(rows)), [list(c) for c in columns])
 
 
 _HOLDER: ContextVar[Holder | None] = ContextVar("wealthalloc_held_writes", default=None)
@@ -89,14 +128,14 @@ def _holder(conn: Conn) -> Holder | None:
 
 
 async def write(
-    conn: Conn, many: str, row: tuple[Any, ...], *, replacing: object = None, stage: Stage = Stage.ROWS
+    conn: Conn, many: Statement, row: tuple[Any, ...], *, replacing: object = None, stage: Stage = Stage.ROWS
 ) -> None:
     """Hand ``row`` to ``conn``'s open block (:meth:`Holder.add`), or write it now with ``many``."""
     held = _holder(conn)
     if held is not None:
         held.add(many, row, replacing=replacing, stage=stage)
     else:
-        await conn.execute(many, [[value] for value in row])
+        await _execute(conn, many, [row])
 
 
 async def flush(conn: Conn) -> None:

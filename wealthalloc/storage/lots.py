@@ -62,12 +62,12 @@ async def insert_lot(
     )
 
 
-_LOTS = """INSERT INTO lots (id, portfolio_id, symbol, shares, original_shares, cost_basis, adjusted_basis,
-                            acquired_at, holding_period_start, wash_sale_disallowed, source,
-                            opened_by_fill_id, purchase_lot_id, loss_basis, always_long)
-           SELECT * FROM unnest(%s::uuid[], %s::uuid[], %s::text[], %s::numeric[], %s::numeric[],
-                                %s::numeric[], %s::numeric[], %s::date[], %s::date[], %s::numeric[],
-                                %s::text[], %s::uuid[], %s::uuid[], %s::numeric[], %s::bool[])"""
+_LOTS = held_writes.Insert.of(
+    "lots",
+    """id uuid, portfolio_id uuid, symbol text, shares numeric, original_shares numeric, cost_basis numeric,
+       adjusted_basis numeric, acquired_at date, holding_period_start date, wash_sale_disallowed numeric,
+       source text, opened_by_fill_id uuid, purchase_lot_id uuid, loss_basis numeric, always_long bool""",
+)
 
 
 async def rewrite_lot(conn: Conn, lot: Lot, *, original_shares: Decimal) -> None:

@@ -42,17 +42,22 @@ async def insert_order(conn: Conn, **values: Any) -> Row:
     row["status"] = str(row["status"])  # an OrderStatus: the text PostgreSQL gives back
     if row["lot_ids"] is not None:
         row["lot_ids"] = [str(i) for i in row["lot_ids"]]
-    stored = tuple(json.dumps(row[c]) if c == "lot_ids" and row[c] is not None else row[c] for c in _INSERTED)
+    stored = tuple(
+        json.dumps(row[c]) if c == "lot_ids" and row[c] is not None else row[c] for c in _ORDERS.names
+    )
     await held_writes.write(conn, _ORDERS, stored, stage=held_writes.Stage.ORDERS)
     return {column: row[column] for column in _RETURNED}
 
 
-_INSERTED = (
-    "id", "portfolio_id", "user_id", "idempotency_key", "request_hash", "symbol", "side", "quantity",
-    "order_type", "limit_price", "stop_price", "time_in_force", "status", "filled_quantity",
-    "average_fill_price", "reserved_cash", "broker", "broker_order_id", "lot_method", "lot_ids", "price_cap",
-    "market_date", "origin", "submitted_at", "created_date", "updated_date",
-)  # fmt: skip
+_ORDERS = held_writes.Insert.of(
+    "orders",
+    """id uuid, portfolio_id uuid, user_id uuid, idempotency_key text, request_hash text, symbol text,
+       side text, quantity numeric, order_type text, limit_price numeric, stop_price numeric,
+       time_in_force text, status text, filled_quantity numeric, average_fill_price numeric,
+       reserved_cash numeric, broker text, broker_order_id text, lot_method text, lot_ids jsonb,
+       price_cap numeric, market_date date, origin text, submitted_at timestamptz, created_date timestamptz,
+       updated_date timestamptz""",
+)
 _RETURNED = tuple(column.strip() for column in ORDER_COLUMNS.split(","))
 _ORDER_SCALES = {
     "quantity": 6,
@@ -63,13 +68,6 @@ _ORDER_SCALES = {
     "reserved_cash": 4,
     "price_cap": 6,
 }
-_ORDERS = f"""INSERT INTO orders ({", ".join(_INSERTED)})
-              SELECT * FROM unnest(%s::uuid[], %s::uuid[], %s::uuid[], %s::text[], %s::text[], %s::text[],
-                                   %s::text[], %s::numeric[], %s::text[], %s::numeric[], %s::numeric[],
-                                   %s::text[], %s::text[], %s::numeric[], %s::numeric[], %s::numeric[],
-                                   %s::text[], %s::text[], %s::text[], %s::jsonb[], %s::numeric[],
-                                   %s::date[], %s::text[], %s::timestamptz[], %s::timestamptz[],
-                                   %s::timestamptz[])"""
 
 
 def scaled(value: Decimal | None, places: int) -> Decimal | None:
@@ -193,10 +191,11 @@ async def insert_new_fill(conn: Conn, order_id: uuid.UUID, execution: Execution,
     return row
 
 
-_FILLS = """INSERT INTO fills (id, order_id, fill_id, quantity, price, commission, executed_at,
-                              broker_exec_id, market_date)
-            SELECT * FROM unnest(%s::uuid[], %s::uuid[], %s::text[], %s::numeric[], %s::numeric[],
-                                 %s::numeric[], %s::timestamptz[], %s::text[], %s::date[])"""
+_FILLS = held_writes.Insert.of(
+    "fills",
+    """id uuid, order_id uuid, fill_id text, quantity numeric, price numeric, commission numeric,
+       executed_at timestamptz, broker_exec_id text, market_date date""",
+)
 
 
 async def cash_commitments(
@@ -301,11 +300,11 @@ async def insert_trade(
     return trade_id
 
 
-_TRADES = """INSERT INTO trades (id, portfolio_id, order_id, symbol, side, shares, price, total_amount,
-                                 commission, status, ibkr_order_id)
-             SELECT * FROM unnest(%s::uuid[], %s::uuid[], %s::uuid[], %s::text[], %s::text[],
-                                  %s::numeric[], %s::numeric[], %s::numeric[], %s::numeric[],
-                                  %s::text[], %s::text[])"""
+_TRADES = held_writes.Insert.of(
+    "trades",
+    """id uuid, portfolio_id uuid, order_id uuid, symbol text, side text, shares numeric, price numeric,
+       total_amount numeric, commission numeric, status text, ibkr_order_id text""",
+)
 
 
 async def pending_orders(conn: Conn, *, broker: str, older_than_s: float, limit: int = 500) -> list[Row]:

@@ -34,6 +34,7 @@ async def add_event(
     return event_id
 
 
-_EVENTS = """INSERT INTO events (id, topic, event_type, version, user_id, aggregate_id, payload)
-             SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::int[], %s::uuid[],
-                                  %s::uuid[], %s::jsonb[])"""
+_EVENTS = held_writes.Insert.of(
+    "events",
+    """id uuid, topic text, event_type text, version int, user_id uuid, aggregate_id uuid, payload jsonb""",
+)

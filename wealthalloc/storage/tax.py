@@ -382,19 +382,19 @@ async def attach_orders(
     )
 
 
-async def blocking_harvest(
+async def blocking_harvests(
     conn: Conn, user_ids: Collection[uuid.UUID], *, symbols: Collection[str], today: date
-) -> Row | None:
-    """The executed harvest (of one user, or of either member of a household) whose wash-sale window
-    still forbids buying one of ``symbols``, if any."""
+) -> list[Row]:
+    """The executed harvests (of one user, or of either member of a household) whose wash-sale windows
+    still forbid buying one of ``symbols``, the window ending last first."""
     cur = await conn.execute(
         f"""SELECT {HARVEST_COLUMNS} FROM tax_harvests
             WHERE user_id = ANY(%s::uuid[]) AND status = 'executed' AND symbol = ANY(%s)
               AND wash_sale_window_end >= %s
-            ORDER BY wash_sale_window_end DESC LIMIT 1""",
+            ORDER BY wash_sale_window_end DESC, id""",
         (sorted(user_ids), sorted(symbols), today),
     )
-    return await cur.fetchone()
+    return await cur.fetchall()
 
 
 def _json_fields(values: Mapping[str, Any]) -> dict[str, Any]:

@@ -122,14 +122,26 @@ class Standing:
 
     @classmethod
     async def read(
-        cls, conn: store.Conn, user_id: uuid.UUID, portfolio: dict[str, Any], buys: Iterable[str] = ()
+        cls,
+        conn: store.Conn,
+        user_id: uuid.UUID,
+        portfolio: dict[str, Any],
+        buys: Iterable[str] = (),
+        today: date | None = None,
     ) -> Standing:
-        """The book for orders that buy ``buys`` (among others)."""
+        """The book for orders that buy ``buys`` (among others) on ``today``: what blocks each of
+        those buys is read with it, in one statement."""
         groups = await tax_store.identity_groups(conn)
         # The book's lock holds the household's row: the circle read here is the fills' too.
         circle = await households.wash_sale_circle(conn, user_id, lock=False)
         open_orders = await order_store.open_orders_of_portfolio(conn, portfolio["id"])
-        return cls(portfolio, list(open_orders), groups, circle, wash_sales.WaitingLosses(frozenset(buys)))
+        buys = frozenset(buys)
+        blocking = (
+            await wash_sales.blocking_harvests(conn, user_id, buys, today, groups=groups, circle=circle)
+            if buys and today is not None
+            else {}
+        )
+        return cls(portfolio, list(open_orders), groups, circle, wash_sales.WaitingLosses(buys), blocking)
 
     async def refuse_blocked_buy(
         self, conn: store.Conn, user_id: uuid.UUID, symbol: str, today: date
@@ -518,7 +530,7 @@ class OrderDesk:
             also_changed.clear()
             children = [self._child(m, part, origin) for part in parts_of(body)]
             buys = {c.bought for c in children if c.bought is not None}
-            standing = await Standing.read(conn, m.user_id, portfolio, buys)
+            standing = await Standing.read(conn, m.user_id, portfolio, buys, self.market.today())
             claims = await idempotency.claim_answered(
                 conn, m.user_id, [c.answered for c in children if c.answered is not None]
             )
