@@ -140,7 +140,7 @@ async def set_cash(conn: Conn, portfolio_id: uuid.UUID, balance: Decimal) -> Non
 
 
 _SET_CASH = """UPDATE portfolios p SET cash_balance = v.cash, version = p.version + 1, updated_date = now()
-               FROM unnest(%s::uuid[], %s::numeric[]) AS v (id, cash) WHERE p.id = v.id"""
+               FROM unnest(%b::uuid[], %b::numeric[]) AS v (id, cash) WHERE p.id = v.id"""
 
 
 _CASH_MOVEMENT = """INSERT INTO cash_movements (portfolio_id, amount, kind, idempotency_key, reference_id,
@@ -223,7 +223,7 @@ async def refresh_holdings(conn: Conn, portfolio_id: uuid.UUID, symbol: str) -> 
 
 _REFRESH_HOLDINGS = """
 WITH touched AS (
-    SELECT DISTINCT * FROM unnest(%s::uuid[], %s::text[]) AS t (portfolio_id, symbol)
+    SELECT DISTINCT * FROM unnest(%b::uuid[], %b::text[]) AS t (portfolio_id, symbol)
 ), total AS (
     SELECT t.portfolio_id, t.symbol,
            coalesce(sum(l.shares), 0) AS shares, coalesce(sum(l.adjusted_basis), 0) AS basis

@@ -45,9 +45,10 @@ Conn = AsyncConnection[DictRow]
 class Insert:
     """An INSERT a block can hold: ``table`` and its columns, each with its type.
 
-    A block holding many rows writes them as ``unnest`` of one array a column; one row (an order
-    placed alone) is written as plain values, since the driver takes about twice as long to dump a
-    one-element array as the value in it."""
+    A block holding many rows writes them as ``unnest`` of one array a column, sent in PostgreSQL's
+    binary format (``%b``): the driver dumps fifty rows of events about five times faster than as
+    text. One row (an order placed alone) is written as plain values, since the driver takes about
+    twice as long to dump a one-element array as the value in it."""
 
     table: str
     columns: tuple[tuple[str, str], ...]  # (name, type)
@@ -66,7 +67,7 @@ class Insert:
         into = f"INSERT INTO {self.table} ({', '.join(self.names)})"
         if rows == 1:
             return f"{into} VALUES ({', '.join(f'%s::{kind}' for _, kind in self.columns)})"
-        return f"{into} SELECT * FROM unnest({', '.join(f'%s::{kind}[]' for _, kind in self.columns)})"
+        return f"{into} SELECT * FROM unnest({', '.join(f'%b::{kind}[]' for _, kind in self.columns)})"
 
 
 Statement = str | Insert  # a str takes one array a column, for one row or many
@@ -91,7 +92,7 @@ class Holder:
     rows: dict[tuple[Stage, Statement], dict[object, tuple[Any, ...]]] = field(default_factory=dict)
 
     def add(self, many: Statement, row: tuple[Any, ...], *, replacing: object = None, stage: Stage) -> None:
-        """``many`` is an :class:`Insert`, or takes one array a column (``unnest(%s::uuid[], ...)``);
+        """``many`` is an :class:`Insert`, or takes one array a column (``unnest(%b::uuid[], ...)``);
         ``row`` is one value a column.
 
         With ``replacing``, the row replaces the one held earlier under the same key: a value set

@@ -100,7 +100,7 @@ async def claim_answered(
         """INSERT INTO idempotency_keys
                (user_id, key, method, path, request_hash, response_status, response_body, completed_at)
            SELECT %s, c.key, c.method, c.path, c.hash, c.status, c.body::jsonb, now()
-           FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::int[], %s::text[])
+           FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::int[], %b::text[])
                 AS c(key, method, path, hash, status, body)
            ON CONFLICT (user_id, key) DO NOTHING RETURNING key, id""",
         (
