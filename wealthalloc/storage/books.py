@@ -51,9 +51,15 @@ async def owner_of(conn: Conn, portfolio_id: uuid.UUID) -> uuid.UUID | None:
 
 
 async def open_lots_of_user(conn: Conn, user_id: uuid.UUID) -> list[Row]:
+    """The user's open lots in every portfolio. The portfolios are found first, then their lots through
+    the open-lots index: joined the plain way, a planner without fresh statistics walks every open
+    lot and probes ``portfolios`` for each (what made a rebalance's plan cost PostgreSQL most)."""
+    await held_writes.flush(conn)
     cur = await conn.execute(
-        """SELECT l.* FROM lots l JOIN portfolios p ON p.id = l.portfolio_id
-           WHERE p.user_id = %s AND p.deleted_at IS NULL AND l.closed_at IS NULL AND l.shares > 0
+        """SELECT l.* FROM lots l
+           WHERE l.portfolio_id = ANY(ARRAY(SELECT id FROM portfolios
+                                            WHERE user_id = %s AND deleted_at IS NULL))
+             AND l.closed_at IS NULL AND l.shares > 0
            ORDER BY l.acquired_at, l.id""",
         (user_id,),
     )

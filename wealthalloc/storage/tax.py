@@ -213,7 +213,9 @@ async def realized_rows(
     conn: Conn, user_id: uuid.UUID, *, portfolio_id: uuid.UUID | None = None, through: date | None = None
 ) -> list[Row]:
     """Realized rows of the user (or of one portfolio), with the account type, the lot's acquisition date
-    and the part of the adjustment whose replacement sits in an IRA (lost for good), in sale order."""
+    and the part of the adjustment whose replacement sits in an IRA (lost for good), in sale order.
+    The user's portfolios first, as in :func:`open_lots`."""
+    await held_writes.flush(conn)
     cur = await conn.execute(
         """SELECT r.*, p.account_type, l.acquired_at AS lot_acquired_at,
                   coalesce((SELECT sum(w.disallowed) FROM wash_sales w
@@ -221,7 +223,7 @@ async def realized_rows(
            FROM realized_lots r
            JOIN portfolios p ON p.id = r.portfolio_id
            JOIN lots l ON l.id = r.lot_id
-           WHERE p.user_id = %(user)s
+           WHERE r.portfolio_id = ANY(ARRAY(SELECT id FROM portfolios WHERE user_id = %(user)s))
              AND (%(portfolio)s::uuid IS NULL OR r.portfolio_id = %(portfolio)s::uuid)
              AND (%(through)s::date IS NULL OR r.sold_at <= %(through)s::date)
            ORDER BY r.sold_at, r.created_at, r.id""",
