@@ -211,10 +211,11 @@ class BookService:
             self._books.move_to_end(user_id)
             return book
         async with self.pool.connection() as conn:
-            portfolios = await store.portfolios_of(conn, user_id)
-            lot_rows = await store.open_lots_of_user(conn, user_id)
-            commitments = await order_store.cash_commitments(
-                conn, user_id=user_id, since=self.settlement_horizon()
+            portfolios, lot_rows, commitments = await store.rows_together(
+                conn,
+                store.portfolios_query(user_id),
+                store.open_lots_of_user_query(user_id),
+                order_store.cash_commitments_query(user_id, self.settlement_horizon()),
             )
         lots: dict[uuid.UUID, list[Lot]] = {p["id"]: [] for p in portfolios}
         for row in lot_rows:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -16,6 +16,7 @@ from wealthalloc.storage import held_writes
 
 Conn = AsyncConnection[DictRow]
 Row = dict[str, Any]
+Query = tuple[str, Sequence[Any] | Mapping[str, Any]]  # a statement and its parameters
 
 PORTFOLIO_COLUMNS = """
 id, user_id, name, account_type, base_currency, is_default, lot_method, cash_balance, total_value,
@@ -25,12 +26,28 @@ created_date, updated_date
 
 
 async def portfolios_of(conn: Conn, user_id: uuid.UUID) -> list[Row]:
-    cur = await conn.execute(
+    [rows] = await rows_together(conn, portfolios_query(user_id))
+    return rows
+
+
+def portfolios_query(user_id: uuid.UUID) -> Query:
+    return (
         f"""SELECT {PORTFOLIO_COLUMNS} FROM portfolios WHERE user_id = %s AND deleted_at IS NULL
             ORDER BY is_default DESC, created_date, id""",
         (user_id,),
     )
-    return await cur.fetchall()
+
+
+async def rows_together(conn: Conn, *queries: Query) -> list[list[Row]]:
+    """The rows of each query, all of them sent before any answer is read: one round trip where each
+    query alone takes one (a book loaded cold reads three)."""
+    await held_writes.flush(conn)
+    if len(queries) == 1:
+        cur = await conn.execute(*queries[0])
+        return [await cur.fetchall()]
+    async with conn.pipeline():
+        cursors = [await conn.execute(sql, params) for sql, params in queries]
+        return [await cur.fetchall() for cur in cursors]
 
 
 async def portfolio_for_update(conn: Conn, user_id: uuid.UUID, portfolio_id: uuid.UUID) -> Row | None:
@@ -50,12 +67,11 @@ async def owner_of(conn: Conn, portfolio_id: uuid.UUID) -> uuid.UUID | None:
     return None if row is None else uuid.UUID(str(row["user_id"]))
 
 
-async def open_lots_of_user(conn: Conn, user_id: uuid.UUID) -> list[Row]:
+def open_lots_of_user_query(user_id: uuid.UUID) -> Query:
     """The user's open lots in every portfolio. The portfolios are found first, then their lots through
-    the open-lots index: joined the plain way, a planner without fresh statistics walks every open
-    lot and probes ``portfolios`` for each (what made a rebalance's plan cost PostgreSQL most)."""
-    await held_writes.flush(conn)
-    cur = await conn.execute(
+    the open-lots index: joined the plain way, a planner without fresh statistics may walk every open
+    lot and probe ``portfolios`` for each."""
+    return (
         """SELECT l.* FROM lots l
            WHERE l.portfolio_id = ANY(ARRAY(SELECT id FROM portfolios
                                             WHERE user_id = %s AND deleted_at IS NULL))
@@ -63,7 +79,6 @@ async def open_lots_of_user(conn: Conn, user_id: uuid.UUID) -> list[Row]:
            ORDER BY l.acquired_at, l.id""",
         (user_id,),
     )
-    return await cur.fetchall()
 
 
 def lot_from_row(row: Mapping[str, Any]) -> Lot:

@@ -15,7 +15,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from wealthalloc.storage import held_writes
-from wealthalloc.storage.books import Conn, Row
+from wealthalloc.storage.books import Conn, Query, Row, rows_together
 from wealthalloc.trading.status import OPEN_STATUSES
 from wealthalloc.trading.tickets import Execution
 
@@ -201,12 +201,16 @@ _FILLS = held_writes.Insert.of(
 async def cash_commitments(
     conn: Conn, *, user_id: uuid.UUID, since: date, portfolio_id: uuid.UUID | None = None
 ) -> list[Row]:
+    [rows] = await rows_together(conn, cash_commitments_query(user_id, since, portfolio_id))
+    return rows
+
+
+def cash_commitments_query(user_id: uuid.UUID, since: date, portfolio_id: uuid.UUID | None = None) -> Query:
     """What holds a user's cash back, in one query: open buys (``kind`` 'reserved', with
     ``reserved_cash``) and the sell fills booked on or after ``since`` (``kind`` 'sale', with
     ``market_date``, ``quantity``, ``price``, ``commission``), whose proceeds may not have settled.
     One portfolio's rows only when ``portfolio_id`` is given."""
-    await held_writes.flush(conn)
-    cur = await conn.execute(
+    return (
         """SELECT 'reserved' AS kind, o.portfolio_id, o.reserved_cash,
                   NULL::date AS market_date, NULL::numeric AS quantity, NULL::numeric AS price,
                   NULL::numeric AS commission
@@ -220,7 +224,6 @@ async def cash_commitments(
              AND (%(portfolio)s::uuid IS NULL OR o.portfolio_id = %(portfolio)s::uuid)""",
         {"user": user_id, "open": list(OPEN_STATUSES), "since": since, "portfolio": portfolio_id},
     )
-    return await cur.fetchall()
 
 
 async def record_fill_on_order(
