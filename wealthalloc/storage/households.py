@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Collection
 from datetime import datetime
 
-from wealthalloc.storage.books import Conn, Row
+from wealthalloc.storage.books import Conn, Query, Row
 
 INVITATION_COLUMNS = """
 i.id, i.inviter_id, i.invitee_email, i.status, i.household_id, i.created_at, i.expires_at, i.responded_at
@@ -42,6 +42,24 @@ async def wash_sale_circle(conn: Conn, user_id: uuid.UUID, *, lock: bool = True)
     )
     members = [uuid.UUID(str(r["user_id"])) for r in await cur.fetchall()]
     return members if user_id in members else [user_id]  # left between the two reads
+
+
+def circle_held_query(user_id: uuid.UUID) -> Query:
+    """The members of the user's household in one statement, for a transaction that already holds
+    the household's row (:func:`wash_sale_circle` with ``lock`` took it): nobody can join or leave
+    meanwhile, so the members need no second read. :func:`circle_of` makes the circle of its rows."""
+    return (
+        """SELECT m2.user_id FROM household_members m
+           JOIN households h ON h.id = m.household_id AND h.dissolved_at IS NULL
+           JOIN household_members m2 ON m2.household_id = h.id
+           WHERE m.user_id = %s ORDER BY m2.user_id""",
+        (user_id,),
+    )
+
+
+def circle_of(user_id: uuid.UUID, rows: list[Row]) -> list[uuid.UUID]:
+    """The circle :func:`circle_held_query` read: the members, or the user alone."""
+    return [uuid.UUID(str(row["user_id"])) for row in rows] or [user_id]
 
 
 async def household_of(conn: Conn, user_id: uuid.UUID, *, for_update: bool = False) -> Row | None:

@@ -94,12 +94,15 @@ async def order(conn: Conn, order_id: uuid.UUID, *, for_update: bool = False) ->
 
 
 async def open_orders_of_portfolio(conn: Conn, portfolio_id: uuid.UUID) -> list[Row]:
-    await held_writes.flush(conn)
-    cur = await conn.execute(
+    [rows] = await rows_together(conn, open_orders_query(portfolio_id))
+    return rows
+
+
+def open_orders_query(portfolio_id: uuid.UUID) -> Query:
+    return (
         f"SELECT {ORDER_COLUMNS} FROM orders WHERE portfolio_id = %s AND status = ANY(%s)",
         (portfolio_id, list(OPEN_STATUSES)),
     )
-    return await cur.fetchall()
 
 
 async def fills_of(conn: Conn, order_id: uuid.UUID) -> list[Row]:

@@ -19,7 +19,7 @@ from typing import Any
 
 from wealthalloc.domain.wash_sale import IdentityGroups
 from wealthalloc.storage import held_writes
-from wealthalloc.storage.books import Conn, Row
+from wealthalloc.storage.books import Conn, Query, Row, rows_together
 from wealthalloc.trading.status import OPEN_STATUSES
 
 # Substantially identical securities ---------------------------------------------------------------
@@ -27,8 +27,15 @@ from wealthalloc.trading.status import OPEN_STATUSES
 
 async def identity_groups(conn: Conn) -> IdentityGroups:
     """The operator's ``wash_sale_groups`` table as the engine reads it."""
-    cur = await conn.execute("SELECT group_name, symbol FROM wash_sale_groups ORDER BY group_name, symbol")
-    return IdentityGroups.from_rows((row["group_name"], row["symbol"]) for row in await cur.fetchall())
+    [rows] = await rows_together(conn, IDENTITY_GROUPS)
+    return identity_groups_of(rows)
+
+
+IDENTITY_GROUPS: Query = ("SELECT group_name, symbol FROM wash_sale_groups ORDER BY group_name, symbol", ())
+
+
+def identity_groups_of(rows: list[Row]) -> IdentityGroups:
+    return IdentityGroups.from_rows((row["group_name"], row["symbol"]) for row in rows)
 
 
 # Lots and losses the wash-sale rule can touch ---------------------------------------------------

@@ -131,10 +131,16 @@ class Standing:
     ) -> Standing:
         """The book for orders that buy ``buys`` (among others) on ``today``: what blocks each of
         those buys is read with it, in one statement."""
-        groups = await tax_store.identity_groups(conn)
-        # The book's lock holds the household's row: the circle read here is the fills' too.
-        circle = await households.wash_sale_circle(conn, user_id, lock=False)
-        open_orders = await order_store.open_orders_of_portfolio(conn, portfolio["id"])
+        # The book's lock holds the household's row: the circle read here is the fills' too. The
+        # three reads are sent together: one round trip.
+        group_rows, members, open_orders = await store.rows_together(
+            conn,
+            tax_store.IDENTITY_GROUPS,
+            households.circle_held_query(user_id),
+            order_store.open_orders_query(portfolio["id"]),
+        )
+        groups = tax_store.identity_groups_of(group_rows)
+        circle = households.circle_of(user_id, members)
         buys = frozenset(buys)
         blocking = (
             await wash_sales.blocking_harvests(conn, user_id, buys, today, groups=groups, circle=circle)
