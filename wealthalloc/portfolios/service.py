@@ -1038,12 +1038,16 @@ class BookService:
         """The portfolio's row, locked for this transaction.
 
         A household's changes serialize on its row, taken before any row of the book, so the
-        spouses' fills never wait on each other's rows (docs/tax-households.md)."""
-        await households.wash_sale_circle(conn, user_id)
-        row = await store.portfolio_for_update(conn, user_id, portfolio_id)
-        if row is None:
+        spouses' fills never wait on each other's rows (docs/tax-households.md). Both locks are
+        sent together, in that order: one round trip."""
+        _, rows = await store.rows_together(
+            conn,
+            households.household_lock_query(user_id),
+            store.portfolio_for_update_query(user_id, portfolio_id),
+        )
+        if not rows:
             raise not_found()
-        return row
+        return rows[0]
 
     # Cache ---------------------------------------------------------------------------------------
 

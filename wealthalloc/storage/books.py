@@ -51,12 +51,16 @@ async def rows_together(conn: Conn, *queries: Query) -> list[list[Row]]:
 
 
 async def portfolio_for_update(conn: Conn, user_id: uuid.UUID, portfolio_id: uuid.UUID) -> Row | None:
-    cur = await conn.execute(
+    [rows] = await rows_together(conn, portfolio_for_update_query(user_id, portfolio_id))
+    return rows[0] if rows else None
+
+
+def portfolio_for_update_query(user_id: uuid.UUID, portfolio_id: uuid.UUID) -> Query:
+    return (
         f"""SELECT {PORTFOLIO_COLUMNS} FROM portfolios
             WHERE id = %s AND user_id = %s AND deleted_at IS NULL FOR UPDATE""",
         (portfolio_id, user_id),
     )
-    return await cur.fetchone()
 
 
 async def owner_of(conn: Conn, portfolio_id: uuid.UUID) -> uuid.UUID | None:

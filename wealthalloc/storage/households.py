@@ -44,6 +44,16 @@ async def wash_sale_circle(conn: Conn, user_id: uuid.UUID, *, lock: bool = True)
     return members if user_id in members else [user_id]  # left between the two reads
 
 
+def household_lock_query(user_id: uuid.UUID) -> Query:
+    """Lock the user's household's row, if the user has one: what :func:`wash_sale_circle` with
+    ``lock`` takes first, for a caller that reads the members later (:func:`circle_held_query`)."""
+    return (
+        """SELECT h.id FROM households h JOIN household_members m ON m.household_id = h.id
+           WHERE m.user_id = %s AND h.dissolved_at IS NULL FOR UPDATE OF h""",
+        (user_id,),
+    )
+
+
 def circle_held_query(user_id: uuid.UUID) -> Query:
     """The members of the user's household in one statement, for a transaction that already holds
     the household's row (:func:`wash_sale_circle` with ``lock`` took it): nobody can join or leave
