@@ -1,19 +1,19 @@
-"""Rows nobody reads back in their transaction, held and written together: one statement a table.
+"""Rows a transaction writes, held and written together: one statement a table.
 
-A batch of fifty orders makes a hundred events, fifty trades and fifty cash movements, recomputes
-holdings rows and sets its portfolio's cash fifty times. One ``INSERT ... SELECT * FROM unnest(...)``
-of fifty rows costs PostgreSQL (and the shard's driver) far less than fifty INSERTs, and the rows
-are the same; a value set many times (the cash) is written once, the last. Writers of such rows
-(the outbox's events, a fill's trade, cash movement and cash, the holdings) give their row to
-:func:`write`: it goes to the connection's open block, or outside a block is written at once by the
-same statement, as one-row arrays. So each table has one statement for one row or many.
+A batch of fifty orders makes fifty orders, fills and lots, a hundred events, fifty trades and
+fifty cash movements, recomputes holdings rows and sets its portfolio's cash fifty times. One
+``INSERT ... SELECT * FROM unnest(...)`` of fifty rows costs PostgreSQL (and the shard's driver) far
+less than fifty INSERTs, and the rows are the same; a value set many times (the cash) is written
+once, the last. Writers of such rows (the orders, fills and lots of the order desk, the outbox's
+events, a fill's trade, cash movement and cash, the holdings) give their row to :func:`write`: it
+goes to the connection's open block, or outside a block is written at once by the same statement
+(an :class:`Insert` as one row of values). So each table has one statement for one row or many.
 
-An order, its fill and its lot are held too (one INSERT a table for a batch instead of three an
-order), so the rows are written stage by stage (:class:`Stage`): a row before the rows that refer to
-it (the orders, then their fills, then the lots the fills opened, then everything else), and a
-statement that reads what the others wrote (the holdings' recompute) last. Within a stage, rows go
-in the order they were added (an identity column such as the events' ``sequence`` numbers them in
-that order).
+Since rows refer to each other, they are written stage by stage (:class:`Stage`): a row before the
+rows that refer to it (the orders, then their fills, then the lots the fills opened, then everything
+else), and a statement that reads what the others wrote (the holdings' recompute) last. Within a
+stage, rows go in the order they were added (an identity column such as the events' ``sequence``
+numbers them in that order).
 
 A block that raises writes none of its rows (what they described is rolled back with it), and a
 block inside another hands its rows to the outer one when it ends; the outermost writes them all
