@@ -36,7 +36,9 @@ async def insert_order(conn: Conn, **values: Any) -> Row:
     claimed before (the unique (user, key) holds), and the rules checked its values.
     """
     now = datetime.now(UTC)
-    row = {"reject_reason": None, "created_date": now, "updated_date": now, **values}
+    # Not sent yet (a broker other than the embedded venue): no broker id, not submitted.
+    unsent = {"broker_order_id": None, "submitted_at": None, "reject_reason": None}
+    row = {**unsent, "created_date": now, "updated_date": now, **values}
     for column, places in _ORDER_SCALES.items():
         row[column] = scaled(row[column], places)
     row["status"] = str(row["status"])  # an OrderStatus: the text PostgreSQL gives back
