@@ -1042,7 +1042,7 @@ class BookService:
         sent together, in that order: one round trip."""
         _, rows = await store.rows_together(
             conn,
-            households.household_lock_query(user_id),
+            households.household_query(user_id, lock=True),
             store.portfolio_for_update_query(user_id, portfolio_id),
         )
         if not rows:

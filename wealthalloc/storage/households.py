@@ -28,12 +28,7 @@ async def wash_sale_circle(conn: Conn, user_id: uuid.UUID, *, lock: bool = True)
     With ``lock`` (what a fill does) the household's row is locked ``FOR UPDATE`` before the members
     are read: two fills of one household, or a fill and a member leaving, never interleave.
     """
-    lock_clause = " FOR UPDATE OF h" if lock else ""
-    cur = await conn.execute(
-        f"""SELECT h.id FROM households h JOIN household_members m ON m.household_id = h.id
-            WHERE m.user_id = %s AND h.dissolved_at IS NULL{lock_clause}""",
-        (user_id,),
-    )
+    cur = await conn.execute(*household_query(user_id, lock=lock))
     row = await cur.fetchone()
     if row is None:
         return [user_id]
@@ -44,12 +39,14 @@ async def wash_sale_circle(conn: Conn, user_id: uuid.UUID, *, lock: bool = True)
     return members if user_id in members else [user_id]  # left between the two reads
 
 
-def household_lock_query(user_id: uuid.UUID) -> Query:
-    """Lock the user's household's row, if the user has one: what :func:`wash_sale_circle` with
-    ``lock`` takes first, for a caller that reads the members later (:func:`circle_held_query`)."""
+def household_query(user_id: uuid.UUID, *, lock: bool) -> Query:
+    """The user's standing household's id, its row locked with ``lock``: what :func:`wash_sale_circle`
+    reads first, and what a change takes before its book's rows, reading the members later
+    (:func:`circle_held_query`)."""
+    lock_clause = " FOR UPDATE OF h" if lock else ""
     return (
-        """SELECT h.id FROM households h JOIN household_members m ON m.household_id = h.id
-           WHERE m.user_id = %s AND h.dissolved_at IS NULL FOR UPDATE OF h""",
+        f"""SELECT h.id FROM households h JOIN household_members m ON m.household_id = h.id
+            WHERE m.user_id = %s AND h.dissolved_at IS NULL{lock_clause}""",
         (user_id,),
     )
 
