@@ -94,17 +94,16 @@ def main() -> None:
             f"ingress GET {PATH} x{args.clients} clients: "
             f"{served.line('serve+haproxy')} | {plain.line('baseline uvicorn')}"
         )
-        print_figures(
-            {
-                "clients": args.clients,
-                **served.figures("req", "serve_"),
-                **plain.figures("req", "baseline_"),
-            }
-        )
+        figures = {
+            "clients": args.clients,
+            **served.figures("req", "serve_"),
+            **plain.figures("req", "baseline_"),
+        }
     finally:
         baseline.terminate()
         serve.shutdown()
         ray.shutdown()
+    print_figures(figures)  # once Ray is down: its messages as it stops would follow the JSON line
 
 
 if __name__ == "__main__":

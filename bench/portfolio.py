@@ -148,14 +148,13 @@ def main() -> None:
             f"{base.line('baseline PostgreSQL read')} | cash deposits committed/s: "
             + ", ".join(f"{n} shards {v:,.0f}" for n, v in writes.items())
         )
-        print_figures(
-            {
-                "clients": args.clients,
-                **read.figures("req", "read_"),
-                **base.figures("req", "baseline_read_"),
-                "deposits_per_s_by_shards": writes,
-            }
-        )
+        figures = {
+            "clients": args.clients,
+            **read.figures("req", "read_"),
+            **base.figures("req", "baseline_read_"),
+            "deposits_per_s_by_shards": writes,
+        }
+    print_figures(figures)  # once Ray is down: its messages as it stops would follow the JSON line
 
 
 if __name__ == "__main__":
