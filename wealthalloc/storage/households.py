@@ -40,12 +40,12 @@ async def wash_sale_circle(conn: Conn, user_id: uuid.UUID, *, lock: bool = True)
 
 
 def household_query(user_id: uuid.UUID, *, lock: bool) -> Query:
-    """The user's standing household's id, its row locked with ``lock``: what :func:`wash_sale_circle`
-    reads first, and what a change takes before its book's rows, reading the members later
-    (:func:`circle_held_query`)."""
+    """The user's standing household (``id``, ``created_at``), its row locked with ``lock``: what
+    :func:`household_of` answers, what :func:`wash_sale_circle` reads first, and what a change takes
+    before its book's rows, reading the members later (:func:`circle_held_query`)."""
     lock_clause = " FOR UPDATE OF h" if lock else ""
     return (
-        f"""SELECT h.id FROM households h JOIN household_members m ON m.household_id = h.id
+        f"""SELECT h.id, h.created_at FROM households h JOIN household_members m ON m.household_id = h.id
             WHERE m.user_id = %s AND h.dissolved_at IS NULL{lock_clause}""",
         (user_id,),
     )
@@ -71,12 +71,7 @@ def circle_of(user_id: uuid.UUID, rows: list[Row]) -> list[uuid.UUID]:
 
 async def household_of(conn: Conn, user_id: uuid.UUID, *, for_update: bool = False) -> Row | None:
     """The user's standing household (``id``, ``created_at``), if any."""
-    lock = " FOR UPDATE OF h" if for_update else ""
-    cur = await conn.execute(
-        f"""SELECT h.id, h.created_at FROM households h JOIN household_members m ON m.household_id = h.id
-            WHERE m.user_id = %s AND h.dissolved_at IS NULL{lock}""",
-        (user_id,),
-    )
+    cur = await conn.execute(*household_query(user_id, lock=for_update))
     return await cur.fetchone()
 
 
