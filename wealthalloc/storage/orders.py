@@ -191,8 +191,10 @@ async def insert_new_fill(conn: Conn, order_id: uuid.UUID, execution: Execution,
         "executed_at": execution.executed_at,
         "broker_exec_id": execution.broker_exec_id,
     }
-    stored = (row["id"], order_id, *(row[c] for c in list(row)[1:]), market_date)
-    await held_writes.write(conn, _FILLS, stored, stage=held_writes.Stage.FILLS)
+    stored = {**row, "order_id": order_id, "market_date": market_date}
+    await held_writes.write(
+        conn, _FILLS, tuple(stored[c] for c in _FILLS.names), stage=held_writes.Stage.FILLS
+    )
     return row
 
 
