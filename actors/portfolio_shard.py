@@ -251,6 +251,17 @@ class PortfolioShard:
     ) -> Outcome:
         return await self._trading(lambda d: d.rebalance(m, portfolio_id, drift_band, whole_shares))
 
+    async def rebalance_books(
+        self, user_id: uuid.UUID, portfolio_ids: Sequence[uuid.UUID], drift_band: Decimal, whole_shares: bool
+    ) -> Outcome:
+        """Several portfolios' plans, not placed (``rebalance_books_now`` places them)."""
+        return await self._trading(lambda d: d.plans(user_id, portfolio_ids, drift_band, whole_shares))
+
+    async def rebalance_books_now(
+        self, m: Mutation, portfolio_ids: Sequence[uuid.UUID], drift_band: Decimal, whole_shares: bool
+    ) -> Outcome:
+        return await self._trading(lambda d: d.rebalance_books(m, portfolio_ids, drift_band, whole_shares))
+
     async def execute_harvest(self, m: Mutation, harvest_id: uuid.UUID, replacement_symbol: str) -> Outcome:
         await self._svc()
         harvests = self._harvests

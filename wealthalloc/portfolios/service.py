@@ -25,7 +25,7 @@ import json
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -84,6 +84,12 @@ Work = Callable[[store.Conn, dict[str, Any]], Awaitable[tuple[int, Any]]]
 """A change of one book: given the transaction and the portfolio's locked row, its status and answer."""
 Then = Callable[[store.Conn, dict[str, Any], Any], Awaitable[None]]
 """What follows a change in its transaction: given the locked row and the change's (or replayed) answer."""
+Rows = dict[uuid.UUID, dict[str, Any]]
+"""Several portfolios' locked rows, by id, in the order the request named them."""
+WorkOnBooks = Callable[[store.Conn, Rows], Awaitable[tuple[int, Any]]]
+"""A change of several of one user's books: :data:`Work` given every portfolio's locked row."""
+ThenOnBooks = Callable[[store.Conn, Rows, Any], Awaitable[None]]
+"""What follows a change of several books in its transaction: :data:`Then` given every locked row."""
 REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
 
@@ -985,29 +991,57 @@ class BookService:
         or replayed: a request that places several orders places them there, each under its own
         derived key (:meth:`claimed`), so the request and its orders commit together.
         """
+
+        async def work_on(conn: store.Conn, rows: Rows) -> tuple[int, Any]:
+            return await work(conn, rows[portfolio_id])
+
+        async def then_on(conn: store.Conn, rows: Rows, body: Any) -> None:
+            assert then is not None
+            await then(conn, rows[portfolio_id], body)
+
+        return await self.idempotent_on_books(
+            m,
+            [portfolio_id],
+            work_on,
+            also_changed=also_changed,
+            then=then_on if then is not None else None,
+        )
+
+    async def idempotent_on_books(
+        self,
+        m: Mutation,
+        portfolio_ids: Sequence[uuid.UUID],
+        work: WorkOnBooks,
+        *,
+        also_changed: set[uuid.UUID] | None = None,
+        then: ThenOnBooks | None = None,
+    ) -> tuple[int, Any]:
+        """:meth:`idempotent` for a change of several of the user's portfolios at once (a rebalance
+        of all of them): one key, one transaction, every named portfolio's row locked before
+        ``work``. A portfolio that is not the user's, or is gone, refuses the whole change."""
         if not m.idempotency_key:
             raise ServiceError(
                 400, "IDEMPOTENCY_KEY_REQUIRED", "This request needs an Idempotency-Key header."
             )
 
         async def claimed_work(conn: store.Conn) -> tuple[int, Any]:
-            portfolio: dict[str, Any] | None = None
+            rows: Rows | None = None
 
             async def locked_work() -> tuple[int, Any]:
-                nonlocal portfolio
-                portfolio = await self._lock_book(conn, m.user_id, portfolio_id)
-                return await work(conn, portfolio)
+                nonlocal rows
+                rows = await self._lock_books(conn, m.user_id, portfolio_ids)
+                return await work(conn, rows)
 
             status, body, _ = await self.claimed(conn, m, locked_work)
             if then is not None:
-                if portfolio is None:  # replayed: the book is not locked yet
-                    portfolio = await self._lock_book(conn, m.user_id, portfolio_id)
-                await then(conn, portfolio, body)
+                if rows is None:  # replayed: the books are not locked yet
+                    rows = await self._lock_books(conn, m.user_id, portfolio_ids)
+                await then(conn, rows, body)
             return status, body
 
         async with self.changing(m.user_id):
             status, body = await self.commits.run(claimed_work)
-            for changed in {portfolio_id, *(also_changed or ())}:
+            for changed in {*portfolio_ids, *(also_changed or ())}:
                 await self.drop_snapshot(m.user_id, changed)
             return status, body
 
@@ -1032,10 +1066,10 @@ class BookService:
         await idempotency.complete(conn, claimed, status=status, body=body)
         return status, body, False
 
-    async def _lock_book(
-        self, conn: store.Conn, user_id: uuid.UUID, portfolio_id: uuid.UUID
-    ) -> dict[str, Any]:
-        """The portfolio's row, locked for this transaction.
+    async def _lock_books(
+        self, conn: store.Conn, user_id: uuid.UUID, portfolio_ids: Sequence[uuid.UUID]
+    ) -> Rows:
+        """The portfolios' rows, locked for this transaction, by id in the order given.
 
         A household's changes serialize on its row, taken before any row of the book, so the
         spouses' fills never wait on each other's rows (docs/tax-households.md). Both locks are
@@ -1043,11 +1077,12 @@ class BookService:
         _, rows = await store.rows_together(
             conn,
             households.household_query(user_id, lock=True),
-            store.portfolio_for_update_query(user_id, portfolio_id),
+            store.portfolios_for_update_query(user_id, portfolio_ids),
         )
-        if not rows:
+        by_id = {row["id"]: row for row in rows}
+        if len(by_id) < len(set(portfolio_ids)):
             raise not_found()
-        return rows[0]
+        return {portfolio_id: by_id[portfolio_id] for portfolio_id in portfolio_ids}
 
     # Cache ---------------------------------------------------------------------------------------
 

@@ -63,6 +63,18 @@ def portfolio_for_update_query(user_id: uuid.UUID, portfolio_id: uuid.UUID) -> Q
     )
 
 
+def portfolios_for_update_query(user_id: uuid.UUID, portfolio_ids: Sequence[uuid.UUID]) -> Query:
+    """Several of the user's portfolios, locked in the order of their ids, as every change locks
+    them, so two changes of one user never wait on each other's rows in a cycle."""
+    if len(portfolio_ids) == 1:
+        return portfolio_for_update_query(user_id, portfolio_ids[0])
+    return (
+        f"""SELECT {PORTFOLIO_COLUMNS} FROM portfolios
+            WHERE id = ANY(%s) AND user_id = %s AND deleted_at IS NULL ORDER BY id FOR UPDATE""",
+        (list(portfolio_ids), user_id),
+    )
+
+
 async def owner_of(conn: Conn, portfolio_id: uuid.UUID) -> uuid.UUID | None:
     cur = await conn.execute(
         "SELECT user_id FROM portfolios WHERE id = %s AND deleted_at IS NULL", (portfolio_id,)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -96,14 +97,15 @@ async def order(conn: Conn, order_id: uuid.UUID, *, for_update: bool = False) ->
 
 
 async def open_orders_of_portfolio(conn: Conn, portfolio_id: uuid.UUID) -> list[Row]:
-    [rows] = await rows_together(conn, open_orders_query(portfolio_id))
+    [rows] = await rows_together(conn, open_orders_query([portfolio_id]))
     return rows
 
 
-def open_orders_query(portfolio_id: uuid.UUID) -> Query:
+def open_orders_query(portfolio_ids: Sequence[uuid.UUID]) -> Query:
+    """The open orders of the portfolios, every one of them in one statement."""
     return (
-        f"SELECT {ORDER_COLUMNS} FROM orders WHERE portfolio_id = %s AND status = ANY(%s)",
-        (portfolio_id, list(OPEN_STATUSES)),
+        f"SELECT {ORDER_COLUMNS} FROM orders WHERE portfolio_id = ANY(%s) AND status = ANY(%s)",
+        (list(portfolio_ids), list(OPEN_STATUSES)),
     )
 
 

@@ -44,7 +44,15 @@ from wealthalloc.ops import metrics as ops_metrics
 from wealthalloc.portfolios import wash_sales
 from wealthalloc.portfolios.household_books import Evict, forget_spouse_books
 from wealthalloc.portfolios.quotes import PlanQuotes
-from wealthalloc.portfolios.service import BookService, Mutation, Work, jsonable, key_reused, not_found
+from wealthalloc.portfolios.service import (
+    BookService,
+    Mutation,
+    Work,
+    WorkOnBooks,
+    jsonable,
+    key_reused,
+    not_found,
+)
 from wealthalloc.storage import books as store
 from wealthalloc.storage import households, idempotency, lots
 from wealthalloc.storage import orders as order_store
@@ -131,13 +139,28 @@ class Standing:
     ) -> Standing:
         """The book for orders that buy ``buys`` (among others) on ``today``: what blocks each of
         those buys is read with it, in one statement."""
+        standings = await cls.read_books(conn, user_id, {portfolio["id"]: portfolio}, buys, today)
+        return standings[portfolio["id"]]
+
+    @classmethod
+    async def read_books(
+        cls,
+        conn: store.Conn,
+        user_id: uuid.UUID,
+        portfolios: Mapping[uuid.UUID, dict[str, Any]],
+        buys: Iterable[str] = (),
+        today: date | None = None,
+    ) -> dict[uuid.UUID, Standing]:
+        """:meth:`read` for several of the user's portfolios, by id. Their open orders are read in
+        one statement; the identity table, the circle, what blocks the buys and the losses the buys
+        may replace are the user's, so the portfolios share one reading of each."""
         # The book's lock holds the household's row: the circle read here is the fills' too. The
         # three reads are sent together: one round trip.
         group_rows, members, open_orders = await store.rows_together(
             conn,
             tax_store.IDENTITY_GROUPS,
             households.circle_held_query(user_id),
-            order_store.open_orders_query(portfolio["id"]),
+            order_store.open_orders_query(list(portfolios)),
         )
         groups = tax_store.identity_groups_of(group_rows)
         circle = households.circle_of(user_id, members)
@@ -147,7 +170,18 @@ class Standing:
             if buys and today is not None
             else {}
         )
-        return cls(portfolio, list(open_orders), groups, circle, wash_sales.WaitingLosses(buys), blocking)
+        losses = wash_sales.WaitingLosses(buys)
+        return {
+            portfolio_id: cls(
+                portfolio,
+                [order for order in open_orders if order["portfolio_id"] == portfolio_id],
+                groups,
+                circle,
+                losses,
+                blocking,
+            )
+            for portfolio_id, portfolio in portfolios.items()
+        }
 
     async def refuse_blocked_buy(
         self, conn: store.Conn, user_id: uuid.UUID, symbol: str, today: date
@@ -172,11 +206,13 @@ class Standing:
 @dataclass(frozen=True)
 class Part:
     """One order of a request that places several: its derived Idempotency-Key and its fields.
-    ``after`` names an earlier part it needs placed (a harvest's replacement buy needs its sale)."""
+    ``after`` names an earlier part it needs placed (a harvest's replacement buy needs its sale).
+    ``portfolio_id`` names its portfolio where the request changes several (none: the request's)."""
 
     key: str
     spec: Mapping[str, Any]
     after: int | None = None
+    portfolio_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True)
@@ -528,21 +564,39 @@ class OrderDesk:
         sale's cash funds the buys after it. One lock, one portfolio row lock and one commit for
         the lot, where an order placed alone takes each of those.
         """
+
+        async def work_on(conn: store.Conn, rows: dict[uuid.UUID, dict[str, Any]]) -> tuple[int, Any]:
+            return await work(conn, rows[portfolio_id])
+
+        return await self.place_many_on_books(m, [portfolio_id], work_on, parts_of, origin)
+
+    async def place_many_on_books(
+        self,
+        m: Mutation,
+        portfolio_ids: Sequence[uuid.UUID],
+        work: WorkOnBooks,
+        parts_of: Callable[[Any], Sequence[Part]],
+        origin: str,
+    ) -> tuple[int, Any, list[Outcome]]:
+        """:meth:`place_many` for a request that changes several of the user's portfolios (a
+        rebalance of all of them): each part names its portfolio, and every portfolio's orders are
+        placed in the one transaction, on one reading of the user's books."""
         outcomes: list[Outcome] = []
         also_changed: set[uuid.UUID] = set()
 
-        async def orders(conn: store.Conn, portfolio: dict[str, Any], body: Any) -> None:
+        async def orders(conn: store.Conn, rows: dict[uuid.UUID, dict[str, Any]], body: Any) -> None:
             outcomes.clear()  # a deadlock's victim runs again alone, from the start
             also_changed.clear()
             children = [self._child(m, part, origin) for part in parts_of(body)]
             buys = {c.bought for c in children if c.bought is not None}
-            standing = await Standing.read(conn, m.user_id, portfolio, buys, self.market.today())
+            standings = await Standing.read_books(conn, m.user_id, rows, buys, self.market.today())
             claims = await idempotency.claim_answered(
                 conn, m.user_id, [c.answered for c in children if c.answered is not None]
             )
             unused: list[uuid.UUID] = []  # claims of orders not placed: a repeat tries them again
             async with writes_together(conn):  # all the orders' events, trades, cash: a statement each
                 for child in children:
+                    standing = standings[child.part.portfolio_id or portfolio_ids[0]]
                     claim = claims.get(child.part.key)
                     outcome = await self._place_part(conn, child, claim, standing, outcomes, also_changed)
                     outcomes.append(outcome)
@@ -552,8 +606,8 @@ class OrderDesk:
                         standing.wrote(outcome.written)
             await idempotency.release(conn, unused)
 
-        status, body = await self._book.idempotent(
-            m, portfolio_id, work, also_changed=also_changed, then=orders
+        status, body = await self._book.idempotent_on_books(
+            m, portfolio_ids, work, also_changed=also_changed, then=orders
         )
         await forget_spouse_books(self._book, m.user_id, also_changed, self._evict)
         for outcome in outcomes:
@@ -587,37 +641,82 @@ class OrderDesk:
         async def work(conn: store.Conn, portfolio: dict[str, Any]) -> tuple[int, Any]:
             # Only for a new key (a replay places the stored plan's orders), and before anything is written.
             self.refuse_stale_plan([PlannedOrder(o["symbol"]) for o in plan["orders"]], seen)
-            updated = await store.update_portfolio(
-                conn, portfolio["id"], {"last_rebalance_date": datetime.now(UTC)}
-            )
-            await add_event(
-                conn,
-                topic="portfolio.updates",
-                event_type="portfolio.updated",
-                user_id=m.user_id,
-                aggregate_id=portfolio["id"],
-                payload={
-                    "portfolio_id": portfolio["id"],
-                    "changed": ["last_rebalance_date"],
-                    "version": updated["version"],
-                },
-            )
+            await self._mark_rebalanced(conn, m, portfolio)
             return 201, plan
 
         def parts(stored: Any) -> list[Part]:
-            return [
-                Part(derived_key(m, i), market_order(o["symbol"], o["side"], o["quantity"]))
-                for i, o in enumerate(stored["orders"])
-            ]
+            return _plan_parts(m, stored["orders"])
 
         status, stored, outcomes = await self.place_many(m, portfolio_id, work, parts, "rebalance")
-        placed = [o.order for o in outcomes if o.order is not None]
-        refused = [
-            {"symbol": o.part.spec["symbol"], "side": o.part.spec["side"], "error": o.error.as_dict()}
-            for o in outcomes
-            if o.error is not None
-        ]
-        return status, {**stored, "dry_run": False, "placed": placed, "refused": refused}
+        return status, {**stored, **_placed_and_refused(outcomes)}
+
+    async def rebalance_books(
+        self, m: Mutation, portfolio_ids: Sequence[uuid.UUID], drift_band: Decimal, whole_shares: bool
+    ) -> tuple[int, dict[str, Any]]:
+        """Rebalance several of the user's portfolios in one request, once per Idempotency-Key.
+
+        Every plan is made first, on one reading of the user's book; a portfolio without a target
+        refuses the request before anything is placed. Then all the plans' orders are placed in one
+        transaction: order ``i`` of the ``n``-th portfolio named under the derived key
+        ``{key}/{n}/{i}``. As for one portfolio, the plans are stored with the key, so a repeat places
+        the same orders, and an order refused (too little cash) refuses none of the others.
+        """
+        plans = await self.plans(m.user_id, portfolio_ids, drift_band, whole_shares)
+        seen = await self.plan_quotes({o["symbol"] for plan in plans for o in plan["orders"]})
+
+        async def work(conn: store.Conn, portfolios: dict[uuid.UUID, dict[str, Any]]) -> tuple[int, Any]:
+            planned = [PlannedOrder(o["symbol"]) for plan in plans for o in plan["orders"]]
+            self.refuse_stale_plan(planned, seen)
+            for portfolio in portfolios.values():
+                await self._mark_rebalanced(conn, m, portfolio)
+            return 201, {"portfolios": plans}
+
+        def parts(stored: Any) -> list[Part]:
+            return [
+                replace(part, portfolio_id=uuid.UUID(plan["portfolio_id"]))
+                for n, plan in enumerate(stored["portfolios"])
+                for part in _plan_parts(m, plan["orders"], prefix=f"{n}/")
+            ]
+
+        status, stored, outcomes = await self.place_many_on_books(m, portfolio_ids, work, parts, "rebalance")
+        answers: list[dict[str, Any]] = []
+        for plan in stored["portfolios"]:
+            mine = [o for o in outcomes if str(o.part.portfolio_id) == plan["portfolio_id"]]
+            answers.append({**plan, **_placed_and_refused(mine)})
+        return status, {"dry_run": False, "portfolios": answers}
+
+    async def plans(
+        self, user_id: uuid.UUID, portfolio_ids: Sequence[uuid.UUID], drift_band: Decimal, whole_shares: bool
+    ) -> list[dict[str, Any]]:
+        """Each portfolio's rebalancing plan, not placed, each naming its portfolio. The book is read
+        once for them all; a refusal (no such portfolio, no target) names the portfolio it is for."""
+        plans: list[dict[str, Any]] = []
+        for portfolio_id in portfolio_ids:
+            try:
+                plan = await self._book.rebalance(user_id, portfolio_id, drift_band, whole_shares)
+            except ServiceError as exc:
+                details = {"portfolio_id": str(portfolio_id), "reason": exc.details}
+                message = f"Portfolio {portfolio_id}: {exc.message}"
+                raise ServiceError(exc.status, exc.code, message, details) from exc
+            plans.append({"portfolio_id": str(portfolio_id), **plan})
+        return plans
+
+    async def _mark_rebalanced(self, conn: store.Conn, m: Mutation, portfolio: dict[str, Any]) -> None:
+        """The portfolio's last rebalance is now, and its subscribers hear of it."""
+        changes = {"last_rebalance_date": datetime.now(UTC)}
+        updated = await store.update_portfolio(conn, portfolio["id"], changes)
+        await add_event(
+            conn,
+            topic="portfolio.updates",
+            event_type="portfolio.updated",
+            user_id=m.user_id,
+            aggregate_id=portfolio["id"],
+            payload={
+                "portfolio_id": portfolio["id"],
+                "changed": ["last_rebalance_date"],
+                "version": updated["version"],
+            },
+        )
 
     async def place_batch(
         self, m: Mutation, portfolio_id: uuid.UUID, specs: Sequence[Mapping[str, Any]]
@@ -1003,7 +1102,7 @@ class OrderDesk:
 KEY_LENGTH_LIMIT = 255  # idempotency_keys.key and orders.idempotency_key, as the API takes a key
 
 
-def derived_key(m: Mutation, i: int) -> str:
+def derived_key(m: Mutation, i: int | str) -> str:
     """The Idempotency-Key of order ``i`` of a request that places several: ``{key}/{i}``, or, where
     that would not fit the stored key (a client may send up to 255 characters), the key's digest in
     its place, which a repeat derives the same."""
@@ -1011,6 +1110,28 @@ def derived_key(m: Mutation, i: int) -> str:
     if len(key) + len(suffix) > KEY_LENGTH_LIMIT:
         key = "sha256:" + hashlib.sha256(key.encode()).hexdigest()
     return key + suffix
+
+
+def _plan_parts(m: Mutation, orders: Sequence[Mapping[str, Any]], prefix: str = "") -> list[Part]:
+    """A stored plan's orders as the parts a request places, order ``i`` under ``{key}/{prefix}{i}``."""
+    return [
+        Part(derived_key(m, f"{prefix}{i}"), market_order(o["symbol"], o["side"], o["quantity"]))
+        for i, o in enumerate(orders)
+    ]
+
+
+def _placed_and_refused(outcomes: Iterable[Outcome]) -> dict[str, Any]:
+    """A plan's answer once placed: its orders as placed, and those refused with their error."""
+    outcomes = list(outcomes)
+    return {
+        "dry_run": False,
+        "placed": [o.order for o in outcomes if o.order is not None],
+        "refused": [
+            {"symbol": o.part.spec["symbol"], "side": o.part.spec["side"], "error": o.error.as_dict()}
+            for o in outcomes
+            if o.error is not None
+        ],
+    }
 
 
 def market_order(symbol: str, side: str, quantity: Decimal | str) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from serve_apps.api.ownership import (
 from serve_apps.api.resources import Resources
 from serve_apps.api.schemas import NonNegativeMoney, PositiveShares, SignedCash
 from wealthalloc.portfolios.service import snapshot_key
+from wealthalloc.security.access import Principal
 
 router = APIRouter(prefix="/api/v1", tags=["portfolios"])
 
@@ -387,3 +388,64 @@ async def rebalance(
         owner, PortfolioShard.rebalance, owner, portfolio_id, body.drift_band, body.whole_shares
     )
     return success(request, data)
+
+
+MAX_BOOKS_REBALANCED = 100
+
+
+class RebalanceBooksBody(RebalanceBody):
+    portfolio_ids: Annotated[list[uuid.UUID], Field(min_length=1, max_length=MAX_BOOKS_REBALANCED)]
+
+    @field_validator("portfolio_ids")
+    @classmethod
+    def _each_once(cls, value: list[uuid.UUID]) -> list[uuid.UUID]:
+        if len(set(value)) < len(value):
+            raise ValueError("names a portfolio more than once")
+        return value
+
+
+@router.post(
+    "/portfolios:rebalance",
+    summary=f"Rebalance up to {MAX_BOOKS_REBALANCED} of one investor's portfolios in one call",
+)
+async def rebalance_books(
+    body: RebalanceBooksBody,
+    principal: CurrentPrincipal,
+    request: Request,
+    res: ResourcesDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Each named portfolio's plan (``dry_run``, the default), or every plan placed in one
+    transaction: order ``i`` of the ``n``-th portfolio under the derived key ``{key}/{n}/{i}``.
+    ``portfolios`` answers each one as ``POST /portfolios/{id}/rebalance`` does, with its
+    ``portfolio_id``. All the portfolios must have one owner."""
+    owner = await _one_owner(res, principal, body.portfolio_ids, write=not body.dry_run)
+    args = (body.portfolio_ids, body.drift_band, body.whole_shares)
+    if body.dry_run:
+        plans = await res.shards.call(owner, PortfolioShard.rebalance_books, owner, *args)
+        return success(request, {"dry_run": True, "portfolios": plans})
+    require_key(idempotency_key)
+    m = mutation(request, principal, owner, idempotency_key, body.model_dump(mode="json"))
+    outcome = await res.shards.outcome(owner, PortfolioShard.rebalance_books_now, m, *args)
+    return success(request, outcome.unwrap(), status_code=outcome.status)
+
+
+async def _one_owner(
+    res: Resources, principal: Principal, portfolio_ids: list[uuid.UUID], *, write: bool
+) -> uuid.UUID:
+    """The one owner of every portfolio named, each of which ``principal`` may read (or change)."""
+    owners: set[uuid.UUID] = set()
+    for n, portfolio_id in enumerate(portfolio_ids):
+        try:
+            owners.add(await owner_checked(res, principal, portfolio_id, write=write))
+        except ApiError as exc:
+            detail = {"field": f"body.portfolio_ids.{n}", "portfolio_id": str(portfolio_id)}
+            raise ApiError(exc.status, exc.code, exc.message, [detail]) from exc
+    if len(owners) > 1:
+        raise ApiError(
+            400,
+            "VALIDATION_ERROR",
+            "portfolio_ids: the portfolios rebalanced together must all have one owner.",
+            [{"field": "body.portfolio_ids", "message": "portfolios of several owners"}],
+        )
+    return owners.pop()
