@@ -82,7 +82,7 @@ class PortfolioShard:
         if self._service is None:
             pool = async_pool(self.settings, name=f"shard-{self.index}")
             await pool.open(wait=False)
-            prices = PriceHistory(self.settings.prices_dir)
+            prices = PriceHistory(self.settings.prices_dir, recheck_seconds=PRICE_FILES_RECHECK_S)
             market = Market(
                 prices,
                 MarketClock(prices.trading_days(), pinned=self.settings.market_clock_date),
@@ -347,6 +347,8 @@ class PortfolioShard:
 
 
 HANDOFF_TIMEOUT_S = 10.0
+# A price file replaced under a running shard is seen within this time (see PriceHistory).
+PRICE_FILES_RECHECK_S = 1.0
 
 
 _NOT_TRACED = {"traced", "metrics", "pid"}

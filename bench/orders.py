@@ -14,7 +14,9 @@ figures side by side, not with other machines):
 - POST .../orders:batch: each investor's batches of --batch-size buys, each batch and its orders
   committed in one transaction;
 - a rebalancing day: --rebalance cash portfolios with a target allocation, each rebalanced once
-  (its plan's buys placed in one transaction with the request);
+  (its plan's buys placed in one transaction with the request); then --rebalance more, each
+  investor's rebalanced together in one POST /api/v1/portfolios:rebalance (all their plans'
+  orders in one transaction);
 - afterwards PostgreSQL is checked, since a fast answer is worth nothing unless it is durable:
   every answered order is there, each one answered filled with exactly one fill, as many filled
   orders and fills as the answers said, and every portfolio's cash equal to its deposit less the
@@ -37,6 +39,7 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -102,6 +105,21 @@ class Ledger:
             self._placed(order)
         for refused in data["refused"]:
             self._refused(refused["error"]["status"], refused["error"])
+        return True
+
+    def record_books(self, status: int, body: bytes) -> bool:
+        """True when this answer is a rebalance of several portfolios the platform took; each
+        portfolio's orders are recorded."""
+        payload = _json(body)
+        data = payload.get("data")
+        if status != 201 or not isinstance(data, dict):
+            self._refused(status, payload.get("error"))
+            return False
+        for plan in data["portfolios"]:
+            for order in plan["placed"]:
+                self._placed(order)
+            for refused in plan["refused"]:
+                self._refused(refused["error"]["status"], refused["error"])
         return True
 
     def _placed(self, order: dict[str, Any]) -> bool:
@@ -183,14 +201,15 @@ TARGET = {
 
 
 def open_rebalance_books(
-    http: httpx.Client, people: list[tuple[str, dict[str, str]]], count: int
+    http: httpx.Client, people: list[tuple[str, dict[str, str]]], count: int, name: str = "Target"
 ) -> list[tuple[str, dict[str, str]]]:
-    """``count`` funded cash portfolios with :data:`TARGET`, spread over the investors."""
+    """``count`` funded cash portfolios with :data:`TARGET`, spread over the investors, named
+    ``{name} {n}`` (a name the investor has already answers the portfolio that has it)."""
     books: list[tuple[str, dict[str, str]]] = []
     for n in range(count):
         _, headers = people[n % len(people)]
         created = http.post(
-            "/api/v1/portfolios", json={"name": f"Target {n}", "target_allocation": TARGET}, headers=headers
+            "/api/v1/portfolios", json={"name": f"{name} {n}", "target_allocation": TARGET}, headers=headers
         )
         if created.status_code != 201:
             raise SystemExit(f"portfolio failed: {created.status_code} {created.text}")
@@ -206,16 +225,36 @@ def open_rebalance_books(
     return books
 
 
+Call = tuple[str, dict[str, str], dict[str, Any]]  # path, headers, body
+
+
+def one_call_a_book(books: list[tuple[str, dict[str, str]]]) -> list[Call]:
+    """POST .../rebalance for each book."""
+    return [(f"/api/v1/portfolios/{pid}/rebalance", headers, {"dry_run": False}) for pid, headers in books]
+
+
+def one_call_an_investor(books: list[tuple[str, dict[str, str]]]) -> list[Call]:
+    """POST /portfolios:rebalance for each investor, naming all of the investor's books (up to 100)."""
+    by_investor: dict[str, tuple[dict[str, str], list[str]]] = {}
+    for pid, headers in books:
+        by_investor.setdefault(headers["Authorization"], (headers, []))[1].append(pid)
+    return [
+        ("/api/v1/portfolios:rebalance", headers, {"dry_run": False, "portfolio_ids": ids[i : i + 100]})
+        for headers, ids in by_investor.values()
+        for i in range(0, len(ids), 100)
+    ]
+
+
 async def rebalance_all(
-    url: str, books: list[tuple[str, dict[str, str]]], ledger: Ledger, *, clients: int
+    url: str, calls: list[Call], record: Callable[[int, bytes], bool], ledger: Ledger, *, clients: int
 ) -> tuple[Result, int]:
-    """Every book rebalanced once (POST .../rebalance, its orders placed in one transaction), by
-    ``clients`` clients each taking the next book; the rebalances' result and the orders filled."""
+    """Every call made once (each under its own Idempotency-Key), by ``clients`` clients each taking
+    the next; the calls' result and the orders filled."""
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    queue: asyncio.Queue[tuple[str, dict[str, str]]] = asyncio.Queue()
-    for book in books:
-        queue.put_nowait(book)
+    queue: asyncio.Queue[Call] = asyncio.Queue()
+    for call in calls:
+        queue.put_nowait(call)
     latencies: list[float] = []
     failed = 0
     before = len(ledger.filled)
@@ -225,14 +264,13 @@ async def rebalance_all(
         reader, writer = await asyncio.open_connection(host, port)
         try:
             while not queue.empty():
-                portfolio_id, headers = queue.get_nowait()
-                path = f"/api/v1/portfolios/{portfolio_id}/rebalance"
-                request = Request("POST", path, headers, {"dry_run": False}, fresh_idempotency_key=True)
+                path, headers, body = queue.get_nowait()
+                request = Request("POST", path, headers, body, fresh_idempotency_key=True)
                 started = time.perf_counter()
                 writer.write(request.encode(f"{host}:{port}"))
                 await writer.drain()
                 status, answer = await asyncio.wait_for(read_response(reader), ANSWER_TIMEOUT_S)
-                if ledger.record_batch(status, answer):
+                if record(status, answer):
                     latencies.append((time.perf_counter() - started) * 1000)
                 else:
                     failed += 1
@@ -240,7 +278,7 @@ async def rebalance_all(
             writer.close()
 
     started = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(min(clients, len(books)))))
+    await asyncio.gather(*(client() for _ in range(min(clients, len(calls)))))
     result = Result(len(latencies), time.perf_counter() - started, latencies, failed)
     return result, len(ledger.filled) - before
 
@@ -504,7 +542,8 @@ def main() -> int:
         "--rebalance",
         type=int,
         default=1000,
-        help="cash portfolios with a target allocation, each rebalanced once (default 1000; 0 skips)",
+        help="cash portfolios with a target allocation rebalanced one a call, and as many again "
+        "rebalanced each investor's in one call (default 1000; 0 skips)",
     )
     parser.add_argument(
         "--commit-group",
@@ -546,6 +585,7 @@ def main() -> int:
                 people.append((created["id"], headers))
                 owners.append((created["id"], created["user_id"]))
             books = open_rebalance_books(http, people, args.rebalance)
+            together = open_rebalance_books(http, people, args.rebalance, "Together")
 
         ledger = Ledger()
         # Warm-up: shard books, the gateway and its broker, connection pools; its orders are verified too.
@@ -563,13 +603,23 @@ def main() -> int:
         )
         batched_rate = batched / batches.seconds if batches.seconds else 0.0
         phase(f"{len(books)} rebalances")
-        rebalances, rebalanced = asyncio.run(rebalance_all(url, books, ledger, clients=args.clients))
+        rebalances, rebalanced = asyncio.run(
+            rebalance_all(url, one_call_a_book(books), ledger.record_batch, ledger, clients=args.clients)
+        )
         rebalanced_rate = rebalanced / rebalances.seconds if rebalances.seconds else 0.0
+        calls = one_call_an_investor(together)
+        phase(f"{len(together)} portfolios rebalanced in {len(calls)} calls")
+        bulk, bulk_orders = asyncio.run(
+            rebalance_all(url, calls, ledger.record_books, ledger, clients=args.clients)
+        )
+        bulk_rate = bulk_orders / bulk.seconds if bulk.seconds else 0.0
         still_open = settle(database_url)
-        deposits = {pid: DEPOSIT for pid, _ in people} | {pid: BOOK_DEPOSIT for pid, _ in books}
+        deposits = {pid: DEPOSIT for pid, _ in people} | {pid: BOOK_DEPOSIT for pid, _ in books + together}
         problems, late = verify(database_url, ledger, deposits)
         if rebalances.errors:
             problems.append(f"{rebalances.errors} rebalances were not taken")
+        if bulk.errors:
+            problems.append(f"{bulk.errors} rebalances of several portfolios were not taken")
         if still_open:
             problems.append(f"{still_open} orders still open {SETTLE_S:.0f} s after the run")
         if not ledger.filled:
@@ -607,6 +657,12 @@ def main() -> int:
             f"per rebalance p50 {rebalances.p50:.1f} ms p99 {rebalances.p99:.1f} ms)"
         )
         print(
+            f"a rebalancing day, {len(together):,} cash portfolios in {len(calls)} calls (each investor's "
+            f"portfolios in one POST /portfolios:rebalance): placed+filled {bulk_rate:,.0f} orders/s "
+            f"({bulk_orders:,} orders in {bulk.seconds:.1f} s; per call p50 {bulk.p50:.1f} ms "
+            f"p99 {bulk.p99:.1f} ms)"
+        )
+        print(
             f"orders x{args.clients} clients: baseline PostgreSQL, the same rows in one transaction "
             f"{plain.rate:,.0f} row-sets/s p50 {plain.p50:.1f} ms p99 {plain.p99:.1f} ms "
             f"| platform/baseline {ratio:.2f}x"
@@ -618,7 +674,7 @@ def main() -> int:
         print(
             f"orders verified: {answered:,} answered filled ({warm:,} in warm-up, +{late} filled after "
             f"answering) = {total:,} filled orders = {total:,} fills in PostgreSQL, none filled twice, "
-            f"cash = deposit - fills' cost on {len(people) + len(books)} portfolios"
+            f"cash = deposit - fills' cost on {len(deposits)} portfolios"
         )
         # Printed once the platform is down: Ray's messages as it stops would follow the JSON line.
         figures = {
@@ -642,6 +698,12 @@ def main() -> int:
             "rebalance_orders": rebalanced,
             "rebalance_p50_ms": rebalances.p50,
             "rebalance_p99_ms": rebalances.p99,
+            "rebalanced_together_portfolios": len(together),
+            "rebalance_calls_together": len(calls),
+            "rebalance_together_orders_per_s": bulk_rate,
+            "rebalance_together_orders": bulk_orders,
+            "rebalance_together_p50_ms": bulk.p50,
+            "rebalance_together_p99_ms": bulk.p99,
             **plain.figures("row_sets", "baseline_"),
             "ratio": ratio,
             "verified_answered_filled": answered,

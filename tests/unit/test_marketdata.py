@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import socket
+import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime
@@ -479,3 +480,18 @@ def test_a_reference_can_be_composed_and_is_validated() -> None:
         SecurityReference([Security("ACME", "Acme Corp.", "bond", "Industrials", "USD")])
     with pytest.raises(MarketDataError, match="sector"):
         SecurityReference([Security("ACME", "Acme Corp.", "equity", "", "USD")])
+
+
+def test_a_history_that_rechecks_its_files_now_and_then_sees_a_replaced_file_once_the_time_is_up(
+    tmp_path: Path,
+) -> None:
+    write_prices(tmp_path / "ACME.parquet", {date(2022, 1, 3): 1.0})
+    history = PriceHistory(tmp_path, recheck_seconds=0.5)
+    assert history.close_on("ACME", date(2022, 1, 3)) == Decimal("1.0000")
+
+    write_prices(tmp_path / "new.tmp", {date(2022, 1, 3): 2.0})
+    (tmp_path / "new.tmp").replace(tmp_path / "ACME.parquet")
+
+    assert history.close_on("ACME", date(2022, 1, 3)) == Decimal("1.0000")  # not looked at yet
+    time.sleep(0.6)
+    assert history.close_on("ACME", date(2022, 1, 3)) == Decimal("2.0000")

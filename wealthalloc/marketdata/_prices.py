@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -63,10 +64,18 @@ class PriceHistory:
     prices_dir : Path
         The directory of ``{SYMBOL}.parquet`` files; it may not exist yet
         (then there are no symbols).
+    recheck_seconds : float
+        How long a file's (or the directory's) ``stat`` is trusted before it
+        is looked at again. 0, the default, looks at every read; a service
+        that prices thousands of orders a second passes a second or so: two
+        ``stat`` calls a price were a tenth of an order's work, and a price
+        file replaced is then seen within that time.
     """
 
-    def __init__(self, prices_dir: Path | str) -> None:
+    def __init__(self, prices_dir: Path | str, *, recheck_seconds: float = 0.0) -> None:
         self._dir = Path(prices_dir)
+        self._recheck = recheck_seconds
+        self._seen: dict[Path, tuple[float, _Signature | None]] = {}
         self._lock = threading.Lock()
         self._listing: tuple[_Signature | None, dict[str, Path]] | None = None
         self._loaded: dict[str, _Loaded] = {}
@@ -224,8 +233,20 @@ class PriceHistory:
             raise MarketDataError(f"no Parquet prices in {self._dir}")
         return days[position]
 
+    def _signature(self, path: Path) -> _Signature | None:
+        """The file's signature, looked at again once ``recheck_seconds`` have passed."""
+        if self._recheck <= 0:
+            return _signature(path)
+        now = time.monotonic()
+        seen = self._seen.get(path)
+        if seen is not None and now - seen[0] < self._recheck:
+            return seen[1]
+        signature = _signature(path)
+        self._seen[path] = (now, signature)
+        return signature
+
     def _files(self) -> dict[str, Path]:
-        signature = _signature(self._dir)
+        signature = self._signature(self._dir)
         with self._lock:
             if self._listing is not None and self._listing[0] == signature and signature is not None:
                 return self._listing[1]
@@ -249,7 +270,7 @@ class PriceHistory:
         path = self._files().get(key)
         if path is None:
             raise UnknownSymbolError(key, self._dir)
-        signature = _signature(path)
+        signature = self._signature(path)
         if signature is None:  # removed since the directory was listed
             with self._lock:
                 self._listing = None

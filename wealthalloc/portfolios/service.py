@@ -79,6 +79,7 @@ from wealthalloc.storage.postgres import AsyncPool
 log = get_logger(__name__)
 
 SNAPSHOT_TTL_S = 180
+UNIVERSE_TTL_S = 60.0
 TOPIC = "portfolio.updates"
 Work = Callable[[store.Conn, dict[str, Any]], Awaitable[tuple[int, Any]]]
 """A change of one book: given the transaction and the portfolio's locked row, its status and answer."""
@@ -200,6 +201,7 @@ class BookService:
         # the user's own shard caches a snapshot (under the user's lock), so a change to one of these
         # needs no DEL; a restarted shard knows none and deletes as before.
         self._uncached: set[tuple[uuid.UUID, uuid.UUID]] = set()
+        self._universe_made: tuple[date, float, list[Position]] | None = None
 
     # Books ---------------------------------------------------------------------------------------
 
@@ -588,18 +590,29 @@ class BookService:
 
     def _candidates(self, held: set[str]) -> dict[str, list[Position]]:
         """Per sector, the securities with a price today that could fill a sector nobody holds yet."""
-        today = self.market.today()
         out: dict[str, list[Position]] = {}
+        for position in self._universe():
+            if position.symbol not in held:
+                out.setdefault(position.sector, []).append(position)
+        return out
+
+    def _universe(self) -> list[Position]:
+        """Every equity and fund with a price today, at that price: made once a trading day and
+        again once :data:`UNIVERSE_TTL_S` have passed (a price file replaced meanwhile), where every
+        plan looked up each symbol's reference and close."""
+        today = self.market.today()
+        made = self._universe_made
+        if made is not None and made[0] == today and time.monotonic() - made[1] < UNIVERSE_TTL_S:
+            return made[2]
+        universe: list[Position] = []
         for symbol in self.market.prices.symbols():
-            if symbol in held:
-                continue
             info = self.market.info(symbol)
             if info.asset_class not in ("equity", "etf"):
                 continue
             close = self._close_or_none(symbol, today)
             if close is None or close <= 0:
                 continue
-            out.setdefault(info.sector, []).append(
+            universe.append(
                 Position(
                     symbol=symbol,
                     shares=Decimal(0),
@@ -608,7 +621,8 @@ class BookService:
                     sector=info.sector,
                 )
             )
-        return out
+        self._universe_made = (today, time.monotonic(), universe)
+        return universe
 
     async def performance(
         self,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -153,6 +154,18 @@ async def update_portfolio(conn: Conn, portfolio_id: uuid.UUID, changes: Mapping
     row = await cur.fetchone()
     assert row is not None
     return row
+
+
+async def mark_rebalanced(
+    conn: Conn, portfolio_ids: Sequence[uuid.UUID], at: datetime
+) -> dict[uuid.UUID, int]:
+    """Each portfolio's last rebalance is ``at``, in one statement; their new versions, by id."""
+    cur = await conn.execute(
+        """UPDATE portfolios SET last_rebalance_date = %s, version = version + 1, updated_date = now()
+           WHERE id = ANY(%s) RETURNING id, version""",
+        (at, list(portfolio_ids)),
+    )
+    return {row["id"]: row["version"] for row in await cur.fetchall()}
 
 
 async def clear_default(conn: Conn, user_id: uuid.UUID) -> None:

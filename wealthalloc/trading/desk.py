@@ -641,7 +641,7 @@ class OrderDesk:
         async def work(conn: store.Conn, portfolio: dict[str, Any]) -> tuple[int, Any]:
             # Only for a new key (a replay places the stored plan's orders), and before anything is written.
             self.refuse_stale_plan([PlannedOrder(o["symbol"]) for o in plan["orders"]], seen)
-            await self._mark_rebalanced(conn, m, portfolio)
+            await self._mark_rebalanced(conn, m, [portfolio["id"]])
             return 201, plan
 
         def parts(stored: Any) -> list[Part]:
@@ -667,8 +667,7 @@ class OrderDesk:
         async def work(conn: store.Conn, portfolios: dict[uuid.UUID, dict[str, Any]]) -> tuple[int, Any]:
             planned = [PlannedOrder(o["symbol"]) for plan in plans for o in plan["orders"]]
             self.refuse_stale_plan(planned, seen)
-            for portfolio in portfolios.values():
-                await self._mark_rebalanced(conn, m, portfolio)
+            await self._mark_rebalanced(conn, m, list(portfolios))
             return 201, {"portfolios": plans}
 
         def parts(stored: Any) -> list[Part]:
@@ -701,22 +700,25 @@ class OrderDesk:
             plans.append({"portfolio_id": str(portfolio_id), **plan})
         return plans
 
-    async def _mark_rebalanced(self, conn: store.Conn, m: Mutation, portfolio: dict[str, Any]) -> None:
-        """The portfolio's last rebalance is now, and its subscribers hear of it."""
-        changes = {"last_rebalance_date": datetime.now(UTC)}
-        updated = await store.update_portfolio(conn, portfolio["id"], changes)
-        await add_event(
-            conn,
-            topic="portfolio.updates",
-            event_type="portfolio.updated",
-            user_id=m.user_id,
-            aggregate_id=portfolio["id"],
-            payload={
-                "portfolio_id": portfolio["id"],
-                "changed": ["last_rebalance_date"],
-                "version": updated["version"],
-            },
-        )
+    async def _mark_rebalanced(
+        self, conn: store.Conn, m: Mutation, portfolio_ids: Sequence[uuid.UUID]
+    ) -> None:
+        """The portfolios' last rebalance is now (one statement), and their subscribers hear of it."""
+        versions = await store.mark_rebalanced(conn, portfolio_ids, datetime.now(UTC))
+        async with writes_together(conn):
+            for portfolio_id in portfolio_ids:
+                await add_event(
+                    conn,
+                    topic="portfolio.updates",
+                    event_type="portfolio.updated",
+                    user_id=m.user_id,
+                    aggregate_id=portfolio_id,
+                    payload={
+                        "portfolio_id": portfolio_id,
+                        "changed": ["last_rebalance_date"],
+                        "version": versions[portfolio_id],
+                    },
+                )
 
     async def place_batch(
         self, m: Mutation, portfolio_id: uuid.UUID, specs: Sequence[Mapping[str, Any]]
