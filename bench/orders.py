@@ -96,26 +96,21 @@ class Ledger:
 
     def record_batch(self, status: int, body: bytes) -> bool:
         """True when this answer is a batch the platform took; each of its orders is recorded."""
-        payload = _json(body)
-        data = payload.get("data")
-        if status != 201 or not isinstance(data, dict):
-            self._refused(status, payload.get("error"))
-            return False
-        for order in data["placed"]:
-            self._placed(order)
-        for refused in data["refused"]:
-            self._refused(refused["error"]["status"], refused["error"])
-        return True
+        return self._record_plans(status, body, lambda data: [data])
 
     def record_books(self, status: int, body: bytes) -> bool:
         """True when this answer is a rebalance of several portfolios the platform took; each
         portfolio's orders are recorded."""
+        return self._record_plans(status, body, lambda data: data["portfolios"])
+
+    def _record_plans(self, status: int, body: bytes, plans: Callable[[dict[str, Any]], Any]) -> bool:
+        """Record the placed and refused orders of each of the answer's ``plans``."""
         payload = _json(body)
         data = payload.get("data")
         if status != 201 or not isinstance(data, dict):
             self._refused(status, payload.get("error"))
             return False
-        for plan in data["portfolios"]:
+        for plan in plans(data):
             for order in plan["placed"]:
                 self._placed(order)
             for refused in plan["refused"]:
