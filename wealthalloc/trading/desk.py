@@ -678,10 +678,13 @@ class OrderDesk:
             ]
 
         status, stored, outcomes = await self.place_many_on_books(m, portfolio_ids, work, parts, "rebalance")
-        answers: list[dict[str, Any]] = []
-        for plan in stored["portfolios"]:
-            mine = [o for o in outcomes if str(o.part.portfolio_id) == plan["portfolio_id"]]
-            answers.append({**plan, **_placed_and_refused(mine)})
+        by_portfolio: dict[str, list[Outcome]] = {}
+        for outcome in outcomes:
+            by_portfolio.setdefault(str(outcome.part.portfolio_id), []).append(outcome)
+        answers = [
+            {**plan, **_placed_and_refused(by_portfolio.get(plan["portfolio_id"], []))}
+            for plan in stored["portfolios"]
+        ]
         return status, {"dry_run": False, "portfolios": answers}
 
     async def plans(
