@@ -148,3 +148,56 @@ def test_a_change_never_leaves_a_cached_snapshot_behind_however_reads_and_change
         ("deposit after a read", False, None),
         ("read", True, "116.0000"),
     ]
+
+
+def test_a_change_to_one_portfolio_reads_again_only_that_portfolio_and_the_commitments(
+    database_url: str, data_dir: Path
+) -> None:
+    """A deposit into one portfolio leaves the user's other portfolios as they were read: the next
+    read finds the deposit, and the other portfolio's lots are the ones already in memory."""
+    from wealthalloc.portfolios.service import Mutation
+
+    [user] = _users_with_portfolios(database_url, 1)
+    with psycopg.connect(database_url) as conn:
+        main = conn.execute("SELECT id FROM portfolios WHERE user_id = %s", (user,)).fetchone()
+        other = conn.execute(
+            "INSERT INTO portfolios (user_id, name, cash_balance) VALUES (%s, 'Other', 50) RETURNING id",
+            (user,),
+        ).fetchone()
+        assert main is not None and other is not None
+        conn.execute(
+            "INSERT INTO lots (portfolio_id, symbol, shares, original_shares, cost_basis, adjusted_basis,"
+            " acquired_at, holding_period_start, source)"
+            " VALUES (%s, 'PEP', 5, 5, 500, 500, '2020-01-02', '2020-01-02', 'transfer_in')",
+            (other[0],),
+        )
+    main_id, other_id = uuid.UUID(str(main[0])), uuid.UUID(str(other[0]))
+
+    async def scenario() -> tuple[object, object, set[uuid.UUID], bool, set[uuid.UUID], dict[str, object]]:
+        service, pool = _service(database_url, data_dir)
+        await pool.open()  # type: ignore[attr-defined]
+        try:
+            await service.snapshot(user, other_id)
+            book = service._books[user]
+            others_lots = book.lots[other_id]
+            m = Mutation(user, user, str(uuid.uuid4()), "POST", "/cash", {"amount": "25.00"})
+            await service.move_cash(m, main_id, Decimal("25.00"), None)
+            stale = set(book.stale)
+            after = await service.snapshot(user, main_id)
+            return (
+                book,
+                service._books[user],
+                stale,
+                book.lots[other_id] is others_lots,
+                set(book.stale),
+                after,
+            )
+        finally:
+            await pool.close()  # type: ignore[attr-defined]
+
+    before, now, stale, same_lots, stale_after, snapshot = asyncio.run(scenario())
+    assert now is before  # the book stayed in memory
+    assert stale == {main_id}
+    assert Decimal(str(snapshot["cash_balance"])) == Decimal("125.00")
+    assert len(snapshot["holdings"]) == 1  # type: ignore[arg-type]
+    assert same_lots and stale_after == set()

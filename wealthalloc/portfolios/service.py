@@ -25,7 +25,7 @@ import json
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -136,6 +136,8 @@ class Book:
     # dashboard's harvestable loss is figured from it, as a sale would be.
     loss_bases: dict[uuid.UUID, Decimal] = field(default_factory=dict)
     used_at: float = field(default_factory=time.monotonic)
+    # Portfolios a change committed since they were read: read again, with the commitments, on next use.
+    stale: set[uuid.UUID] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -217,6 +219,8 @@ class BookService:
         if book is not None:
             book.used_at = time.monotonic()
             self._books.move_to_end(user_id)
+            if book.stale:
+                await self._refresh(book)
             return book
         async with self.pool.connection() as conn:
             portfolios, lot_rows, commitments = await store.rows_together(
@@ -242,6 +246,32 @@ class BookService:
             ops_metrics.SHARD_EVICTIONS.labels("lru").inc()
         return book
 
+    async def _refresh(self, book: Book) -> None:
+        """Read again the portfolios a change left stale, their open lots and the user's commitments:
+        one round trip, where the whole book (every portfolio and every open lot) took one too, and
+        a user with many portfolios or lots paid for all of them after each change."""
+        stale = sorted(book.stale)
+        async with self.pool.connection() as conn:
+            portfolios, lot_rows, commitments = await store.rows_together(
+                conn,
+                store.portfolios_by_id_query(book.user_id, stale),
+                store.open_lots_of_portfolios_query(book.user_id, stale),
+                order_store.cash_commitments_query(book.user_id, self.settlement_horizon()),
+            )
+        for portfolio_id in stale:
+            for lot in book.lots.pop(portfolio_id, []):
+                book.loss_bases.pop(lot.id, None)
+            book.portfolios.pop(portfolio_id, None)
+        for row in portfolios:
+            book.portfolios[row["id"]] = row
+            book.lots[row["id"]] = []
+        for row in lot_rows:
+            book.lots.setdefault(row["portfolio_id"], []).append(store.lot_from_row(row))
+            if row["loss_basis"] is not None:
+                book.loss_bases[row["id"]] = row["loss_basis"]
+        book.commitments = commitments
+        book.stale.clear()
+
     def _evict_idle(self) -> None:
         """Books untouched for ``idle_seconds`` leave memory (oldest first: the dict is in LRU order)."""
         cutoff = time.monotonic() - self._idle_seconds
@@ -258,18 +288,31 @@ class BookService:
         if lock is not None and not lock.locked():
             del self._locks[user_id]
 
-    def _forget(self, user_id: uuid.UUID) -> None:
-        self._books.pop(user_id, None)
+    def _forget(self, user_id: uuid.UUID, portfolios: Iterable[uuid.UUID] | None = None) -> None:
+        """The user's book is read again on next use: all of it, or only ``portfolios``."""
+        book = self._books.get(user_id)
+        if book is None:
+            return
+        if portfolios is None:
+            del self._books[user_id]
+        else:
+            book.stale.update(portfolios)
 
     @asynccontextmanager
-    async def changing(self, user_id: uuid.UUID) -> AsyncIterator[None]:
+    async def changing(
+        self, user_id: uuid.UUID, portfolios: set[uuid.UUID] | None = None
+    ) -> AsyncIterator[None]:
         """Hold the user's lock for a change; afterwards (committed or not) the book is re-read
-        from PostgreSQL on next use rather than patched in memory."""
+        from PostgreSQL on next use rather than patched in memory.
+
+        A change that names the ``portfolios`` it may touch (added to until it ends: a wash sale
+        adjusts the user's other portfolios) leaves only those to read again, with the user's
+        commitments; any other change drops the whole book."""
         async with self._lock(user_id):
             try:
                 yield
             finally:
-                self._forget(user_id)
+                self._forget(user_id, portfolios)
 
     @property
     def books_in_memory(self) -> int:
@@ -1053,9 +1096,13 @@ class BookService:
                 await then(conn, rows, body)
             return status, body
 
-        async with self.changing(m.user_id):
-            status, body = await self.commits.run(claimed_work)
-            for changed in {*portfolio_ids, *(also_changed or ())}:
+        touched = set(portfolio_ids)  # and what the change reports it touched, even if it fails
+        async with self.changing(m.user_id, touched):
+            try:
+                status, body = await self.commits.run(claimed_work)
+            finally:
+                touched.update(also_changed or ())
+            for changed in touched:
                 await self.drop_snapshot(m.user_id, changed)
             return status, body
 

@@ -98,6 +98,28 @@ def open_lots_of_user_query(user_id: uuid.UUID) -> Query:
     )
 
 
+def open_lots_of_portfolios_query(user_id: uuid.UUID, portfolio_ids: Sequence[uuid.UUID]) -> Query:
+    """The open lots of some of the user's portfolios, in the order :func:`open_lots_of_user_query`
+    gives them."""
+    return (
+        """SELECT l.* FROM lots l
+           WHERE l.portfolio_id = ANY(ARRAY(SELECT id FROM portfolios
+                                            WHERE user_id = %s AND id = ANY(%s) AND deleted_at IS NULL))
+             AND l.closed_at IS NULL AND l.shares > 0
+           ORDER BY l.acquired_at, l.id""",
+        (user_id, list(portfolio_ids)),
+    )
+
+
+def portfolios_by_id_query(user_id: uuid.UUID, portfolio_ids: Sequence[uuid.UUID]) -> Query:
+    """Some of the user's portfolios (those not deleted)."""
+    return (
+        f"""SELECT {PORTFOLIO_COLUMNS} FROM portfolios
+            WHERE user_id = %s AND id = ANY(%s) AND deleted_at IS NULL""",
+        (user_id, list(portfolio_ids)),
+    )
+
+
 def lot_from_row(row: Mapping[str, Any]) -> Lot:
     return Lot(
         id=row["id"],
