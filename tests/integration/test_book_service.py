@@ -190,7 +190,7 @@ def test_a_change_to_one_portfolio_reads_again_only_that_portfolio_and_the_commi
                 stale,
                 book.lots[other_id] is others_lots,
                 set(book.stale),
-                after,
+                {**after, "listed": [p["id"] for p in await service.portfolios(user)]},
             )
         finally:
             await pool.close()  # type: ignore[attr-defined]
@@ -201,3 +201,4 @@ def test_a_change_to_one_portfolio_reads_again_only_that_portfolio_and_the_commi
     assert Decimal(str(snapshot["cash_balance"])) == Decimal("125.00")
     assert len(snapshot["holdings"]) == 1  # type: ignore[arg-type]
     assert same_lots and stale_after == set()
+    assert snapshot["listed"] == [str(main_id), str(other_id)]  # the list keeps its order

@@ -157,6 +157,17 @@ class Mutation:
         return idempotency.request_hash(self.method, self.path, self.body)
 
 
+def _put(book: Book, portfolios: Iterable[dict[str, Any]], lot_rows: Iterable[dict[str, Any]]) -> None:
+    """Portfolio rows and their open lots into ``book``, as read from PostgreSQL."""
+    for row in portfolios:
+        book.portfolios[row["id"]] = row
+        book.lots[row["id"]] = []
+    for row in lot_rows:
+        book.lots.setdefault(row["portfolio_id"], []).append(store.lot_from_row(row))
+        if row["loss_basis"] is not None:
+            book.loss_bases[row["id"]] = row["loss_basis"]
+
+
 def key_reused() -> ServiceError:
     return ServiceError(
         409, "IDEMPOTENCY_KEY_REUSED", "This Idempotency-Key was used for a different request."
@@ -229,16 +240,8 @@ class BookService:
                 store.open_lots_of_user_query(user_id),
                 order_store.cash_commitments_query(user_id, self.settlement_horizon()),
             )
-        lots: dict[uuid.UUID, list[Lot]] = {p["id"]: [] for p in portfolios}
-        for row in lot_rows:
-            lots.setdefault(row["portfolio_id"], []).append(store.lot_from_row(row))
-        book = Book(
-            user_id=user_id,
-            portfolios={p["id"]: p for p in portfolios},
-            lots=lots,
-            commitments=commitments,
-            loss_bases={row["id"]: row["loss_basis"] for row in lot_rows if row["loss_basis"] is not None},
-        )
+        book = Book(user_id=user_id, portfolios={}, lots={}, commitments=commitments)
+        _put(book, portfolios, lot_rows)
         self._books[user_id] = book
         while len(self._books) > self._max_books:
             evicted, _ = self._books.popitem(last=False)
@@ -258,17 +261,13 @@ class BookService:
                 store.open_lots_of_portfolios_query(book.user_id, stale),
                 order_store.cash_commitments_query(book.user_id, self.settlement_horizon()),
             )
+        found = {row["id"] for row in portfolios}
         for portfolio_id in stale:
             for lot in book.lots.pop(portfolio_id, []):
                 book.loss_bases.pop(lot.id, None)
-            book.portfolios.pop(portfolio_id, None)
-        for row in portfolios:
-            book.portfolios[row["id"]] = row
-            book.lots[row["id"]] = []
-        for row in lot_rows:
-            book.lots.setdefault(row["portfolio_id"], []).append(store.lot_from_row(row))
-            if row["loss_basis"] is not None:
-                book.loss_bases[row["id"]] = row["loss_basis"]
+            if portfolio_id not in found:
+                book.portfolios.pop(portfolio_id, None)
+        _put(book, portfolios, lot_rows)  # a row replaced keeps its place: the listing's order holds
         book.commitments = commitments
         book.stale.clear()
 
