@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -62,6 +63,56 @@ def test_without_an_age_limit_only_the_last_known_fallback_is_stale(redis_url: s
             await client.aclose()
 
     asyncio.run(scenario())
+
+
+def test_many_quotes_are_read_in_one_round_trip_and_each_is_judged_as_alone(redis_url: str) -> None:
+    """A plan's symbols: the cached ones in one MGET (aged as :meth:`quote` ages them), a missing
+    one from the provider, and None for one nobody can price."""
+    now = PRICED_AT + timedelta(seconds=90)
+    asked: list[str] = []
+
+    async def provider(symbol: str) -> Quote:
+        asked.append(symbol)
+        if symbol == "NOPE":
+            raise LookupError("no such symbol")
+        return Quote(symbol, D("9.99"), D("10.01"), D("10.00"), now, "polygon")
+
+    async def scenario() -> None:
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            await client.delete("quote:AAPL", "quote:KO", "quote:GE", "quote:NOPE", "quote:last:NOPE")
+            seed = QuoteCache(client, provider, ttl_seconds=3600)
+            aapl = Quote("AAPL", D("99.99"), D("100.01"), D("100.00"), PRICED_AT, "polygon")
+            ko = Quote("KO", D("59.99"), D("60.01"), D("60.00"), now, "polygon")
+            await seed._put("AAPL", aapl)
+            await seed._put("KO", ko)
+            cache = QuoteCache(client, provider, ttl_seconds=3600, stale_after_s=60, now=lambda: now)
+            commands: list[str] = []
+            client.execute_command = _counting(client.execute_command, commands)  # type: ignore[method-assign]
+
+            found = await cache.quotes(["AAPL", "KO", "GE", "AAPL", "NOPE"])
+
+            assert list(found) == ["AAPL", "KO", "GE", "NOPE"]
+            assert found["AAPL"] is not None and found["AAPL"].stale is True  # 90 s old, limit 60
+            assert found["KO"] is not None and (found["KO"].stale, found["KO"].last) == (False, D("60.00"))
+            assert found["GE"] is not None and found["GE"].last == D("10.00")
+            assert found["NOPE"] is None
+            assert asked == ["GE", "NOPE"]  # only what the cache did not hold
+            # The cached ones at once; then only the kept quote of the one the provider refused.
+            assert commands == ["MGET", "GET"]
+            assert (await cache.quote("GE"))[1] is True  # the provider's answer was cached
+        finally:
+            await client.aclose()
+
+    asyncio.run(scenario())
+
+
+def _counting(execute: Any, seen: list[str]) -> Any:
+    async def counted(*args: Any, **options: Any) -> Any:
+        seen.append(str(args[0]))
+        return await execute(*args, **options)
+
+    return counted
 
 
 async def _answer(quote: Quote) -> Quote:

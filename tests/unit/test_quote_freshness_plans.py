@@ -75,15 +75,16 @@ def test_a_preview_shows_source_as_of_age_and_staleness() -> None:
 
 def test_plan_quotes_answer_409_quote_stale_naming_each_stale_quote() -> None:
     book = {"AAPL": seen("AAPL", age_s=3600), "KO": seen("KO"), "GE": seen("GE", stale=True)}
-    asked: list[str] = []
+    asked: list[list[str]] = []
 
-    async def lookup(symbol: str) -> QuoteSeen | None:
-        asked.append(symbol)
-        return book.get(symbol)
+    async def lookup(symbols: list[str]) -> dict[str, QuoteSeen | None]:
+        asked.append(symbols)
+        return {s: book[s] for s in symbols if s in book}
 
     quotes = PlanQuotes(lookup, max_age_s=LIMIT, now=lambda: NOW)
     found = asyncio.run(quotes.seen(["AAPL", "KO", "AAPL", "GE", "XOM"]))
-    assert sorted(asked) == ["AAPL", "GE", "KO", "XOM"]  # each symbol read once
+    assert asked == [["AAPL", "KO", "GE", "XOM"]]  # one reading, each symbol once
+    assert found["XOM"] is None
     orders = [PlannedOrder(s) for s in ("AAPL", "KO", "GE", "XOM")]
     with pytest.raises(ServiceError) as caught:
         quotes.refuse_stale(orders, found)

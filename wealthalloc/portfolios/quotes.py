@@ -13,7 +13,6 @@ anything is written.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, date, datetime
 
@@ -32,11 +31,11 @@ from wealthalloc.errors import ServiceError
 from wealthalloc.logging import get_logger
 from wealthalloc.marketdata import PriceHistory
 from wealthalloc.marketdata.providers import QuoteSource
-from wealthalloc.marketdata.quotes import QuoteCache, QuoteUnavailable
+from wealthalloc.marketdata.quotes import QuoteCache
 
 log = get_logger(__name__)
 
-QuoteLookup = Callable[[str], Awaitable[QuoteSeen | None]]
+QuoteLookup = Callable[[list[str]], Awaitable[dict[str, QuoteSeen | None]]]
 
 
 class PlanQuotes:
@@ -46,7 +45,8 @@ class PlanQuotes:
     Parameters
     ----------
     lookup : callable
-        ``symbol -> QuoteSeen | None`` (None: no quote at all, the venue prices the order).
+        ``symbols -> {symbol: QuoteSeen | None}``, every symbol in one reading (None: no quote at
+        all, the venue prices the order).
     max_age_s : float
         ``market_data_stale_seconds``: a quote priced longer ago is stale (0: only a kept one is).
     now : callable
@@ -67,8 +67,10 @@ class PlanQuotes:
     async def seen(self, symbols: Iterable[str]) -> dict[str, QuoteSeen | None]:
         """The quote read now for each symbol."""
         names = list(dict.fromkeys(symbols))
-        found = await asyncio.gather(*(self._lookup(name) for name in names))
-        return dict(zip(names, found, strict=True))
+        if not names:
+            return {}
+        found = await self._lookup(names)
+        return {name: found.get(name) for name in names}
 
     def refuse_stale(self, orders: list[PlannedOrder], seen: dict[str, QuoteSeen | None]) -> None:
         """Raise 409 ``QUOTE_STALE`` naming every stale quote the plan's market orders would meet."""
@@ -123,11 +125,13 @@ def shard_quotes(
         stale_after_s=settings.market_data_stale_seconds,
     )
 
-    async def lookup(symbol: str) -> QuoteSeen | None:
-        try:
-            found, _ = await cache.quote(symbol)
-        except (QuoteUnavailable, LookupError):
-            return None
-        return QuoteSeen(symbol=found.symbol, as_of=found.timestamp, source=found.source, stale=found.stale)
+    async def lookup(symbols: list[str]) -> dict[str, QuoteSeen | None]:
+        found = await cache.quotes(symbols)
+        return {
+            name: None
+            if quote is None
+            else QuoteSeen(symbol=quote.symbol, as_of=quote.timestamp, source=quote.source, stale=quote.stale)
+            for name, quote in found.items()
+        }
 
     return PlanQuotes(lookup, max_age_s=settings.market_data_stale_seconds)

@@ -59,6 +59,7 @@ from wealthalloc.domain.buying_power import (
 from wealthalloc.domain.lots import Lot
 from wealthalloc.domain.money import money, weight
 from wealthalloc.domain.performance import CashChange, PositionChange, performance, value_history
+from wealthalloc.domain.quote_freshness import QuoteSeen
 from wealthalloc.domain.valuation import Valuation, risk_score, value_lots
 from wealthalloc.domain.wash_sale_book import BasisTooSmall
 from wealthalloc.errors import ServiceError
@@ -602,18 +603,66 @@ class BookService:
         self, user_id: uuid.UUID, portfolio_id: uuid.UUID, drift_band: Decimal, whole_shares: bool
     ) -> dict[str, Any]:
         """The orders (not placed) that bring out-of-band rows back to target."""
+        plans, _ = await self.rebalance_plans(user_id, [portfolio_id], drift_band, whole_shares, named=False)
+        return plans[0]
+
+    async def rebalance_plans(
+        self,
+        user_id: uuid.UUID,
+        portfolio_ids: Sequence[uuid.UUID],
+        drift_band: Decimal,
+        whole_shares: bool,
+        *,
+        named: bool = True,
+    ) -> tuple[list[dict[str, Any]], dict[str, QuoteSeen | None]]:
+        """Each portfolio's plan (not placed) on one reading of the book, and the quotes its market
+        orders would execute on, read once for every plan's symbols (each plan shows its own).
+
+        ``named``: a refusal (no such portfolio, no target) names the portfolio it is for, as a
+        request about several portfolios must.
+        """
+        made: list[tuple[uuid.UUID, dict[str, Any]]] = []
         async with self._lock(user_id):
             book = await self._book(user_id)
-            if portfolio_id not in book.portfolios:
-                raise not_found()
-            target = _target_of(book.portfolios[portfolio_id])
-            positions, _ = self._positions(book, portfolio_id)
-            # Cash open buys hold back is theirs: the plan spends only what a new buy could reserve.
-            cash = max(self._power(book, portfolio_id).for_buys, Decimal(0))
+            for portfolio_id in portfolio_ids:
+                try:
+                    made.append((portfolio_id, self._plan(book, portfolio_id, drift_band, whole_shares)))
+                except ServiceError as exc:
+                    if not named:
+                        raise
+                    details = {"portfolio_id": str(portfolio_id), "reason": exc.details}
+                    message = f"Portfolio {portfolio_id}: {exc.message}"
+                    raise ServiceError(exc.status, exc.code, message, details) from exc
+        seen: dict[str, QuoteSeen | None] = {}
+        if self.quotes is not None:  # the quote each market order would execute on, and whether it is stale
+            seen = await self.quotes.seen(o["symbol"] for _, shown in made for o in shown["orders"])
+            quoted = {name: jsonable(self.quotes.shown(quote)) for name, quote in seen.items()}
+            for _, shown in made:
+                shown["orders"] = [{**o, "quote": quoted[o["symbol"]]} for o in shown["orders"]]
+        # A plan as the domain shows it is JSON-ready already (amounts as decimal strings): only
+        # what is added here is put in that form, where a round trip through JSON of every plan's
+        # rows before and after was a tenth of a day's rebalancing.
+        head = {"as_of": self.market.today().isoformat(), "dry_run": True, "drift_band": str(drift_band)}
+        plans = [
+            {**({"portfolio_id": str(portfolio_id)} if named else {}), **head, **shown}
+            for portfolio_id, shown in made
+        ]
+        return plans, seen
+
+    def _plan(
+        self, book: Book, portfolio_id: uuid.UUID, drift_band: Decimal, whole_shares: bool
+    ) -> dict[str, Any]:
+        """One portfolio's rebalancing plan as shown, before its quotes."""
+        if portfolio_id not in book.portfolios:
+            raise not_found()
+        target = _target_of(book.portfolios[portfolio_id])
         if not (target.asset_class or target.sector or target.symbol):
             raise ServiceError(
                 409, "NO_TARGET_ALLOCATION", "Set a target_allocation on the portfolio before rebalancing."
             )
+        positions, _ = self._positions(book, portfolio_id)
+        # Cash open buys hold back is theirs: the plan spends only what a new buy could reserve.
+        cash = max(self._power(book, portfolio_id).for_buys, Decimal(0))
         plan = rebalance(
             positions,
             cash,
@@ -622,13 +671,7 @@ class BookService:
             whole_shares=whole_shares,
             candidates=self._candidates({p.symbol for p in positions}),
         )
-        shown = plan.as_dict()
-        if self.quotes is not None:  # the quote each market order would execute on, and whether it is stale
-            seen = await self.quotes.seen(o["symbol"] for o in shown["orders"])
-            shown["orders"] = [{**o, "quote": self.quotes.shown(seen[o["symbol"]])} for o in shown["orders"]]
-        return jsonable(  # type: ignore[no-any-return]
-            {"as_of": self.market.today(), "dry_run": True, "drift_band": drift_band, **shown}
-        )
+        return plan.as_dict()
 
     def _candidates(self, held: set[str]) -> dict[str, list[Position]]:
         """Per sector, the securities with a price today that could fill a sector nobody holds yet."""

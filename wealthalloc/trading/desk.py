@@ -635,8 +635,10 @@ class OrderDesk:
         request places the same orders under the same derived keys, which find the orders already
         made, however the book has moved since. Sells come first, so their cash can fund the buys.
         """
-        plan = await self._book.rebalance(m.user_id, portfolio_id, drift_band, whole_shares)
-        seen = await self.plan_quotes(o["symbol"] for o in plan["orders"])
+        plans, seen = await self._book.rebalance_plans(
+            m.user_id, [portfolio_id], drift_band, whole_shares, named=False
+        )
+        plan = plans[0]
 
         async def work(conn: store.Conn, portfolio: dict[str, Any]) -> tuple[int, Any]:
             # Only for a new key (a replay places the stored plan's orders), and before anything is written.
@@ -661,8 +663,7 @@ class OrderDesk:
         ``{key}/{n}/{i}``. As for one portfolio, the plans are stored with the key, so a repeat places
         the same orders, and an order refused (too little cash) refuses none of the others.
         """
-        plans = await self.plans(m.user_id, portfolio_ids, drift_band, whole_shares)
-        seen = await self.plan_quotes({o["symbol"] for plan in plans for o in plan["orders"]})
+        plans, seen = await self._book.rebalance_plans(m.user_id, portfolio_ids, drift_band, whole_shares)
 
         async def work(conn: store.Conn, portfolios: dict[uuid.UUID, dict[str, Any]]) -> tuple[int, Any]:
             planned = [PlannedOrder(o["symbol"]) for plan in plans for o in plan["orders"]]
@@ -690,17 +691,10 @@ class OrderDesk:
     async def plans(
         self, user_id: uuid.UUID, portfolio_ids: Sequence[uuid.UUID], drift_band: Decimal, whole_shares: bool
     ) -> list[dict[str, Any]]:
-        """Each portfolio's rebalancing plan, not placed, each naming its portfolio. The book is read
-        once for them all; a refusal (no such portfolio, no target) names the portfolio it is for."""
-        plans: list[dict[str, Any]] = []
-        for portfolio_id in portfolio_ids:
-            try:
-                plan = await self._book.rebalance(user_id, portfolio_id, drift_band, whole_shares)
-            except ServiceError as exc:
-                details = {"portfolio_id": str(portfolio_id), "reason": exc.details}
-                message = f"Portfolio {portfolio_id}: {exc.message}"
-                raise ServiceError(exc.status, exc.code, message, details) from exc
-            plans.append({"portfolio_id": str(portfolio_id), **plan})
+        """Each portfolio's rebalancing plan, not placed, each naming its portfolio. The book and the
+        quotes are read once for them all; a refusal (no such portfolio, no target) names the
+        portfolio it is for."""
+        plans, _ = await self._book.rebalance_plans(user_id, portfolio_ids, drift_band, whole_shares)
         return plans
 
     async def _mark_rebalanced(
