@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
@@ -376,6 +377,42 @@ def test_a_batch_of_events_is_queued_in_one_statement_in_stream_order_and_only_o
         return queued
 
     assert run(database_url, redis_url, again) == 0
+
+
+def test_only_events_a_live_webhook_could_match_are_sent_to_the_database_to_be_matched(
+    database_url: str, redis_url: str, receiver: Receiver
+) -> None:
+    """A user without a webhook costs the dispatcher one small query, not a body to encode and
+    match; a broadcast still reaches the subscribers of its topic."""
+    alice, carol = new_user(database_url), new_user(database_url)
+
+    def event(user: uuid.UUID | None, topic: str = "portfolio.updates") -> store.Outgoing:
+        return store.Outgoing(
+            event_id=uuid.uuid4(),
+            event_type=topic,
+            topic=topic,
+            user_id=user,
+            occurred_at=datetime.now(UTC),
+            body={"amount": "1.00"},
+            broadcast=topic == "prices.updated",
+        )
+
+    async def scenario(stack: Stack) -> dict[str, Any]:
+        topics = ["portfolio.updates", "prices.updated"]
+        hook = await stack.service().create(user_id=alice, url=receiver.url, events=topics)
+        hers, carols, everyones = event(alice), event(carol), event(None, "prices.updated")
+        async with stack.pool.connection() as conn:
+            kept = await store._with_a_subscriber(conn, [hers, carols, everyones])
+            queued = await store.enqueue_deliveries(conn, [hers, carols, everyones])
+        await stack.service().delete(user_id=alice, webhook_id=hook.record["id"])
+        return {"kept": kept, "queued": queued, "expected": [hers, everyones], "hook": hook.record["id"]}
+
+    out = run(database_url, redis_url, scenario)
+    assert out["kept"] == out["expected"]  # carol's event never left the dispatcher
+    assert out["queued"] == 2
+    assert [r["event_id"] for r in deliveries(database_url, out["hook"])] == [
+        e.event_id for e in out["expected"]
+    ]
 
 
 def test_an_endpoint_answering_500_is_retried_and_then_delivered(

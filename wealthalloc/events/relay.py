@@ -231,4 +231,4 @@ class OutboxRelay:
 
 
 async def _mark_published(conn: AsyncConnection[DictRow], ids: list[uuid.UUID]) -> None:
-    await conn.execute("UPDATE events SET published_at = now() WHERE id = ANY(%s)", (ids,))
+    await conn.execute("UPDATE events SET published_at = now() WHERE id = ANY(%b)", (ids,))

@@ -96,7 +96,7 @@ async def append_audit_many(conn: AsyncConnection[DictRow], entries: Sequence[Au
     ids = [e.event_id for e in entries if e.event_id is not None]
     there: set[Any] = set()
     if ids:
-        cur = await conn.execute("SELECT event_id FROM audit_log WHERE event_id = ANY(%s)", (ids,))
+        cur = await conn.execute("SELECT event_id FROM audit_log WHERE event_id = ANY(%b)", (ids,))
         there = {row["event_id"] for row in await cur.fetchall()}
     fresh: list[AuditEntry] = []
     for entry in entries:

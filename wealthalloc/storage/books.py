@@ -297,11 +297,16 @@ _REFRESH_HOLDINGS = """
 WITH touched AS (
     SELECT DISTINCT * FROM unnest(%b::uuid[], %b::text[]) AS t (portfolio_id, symbol)
 ), total AS (
-    SELECT t.portfolio_id, t.symbol,
-           coalesce(sum(l.shares), 0) AS shares, coalesce(sum(l.adjusted_basis), 0) AS basis
+    -- LATERAL: each touched (portfolio, symbol) sums its own open lots through idx_lots_open, where
+    -- a join let a planner without statistics yet (a young or fast-growing table) hash every
+    -- open lot of every portfolio on each call.
+    SELECT t.portfolio_id, t.symbol, s.shares, s.basis
     FROM touched t
-    LEFT JOIN lots l ON l.portfolio_id = t.portfolio_id AND l.symbol = t.symbol AND l.closed_at IS NULL
-    GROUP BY t.portfolio_id, t.symbol
+    CROSS JOIN LATERAL (
+        SELECT coalesce(sum(l.shares), 0) AS shares, coalesce(sum(l.adjusted_basis), 0) AS basis
+        FROM lots l
+        WHERE l.portfolio_id = t.portfolio_id AND l.symbol = t.symbol AND l.closed_at IS NULL
+    ) s
 ), emptied AS (
     DELETE FROM holdings h USING total
     WHERE h.portfolio_id = total.portfolio_id AND h.symbol = total.symbol AND total.shares <= 0
