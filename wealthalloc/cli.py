@@ -23,6 +23,8 @@ from wealthalloc.config import Settings
 
 if TYPE_CHECKING:
     from wealthalloc.ml.registry import ModelRegistry
+    from wealthalloc.runtime.launcher import RuntimeState
+    from wealthalloc.runtime.services import ResolvedService
 
 app = typer.Typer(
     name="wealthalloc",
@@ -730,10 +732,53 @@ def serve(
         settings.database_url, settings.data_dir, allow_embedded=settings.embedded_services
     )
     _say(f"PostgreSQL: {_origin(pg.embedded, settings.data_dir / 'postgres')}")
-    rd = services.resolve_redis(
-        settings.redis_url, settings.data_dir, allow_embedded=settings.embedded_services
-    )
-    _say(f"Redis:      {_origin(rd.embedded, settings.data_dir / 'redis')}")
+    began = time.time()
+    embedded_redis = False
+    try:
+        rd = services.resolve_redis(
+            settings.redis_url, settings.data_dir, allow_embedded=settings.embedded_services
+        )
+        embedded_redis = rd.embedded
+        _say(f"Redis:      {_origin(rd.embedded, settings.data_dir / 'redis')}")
+        _bring_up(settings, pg, rd, skip_setup=skip_setup, workers=workers, health_timeout=health_timeout)
+    except BaseException:
+        # Nothing half-started is left behind: no Ray or embedded database outlives a start-up that
+        # failed or was interrupted, and the next `make run` starts clean. Ray is ours to stop when
+        # the state file was written by this start-up (it is saved as soon as Ray runs).
+        _say("Start-up failed: stopping what it started.")
+        saved = launcher.RuntimeState.load(settings.data_dir)
+        ours = saved if saved is not None and saved.started_at >= began else None
+        for line in _stop_started(
+            settings, ours, embedded_postgres=pg.embedded, embedded_redis=embedded_redis
+        ):
+            _say(f"  {line}")
+        raise
+
+    _say("")
+    _say(f"WealthAlloc is up in {time.monotonic() - started:.0f} s")
+    _say(f"  API:        {settings.api_url}   (docs: /docs, health: /health, metrics: /metrics)")
+    if not settings.operations_token.get_secret_value():
+        token_file = settings.data_dir / "operations_token"
+        _say(f"  Operators:  /metrics and /health's report take the bearer token in {token_file}")
+    _say(f"  Dashboard:  {settings.dashboard_url}")
+    _say("  Demo logins:")
+    for role, email, password in DEMO_LOGINS:
+        _say(f"    {role:9} {email:26} {password}")
+    _say("  Stop with:  make stop")
+
+
+def _bring_up(
+    settings: Settings,
+    pg: ResolvedService,
+    rd: ResolvedService,
+    *,
+    skip_setup: bool,
+    workers: int,
+    health_timeout: float,
+) -> None:
+    """Schema, data and demo; then Ray (its state saved as soon as it runs), the worker nodes and
+    Serve, until the API answers healthy. ``pg`` and ``rd`` are the resolved services."""
+    from wealthalloc.runtime import launcher
 
     if not skip_setup:
         from wealthalloc.demo.seed import seed_demo
@@ -779,40 +824,45 @@ def serve(
         settings.api_url, timeout_s=health_timeout, token=env["WEALTHALLOC_OPERATIONS_TOKEN"]
     )
 
-    _say("")
-    _say(f"WealthAlloc is up in {time.monotonic() - started:.0f} s")
-    _say(f"  API:        {settings.api_url}   (docs: /docs, health: /health, metrics: /metrics)")
-    if not settings.operations_token.get_secret_value():
-        token_file = settings.data_dir / "operations_token"
-        _say(f"  Operators:  /metrics and /health's report take the bearer token in {token_file}")
-    _say(f"  Dashboard:  {settings.dashboard_url}")
-    _say("  Demo logins:")
-    for role, email, password in DEMO_LOGINS:
-        _say(f"    {role:9} {email:26} {password}")
-    _say("  Stop with:  make stop")
-
 
 @app.command()
 @_friendly
 def stop() -> None:
     """Stop Serve, Ray and the embedded services that `serve` started."""
-    from wealthalloc.runtime import launcher, services
+    from wealthalloc.runtime import launcher
 
     settings = _settings()
     state = launcher.RuntimeState.load(settings.data_dir)
     if state is None:
         raise CliError(f"nothing to stop: no platform started from {settings.data_dir}")
-    if launcher.stop_workers(state.workers):
-        _say(f"{len(state.workers)} Ray worker node(s) stopped")
-    if launcher.stop_ray(state.ray_pid):
-        _say("Ray and Serve stopped")
-    if settings.serve_haproxy:
-        launcher.stop_haproxy(settings.haproxy_stats_port)
-    if state.embedded_redis and services.stop_embedded_redis(settings.data_dir):
-        _say("embedded Redis stopped")
-    if state.embedded_postgres and services.stop_embedded_postgres(settings.data_dir):
-        _say("embedded PostgreSQL stopped")
-    launcher.RuntimeState.clear(settings.data_dir)
+    for line in _stop_started(
+        settings, state, embedded_postgres=state.embedded_postgres, embedded_redis=state.embedded_redis
+    ):
+        _say(line)
+
+
+def _stop_started(
+    settings: Settings, state: RuntimeState | None, *, embedded_postgres: bool, embedded_redis: bool
+) -> list[str]:
+    """Stop Ray (with its worker nodes and HAProxy) when ``state`` says it runs, then the embedded
+    services named; what was stopped, a line each. ``stop`` and a failed ``serve`` share it."""
+    from wealthalloc.runtime import launcher, services
+
+    said = []
+    if state is not None:
+        if launcher.stop_workers(state.workers):
+            said.append(f"{len(state.workers)} Ray worker node(s) stopped")
+        if launcher.stop_ray(state.ray_pid):
+            said.append("Ray and Serve stopped")
+        if settings.serve_haproxy:
+            launcher.stop_haproxy(settings.haproxy_stats_port)
+    if embedded_redis and services.stop_embedded_redis(settings.data_dir):
+        said.append("embedded Redis stopped")
+    if embedded_postgres and services.stop_embedded_postgres(settings.data_dir):
+        said.append("embedded PostgreSQL stopped")
+    if state is not None:
+        launcher.RuntimeState.clear(settings.data_dir)
+    return said
 
 
 @app.command()

@@ -80,3 +80,28 @@ def _the_haproxy_ingress_answers_in_the_envelope(api: str, stats_port: int) -> N
     }
     args = haproxy.cmdline()
     assert MARKER in Path(args[args.index("-f") + 1]).read_text()
+
+
+def test_a_start_up_that_fails_after_ray_started_stops_ray_and_leaves_nothing_running(
+    platform_env: dict[str, str], empty_database_url: str
+) -> None:
+    """A database without the schema (``--skip-setup``) never answers ready: `serve` gives up after
+    its health timeout, and then stops the Ray, Serve and HAProxy it had started, so neither the
+    ports nor a stale state file stand in the way of the next `make run`."""
+    platform_env["WEALTHALLOC_DATABASE_URL"] = empty_database_url
+    up = cli("serve", "--skip-setup", "--health-timeout", "3", env=platform_env, timeout=300)
+
+    assert up.returncode == 1, up.stdout + up.stderr
+    assert "Ray:        started at" in up.stdout
+    assert "Start-up failed: stopping what it started." in up.stdout
+    assert "Ray and Serve stopped" in up.stdout
+    assert up.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert not (Path(platform_env["WEALTHALLOC_DATA_DIR"]) / "runtime.json").exists()
+    import psutil
+
+    ports = {
+        int(platform_env[name])
+        for name in ("WEALTHALLOC_HTTP_PORT", "WEALTHALLOC_RAY_PORT", "WEALTHALLOC_HAPROXY_STATS_PORT")
+    }
+    listening = {c.laddr.port for c in psutil.net_connections("tcp") if c.laddr and c.status == "LISTEN"}
+    assert not ports & listening
