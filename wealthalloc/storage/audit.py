@@ -31,6 +31,17 @@ VALUES (%(id)s, %(event_id)s, %(actor_id)s, %(action)s, %(subject)s, %(details)s
         %(prev_hash)s, %(hash)s, %(created_at)s)
 """
 
+# A batch in one statement, in the chain's order (the sequence is handed out row by row as they come).
+_INSERT_MANY = """
+INSERT INTO audit_log (id, event_id, actor_id, action, subject, details, ip, prev_hash, hash, created_at)
+SELECT id, event_id, actor_id, action, subject, details::jsonb, ip, prev_hash, hash, created_at
+FROM unnest(%(id)b::uuid[], %(event_id)b::uuid[], %(actor_id)b::uuid[], %(action)b::text[],
+            %(subject)b::text[], %(details)b::text[], %(ip)b::text[], %(prev_hash)b::text[],
+            %(hash)b::text[], %(created_at)b::timestamptz[])
+     WITH ORDINALITY AS e(id, event_id, actor_id, action, subject, details, ip, prev_hash, hash, created_at, n)
+ORDER BY n
+"""
+
 
 def new_entry(
     action: str,
@@ -91,7 +102,8 @@ async def append_audit_many(conn: AsyncConnection[DictRow], entries: Sequence[Au
     trail are skipped. Returns how many were appended.
 
     The head is read once and the batch's hashes chained in memory, then inserted in one
-    pipelined statement: a consumer's batch costs two round trips instead of four per row.
+    statement (its columns as arrays, in binary): a consumer's batch costs three round trips,
+    where a statement per row made the audit logger a third of the event bus's CPU.
     """
     ids = [e.event_id for e in entries if e.event_id is not None]
     there: set[Any] = set()
@@ -111,12 +123,13 @@ async def append_audit_many(conn: AsyncConnection[DictRow], entries: Sequence[Au
                 cur = await conn.execute(_HEAD)
                 row = await cur.fetchone()
                 prev = row["hash"] if row else GENESIS_HASH
-                params = []
+                columns: dict[str, list[Any]] = {}
                 for entry in fresh:
-                    params.append(_params(entry, prev))
-                    prev = params[-1]["hash"]
-                async with conn.cursor() as insert:
-                    await insert.executemany(_INSERT, params)
+                    params = _params(entry, prev)
+                    for name, value in params.items():
+                        columns.setdefault(name, []).append(value)
+                    prev = params["hash"]
+                await conn.execute(_INSERT_MANY, columns)
                 return len(fresh)
         except psycopg.errors.UniqueViolation as exc:
             if exc.diag.constraint_name in ALREADY_THERE:
