@@ -38,7 +38,8 @@ SELECT id, event_id, actor_id, action, subject, details::jsonb, ip, prev_hash, h
 FROM unnest(%(id)b::uuid[], %(event_id)b::uuid[], %(actor_id)b::uuid[], %(action)b::text[],
             %(subject)b::text[], %(details)b::text[], %(ip)b::text[], %(prev_hash)b::text[],
             %(hash)b::text[], %(created_at)b::timestamptz[])
-     WITH ORDINALITY AS e(id, event_id, actor_id, action, subject, details, ip, prev_hash, hash, created_at, n)
+     WITH ORDINALITY
+     AS e(id, event_id, actor_id, action, subject, details, ip, prev_hash, hash, created_at, n)
 ORDER BY n
 """
 
