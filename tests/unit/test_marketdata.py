@@ -12,7 +12,7 @@ import socket
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
@@ -38,6 +38,7 @@ from wealthalloc.marketdata import (
     UnknownSymbolError,
     load_bundled_datasets,
 )
+from wealthalloc.marketdata._prices import ASKED_DAYS_KEPT
 
 FIRST_DAY = date(1990, 1, 2)
 LAST_DAY = date(2022, 12, 28)
@@ -370,6 +371,18 @@ def test_a_replaced_file_is_read_again(tmp_path: Path) -> None:
     (tmp_path / "new.tmp").replace(tmp_path / "ACME.parquet")
 
     assert history.close_on("ACME", date(2022, 1, 3)) == Decimal("2.0000")
+
+
+def test_closes_asked_again_and_past_what_is_remembered_are_the_same_closes(tmp_path: Path) -> None:
+    """A close asked for again comes from memory; more days than it keeps (a valuation over years)
+    still answer each day's own close, the first time and the second."""
+    days = [date(2022, 1, 3) + timedelta(days=n) for n in range(3 * ASKED_DAYS_KEPT)]
+    write_prices(tmp_path / "ACME.parquet", {day: 1.0 + n / 1000 for n, day in enumerate(days)})
+    history = PriceHistory(tmp_path)
+    expected = [Decimal(f"{1 + n / 1000:.3f}") + Decimal("0.0000") for n in range(len(days))]
+    assert [history.close_on("ACME", day) for day in days] == expected
+    assert [history.close_on("ACME", day) for day in reversed(days)] == expected[::-1]
+    assert history.close_on("acme", days[-1]) is history.close_on("ACME", days[-1])  # remembered
 
 
 def test_a_removed_file_removes_the_symbol(tmp_path: Path) -> None:

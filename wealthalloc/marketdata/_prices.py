@@ -16,7 +16,7 @@ import os
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
@@ -31,6 +31,8 @@ from wealthalloc.marketdata._bundled import INDEX_SYMBOL
 from wealthalloc.marketdata._errors import MarketDataError, NoPriceError, UnknownSymbolError
 
 PRICE_QUANTUM = Decimal("0.0001")
+# The days a symbol's closes are remembered for at once (see ``_Loaded.asked``).
+ASKED_DAYS_KEPT = 64
 """Prices are money-adjacent: four decimals, the precision of the NUMERIC price columns."""
 
 _Signature = tuple[int, int, int]
@@ -44,6 +46,10 @@ class _Loaded:
     days: np.ndarray  # datetime64[D], sorted, unique
     values: np.ndarray  # float64, finite
     closes: pd.Series
+    # The last days asked for and their close: an order or a plan asks for today's again and again,
+    # and the array search and the decimal rounding were most of a paper order's pricing. It goes
+    # with this version of the file, so a replaced file starts empty.
+    asked: dict[date, Decimal] = field(default_factory=dict, compare=False, repr=False)
 
 
 class PriceHistory:
@@ -134,13 +140,21 @@ class PriceHistory:
             When ``day`` is before the symbol's first price.
         """
         loaded = self._load(symbol)
-        target = np.datetime64(_as_date(day), "D")
+        wanted = _as_date(day)
+        known = loaded.asked.get(wanted)
+        if known is not None:
+            return known
+        target = np.datetime64(wanted, "D")
         position = int(np.searchsorted(loaded.days, target, side="right"))
         if position == 0:
             first = loaded.days[0].astype(object) if len(loaded.days) else None
-            raise NoPriceError(_normalise(symbol), _as_date(day), first)
+            raise NoPriceError(_normalise(symbol), wanted, first)
         value = float(loaded.values[position - 1])
-        return Decimal(repr(value)).quantize(PRICE_QUANTUM, rounding=ROUND_HALF_EVEN)
+        close = Decimal(repr(value)).quantize(PRICE_QUANTUM, rounding=ROUND_HALF_EVEN)
+        if len(loaded.asked) >= ASKED_DAYS_KEPT:  # a valuation over years walks every day once
+            loaded.asked.clear()
+        loaded.asked[wanted] = close
+        return close
 
     def trading_days(self) -> list[date]:
         """The market calendar: the days of ``SPX`` when present, else the union of all symbols' days.
