@@ -31,9 +31,9 @@ from wealthalloc.marketdata._bundled import INDEX_SYMBOL
 from wealthalloc.marketdata._errors import MarketDataError, NoPriceError, UnknownSymbolError
 
 PRICE_QUANTUM = Decimal("0.0001")
-# The days a symbol's closes are remembered for at once (see ``_Loaded.asked``).
-ASKED_DAYS_KEPT = 64
 """Prices are money-adjacent: four decimals, the precision of the NUMERIC price columns."""
+ASKED_DAYS_KEPT = 64
+"""The days a symbol's closes are remembered for at once (see ``_Loaded.asked``)."""
 
 _Signature = tuple[int, int, int]
 

@@ -14,6 +14,7 @@ sits in the cache does not stay "fresh" for the cache's TTL.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
@@ -100,14 +101,15 @@ class QuoteCache:
                     found[name] = self._aged(_load(raw, stale=False))
                 except LookupError:  # a cached value this code cannot read: as good as no quote
                     found[name] = None
-        for name in names:
-            if name not in found:
-                try:
-                    fresh, _ = await self._fetch(name)
-                except QuoteUnavailable:
-                    found[name] = None
-                else:
-                    found[name] = self._aged(fresh)
+        missing = [name for name in names if name not in found]
+        fetched = await asyncio.gather(*(self._fetch(name) for name in missing), return_exceptions=True)
+        for name, answer in zip(missing, fetched, strict=True):
+            if isinstance(answer, QuoteUnavailable):
+                found[name] = None
+            elif isinstance(answer, BaseException):
+                raise answer
+            else:
+                found[name] = self._aged(answer[0])
         return {name: found[name] for name in names}
 
     def _aged(self, found: Quote) -> Quote:
