@@ -159,16 +159,15 @@ async def _with_a_subscriber(conn: Conn, events: Sequence[Outgoing]) -> list[Out
     anyone has one. The full match (topics, creation time, a disabled owner) is the insert's."""
     if not events:
         return []
-    users = list({e.user_id for e in events if e.user_id is not None})
+    users = {e.user_id for e in events if e.user_id is not None}
     cur = await conn.execute(
-        """SELECT DISTINCT w.user_id = ANY(%(users)b::uuid[]) AS own, w.user_id
-           FROM webhooks w WHERE w.active AND w.deleted_at IS NULL
-             AND (w.user_id = ANY(%(users)b::uuid[]) OR %(broadcast)b)""",
-        {"users": users, "broadcast": any(e.broadcast and e.user_id is None for e in events)},
+        """SELECT DISTINCT user_id FROM webhooks
+           WHERE active AND deleted_at IS NULL AND (user_id = ANY(%(users)b::uuid[]) OR %(broadcast)b)""",
+        {"users": list(users), "broadcast": any(e.broadcast and e.user_id is None for e in events)},
     )
-    rows = await cur.fetchall()
-    subscribed = {row["user_id"] for row in rows if row["own"]}
-    anyone = bool(rows)
+    owners = {row["user_id"] for row in await cur.fetchall()}
+    subscribed = owners & users
+    anyone = bool(owners)
     return [e for e in events if e.user_id in subscribed or (e.user_id is None and e.broadcast and anyone)]
 
 
