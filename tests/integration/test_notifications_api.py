@@ -172,6 +172,35 @@ def test_events_of_one_transaction_are_listed_in_their_stream_order(
     assert titles == ["Deposit of $5.00", "Deposit of $4.00", "Deposit of $3.00"]
 
 
+def test_a_batch_of_several_peoples_events_makes_each_notification_once_and_announces_them_in_order(
+    investor: Investor, http: httpx.Client, database_url: str
+) -> None:
+    """What a consumer reads at once is written at once: a repeat inside the batch is left out, and
+    each new notification's ``notification.created`` follows the order its events happened in."""
+    spouse = Investor(http, database_url)
+    at = datetime.now(UTC) - timedelta(minutes=5)
+    mine = [deposit(investor.id, "1.00", at, 0), deposit(investor.id, "2.00", at + timedelta(seconds=2), 2)]
+    theirs = deposit(spouse.id, "3.00", at + timedelta(seconds=1), 1)
+
+    assert write(database_url, [mine[0], theirs, mine[1], mine[0]]) == 3
+
+    assert [n["title"] for n in notifications_of(investor)] == ["Deposit of $2.00", "Deposit of $1.00"]
+    assert [n["title"] for n in notifications_of(spouse)] == ["Deposit of $3.00"]
+    with psycopg.connect(database_url) as conn:
+        announced = conn.execute(
+            """SELECT user_id::text, payload->>'title' FROM events
+               WHERE event_type = 'notification.created' AND user_id IN (%s, %s)
+                 AND payload->>'title' IN ('Deposit of $1.00', 'Deposit of $2.00', 'Deposit of $3.00')
+               ORDER BY sequence""",
+            (investor.id, spouse.id),
+        ).fetchall()
+    assert announced == [
+        (investor.id, "Deposit of $1.00"),
+        (spouse.id, "Deposit of $3.00"),
+        (investor.id, "Deposit of $2.00"),
+    ]
+
+
 def test_someone_elses_notification_is_404_and_stays_unread(http: httpx.Client, database_url: str) -> None:
     owner, other = Investor(http, database_url), Investor(http, database_url)
     owner.funded("100.00")

@@ -90,19 +90,12 @@ class NotificationWriter(StreamConsumer):
             return
         async with self._pool.connection() as conn, conn.transaction():
             preferences = await store.preferences_of_many(conn, sorted({user for user, _, _ in drafts}))
+            wanted = []
             for user_id, draft, occurred_at in drafts:
                 channels = channels_for(draft.kind, preferences.get(user_id, {}))
-                if not (channels.in_app or channels.email):
-                    continue
-                row = await store.insert_notification(
-                    conn,
-                    user_id=user_id,
-                    draft=draft,
-                    in_app=channels.in_app,
-                    email=channels.email,
-                    occurred_at=occurred_at,
-                )
-                self.created += row is not None
+                if channels.in_app or channels.email:
+                    wanted.append(store.Wanted(user_id, draft, channels.in_app, channels.email, occurred_at))
+            self.created += len(await store.insert_notifications(conn, wanted))
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -17,6 +18,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 
 from wealthalloc.notifications import Draft
+from wealthalloc.storage import held_writes
 from wealthalloc.storage.outbox import add_event
 
 Conn = AsyncConnection[DictRow]
@@ -42,57 +44,71 @@ def public(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-async def insert_notification(
-    conn: Conn,
-    *,
-    user_id: uuid.UUID,
-    draft: Draft,
-    in_app: bool,
-    email: bool,
-    occurred_at: datetime | None = None,
-) -> Row | None:
-    """The new notification, or None when this user already has one from ``draft``'s source.
+@dataclass(frozen=True, slots=True)
+class Wanted:
+    """A notification to store: for whom, what it says, on which channels, and when it happened."""
 
-    Its ``notification.created`` event is written in the same transaction when it is shown in the
-    app; an e-mail wanted is due at once. Stamped with when its event happened (``occurred_at``),
-    not when a consumer got to it: consumers of one group may finish batches out of order, and the
-    list, newest first, must follow what the person did. Without an event, the clock stamps it.
+    user_id: uuid.UUID
+    draft: Draft
+    in_app: bool
+    email: bool
+    occurred_at: datetime | None = None
+
+
+async def insert_notifications(conn: Conn, wanted: Sequence[Wanted]) -> list[Row]:
+    """The notifications that are new, in the order asked; one already made from the same (user,
+    source) pair, in the table or earlier in ``wanted``, is left out.
+
+    One statement for all of them and one for their ``notification.created`` events, in the
+    caller's transaction: a batch of fills was one statement a notification, each waited for, and
+    its event another. Each is stamped with when its event happened (``occurred_at``), not when a
+    consumer got to it: consumers of one group may finish batches out of order, and the list, newest
+    first, must follow what the person did. Without an event, the clock stamps it. An e-mail wanted
+    is due at once.
     """
+    if not wanted:
+        return []
+    ids = [uuid.uuid4() for _ in wanted]
     cur = await conn.execute(
         f"""INSERT INTO notifications
-               (user_id, kind, title, body, link, data, source_event_id, in_app, email_wanted, email_next_at,
-                created_at)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, CASE WHEN %s THEN now() END,
-                    COALESCE(%s, clock_timestamp()))
+               (id, user_id, kind, title, body, link, data, source_event_id, in_app, email_wanted,
+                email_next_at, created_at)
+            SELECT id, user_id, kind, title, body, link, data::jsonb, source_event_id, in_app, email,
+                   CASE WHEN email THEN now() END, COALESCE(occurred_at, clock_timestamp())
+            FROM unnest(%b::uuid[], %b::uuid[], %b::text[], %b::text[], %b::text[], %b::text[],
+                        %b::text[], %b::uuid[], %b::bool[], %b::bool[], %b::timestamptz[])
+                 AS asked(id, user_id, kind, title, body, link, data, source_event_id, in_app, email,
+                          occurred_at)
             ON CONFLICT (user_id, source_event_id) DO NOTHING
-            RETURNING {COLUMNS}""",
-        (
-            user_id,
-            draft.kind,
-            draft.title,
-            draft.body,
-            draft.link,
-            json.dumps(dict(draft.data), default=str),
-            draft.source_id,
-            in_app,
-            email,
-            email,
-            occurred_at,
-        ),
+            RETURNING {COLUMNS}, in_app AS shown""",
+        [
+            ids,
+            [w.user_id for w in wanted],
+            [w.draft.kind for w in wanted],
+            [w.draft.title for w in wanted],
+            [w.draft.body for w in wanted],
+            [w.draft.link for w in wanted],
+            [json.dumps(dict(w.draft.data), default=str) for w in wanted],
+            [w.draft.source_id for w in wanted],
+            [w.in_app for w in wanted],
+            [w.email for w in wanted],
+            [w.occurred_at for w in wanted],
+        ],
     )
-    row = await cur.fetchone()
-    if row is None:
-        return None
-    if in_app:
-        await add_event(
-            conn,
-            topic=TOPIC,
-            event_type=CREATED,
-            user_id=user_id,
-            aggregate_id=row["id"],
-            payload=public(row),
-        )
-    return row
+    made = {row["id"]: row for row in await cur.fetchall()}
+    rows = [made[i] for i in ids if i in made]
+    async with held_writes.writes_together(conn):  # the events: one statement
+        for row in rows:
+            if row.pop("shown"):
+                await add_event(
+                    conn,
+                    topic=TOPIC,
+                    event_type=CREATED,
+                    user_id=row["user_id"],
+                    aggregate_id=row["id"],
+                    payload=public(row),
+                )
+    return rows
 
 
 async def list_notifications(
