@@ -526,7 +526,12 @@ def main() -> int:
     parser.add_argument(
         "--investors", type=int, default=50, help="investors, one funded portfolio each (default 50)"
     )
-    parser.add_argument("--shards", type=int, default=4, help="PortfolioShard actors (default 4)")
+    parser.add_argument(
+        "--shards",
+        type=int,
+        default=Settings().shard_count,
+        help="PortfolioShard actors (default: the setting, WEALTHALLOC_SHARD_COUNT)",
+    )
     parser.add_argument(
         "--warmup", type=float, default=2, help="seconds of orders before measuring (default 2)"
     )

@@ -177,7 +177,13 @@ class Settings(BaseSettings):
         default=None,
         description="Pin the market clock to this trading day of the data instead of mapping today onto it.",
     )
-    shard_count: int = Field(default=4, ge=1)
+    shard_count: int = Field(
+        default=2,
+        ge=1,
+        description="PortfolioShard actors. Each is a Python process: more than the cores they can use "
+        "only adds Ray's per-process work and splits the commit groups (docs/order-path.md). The same "
+        "number on every node of a cluster, since it decides which shard owns a user.",
+    )
     slot_count: int = Field(default=4096, ge=1)
     shard_max_books: int = Field(default=10_000, ge=1, description="Books one shard keeps in memory (LRU).")
     shard_commit_group: int = Field(
