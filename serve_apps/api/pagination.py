@@ -35,7 +35,14 @@ def decode_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
 def next_links(request: Request, rows: Sequence[Mapping[str, Any]], limit: int, *, at: str) -> dict[str, str]:
     """``links.next`` after the last row (its ``at`` column and id) when the page is full (there may
     be more), else nothing."""
-    if not rows or len(rows) < limit:
+    return links_after(request, len(rows), limit, (rows[-1][at], rows[-1]["id"]) if rows else None)
+
+
+def links_after(
+    request: Request, count: int, limit: int, last: tuple[datetime, uuid.UUID] | None
+) -> dict[str, str]:
+    """:func:`next_links` for a page of ``count`` items, the last at ``last`` (its time and id)."""
+    if last is None or count < limit:
         return {}
-    params = {**request.query_params, "cursor": encode_cursor(rows[-1][at], rows[-1]["id"])}
+    params = {**request.query_params, "cursor": encode_cursor(*last)}
     return {"next": f"{request.url.path}?" + "&".join(f"{k}={v}" for k, v in params.items())}

@@ -20,6 +20,7 @@ from wealthalloc.storage import orders
 from wealthalloc.storage.group_commit import savepoint
 from wealthalloc.storage.held_writes import writes_together
 from wealthalloc.storage.outbox import add_event
+from wealthalloc.trading.order import Order
 
 pytestmark = pytest.mark.integration
 
@@ -181,18 +182,18 @@ def test_a_read_of_orders_inside_the_block_sees_the_orders_it_holds_as_they_were
     database_url: str,
 ) -> None:
     user_id, portfolio_id = someone(database_url)
-    answered: list[dict[str, Any]] = []
-    read: list[dict[str, Any] | None] = []
+    answered: list[Order] = []
+    read: list[Order | None] = []
 
     async def body(conn: Conn) -> None:
         async with writes_together(conn):
             answered.append(await orders.insert_order(conn, **an_order(user_id, portfolio_id)))
-            read.append(await orders.order(conn, answered[0]["id"]))
+            read.append(await orders.order(conn, answered[0].id))
 
     in_transaction(database_url, body)
 
     assert read == answered  # the numbers rounded to their columns' scales as PostgreSQL rounds them
-    assert (answered[0]["reserved_cash"], answered[0]["price_cap"]) == (D("150.1235"), D("60.000001"))
+    assert (answered[0].reserved_cash, answered[0].price_cap) == (D("150.1235"), D("60.000001"))
 
 
 def test_a_row_held_before_the_row_it_refers_to_is_written_after_it(database_url: str) -> None:

@@ -7,6 +7,7 @@ from decimal import Decimal as D
 
 import pytest
 
+from tests.orders import working
 from wealthalloc.domain.buying_power import (
     BuyingPower,
     InsufficientFunds,
@@ -15,6 +16,7 @@ from wealthalloc.domain.buying_power import (
     unsettled_proceeds,
 )
 from wealthalloc.domain.money import CASH_PLACES, MONEY_PLACES, SHARE_PLACES
+from wealthalloc.trading.order import Order
 
 HOLIDAYS = {date(2022, 11, 24)}  # Thanksgiving 2022
 
@@ -26,8 +28,8 @@ def next_trading_day(day: date) -> date:
     return following
 
 
-def open_buy(reserved: str, status: str = "submitted") -> dict[str, object]:
-    return {"side": "buy", "status": status, "reserved_cash": D(reserved)}
+def open_buy(reserved: str, status: str = "submitted") -> Order:
+    return working(side="buy", status=status, reserved_cash=D(reserved))
 
 
 def test_open_and_partly_filled_buys_hold_their_reservation_back_from_a_withdrawal() -> None:
@@ -35,7 +37,7 @@ def test_open_and_partly_filled_buys_hold_their_reservation_back_from_a_withdraw
         open_buy("501.00"),
         open_buy("100.00", "partially_filled"),
         open_buy("999.00", "cancelled"),
-        {"side": "sell", "status": "submitted", "reserved_cash": D(0)},
+        working(side="sell", status="submitted", reserved_cash=D(0)),
     ]
     power = BuyingPower.of(D("1000.00"), orders)
     assert power.reserved == D("601.00")

@@ -6,6 +6,7 @@ from decimal import Decimal as D
 
 import pytest
 
+from tests.orders import working
 from wealthalloc.trading.rules import (
     CommissionModel,
     InsufficientFunds,
@@ -93,8 +94,8 @@ def test_commission_is_per_share_with_a_minimum_and_a_cap() -> None:
 
 def test_buying_power_counts_open_buys_and_shares_count_open_sells() -> None:
     open_orders = [
-        {"side": "buy", "symbol": "MSFT", "reserved_cash": D(600), "quantity": D(1), "filled_quantity": D(0)},
-        {"side": "sell", "symbol": "AAPL", "reserved_cash": D(0), "quantity": D(8), "filled_quantity": D(3)},
+        working(side="buy", symbol="MSFT", reserved_cash=D(600), quantity=D(1)),
+        working(side="sell", symbol="AAPL", quantity=D(8), filled_quantity=D(3), status="partially_filled"),
     ]
     check_affordable(order(), reserve=D(400), cash=D(1000), held=D(0), open_orders=open_orders)
     with pytest.raises(InsufficientFunds) as funds:

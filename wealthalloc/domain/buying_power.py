@@ -21,11 +21,11 @@ conservative reading: a withdrawal never counts on money that has not settled.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from typing import Any
+from typing import Protocol
 
 from wealthalloc.domain.money import money
 from wealthalloc.trading.status import OPEN_STATUSES
@@ -81,14 +81,23 @@ def unsettled_proceeds(
     )
 
 
-def reserved_by(open_orders: Iterable[Mapping[str, Any]]) -> Decimal:
-    """Cash held back by the open buys among ``open_orders`` (rows with side, status, reserved_cash)."""
+class HoldsCash(Protocol):
+    """What an order says of the cash it holds back (an :class:`~wealthalloc.trading.order.Order`)."""
+
+    @property
+    def side(self) -> str: ...
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def reserved_cash(self) -> Decimal: ...
+
+
+def reserved_by(open_orders: Iterable[HoldsCash]) -> Decimal:
+    """Cash held back by the open buys among ``open_orders``."""
     return sum(
-        (
-            o["reserved_cash"]
-            for o in open_orders
-            if o["side"] == "buy" and o.get("status", "pending") in OPEN_STATUSES
-        ),
+        (o.reserved_cash for o in open_orders if o.side == "buy" and o.status in OPEN_STATUSES),
         _ZERO,
     )
 
@@ -113,7 +122,7 @@ class BuyingPower:
 
     @classmethod
     def of(
-        cls, cash: Decimal, open_orders: Iterable[Mapping[str, Any]] = (), unsettled: Decimal = _ZERO
+        cls, cash: Decimal, open_orders: Iterable[HoldsCash] = (), unsettled: Decimal = _ZERO
     ) -> BuyingPower:
         return cls(cash=cash, reserved=reserved_by(open_orders), unsettled=unsettled)
 

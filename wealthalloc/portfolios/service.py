@@ -868,7 +868,7 @@ class BookService:
                         409,
                         "PORTFOLIO_NOT_EMPTY",
                         "Cancel the open orders before deleting this portfolio.",
-                        {"open_orders": [str(o["id"]) for o in open_orders]},
+                        {"open_orders": [str(o.id) for o in open_orders]},
                     )
                 open_lots = [lot for lot in await store.all_lots(conn, portfolio_id) if lot["shares"] > 0]
                 if open_lots:

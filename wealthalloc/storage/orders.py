@@ -17,18 +17,15 @@ from typing import Any
 
 from wealthalloc.storage import held_writes
 from wealthalloc.storage.books import Conn, Query, Row, rows_together
+from wealthalloc.trading.order import COLUMNS, Order
 from wealthalloc.trading.status import OPEN_STATUSES
 from wealthalloc.trading.tickets import Execution
 
-ORDER_COLUMNS = """
-id, portfolio_id, user_id, symbol, side, quantity, order_type, limit_price, stop_price, time_in_force,
-status, filled_quantity, average_fill_price, reserved_cash, broker, broker_order_id, reject_reason,
-lot_method, lot_ids, price_cap, market_date, origin, submitted_at, created_date, updated_date
-"""
+ORDER_COLUMNS = ", ".join(COLUMNS)
 
 
-async def insert_order(conn: Conn, **values: Any) -> Row:
-    """Write a new order and return its row as PostgreSQL holds it (``ORDER_COLUMNS``).
+async def insert_order(conn: Conn, **values: Any) -> Order:
+    """Write a new order and return it as PostgreSQL holds it.
 
     Nothing is read back: the id and times are the caller's and this function's, the numbers are
     rounded to their columns' scales here as PostgreSQL rounds them, so the row needs no
@@ -49,7 +46,7 @@ async def insert_order(conn: Conn, **values: Any) -> Row:
         json.dumps(row[c]) if c == "lot_ids" and row[c] is not None else row[c] for c in _ORDERS.names
     )
     await held_writes.write(conn, _ORDERS, stored, stage=held_writes.Stage.ORDERS)
-    return {column: row[column] for column in _RETURNED}
+    return Order.from_row(row)
 
 
 _ORDERS = held_writes.Insert.of(
@@ -61,7 +58,6 @@ _ORDERS = held_writes.Insert.of(
        price_cap numeric, market_date date, origin text, submitted_at timestamptz, created_date timestamptz,
        updated_date timestamptz""",
 )
-_RETURNED = tuple(column.strip() for column in ORDER_COLUMNS.split(","))
 _ORDER_SCALES = {
     "quantity": 6,
     "limit_price": 6,
@@ -80,29 +76,34 @@ def scaled(value: Decimal | None, places: int) -> Decimal | None:
     return Decimal(value).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
 
 
-async def order_by_key(conn: Conn, user_id: uuid.UUID, idempotency_key: str) -> Row | None:
+async def order_by_key(conn: Conn, user_id: uuid.UUID, idempotency_key: str) -> Order | None:
     await held_writes.flush(conn)
     cur = await conn.execute(
         f"SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = %s AND idempotency_key = %s",
         (user_id, idempotency_key),
     )
-    return await cur.fetchone()
+    return _order(await cur.fetchone())
 
 
-async def order(conn: Conn, order_id: uuid.UUID, *, for_update: bool = False) -> Row | None:
+async def order(conn: Conn, order_id: uuid.UUID, *, for_update: bool = False) -> Order | None:
     await held_writes.flush(conn)
     lock = " FOR UPDATE" if for_update else ""
     cur = await conn.execute(f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = %s{lock}", (order_id,))
-    return await cur.fetchone()
+    return _order(await cur.fetchone())
 
 
-async def open_orders_of_portfolio(conn: Conn, portfolio_id: uuid.UUID) -> list[Row]:
+def _order(row: Row | None) -> Order | None:
+    return None if row is None else Order.from_row(row)
+
+
+async def open_orders_of_portfolio(conn: Conn, portfolio_id: uuid.UUID) -> list[Order]:
     [rows] = await rows_together(conn, open_orders_query([portfolio_id]))
-    return rows
+    return [Order.from_row(r) for r in rows]
 
 
 def open_orders_query(portfolio_ids: Sequence[uuid.UUID]) -> Query:
-    """The open orders of the portfolios, every one of them in one statement."""
+    """The open orders of the portfolios, every one of them in one statement (rows for
+    :meth:`Order.from_row <wealthalloc.trading.order.Order.from_row>`)."""
     return (
         f"SELECT {ORDER_COLUMNS} FROM orders WHERE portfolio_id = ANY(%s) AND status = ANY(%s)",
         (list(portfolio_ids), list(OPEN_STATUSES)),
@@ -127,7 +128,7 @@ async def list_orders(
     status: str | None,
     limit: int,
     before: tuple[datetime, uuid.UUID] | None,
-) -> list[Row]:
+) -> list[Order]:
     """Newest first; ``before`` is the (created_date, id) of the last row of the previous page."""
     clauses = ["user_id = %(user)s"]
     params: dict[str, Any] = {"user": user_id, "limit": limit}
@@ -148,7 +149,7 @@ async def list_orders(
             ORDER BY created_date DESC, id DESC LIMIT %(limit)s""",
         params,
     )
-    return await cur.fetchall()
+    return [Order.from_row(r) for r in await cur.fetchall()]
 
 
 async def insert_fill(
@@ -243,7 +244,7 @@ async def record_fill_on_order(
     average_fill_price: Decimal,
     reserved_cash: Decimal,
     status: str,
-) -> Row:
+) -> Order:
     """The order as it stands after the fill."""
     await held_writes.flush(conn)
     cur = await conn.execute(
@@ -254,7 +255,7 @@ async def record_fill_on_order(
     )
     row = await cur.fetchone()
     assert row is not None
-    return row
+    return Order.from_row(row)
 
 
 async def set_status(
@@ -319,7 +320,7 @@ _TRADES = held_writes.Insert.of(
 )
 
 
-async def pending_orders(conn: Conn, *, broker: str, older_than_s: float, limit: int = 500) -> list[Row]:
+async def pending_orders(conn: Conn, *, broker: str, older_than_s: float, limit: int = 500) -> list[Order]:
     """Orders for ``broker`` recorded but never handed to it (the gateway was away), oldest first.
 
     By broker, so that a gateway never sends another broker's order (two deployments on one
@@ -331,10 +332,10 @@ async def pending_orders(conn: Conn, *, broker: str, older_than_s: float, limit:
             ORDER BY created_date LIMIT %s""",
         (broker, older_than_s, limit),
     )
-    return await cur.fetchall()
+    return [Order.from_row(r) for r in await cur.fetchall()]
 
 
-async def working_orders(conn: Conn, broker: str, *, older_than_s: float = 0) -> list[Row]:
+async def working_orders(conn: Conn, broker: str, *, older_than_s: float = 0) -> list[Order]:
     """Orders a broker holds (submitted, partly filled): the venue's book after a restart.
     ``older_than_s`` leaves out the orders changed in the last seconds (a hand-off may be under way)."""
     cur = await conn.execute(
@@ -344,4 +345,4 @@ async def working_orders(conn: Conn, broker: str, *, older_than_s: float = 0) ->
             ORDER BY created_date""",
         (broker, older_than_s, older_than_s),
     )
-    return await cur.fetchall()
+    return [Order.from_row(r) for r in await cur.fetchall()]

@@ -60,7 +60,8 @@ from wealthalloc.storage import tax as tax_store
 from wealthalloc.storage.held_writes import writes_together
 from wealthalloc.storage.outbox import add_event
 from wealthalloc.trading import rules
-from wealthalloc.trading.status import OPEN_STATUSES, OrderStatus
+from wealthalloc.trading.order import Order
+from wealthalloc.trading.status import OrderStatus
 from wealthalloc.trading.tickets import Execution, StatusChange, Ticket
 
 log = get_logger(__name__)
@@ -103,7 +104,7 @@ class Written:
     """An order as its transaction wrote it, with the fills the embedded venue gave it and the cash
     its portfolio holds after them (``None``: no fill, the cash did not move)."""
 
-    order: dict[str, Any]
+    order: Order
     fills: list[dict[str, Any]]
     balance: Decimal | None = None
 
@@ -122,7 +123,7 @@ class Standing:
     """
 
     portfolio: dict[str, Any]
-    open_orders: list[dict[str, Any]]
+    open_orders: list[Order]
     groups: IdentityGroups
     circle: list[uuid.UUID]
     losses: wash_sales.WaitingLosses
@@ -174,7 +175,7 @@ class Standing:
         return {
             portfolio_id: cls(
                 portfolio,
-                [order for order in open_orders if order["portfolio_id"] == portfolio_id],
+                [Order.from_row(row) for row in open_orders if row["portfolio_id"] == portfolio_id],
                 groups,
                 circle,
                 losses,
@@ -199,7 +200,7 @@ class Standing:
         """The book after ``written``: the next order is checked against what this one left."""
         if written.balance is not None:
             self.portfolio = {**self.portfolio, "cash_balance": written.balance}
-        if written.order["status"] in OPEN_STATUSES:
+        if written.order.is_open:
             self.open_orders.append(written.order)
 
 
@@ -325,7 +326,7 @@ class OrderDesk:
             async with writes_together(conn):  # its events, trade and cash movement: one statement a table
                 written = await self._write(conn, m, standing, prepared, also_changed)
             created.append(written)
-            return 201, {"id": str(written.order["id"])}
+            return 201, {"id": str(written.order.id)}
 
         status, body = await self._book.idempotent(m, portfolio_id, work, also_changed=also_changed)
         await forget_spouse_books(self._book, m.user_id, also_changed, self._evict)
@@ -474,7 +475,17 @@ class OrderDesk:
         if execution is not None:
             # Filled as it is placed: the order is written as the fill leaves it, not written and
             # then updated (one statement and one dead row version fewer an order).
-            applied = _applied(values, execution)
+            applied = rules.apply_fill(
+                side=request.side,
+                status=values["status"],
+                quantity=request.quantity,
+                filled=Decimal(0),
+                average=None,
+                reserved=reserve,
+                fill_quantity=execution.quantity,
+                fill_price=execution.price,
+                commission=execution.commission,
+            )
             values |= {
                 "filled_quantity": applied.filled,
                 "average_fill_price": applied.average,
@@ -496,15 +507,15 @@ class OrderDesk:
         request, today = prepared.request, prepared.today
         portfolio, groups, circle = standing.portfolio, standing.groups, standing.circle
         execution, applied = decision.execution, decision.applied
-        row = await order_store.insert_order(conn, **decision.values)
+        order = await order_store.insert_order(conn, **decision.values)
         await add_event(
             conn,
             topic=TOPIC,
             event_type="trades.order_placed",
             user_id=m.user_id,
-            aggregate_id=row["id"],
+            aggregate_id=order.id,
             payload={
-                "order_id": row["id"],
+                "order_id": order.id,
                 "portfolio_id": portfolio["id"],
                 "symbol": request.symbol,
                 "side": request.side,
@@ -517,10 +528,10 @@ class OrderDesk:
         fills: list[dict[str, Any]] = []
         balance: Decimal | None = None
         if execution is not None and applied is not None:
-            fill = await order_store.insert_new_fill(conn, row["id"], execution, market_date=today)
+            fill = await order_store.insert_new_fill(conn, order.id, execution, market_date=today)
             changed, balance = await self._book_fill(
                 conn,
-                row,
+                order,
                 fill,
                 execution,
                 applied,
@@ -531,18 +542,18 @@ class OrderDesk:
             )
             also_changed.update(changed)
             fills.append(fill)
-        return Written(row, fills, balance)
+        return Written(order, fills, balance)
 
     async def _finish(self, user_id: uuid.UUID, written: Written) -> dict[str, Any]:
         """After the commit: count its fills, hand an order still open to the gateway, describe it."""
-        row, fills = written.order, written.fills
-        ops_metrics.trades_executed(row["side"], self._broker, len(fills))  # filled at the embedded venue
-        if row["status"] == OrderStatus.PENDING:
-            await self._hand_off(self._submit, row)  # the broker's answer changed it: read it again
-            return await self.order(user_id, row["id"])
-        if row["status"] in OPEN_STATUSES:
-            await self._hand_off(self._rest, row)
-        return describe(row, fills)
+        order, fills = written.order, written.fills
+        ops_metrics.trades_executed(order.side, self._broker, len(fills))  # filled at the embedded venue
+        if order.status == OrderStatus.PENDING:
+            await self._hand_off(self._submit, order)  # the broker's answer changed it: read it again
+            return await self.order(user_id, order.id)
+        if order.is_open:
+            await self._hand_off(self._rest, order)
+        return order.described(fills)
 
     async def place_many(
         self,
@@ -617,14 +628,14 @@ class OrderDesk:
                 outcome.order = await self.order(m.user_id, outcome.order_id)
         return status, body, outcomes
 
-    async def _hand_off(self, handoff: Handoff | None, row: dict[str, Any]) -> None:
+    async def _hand_off(self, handoff: Handoff | None, order: Order) -> None:
         """Give an order just committed to the gateway; if that fails, its sweep finds it later."""
         if handoff is None:
             return
-        try:  # the row as committed a moment ago: only this shard changes an order before the broker
-            await handoff(Ticket.from_row(row))
+        try:  # the order as committed a moment ago: only this shard changes an order before the broker
+            await handoff(order.ticket())
         except Exception as exc:  # the order is safe in PostgreSQL
-            log.warning("order_handoff_failed", order_id=str(row["id"]), error=repr(exc))
+            log.warning("order_handoff_failed", order_id=str(order.id), error=repr(exc))
 
     async def rebalance(
         self, m: Mutation, portfolio_id: uuid.UUID, drift_band: Decimal, whole_shares: bool
@@ -787,39 +798,40 @@ class OrderDesk:
             written = await self._record(conn, child.m, standing, child.prepared, decision, also_changed)
         except ServiceError as exc:
             raise OrderHalfWritten(f"order {part.key} was refused after it began to be written") from exc
-        return Outcome(part, order_id=written.order["id"], written=written)
+        return Outcome(part, order_id=written.order.id, written=written)
 
     # Reading -------------------------------------------------------------------------------------
 
-    async def order_row(self, order_id: uuid.UUID) -> dict[str, Any] | None:
+    async def order_of_record(self, order_id: uuid.UUID) -> Order | None:
         async with self._book.pool.connection() as conn:
             return await order_store.order(conn, order_id)
 
     async def order(self, user_id: uuid.UUID, order_id: uuid.UUID) -> dict[str, Any]:
+        """The user's order as the API shows it, with its fills."""
         async with self._book.pool.connection() as conn:
-            row = await order_store.order(conn, order_id)
-            if row is None or row["user_id"] != user_id:
+            order = await order_store.order(conn, order_id)
+            if order is None or order.user_id != user_id:
                 raise not_found("order")
             fills = await order_store.fills_of(conn, order_id)
-        return describe(row, fills)
+        return order.described(fills)
 
     # Cancelling ----------------------------------------------------------------------------------
 
     async def cancel(self, m: Mutation, order_id: uuid.UUID) -> dict[str, Any]:
-        row = await self.order_row(order_id)
-        if row is None or row["user_id"] != m.user_id:
+        order = await self.order_of_record(order_id)
+        if order is None or order.user_id != m.user_id:
             raise not_found("order")
-        if row["status"] not in OPEN_STATUSES:
+        if not order.is_open:
             raise ServiceError(
                 409,
                 "ORDER_NOT_OPEN",
-                f"This order is {row['status']} and can no longer be cancelled.",
-                {"status": row["status"]},
+                f"This order is {order.status} and can no longer be cancelled.",
+                {"status": str(order.status)},
             )
         if self._cancel is None:
             raise ServiceError(503, "BROKER_UNAVAILABLE", "No broker is reachable to cancel this order.")
         try:
-            await self._cancel(Ticket.from_row(row))
+            await self._cancel(order.ticket())
         except ServiceError:
             raise
         except Exception as exc:
@@ -839,29 +851,23 @@ class OrderDesk:
         fill (the paper broker fills a marketable order as it accepts it): both are applied in
         one transaction instead of two.
         """
-        Applied = tuple[dict[str, Any] | None, dict[str, Any] | None, set[uuid.UUID]]
+        Applied = tuple[Order | None, Order | None, set[uuid.UUID]]
 
         async def unit(conn: store.Conn) -> Applied:
             """The order as found, the order after the fill (``None``: seen before), and the
             user's other portfolios a wash sale changed."""
             order = await order_store.order(conn, execution.order_id, for_update=True)
-            if order is None or order["user_id"] != user_id:
+            if order is None or order.user_id != user_id:
                 log.error("fill_for_unknown_order", order_id=str(execution.order_id), fill=execution.fill_id)
                 return None, None, set()
             # Before the book's rows, as in idempotent.
             circle = await households.wash_sale_circle(conn, user_id)
-            if accepted is not None and order["status"] == OrderStatus.PENDING:
+            if accepted is not None and order.status == OrderStatus.PENDING:
                 await order_store.set_status(
-                    conn, order["id"], OrderStatus.SUBMITTED, broker_order_id=accepted.broker_order_id
+                    conn, order.id, OrderStatus.SUBMITTED, broker_order_id=accepted.broker_order_id
                 )
-                order = {
-                    **order,
-                    "status": OrderStatus.SUBMITTED,
-                    "broker_order_id": accepted.broker_order_id or order["broker_order_id"],
-                }
-            fill = await order_store.insert_fill(
-                conn, order["id"], execution, market_date=self.market.today()
-            )
+                order = order.with_status(OrderStatus.SUBMITTED, accepted.broker_order_id)
+            fill = await order_store.insert_fill(conn, order.id, execution, market_date=self.market.today())
             if fill is None:
                 return order, None, set()
             updated, also_changed = await self._fill(conn, order, fill, execution, circle=circle)
@@ -873,28 +879,28 @@ class OrderDesk:
             if order is None:
                 return None
             if updated is None:
-                return _light(order)
-            ops_metrics.trades_executed(order["side"], self._broker)
-            for changed in {order["portfolio_id"], *also_changed}:
+                return order.light()
+            ops_metrics.trades_executed(order.side, self._broker)
+            for changed in {order.portfolio_id, *also_changed}:
                 await self._book.drop_snapshot(user_id, changed)
         await forget_spouse_books(self._book, user_id, also_changed, self._evict)
-        return _light(updated)
+        return updated.light()
 
     async def _fill(
         self,
         conn: store.Conn,
-        order: dict[str, Any],
+        order: Order,
         fill: dict[str, Any],
         execution: Execution,
         *,
         circle: Sequence[uuid.UUID] | None = None,
-    ) -> tuple[dict[str, Any], set[uuid.UUID]]:
+    ) -> tuple[Order, set[uuid.UUID]]:
         """Apply a new fill to an order recorded before it (a fill the gateway brings): the order
         after it, and the user's other portfolios whose lots a wash sale changed."""
-        applied = _applied(order, execution)
+        applied = order.filled_by(execution)
         updated = await order_store.record_fill_on_order(
             conn,
-            order["id"],
+            order.id,
             filled_quantity=applied.filled,
             average_fill_price=applied.average,
             reserved_cash=applied.reserved,
@@ -906,7 +912,7 @@ class OrderDesk:
     async def _book_fill(
         self,
         conn: store.Conn,
-        order: dict[str, Any],
+        order: Order,
         fill: dict[str, Any],
         execution: Execution,
         applied: rules.FillApplied,
@@ -923,21 +929,21 @@ class OrderDesk:
         has read them (the circle under the household's lock), ``waiting`` the losses its request's
         buys share."""
         if portfolio is None:
-            portfolio = await store.portfolio_for_update(conn, order["user_id"], order["portfolio_id"])
+            portfolio = await store.portfolio_for_update(conn, order.user_id, order.portfolio_id)
         if portfolio is None:
             raise ServiceError(409, "PORTFOLIO_GONE", "The order's portfolio no longer exists.")
         day = self.market.today()
         also_changed: set[uuid.UUID] = set()
-        if order["side"] == "buy":
+        if order.side == "buy":
             await wash_sales.record_buy(
                 conn,
-                user_id=order["user_id"],
+                user_id=order.user_id,
                 portfolio=portfolio,
-                symbol=order["symbol"],
+                symbol=order.symbol,
                 shares=execution.quantity,
                 cost=-applied.cash,
                 day=day,
-                source="harvest_replacement" if order["origin"] == "harvest" else "buy",
+                source="harvest_replacement" if order.origin == "harvest" else "buy",
                 fill_row_id=fill["id"],
                 groups=groups,
                 circle=circle,
@@ -958,37 +964,36 @@ class OrderDesk:
             portfolio_id=portfolio["id"],
             amount=applied.cash,
             kind="trade",
-            description=f"{order['side']} {execution.quantity.normalize():f} {order['symbol']}"
-            f" @ {execution.price}",
+            description=f"{order.side} {execution.quantity.normalize():f} {order.symbol} @ {execution.price}",
             balance_after=balance,
             reference_id=fill["id"],
         )
-        await store.refresh_holdings(conn, portfolio["id"], order["symbol"])
+        await store.refresh_holdings(conn, portfolio["id"], order.symbol)
         trade_id = await order_store.insert_trade(
             conn,
             portfolio_id=portfolio["id"],
-            order_id=order["id"],
-            symbol=order["symbol"],
-            side=order["side"],
+            order_id=order.id,
+            symbol=order.symbol,
+            side=order.side,
             shares=execution.quantity,
             price=execution.price,
             total_amount=applied.value,
             commission=execution.commission,
-            broker_order_id=order["broker_order_id"],
+            broker_order_id=order.broker_order_id,
         )
         await add_event(
             conn,
             topic=TOPIC,
             event_type="trades.executed",
-            user_id=order["user_id"],
-            aggregate_id=order["id"],
+            user_id=order.user_id,
+            aggregate_id=order.id,
             payload={
-                "order_id": order["id"],
+                "order_id": order.id,
                 "trade_id": trade_id,
                 "portfolio_id": portfolio["id"],
                 "fill_id": execution.fill_id,
-                "symbol": order["symbol"],
-                "side": order["side"],
+                "symbol": order.symbol,
+                "side": order.side,
                 "quantity": execution.quantity,
                 "price": execution.price,
                 "commission": execution.commission,
@@ -1001,7 +1006,7 @@ class OrderDesk:
     async def _relieve(
         self,
         conn: store.Conn,
-        order: dict[str, Any],
+        order: Order,
         portfolio: dict[str, Any],
         fill_row_id: uuid.UUID,
         quantity: Decimal,
@@ -1014,11 +1019,11 @@ class OrderDesk:
         sale they start are the engine's (:mod:`wealthalloc.portfolios.wash_sales`)."""
         open_lots = [
             store.lot_from_row(r)
-            for r in await store.all_lots(conn, portfolio["id"], order["symbol"])
+            for r in await store.all_lots(conn, portfolio["id"], order.symbol)
             if r["closed_at"] is None and r["shares"] > 0 and sellable(r)
         ]
-        method = LotMethod(order["lot_method"] or portfolio["lot_method"])
-        named = [uuid.UUID(i) for i in (order["lot_ids"] or [])]
+        method = LotMethod(order.lot_method or portfolio["lot_method"])
+        named = list(order.lot_ids or ())
         if method is LotMethod.SPECIFIC and not named:
             method = LotMethod.FIFO  # a portfolio default of "specific" with no lots named on this sell
         reliefs = relieve(open_lots, quantity, method, named)
@@ -1045,9 +1050,9 @@ class OrderDesk:
             )
         return await wash_sales.record_sale(
             conn,
-            user_id=order["user_id"],
+            user_id=order.user_id,
             portfolio=portfolio,
-            symbol=order["symbol"],
+            symbol=order.symbol,
             sold=sold,
             fill_row_id=fill_row_id,
             day=day,
@@ -1060,20 +1065,20 @@ class OrderDesk:
         async with self._book.changing(user_id):
             async with self._book.pool.connection() as conn, conn.transaction():
                 order = await order_store.order(conn, change.order_id, for_update=True)
-                if order is None or order["user_id"] != user_id:
+                if order is None or order.user_id != user_id:
                     log.error("status_for_unknown_order", order_id=str(change.order_id), status=change.status)
                     return None
-                if order["status"] not in OPEN_STATUSES:
-                    return _light(order)
+                if not order.is_open:
+                    return order.light()
                 if change.status == "submitted":
-                    if order["status"] == OrderStatus.PENDING:
+                    if order.status == OrderStatus.PENDING:
                         await order_store.set_status(
-                            conn, order["id"], OrderStatus.SUBMITTED, broker_order_id=change.broker_order_id
+                            conn, order.id, OrderStatus.SUBMITTED, broker_order_id=change.broker_order_id
                         )
                 else:
                     await order_store.set_status(
                         conn,
-                        order["id"],
+                        order.id,
                         change.status,
                         broker_order_id=change.broker_order_id,
                         reason=change.reason,
@@ -1084,18 +1089,18 @@ class OrderDesk:
                         topic=TOPIC,
                         event_type=f"trades.order_{change.status}",
                         user_id=user_id,
-                        aggregate_id=order["id"],
+                        aggregate_id=order.id,
                         payload={
-                            "order_id": order["id"],
-                            "portfolio_id": order["portfolio_id"],
-                            "symbol": order["symbol"],
-                            "filled_quantity": order["filled_quantity"],
+                            "order_id": order.id,
+                            "portfolio_id": order.portfolio_id,
+                            "symbol": order.symbol,
+                            "filled_quantity": order.filled_quantity,
                             "reason": change.reason,
                         },
                     )
-                updated = await order_store.order(conn, order["id"])
-            await self._book.drop_snapshot(user_id, order["portfolio_id"])
-        return _light(updated) if updated else None
+                updated = await order_store.order(conn, order.id)
+            await self._book.drop_snapshot(user_id, order.portfolio_id)
+        return updated.light() if updated else None
 
 
 KEY_LENGTH_LIMIT = 255  # idempotency_keys.key and orders.idempotency_key, as the API takes a key
@@ -1209,35 +1214,3 @@ def _check_named_lots(lots: list[Any], lot_ids: list[uuid.UUID], quantity: Decim
         raise ServiceError(
             400, "INSUFFICIENT_SHARES", f"The named lots do not hold enough shares: {exc}."
         ) from exc
-
-
-def _applied(order: Mapping[str, Any], execution: Execution) -> rules.FillApplied:
-    """What ``execution`` does to ``order`` as it stands (its fills so far, its reservation)."""
-    return rules.apply_fill(
-        side=order["side"],
-        status=order["status"],
-        quantity=order["quantity"],
-        filled=order["filled_quantity"],
-        average=order["average_fill_price"],
-        reserved=order["reserved_cash"],
-        fill_quantity=execution.quantity,
-        fill_price=execution.price,
-        commission=execution.commission,
-    )
-
-
-def _light(order: dict[str, Any]) -> dict[str, Any]:
-    """What the gateway needs back: the order's state, not its fills."""
-    return {
-        "id": str(order["id"]),
-        "status": order["status"],
-        "filled_quantity": str(order["filled_quantity"]),
-    }
-
-
-def describe(order: dict[str, Any], fills: list[dict[str, Any]]) -> dict[str, Any]:
-    row = {k: v for k, v in order.items() if k not in ("lot_ids",)}
-    row["lot_ids"] = order.get("lot_ids")
-    row["remaining_quantity"] = order["quantity"] - order["filled_quantity"]
-    row["fills"] = fills
-    return jsonable(row)  # type: ignore[no-any-return]

@@ -43,8 +43,8 @@ class Sink(BrokerSink, Protocol):
 async def working_tickets(pool: AsyncPool, broker_name: str) -> Sequence[Ticket]:
     """The orders of record a broker holds: what it must report on after a reconnect."""
     async with pool.connection() as conn:
-        rows = await order_store.working_orders(conn, broker_name)
-    return [Ticket.from_row(r) for r in rows]
+        orders = await order_store.working_orders(conn, broker_name)
+    return [order.ticket() for order in orders]
 
 
 class OrderDispatch:
@@ -84,17 +84,15 @@ class OrderDispatch:
         paper = self._broker if isinstance(self._broker, PaperBroker) else None
         async with self._pool.connection() as conn:
             age = SWEEP_AFTER_S
-            rows = await order_store.pending_orders(conn, broker=self._broker_name, older_than_s=age)
+            pending = await order_store.pending_orders(conn, broker=self._broker_name, older_than_s=age)
             working = await order_store.working_orders(conn, "paper", older_than_s=age) if paper else []
         if paper is not None and working:
-            self.counts["swept"] += paper.adopt(
-                [Ticket.from_row(r) for r in working if r["id"] not in self._in_flight]
-            )
-        for row in rows:
-            if row["id"] in self._in_flight:
+            self.counts["swept"] += paper.adopt([o.ticket() for o in working if o.id not in self._in_flight])
+        for order in pending:
+            if order.id in self._in_flight:
                 continue
             self.counts["swept"] += 1
-            await self.submit(Ticket.from_row(row))
+            await self.submit(order.ticket())
 
     async def process_incoming(self) -> int:
         """Apply the broker's webhooks received and not yet handled; the number handled.
@@ -204,5 +202,5 @@ class OrderDispatch:
 
     async def _fresh(self, order_id: Any) -> Ticket | None:
         async with self._pool.connection() as conn:
-            row = await order_store.order(conn, order_id)
-        return None if row is None else Ticket.from_row(row)
+            order = await order_store.order(conn, order_id)
+        return None if order is None else order.ticket()

@@ -16,12 +16,12 @@ cap, so a fill never needs more cash than was set aside.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_UP, Decimal
-from typing import Any
+from typing import Any, Protocol
 
-from wealthalloc.domain.buying_power import BuyingPower
+from wealthalloc.domain.buying_power import BuyingPower, HoldsCash
 from wealthalloc.domain.buying_power import InsufficientFunds as InsufficientFunds
 from wealthalloc.domain.money import SHARE_PLACES, money
 from wealthalloc.trading.status import OPEN_STATUSES, OrderStatus
@@ -155,13 +155,23 @@ def reservation(
     return money(q * cap) + commission(q, cap)
 
 
-def shares_available(held: Decimal, symbol: str, open_orders: Iterable[Mapping[str, Any]]) -> Decimal:
+class OpenOrder(HoldsCash, Protocol):
+    """What the checks read of an open order (an :class:`~wealthalloc.trading.order.Order`)."""
+
+    @property
+    def symbol(self) -> str: ...
+
+    @property
+    def quantity(self) -> Decimal: ...
+
+    @property
+    def filled_quantity(self) -> Decimal: ...
+
+
+def shares_available(held: Decimal, symbol: str, open_orders: Iterable[OpenOrder]) -> Decimal:
+    """``held`` less what the open sells of ``symbol`` will still take."""
     committed = sum(
-        (
-            o["quantity"] - o["filled_quantity"]
-            for o in open_orders
-            if o["side"] == "sell" and o["symbol"] == symbol
-        ),
+        (o.quantity - o.filled_quantity for o in open_orders if o.side == "sell" and o.symbol == symbol),
         Decimal(0),
     )
     return held - committed
@@ -173,7 +183,7 @@ def check_affordable(
     reserve: Decimal,
     cash: Decimal,
     held: Decimal,
-    open_orders: Sequence[Mapping[str, Any]],
+    open_orders: Sequence[OpenOrder],
 ) -> None:
     """Raise InsufficientFunds / InsufficientShares with what is required and what is available."""
     if request.side == "buy":

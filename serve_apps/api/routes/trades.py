@@ -28,12 +28,12 @@ from serve_apps.api.ownership import (
     owner_checked,
     require_key,
 )
-from serve_apps.api.pagination import decode_cursor, next_links
+from serve_apps.api.pagination import decode_cursor, links_after
 from serve_apps.api.schemas import OrderQuantity, PositivePrice
 from wealthalloc.domain.quote_freshness import QuoteSeen
 from wealthalloc.marketdata.quotes import QuoteUnavailable
 from wealthalloc.storage import orders as order_store
-from wealthalloc.trading.desk import describe
+from wealthalloc.trading.order import Order
 
 router = APIRouter(prefix="/api/v1", tags=["trades"])
 
@@ -181,7 +181,7 @@ async def list_orders(
     assert res.pool is not None
     before = decode_cursor(cursor)
     async with res.pool.connection() as conn:
-        rows = await order_store.list_orders(
+        orders = await order_store.list_orders(
             conn,
             user_id=owner,
             portfolio_id=portfolio_id,
@@ -189,35 +189,35 @@ async def list_orders(
             limit=limit,
             before=before,
         )
-    links = next_links(request, rows, limit, at="created_date")
-    return success(request, [describe(r, []) | {"fills": None} for r in rows], links=links)
+    last = (orders[-1].created_date, orders[-1].id) if orders else None
+    links = links_after(request, len(orders), limit, last)
+    return success(request, [o.described(None) for o in orders], links=links)
 
 
-async def _order_of(res: Any, principal: Any, order_id: uuid.UUID, *, write: bool) -> dict[str, Any]:
+async def _order_of(res: Any, principal: Any, order_id: uuid.UUID, *, write: bool) -> Order:
     assert res.pool is not None
     async with res.pool.connection() as conn:
-        row = await order_store.order(conn, order_id)
-    if row is None:
+        order = await order_store.order(conn, order_id)
+    if order is None:
         raise ApiError(404, "NOT_FOUND", "No such order.")
-    await require_access(res, principal, row["user_id"], write=write, what="order")
-    return row
+    await require_access(res, principal, order.user_id, write=write, what="order")
+    return order
 
 
 @router.get("/trades/{order_id}", summary="One order with its fills")
 async def read_order(
     order_id: uuid.UUID, principal: CurrentPrincipal, request: Request, res: ResourcesDep
 ) -> JSONResponse:
-    row = await _order_of(res, principal, order_id, write=False)
+    order = await _order_of(res, principal, order_id, write=False)
     async with res.pool.connection() as conn:  # type: ignore[union-attr]
         fills = await order_store.fills_of(conn, order_id)
-    return success(request, describe(row, fills))
+    return success(request, order.described(fills))
 
 
 @router.delete("/trades/{order_id}", summary="Cancel an open order")
 async def cancel_order(
     order_id: uuid.UUID, principal: CurrentPrincipal, request: Request, res: ResourcesDep
 ) -> JSONResponse:
-    row = await _order_of(res, principal, order_id, write=True)
-    owner = row["user_id"]
+    owner = (await _order_of(res, principal, order_id, write=True)).user_id
     m = mutation(request, principal, owner, None, None)
     return success(request, await res.shards.call(owner, PortfolioShard.cancel_order, m, order_id))
