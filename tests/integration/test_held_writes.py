@@ -15,6 +15,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
+from tests.orders import working
 from tests.rows import investor_with_portfolio
 from wealthalloc.storage import orders
 from wealthalloc.storage.group_commit import savepoint
@@ -143,34 +144,21 @@ def test_events_on_another_connection_are_not_held_by_the_block(database_url: st
     assert sorted(symbol for _, symbol in events_of(database_url, aggregate)) == ["AAPL", "MSFT"]
 
 
-def an_order(user_id: uuid.UUID, portfolio_id: uuid.UUID, symbol: str = "KO") -> dict[str, Any]:
-    """The values the desk writes for a new market buy, still pending."""
-    return {
-        "id": uuid.uuid4(),
-        "status": "pending",
-        "portfolio_id": portfolio_id,
-        "user_id": user_id,
-        "idempotency_key": str(uuid.uuid4()),
-        "request_hash": "h",
-        "symbol": symbol,
-        "side": "buy",
-        "quantity": D("2.5"),
-        "order_type": "market",
-        "limit_price": None,
-        "stop_price": None,
-        "time_in_force": "day",
-        "filled_quantity": D(0),
-        "average_fill_price": None,
-        "reserved_cash": D("150.12345"),
-        "broker": "paper",
-        "broker_order_id": None,
-        "lot_method": None,
-        "lot_ids": None,
-        "price_cap": D("60.0000005"),
-        "market_date": None,
-        "origin": "api",
-        "submitted_at": None,
-    }
+def an_order(user_id: uuid.UUID, portfolio_id: uuid.UUID, symbol: str = "KO") -> Order:
+    """A new market buy as the desk decides it, still pending, its numbers finer than their columns."""
+    return working(
+        user_id=user_id,
+        portfolio_id=portfolio_id,
+        symbol=symbol,
+        status="pending",
+        quantity=D("2.5"),
+        reserved_cash=D("150.12345"),
+        price_cap=D("60.0000005"),
+    )
+
+
+async def insert(conn: Conn, order: Order) -> Order:
+    return await orders.insert_order(conn, order, idempotency_key=str(uuid.uuid4()), request_hash="h")
 
 
 def someone(database_url: str) -> tuple[uuid.UUID, uuid.UUID]:
@@ -187,7 +175,7 @@ def test_a_read_of_orders_inside_the_block_sees_the_orders_it_holds_as_they_were
 
     async def body(conn: Conn) -> None:
         async with writes_together(conn):
-            answered.append(await orders.insert_order(conn, **an_order(user_id, portfolio_id)))
+            answered.append(await insert(conn, an_order(user_id, portfolio_id)))
             read.append(await orders.order(conn, answered[0].id))
 
     in_transaction(database_url, body)
@@ -200,14 +188,14 @@ def test_a_row_held_before_the_row_it_refers_to_is_written_after_it(database_url
     """Rows are written stage by stage, not as added: a trade (which refers to its order) held
     first, then its order, makes no foreign-key error when the block ends."""
     user_id, portfolio_id = someone(database_url)
-    values = an_order(user_id, portfolio_id)
+    order = an_order(user_id, portfolio_id)
 
     async def body(conn: Conn) -> None:
         async with writes_together(conn):
             await orders.insert_trade(
                 conn,
                 portfolio_id=portfolio_id,
-                order_id=values["id"],
+                order_id=order.id,
                 symbol="KO",
                 side="buy",
                 shares=D(1),
@@ -216,14 +204,12 @@ def test_a_row_held_before_the_row_it_refers_to_is_written_after_it(database_url
                 commission=D(0),
                 broker_order_id=None,
             )
-            await orders.insert_order(conn, **values)
+            await insert(conn, order)
 
     in_transaction(database_url, body)
 
     with psycopg.connect(database_url) as conn:
-        assert conn.execute(
-            "SELECT count(*) FROM trades WHERE order_id = %s", (values["id"],)
-        ).fetchone() == (1,)
+        assert conn.execute("SELECT count(*) FROM trades WHERE order_id = %s", (order.id,)).fetchone() == (1,)
 
 
 def test_rows_held_before_a_savepoint_outlive_its_rollback(database_url: str) -> None:
@@ -233,17 +219,17 @@ def test_rows_held_before_a_savepoint_outlive_its_rollback(database_url: str) ->
 
     async def body(conn: Conn) -> None:
         async with writes_together(conn):
-            await orders.insert_order(conn, **kept)
+            await insert(conn, kept)
             with pytest.raises(RuntimeError):
                 async with savepoint(conn):
-                    await orders.insert_order(conn, **undone)
-                    await orders.order(conn, undone["id"])  # flushed inside the savepoint
+                    await insert(conn, undone)
+                    await orders.order(conn, undone.id)  # flushed inside the savepoint
                     raise RuntimeError("refused")
 
     in_transaction(database_url, body)
 
     with psycopg.connect(database_url) as conn:
         stored = conn.execute(
-            "SELECT symbol FROM orders WHERE id = ANY(%s)", ([kept["id"], undone["id"]],)
+            "SELECT symbol FROM orders WHERE id = ANY(%s)", ([kept.id, undone.id],)
         ).fetchall()
     assert stored == [("KO",)]

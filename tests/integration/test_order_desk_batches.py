@@ -25,6 +25,7 @@ from wealthalloc.portfolios.market import Market
 from wealthalloc.portfolios.service import BookService, Mutation
 from wealthalloc.storage.postgres import async_pool
 from wealthalloc.trading.desk import OrderDesk, OrderHalfWritten
+from wealthalloc.trading.order import Order
 
 pytestmark = pytest.mark.integration
 
@@ -79,8 +80,8 @@ def test_a_refusal_after_an_order_began_to_be_written_fails_the_whole_request(
     async def scenario(desk: OrderDesk) -> None:
         booked = desk._book_fill
 
-        async def second_fill_refused(conn: Any, order: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
-            if order["symbol"] == "PEP":
+        async def second_fill_refused(conn: Any, order: Order, *args: Any, **kwargs: Any) -> Any:
+            if order.symbol == "PEP":
                 raise ServiceError(409, "INJECTED", "refused after the order's row was written")
             return await booked(conn, order, *args, **kwargs)
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from dataclasses import replace
+from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, overload
 
 from wealthalloc.storage import held_writes
 from wealthalloc.storage.books import Conn, Query, Row, rows_together
@@ -24,29 +25,37 @@ from wealthalloc.trading.tickets import Execution
 ORDER_COLUMNS = ", ".join(COLUMNS)
 
 
-async def insert_order(conn: Conn, **values: Any) -> Order:
-    """Write a new order and return it as PostgreSQL holds it.
+async def insert_order(conn: Conn, order: Order, *, idempotency_key: str | None, request_hash: str) -> Order:
+    """Write a new order, under the Idempotency-Key (and the hash of the request) that placed it, and
+    return it as PostgreSQL holds it.
 
-    Nothing is read back: the id and times are the caller's and this function's, the numbers are
-    rounded to their columns' scales here as PostgreSQL rounds them, so the row needs no
-    ``RETURNING``, and in a block (:func:`~wealthalloc.storage.held_writes.writes_together`) the
-    order waits to be written with the others of its batch in one statement. The order's key was
-    claimed before (the unique (user, key) holds), and the rules checked its values.
+    Nothing is read back: the id and times are the caller's, the numbers are rounded to their
+    columns' scales here as PostgreSQL rounds them, so the row needs no ``RETURNING``, and in a
+    block (:func:`~wealthalloc.storage.held_writes.writes_together`) the order waits to be written
+    with the others of its batch in one statement. The order's key was claimed before (the unique
+    (user, key) holds), and the rules checked its values.
     """
-    now = datetime.now(UTC)
-    # Not sent yet (a broker other than the embedded venue): no broker id, not submitted.
-    unsent = {"broker_order_id": None, "submitted_at": None, "reject_reason": None}
-    row = {**unsent, "created_date": now, "updated_date": now, **values}
-    for column, places in _ORDER_SCALES.items():
-        row[column] = scaled(row[column], places)
-    row["status"] = str(row["status"])  # an OrderStatus: the text PostgreSQL gives back
-    if row["lot_ids"] is not None:
-        row["lot_ids"] = [str(i) for i in row["lot_ids"]]
-    stored = tuple(
-        json.dumps(row[c]) if c == "lot_ids" and row[c] is not None else row[c] for c in _ORDERS.names
+    stored = replace(
+        order,
+        quantity=scaled(order.quantity, SHARES),
+        limit_price=scaled(order.limit_price, PRICE),
+        stop_price=scaled(order.stop_price, PRICE),
+        filled_quantity=scaled(order.filled_quantity, SHARES),
+        average_fill_price=scaled(order.average_fill_price, PRICE),
+        reserved_cash=scaled(order.reserved_cash, CASH),
+        price_cap=scaled(order.price_cap, PRICE),
     )
-    await held_writes.write(conn, _ORDERS, stored, stage=held_writes.Stage.ORDERS)
-    return Order.from_row(row)
+    values = {name: getattr(stored, name) for name in COLUMNS}
+    values |= {
+        "idempotency_key": idempotency_key,
+        "request_hash": request_hash,
+        "status": str(stored.status),  # the text PostgreSQL gives back
+        "lot_ids": None if stored.lot_ids is None else json.dumps([str(i) for i in stored.lot_ids]),
+    }
+    await held_writes.write(
+        conn, _ORDERS, tuple(values[c] for c in _ORDERS.names), stage=held_writes.Stage.ORDERS
+    )
+    return stored
 
 
 _ORDERS = held_writes.Insert.of(
@@ -58,17 +67,14 @@ _ORDERS = held_writes.Insert.of(
        price_cap numeric, market_date date, origin text, submitted_at timestamptz, created_date timestamptz,
        updated_date timestamptz""",
 )
-_ORDER_SCALES = {
-    "quantity": 6,
-    "limit_price": 6,
-    "stop_price": 6,
-    "filled_quantity": 6,
-    "average_fill_price": 6,
-    "reserved_cash": 4,
-    "price_cap": 6,
-}
+# The scales of the orders' and fills' NUMERIC columns.
+SHARES, PRICE, CASH = 6, 6, 4
 
 
+@overload
+def scaled(value: Decimal, places: int) -> Decimal: ...
+@overload
+def scaled(value: Decimal | None, places: int) -> Decimal | None: ...
 def scaled(value: Decimal | None, places: int) -> Decimal | None:
     """``value`` as a ``NUMERIC(p, places)`` column stores it: rounded half away from zero."""
     if value is None:
@@ -188,9 +194,9 @@ async def insert_new_fill(conn: Conn, order_id: uuid.UUID, execution: Execution,
     row = {
         "id": uuid.uuid4(),
         "fill_id": execution.fill_id,
-        "quantity": scaled(execution.quantity, 6),
-        "price": scaled(execution.price, 6),
-        "commission": scaled(execution.commission, 4),
+        "quantity": scaled(execution.quantity, SHARES),
+        "price": scaled(execution.price, PRICE),
+        "commission": scaled(execution.commission, CASH),
         "executed_at": execution.executed_at,
         "broker_exec_id": execution.broker_exec_id,
     }

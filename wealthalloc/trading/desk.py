@@ -90,10 +90,10 @@ class OrderHalfWritten(RuntimeError):
 
 @dataclass(frozen=True)
 class Decision:
-    """An order the checks let through, as it will be written: its row's values, the cash it
-    reserves as placed, and the fill the embedded venue gives it at once (with what that changes)."""
+    """An order the checks let through, as it will be written (after the fill the embedded venue
+    gives it at once, if it does), the cash it reserved as placed, and that fill with what it changes."""
 
-    values: dict[str, Any]
+    order: Order
     reserve: Decimal
     execution: Execution | None
     applied: rules.FillApplied | None
@@ -428,71 +428,59 @@ class OrderDesk:
                     " once a sync of the linked account or an advisor confirms them."
                 )
             raise ServiceError(400, "INSUFFICIENT_SHARES", message, details) from exc
-        order_id = prepared.order_id
+        now = datetime.now(UTC)
+        order = Order(
+            id=prepared.order_id,
+            portfolio_id=portfolio["id"],
+            user_id=m.user_id,
+            symbol=request.symbol,
+            side=request.side,
+            quantity=request.quantity,
+            order_type=request.order_type,
+            limit_price=request.limit_price,
+            stop_price=request.stop_price,
+            time_in_force=request.time_in_force,
+            status=OrderStatus.PENDING,
+            filled_quantity=Decimal(0),
+            average_fill_price=None,
+            reserved_cash=reserve,
+            broker=self._broker,
+            broker_order_id=None,
+            reject_reason=None,
+            lot_method=prepared.lot_method,
+            lot_ids=tuple(lot_ids) or None,
+            price_cap=prepared.cap,
+            market_date=today,
+            origin=prepared.origin,
+            submitted_at=None,
+            created_date=now,
+            updated_date=now,
+        )
         # The embedded paper venue takes the order now, unless it has no market for the symbol
         # (then the order waits as pending and the gateway's broker rejects it).
         quote = self._venue.market(request.symbol) if self._venue is not None else None
-        venue_fields: dict[str, Any] = (
-            {
-                "status": OrderStatus.SUBMITTED,
-                "broker_order_id": paper_broker_order_id(order_id),
-                "submitted_at": datetime.now(UTC),
-            }
-            if quote is not None
-            else {}
+        if self._venue is None or quote is None:
+            return Decision(order, reserve, None, None)
+        order = replace(
+            order,
+            status=OrderStatus.SUBMITTED,
+            broker_order_id=paper_broker_order_id(order.id),
+            submitted_at=now,
         )
-        values: dict[str, Any] = {
-            "id": order_id,
-            "status": OrderStatus.PENDING,
-            **venue_fields,
-            "portfolio_id": portfolio["id"],
-            "user_id": m.user_id,
-            "idempotency_key": m.idempotency_key,
-            "request_hash": m.fingerprint,
-            "symbol": request.symbol,
-            "side": request.side,
-            "quantity": request.quantity,
-            "order_type": request.order_type,
-            "limit_price": request.limit_price,
-            "stop_price": request.stop_price,
-            "time_in_force": request.time_in_force,
-            "filled_quantity": Decimal(0),
-            "average_fill_price": None,
-            "reserved_cash": reserve,
-            "broker": self._broker,
-            "lot_method": prepared.lot_method,
-            "lot_ids": lot_ids or None,
-            "price_cap": prepared.cap,
-            "market_date": today,
-            "origin": prepared.origin,
-        }
-        execution = (
-            self._venue.execution(Ticket.from_row(values), quote=quote)
-            if self._venue is not None and quote is not None
-            else None
+        execution = self._venue.execution(order.ticket(), quote=quote)
+        if execution is None:  # it rests: a limit away from the market, a stop
+            return Decision(order, reserve, None, None)
+        # Filled as it is placed: the order is written as the fill leaves it, not written and then
+        # updated (one statement and one dead row version fewer an order).
+        applied = order.filled_by(execution)
+        order = replace(
+            order,
+            filled_quantity=applied.filled,
+            average_fill_price=applied.average,
+            reserved_cash=applied.reserved,
+            status=applied.status,
         )
-        applied = None
-        if execution is not None:
-            # Filled as it is placed: the order is written as the fill leaves it, not written and
-            # then updated (one statement and one dead row version fewer an order).
-            applied = rules.apply_fill(
-                side=request.side,
-                status=values["status"],
-                quantity=request.quantity,
-                filled=Decimal(0),
-                average=None,
-                reserved=reserve,
-                fill_quantity=execution.quantity,
-                fill_price=execution.price,
-                commission=execution.commission,
-            )
-            values |= {
-                "filled_quantity": applied.filled,
-                "average_fill_price": applied.average,
-                "reserved_cash": applied.reserved,
-                "status": applied.status,
-            }
-        return Decision(values, reserve, execution, applied)
+        return Decision(order, reserve, execution, applied)
 
     async def _record(
         self,
@@ -507,7 +495,9 @@ class OrderDesk:
         request, today = prepared.request, prepared.today
         portfolio, groups, circle = standing.portfolio, standing.groups, standing.circle
         execution, applied = decision.execution, decision.applied
-        order = await order_store.insert_order(conn, **decision.values)
+        order = await order_store.insert_order(
+            conn, decision.order, idempotency_key=m.idempotency_key, request_hash=m.fingerprint
+        )
         await add_event(
             conn,
             topic=TOPIC,

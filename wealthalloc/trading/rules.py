@@ -25,6 +25,7 @@ from wealthalloc.domain.buying_power import BuyingPower, HoldsCash
 from wealthalloc.domain.buying_power import InsufficientFunds as InsufficientFunds
 from wealthalloc.domain.money import SHARE_PLACES, money
 from wealthalloc.trading.status import OPEN_STATUSES, OrderStatus
+from wealthalloc.trading.tickets import OrderType, Side, TimeInForce
 
 PRICE_PLACES = 6
 
@@ -63,12 +64,12 @@ class CommissionModel:
 @dataclass(frozen=True)
 class OrderRequest:
     symbol: str
-    side: str
+    side: Side
     quantity: Decimal
-    order_type: str
+    order_type: OrderType
     limit_price: Decimal | None = None
     stop_price: Decimal | None = None
-    time_in_force: str = "day"
+    time_in_force: TimeInForce = "day"
 
 
 def _places(value: Decimal) -> int:

@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Literal
 
 Side = Literal["buy", "sell"]
 OrderType = Literal["market", "limit", "stop", "stop_limit"]
@@ -45,26 +45,6 @@ class Ticket:
     @property
     def remaining(self) -> Decimal:
         return self.quantity - self.filled_quantity
-
-    @classmethod
-    def from_row(cls, row: dict[str, Any]) -> Ticket:
-        return cls(
-            order_id=row["id"],
-            user_id=row["user_id"],
-            portfolio_id=row["portfolio_id"],
-            symbol=row["symbol"],
-            side=row["side"],
-            quantity=row["quantity"],
-            order_type=row["order_type"],
-            limit_price=row.get("limit_price"),
-            stop_price=row.get("stop_price"),
-            time_in_force=row.get("time_in_force", "day"),
-            filled_quantity=row.get("filled_quantity", Decimal(0)),
-            broker_order_id=row.get("broker_order_id"),
-            created_at=row.get("created_date"),
-            price_cap=row.get("price_cap"),
-            market_date=row.get("market_date"),
-        )
 
 
 @dataclass(frozen=True)
