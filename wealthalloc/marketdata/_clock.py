@@ -61,8 +61,12 @@ class MarketClock:
             raise MarketDataError("the market clock needs at least one trading day (load the prices first)")
         self._pinned = pinned
         self._real_today = today
-        if pinned is not None:
-            self._at_or_before(pinned, why=f"the pinned market date {pinned}")
+        # A pinned clock's day never moves; today's moves only when the real date does. The shard
+        # asks for it several times an order, so the answer is kept until then.
+        self._pinned_day = (
+            self._at_or_before(pinned, why=f"the pinned market date {pinned}") if pinned is not None else None
+        )
+        self._answered: tuple[date, date] | None = None  # (real date, the trading day it maps to)
 
     def __repr__(self) -> str:
         pin = f", pinned={self._pinned}" if self._pinned is not None else ""
@@ -87,11 +91,16 @@ class MarketClock:
             When the real today maps before the first trading day (a clock
             set far in the past).
         """
-        if self._pinned is not None:
-            return self._at_or_before(self._pinned, why=f"the pinned market date {self._pinned}")
+        if self._pinned_day is not None:
+            return self._pinned_day
         real = self._real_today()
+        answered = self._answered
+        if answered is not None and answered[0] == real:
+            return answered[1]
         shifted = _shift_years(real, -self._offset_for(real))
-        return self._at_or_before(shifted, why=f"today ({real}, mapped to {shifted})")
+        day = self._at_or_before(shifted, why=f"today ({real}, mapped to {shifted})")
+        self._answered = (real, day)
+        return day
 
     def offset_years(self) -> int:
         """How many years the data's today lies behind the real today; 0 when pinned.
