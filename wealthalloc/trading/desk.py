@@ -376,7 +376,7 @@ class OrderDesk:
     async def _decide(
         self, conn: store.Conn, m: Mutation, standing: Standing, prepared: Prepared
     ) -> Decision:
-        """The order's checks against the book, and the row it will be (filled, at the embedded
+        """The order's checks against the book, and the order it will be (filled, at the embedded
         venue, when it can be): every refusal is here, before anything is written."""
         request, today, lot_ids = prepared.request, prepared.today, prepared.lot_ids
         portfolio = standing.portfolio
