@@ -56,6 +56,7 @@ from wealthalloc.domain.buying_power import (
     SaleFill,
     unsettled_proceeds,
 )
+from wealthalloc.domain.json_form import json_value
 from wealthalloc.domain.lots import Lot
 from wealthalloc.domain.money import money, weight
 from wealthalloc.domain.performance import CashChange, PositionChange, performance, value_history
@@ -177,15 +178,7 @@ def key_reused() -> ServiceError:
 
 def jsonable(value: Any) -> Any:
     """Decimals as strings, UUIDs and dates as ISO strings: the form answers are stored and sent in."""
-    return json.loads(json.dumps(value, default=_encode))
-
-
-def _encode(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return str(value)
+    return json.loads(json.dumps(value, default=json_value))
 
 
 class BookService:

@@ -2,7 +2,7 @@
 
 The desk decides with it (is it open, what a fill does to it), the gateway hands it to a broker as a
 :class:`~wealthalloc.trading.tickets.Ticket`, and the API shows it (:meth:`Order.described`). Typed
-fields, where the row was a dict read by string keys in a dozen places, so a reader and mypy can
+fields, where the row was a dict read by string keys in some seventy places, so a reader and mypy can
 follow a field from the table to the answer. Pure data: no broker, no database.
 """
 
@@ -16,6 +16,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+from wealthalloc.domain.json_form import json_scalar
 from wealthalloc.trading import rules
 from wealthalloc.trading.status import OrderStatus
 from wealthalloc.trading.tickets import Execution, OrderType, Side, Ticket, TimeInForce
@@ -116,22 +117,12 @@ class Order:
     def described(self, fills: Iterable[Mapping[str, Any]] | None) -> dict[str, Any]:
         """The order as the API answers it: every column, what remains to fill, and its fills
         (``None`` where a list does not read them), JSON-ready."""
-        shown: dict[str, Any] = {name: _shown(getattr(self, name)) for name in COLUMNS}
+        shown: dict[str, Any] = {name: json_scalar(getattr(self, name)) for name in _SCALARS}
         shown["lot_ids"] = None if self.lot_ids is None else [str(i) for i in self.lot_ids]
         shown["remaining_quantity"] = str(self.remaining)
-        shown["fills"] = None if fills is None else [{k: _shown(v) for k, v in f.items()} for f in fills]
+        shown["fills"] = None if fills is None else [{k: json_scalar(v) for k, v in f.items()} for f in fills]
         return shown
 
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Order))
-
-
-def _shown(value: Any) -> Any:
-    """Decimals and ids as strings, times and days in ISO form: how every answer shows them."""
-    if value is None or isinstance(value, bool | int | float):
-        return value
-    if isinstance(value, Decimal | uuid.UUID | str):
-        return str(value)
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    return value
+_SCALARS = tuple(name for name in COLUMNS if name != "lot_ids")  # the named lots are a list
