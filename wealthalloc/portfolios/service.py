@@ -170,6 +170,13 @@ def _put(book: Book, portfolios: Iterable[dict[str, Any]], lot_rows: Iterable[di
             book.loss_bases[row["id"]] = row["loss_basis"]
 
 
+def _found(rows: Rows | None) -> Rows:
+    """The locked rows of a change's portfolios, or the 404 of one that is not there."""
+    if rows is None:
+        raise not_found()
+    return rows
+
+
 def key_reused() -> ServiceError:
     return ServiceError(
         409, "IDEMPOTENCY_KEY_REUSED", "This Idempotency-Key was used for a different request."
@@ -1117,18 +1124,16 @@ class BookService:
             )
 
         async def claimed_work(conn: store.Conn) -> tuple[int, Any]:
-            rows: Rows | None = None
-
-            async def locked_work() -> tuple[int, Any]:
-                nonlocal rows
-                rows = await self._lock_books(conn, m.user_id, portfolio_ids)
-                return await work(conn, rows)
-
-            status, body, _ = await self.claimed(conn, m, locked_work)
+            claimed, rows = await self._claim_and_lock(conn, m, portfolio_ids)
+            if isinstance(claimed, idempotency.Replay):
+                if not claimed.same_request:
+                    raise key_reused()
+                status, body = claimed.status or 200, claimed.body
+            else:
+                status, body = await work(conn, _found(rows))
+                await idempotency.complete(conn, claimed, status=status, body=body)
             if then is not None:
-                if rows is None:  # replayed: the books are not locked yet
-                    rows = await self._lock_books(conn, m.user_id, portfolio_ids)
-                await then(conn, rows, body)
+                await then(conn, _found(rows), body)
             return status, body
 
         touched = set(portfolio_ids)  # and what the change reports it touched, even if it fails
@@ -1141,44 +1146,35 @@ class BookService:
                 await self.drop_snapshot(m.user_id, changed)
             return status, body
 
-    async def claimed(
-        self, conn: store.Conn, m: Mutation, work: Callable[[], Awaitable[tuple[int, Any]]]
-    ) -> tuple[int, Any, bool]:
-        """In this transaction, claim ``m``'s key and do ``work``, storing its answer; or find the
-        answer the key already has. Returns the status, the body and whether it was replayed."""
-        claimed = await idempotency.claim(
+    async def _claim_and_lock(
+        self, conn: store.Conn, m: Mutation, portfolio_ids: Sequence[uuid.UUID]
+    ) -> tuple[uuid.UUID | idempotency.Replay, Rows | None]:
+        """Claim ``m``'s key and lock the portfolios' rows, by id in the order given (``None``: one
+        of them is not the user's, or is gone); or find the answer the key already has.
+
+        The claim, the household's row and the portfolios' rows are sent together, in that order:
+        one round trip, where the claim took one of its own. A household's changes serialize on its
+        row, taken before any row of the book, so the spouses' fills never wait on each other's
+        rows (docs/tax-households.md). A replay holds the locks too, until its transaction ends."""
+        claim_rows, _, rows = await store.rows_together(
             conn,
-            user_id=m.user_id,
-            key=m.idempotency_key or "",
-            method=m.method,
-            path=m.path,
-            fingerprint=m.fingerprint,
+            idempotency.claim_query(
+                user_id=m.user_id,
+                key=m.idempotency_key or "",
+                method=m.method,
+                path=m.path,
+                fingerprint=m.fingerprint,
+            ),
+            households.household_query(m.user_id, lock=True),
+            store.portfolios_for_update_query(m.user_id, portfolio_ids),
         )
-        if isinstance(claimed, idempotency.Replay):
-            if not claimed.same_request:
-                raise key_reused()
-            return claimed.status or 200, claimed.body, True
-        status, body = await work()
-        await idempotency.complete(conn, claimed, status=status, body=body)
-        return status, body, False
-
-    async def _lock_books(
-        self, conn: store.Conn, user_id: uuid.UUID, portfolio_ids: Sequence[uuid.UUID]
-    ) -> Rows:
-        """The portfolios' rows, locked for this transaction, by id in the order given.
-
-        A household's changes serialize on its row, taken before any row of the book, so the
-        spouses' fills never wait on each other's rows (docs/tax-households.md). Both locks are
-        sent together, in that order: one round trip."""
-        _, rows = await store.rows_together(
-            conn,
-            households.household_query(user_id, lock=True),
-            store.portfolios_for_update_query(user_id, portfolio_ids),
+        claimed = await idempotency.claim_of(
+            conn, claim_rows, user_id=m.user_id, key=m.idempotency_key or "", fingerprint=m.fingerprint
         )
         by_id = {row["id"]: row for row in rows}
         if len(by_id) < len(set(portfolio_ids)):
-            raise not_found()
-        return {portfolio_id: by_id[portfolio_id] for portfolio_id in portfolio_ids}
+            return claimed, None
+        return claimed, {portfolio_id: by_id[portfolio_id] for portfolio_id in portfolio_ids}
 
     # Cache ---------------------------------------------------------------------------------------
 

@@ -64,18 +64,27 @@ async def blocking_harvests(
     *,
     groups: IdentityGroups | None = None,
     circle: Sequence[uuid.UUID] | None = None,
+    waiting: WaitingLosses | None = None,
 ) -> dict[str, store.Row | None]:
     """What :func:`blocking_harvest` finds for each of ``symbols``, in one query: the orders of a
-    request that buy ten symbols read once, not ten times."""
+    request that buy ten symbols read once, not ten times.
+
+    ``waiting``: the losses the buys may replace are read in the same round trip, where the first
+    buy's fill took one more."""
     if groups is None:
         groups = await tax_store.identity_groups(conn)
     household = circle if circle is not None else await households.wash_sale_circle(conn, user_id, lock=False)
     members = {symbol: groups.members(symbol) for symbol in symbols}
     if not members:
         return {}
-    rows = await tax_store.blocking_harvests(
-        conn, household, symbols=set().union(*members.values()), today=today
-    )
+    queries = [
+        tax_store.blocking_harvests_query(household, symbols=set().union(*members.values()), today=today)
+    ]
+    if waiting is not None and waiting.symbols:
+        queries.append(waiting.query(household, groups, today))
+    rows, *pending = await store.rows_together(conn, *queries)
+    if waiting is not None and pending:
+        waiting.read(pending[0], today)
     return {
         symbol: next((r for r in rows if r["symbol"] in wanted), None) for symbol, wanted in members.items()
     }
@@ -183,6 +192,17 @@ class WaitingLosses:
     rows: list[dict[str, Any]] | None = None
     day: date | None = None
 
+    def query(self, circle: Sequence[uuid.UUID], groups: IdentityGroups, day: date) -> store.Query:
+        """The losses every buy of the request on ``day`` may replace (:meth:`read` takes its rows)."""
+        members = set().union(*(groups.members(s) for s in self.symbols))
+        return tax_store.pending_losses_query(
+            circle, symbols=members, since=day - _WINDOW, until=day + _WINDOW
+        )
+
+    def read(self, rows: Iterable[store.Row], day: date) -> None:
+        self.rows = [dict(row) for row in rows]
+        self.day = day
+
     async def for_buy(
         self,
         conn: store.Conn,
@@ -196,10 +216,9 @@ class WaitingLosses:
         if symbol not in self.symbols:
             return list(await _pending(conn, circle, wanted, day))
         if self.rows is None or self.day != day:
-            members = set().union(*(groups.members(s) for s in self.symbols))
-            self.rows = [dict(row) for row in await _pending(conn, circle, members, day)]
-            self.day = day
-        return [row for row in self.rows if row["symbol"] in wanted]
+            [rows] = await store.rows_together(conn, self.query(circle, groups, day))
+            self.read(rows, day)
+        return [row for row in self.rows or () if row["symbol"] in wanted]
 
     def replaced(self, washes: Iterable[WashSale]) -> None:
         """A buy's wash sales: the shares and loss each took from its sale."""

@@ -9,7 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, pq
 from psycopg.rows import DictRow
 
 from wealthalloc.domain.lots import Lot
@@ -46,6 +46,12 @@ async def rows_together(conn: Conn, *queries: Query) -> list[list[Row]]:
     if len(queries) == 1:
         cur = await conn.execute(*queries[0])
         return [await cur.fetchall()]
+    if conn.pgconn.pipeline_status != pq.PipelineStatus.OFF:
+        # In the caller's pipeline (a group commit's transaction): the queries are queued as they
+        # are executed, and reading the first answer sends them all. A pipeline block of its own
+        # would end with a sync, a second round trip.
+        cursors = [await conn.execute(sql, params) for sql, params in queries]
+        return [await cur.fetchall() for cur in cursors]
     async with conn.pipeline():
         cursors = [await conn.execute(sql, params) for sql, params in queries]
         return [await cur.fetchall() for cur in cursors]

@@ -46,13 +46,34 @@ async def claim(
 ) -> uuid.UUID | Replay:
     """The id of the new claim, or the replay of the request that already holds ``key``."""
     cur = await conn.execute(
+        *claim_query(user_id=user_id, key=key, method=method, path=path, fingerprint=fingerprint)
+    )
+    return await claim_of(conn, await cur.fetchall(), user_id=user_id, key=key, fingerprint=fingerprint)
+
+
+def claim_query(
+    *, user_id: uuid.UUID, key: str, method: str, path: str, fingerprint: str
+) -> tuple[str, Sequence[Any]]:
+    """:func:`claim`'s statement, to send with others; :func:`claim_of` reads its rows."""
+    return (
         """INSERT INTO idempotency_keys (user_id, key, method, path, request_hash)
            VALUES (%s, %s, %s, %s, %s) ON CONFLICT (user_id, key) DO NOTHING RETURNING id""",
         (user_id, key, method.upper(), path, fingerprint),
     )
-    row = await cur.fetchone()
-    if row is not None:
-        return uuid.UUID(str(row["id"]))
+
+
+async def claim_of(
+    conn: AsyncConnection[DictRow],
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    user_id: uuid.UUID,
+    key: str,
+    fingerprint: str,
+) -> uuid.UUID | Replay:
+    """What :func:`claim_query`'s ``rows`` say: the new claim's id, or the replay of the request
+    that already held the key (read now: it is committed once the insert returned nothing)."""
+    if rows:
+        return uuid.UUID(str(rows[0]["id"]))
     cur = await conn.execute(
         """SELECT request_hash, response_status, response_body FROM idempotency_keys
            WHERE user_id = %s AND key = %s""",

@@ -83,8 +83,17 @@ async def pending_losses(
     user's rows of the symbol and probe the portfolios for each (13 ms instead of 0.4 ms a call
     with a few thousand lots whose statistics were not yet gathered).
     """
-    await held_writes.flush(conn)
-    cur = await conn.execute(
+    [rows] = await rows_together(
+        conn, pending_losses_query(user_ids, symbols=symbols, since=since, until=until)
+    )
+    return rows
+
+
+def pending_losses_query(
+    user_ids: Collection[uuid.UUID], *, symbols: Collection[str], since: date, until: date
+) -> Query:
+    """:func:`pending_losses` as a query, to send with others (:func:`rows_together`)."""
+    return (
         """SELECT r.id, r.symbol, r.sold_at, r.acquired_at, r.shares, r.proceeds, r.cost_basis,
                   (SELECT l.always_long FROM lots l WHERE l.id = r.lot_id) AS always_long,
                   r.shares - coalesce(w.shares, 0) AS shares_left,
@@ -103,7 +112,6 @@ async def pending_losses(
            FOR UPDATE OF r""",
         {"users": sorted(user_ids), "symbols": sorted(symbols), "since": since, "until": until},
     )
-    return await cur.fetchall()
 
 
 async def lot_sources(conn: Conn, lot_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, Row]:
@@ -396,14 +404,21 @@ async def blocking_harvests(
 ) -> list[Row]:
     """The executed harvests (of one user, or of either member of a household) whose wash-sale windows
     still forbid buying one of ``symbols``, the window ending last first."""
-    cur = await conn.execute(
+    [rows] = await rows_together(conn, blocking_harvests_query(user_ids, symbols=symbols, today=today))
+    return rows
+
+
+def blocking_harvests_query(
+    user_ids: Collection[uuid.UUID], *, symbols: Collection[str], today: date
+) -> Query:
+    """:func:`blocking_harvests` as a query, to send with others (:func:`rows_together`)."""
+    return (
         f"""SELECT {HARVEST_COLUMNS} FROM tax_harvests
             WHERE user_id = ANY(%s::uuid[]) AND status = 'executed' AND symbol = ANY(%s)
               AND wash_sale_window_end >= %s
             ORDER BY wash_sale_window_end DESC, id""",
         (sorted(user_ids), sorted(symbols), today),
     )
-    return await cur.fetchall()
 
 
 def _json_fields(values: Mapping[str, Any]) -> dict[str, Any]:

@@ -166,12 +166,14 @@ class Standing:
         groups = tax_store.identity_groups_of(group_rows)
         circle = households.circle_of(user_id, members)
         buys = frozenset(buys)
+        losses = wash_sales.WaitingLosses(buys)
         blocking = (
-            await wash_sales.blocking_harvests(conn, user_id, buys, today, groups=groups, circle=circle)
+            await wash_sales.blocking_harvests(
+                conn, user_id, buys, today, groups=groups, circle=circle, waiting=losses
+            )
             if buys and today is not None
             else {}
         )
-        losses = wash_sales.WaitingLosses(buys)
         return {
             portfolio_id: cls(
                 portfolio,
@@ -322,7 +324,10 @@ class OrderDesk:
         also_changed: set[uuid.UUID] = set()
 
         async def work(conn: store.Conn, portfolio: dict[str, Any]) -> tuple[int, Any]:
-            standing = await Standing.read(conn, m.user_id, portfolio)
+            request = prepared.request
+            buys = [request.symbol] if request.side == "buy" else []
+            # A buy's block and the losses it may replace are read in one round trip with the book.
+            standing = await Standing.read(conn, m.user_id, portfolio, buys, prepared.today)
             async with writes_together(conn):  # its events, trade and cash movement: one statement a table
                 written = await self._write(conn, m, standing, prepared, also_changed)
             created.append(written)
