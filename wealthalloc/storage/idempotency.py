@@ -35,26 +35,11 @@ class Replay:
     body: Any
 
 
-async def claim(
-    conn: AsyncConnection[DictRow],
-    *,
-    user_id: uuid.UUID,
-    key: str,
-    method: str,
-    path: str,
-    fingerprint: str,
-) -> uuid.UUID | Replay:
-    """The id of the new claim, or the replay of the request that already holds ``key``."""
-    cur = await conn.execute(
-        *claim_query(user_id=user_id, key=key, method=method, path=path, fingerprint=fingerprint)
-    )
-    return await claim_of(conn, await cur.fetchall(), user_id=user_id, key=key, fingerprint=fingerprint)
-
-
 def claim_query(
     *, user_id: uuid.UUID, key: str, method: str, path: str, fingerprint: str
 ) -> tuple[str, Sequence[Any]]:
-    """:func:`claim`'s statement, to send with others; :func:`claim_of` reads its rows."""
+    """Claim a key in this transaction: sent with the statements that lock the change's rows, and
+    its rows read by :func:`claim_of`."""
     return (
         """INSERT INTO idempotency_keys (user_id, key, method, path, request_hash)
            VALUES (%s, %s, %s, %s, %s) ON CONFLICT (user_id, key) DO NOTHING RETURNING id""",
