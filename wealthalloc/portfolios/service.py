@@ -76,7 +76,7 @@ from wealthalloc.storage import orders as order_store
 from wealthalloc.storage import tax as tax_store
 from wealthalloc.storage.group_commit import GroupCommit
 from wealthalloc.storage.outbox import add_event
-from wealthalloc.storage.postgres import AsyncPool
+from wealthalloc.storage.postgres import AsyncPool, reading
 
 log = get_logger(__name__)
 
@@ -234,7 +234,7 @@ class BookService:
             if book.stale:
                 await self._refresh(book)
             return book
-        async with self.pool.connection() as conn:
+        async with reading(self.pool) as conn:
             portfolios, lot_rows, commitments = await store.rows_together(
                 conn,
                 store.portfolios_query(user_id),
@@ -255,7 +255,7 @@ class BookService:
         one round trip, where the whole book (every portfolio and every open lot) took one too, and
         a user with many portfolios or lots paid for all of them after each change."""
         stale = sorted(book.stale)
-        async with self.pool.connection() as conn:
+        async with reading(self.pool) as conn:
             portfolios, lot_rows, commitments = await store.rows_together(
                 conn,
                 store.portfolios_by_id_query(book.user_id, stale),

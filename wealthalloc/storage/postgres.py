@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from psycopg import AsyncConnection, AsyncCursor, Connection, sql
@@ -35,6 +37,25 @@ def async_pool(settings: Settings, *, name: str = "api") -> AsyncPool:
         open=False,
         kwargs=kwargs,
     )
+
+
+@asynccontextmanager
+async def reading(pool: AsyncPool) -> AsyncIterator[AsyncConnection[DictRow]]:
+    """A pooled connection for reads outside any transaction, in autocommit.
+
+    A pooled connection begins a transaction at its first statement and the pool commits it on
+    return; in pipeline mode the ``BEGIN`` also waits for a sync of its own, so reads sent in one
+    round trip (:func:`~wealthalloc.storage.books.rows_together`) took three. They lose nothing
+    outside a transaction: at PostgreSQL's default isolation each statement takes its own snapshot
+    in one too.
+    """
+    async with pool.connection() as conn:
+        await conn.set_autocommit(True)
+        try:
+            yield conn
+        finally:
+            if not conn.closed:
+                await conn.set_autocommit(False)
 
 
 def sync_pool(settings: Settings, *, name: str = "worker") -> SyncPool:
