@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -46,13 +47,11 @@ async def rows_together(conn: Conn, *queries: Query) -> list[list[Row]]:
     if len(queries) == 1:
         cur = await conn.execute(*queries[0])
         return [await cur.fetchall()]
-    if conn.pgconn.pipeline_status != pq.PipelineStatus.OFF:
-        # In the caller's pipeline (a group commit's transaction): the queries are queued as they
-        # are executed, and reading the first answer sends them all. A pipeline block of its own
-        # would end with a sync, a second round trip.
-        cursors = [await conn.execute(sql, params) for sql, params in queries]
-        return [await cur.fetchall() for cur in cursors]
-    async with conn.pipeline():
+    # In the caller's pipeline (a group commit's transaction) the queries are queued as they are
+    # executed, and reading the first answer sends them all: a pipeline block of its own would end
+    # with a sync, a second round trip. Outside one, they open a pipeline and end it.
+    in_pipeline = conn.pgconn.pipeline_status != pq.PipelineStatus.OFF
+    async with nullcontext() if in_pipeline else conn.pipeline():
         cursors = [await conn.execute(sql, params) for sql, params in queries]
         return [await cur.fetchall() for cur in cursors]
 

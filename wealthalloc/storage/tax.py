@@ -399,19 +399,12 @@ async def attach_orders(
     )
 
 
-async def blocking_harvests(
-    conn: Conn, user_ids: Collection[uuid.UUID], *, symbols: Collection[str], today: date
-) -> list[Row]:
-    """The executed harvests (of one user, or of either member of a household) whose wash-sale windows
-    still forbid buying one of ``symbols``, the window ending last first."""
-    [rows] = await rows_together(conn, blocking_harvests_query(user_ids, symbols=symbols, today=today))
-    return rows
-
-
 def blocking_harvests_query(
     user_ids: Collection[uuid.UUID], *, symbols: Collection[str], today: date
 ) -> Query:
-    """:func:`blocking_harvests` as a query, to send with others (:func:`rows_together`)."""
+    """The executed harvests (of one user, or of either member of a household) whose wash-sale windows
+    still forbid buying one of ``symbols``, the window ending last first: a query to send with
+    others (:func:`rows_together`)."""
     return (
         f"""SELECT {HARVEST_COLUMNS} FROM tax_harvests
             WHERE user_id = ANY(%s::uuid[]) AND status = 'executed' AND symbol = ANY(%s)
