@@ -17,6 +17,10 @@ figures side by side, not with other machines):
   (its plan's buys placed in one transaction with the request); then --rebalance more, each
   investor's rebalanced together in one POST /api/v1/portfolios:rebalance (all their plans'
   orders in one transaction);
+- the floor: the same market buys against a route that does everything POST /api/v1/trades does
+  around the shard's desk (HTTP, token, rate limit, ownership, body, quote, one Ray call to the
+  owning shard with the same arguments, answered at once) and writes nothing (bench/_floor.py),
+  so the run says how much of a single order is the order's own work;
 - afterwards PostgreSQL is checked, since a fast answer is worth nothing unless it is durable:
   every answered order is there, each one answered filled with exactly one fill, as many filled
   orders and fills as the answers said, and every portfolio's cash equal to its deposit less the
@@ -55,7 +59,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from _loadgen import Request, Result, market_buy, per_investor, read_response  # noqa: E402
+from _loadgen import Request, Result, market_buy, per_investor, read_response, run  # noqa: E402
 from _support import bench_platform, phase, print_figures  # noqa: E402
 
 from wealthalloc.config import Settings  # noqa: E402
@@ -278,6 +282,42 @@ async def rebalance_all(
     return result, len(ledger.filled) - before
 
 
+def measure_floor(
+    url: str,
+    overrides: dict[str, str],
+    people: list[tuple[str, dict[str, str]]],
+    *,
+    seconds: float,
+    clients: int,
+) -> Result:
+    """The same market buys against the floor route (bench/_floor.py): the API redeployed with it,
+    one second of warm-up, then ``seconds`` measured. Nothing is written."""
+    import _floor
+    import ray.cloudpickle
+    from ray import serve
+
+    ray.cloudpickle.register_pickle_by_value(_floor)  # type: ignore[no-untyped-call]
+    settings = {k: v for k, v in overrides.items() if k != "num_replicas"}
+    ingress: Any = _floor.FloorIngress  # @serve.deployment turns the class into a Deployment
+    serve.run(ingress.bind(settings), name="api", route_prefix="/")
+    buys = [
+        Request(
+            "POST",
+            _floor.FLOOR_PATH,
+            headers,
+            {"portfolio_id": pid, "symbol": SYMBOLS[n % len(SYMBOLS)], "side": "buy", "quantity": "1"},
+            fresh_idempotency_key=True,
+        )
+        for n, (pid, headers) in enumerate(people)
+    ]
+    asyncio.run(run(url, buys, seconds=1, clients=clients))
+    phase(f"the floor for {seconds:g} s")
+    floor = asyncio.run(run(url, buys, seconds=seconds, clients=clients))
+    if floor.errors:
+        raise SystemExit(f"{floor.errors} requests to the floor route failed")
+    return floor
+
+
 def stop_platform(namespace: str) -> None:
     """Delete the API app and every actor of the platform's namespace (they are detached)."""
     import ray
@@ -304,6 +344,42 @@ def settle(database_url: str) -> int:
             if not still_open or time.monotonic() > deadline:
                 return still_open
             time.sleep(0.5)
+
+
+DRAIN_LIMIT_S = 180.0
+
+
+def drained(database_url: str, redis_url: str) -> float:
+    """Wait until the event bus has caught up (every event published, every consumer group's lag
+    and pending list empty); the seconds that took, so a phase starts on a quiet platform, as the
+    baseline does, and the run shows how far the event bus fell behind the answers."""
+    import redis
+
+    from wealthalloc.events.relay import TOPICS, stream_key
+
+    started = time.monotonic()
+    client = redis.Redis.from_url(redis_url)
+    try:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            while time.monotonic() - started < DRAIN_LIMIT_S:
+                row = conn.execute(
+                    "SELECT EXISTS (SELECT 1 FROM events WHERE published_at IS NULL)"
+                ).fetchone()
+                behind = bool(row and row[0])
+                for topic in TOPICS:
+                    if behind:
+                        break
+                    try:
+                        groups: Any = client.xinfo_groups(stream_key(topic))
+                    except redis.exceptions.ResponseError:
+                        continue  # no such stream yet
+                    behind = any(int(g.get("lag") or 0) or int(g.get("pending") or 0) for g in groups)
+                if not behind:
+                    break
+                time.sleep(0.2)
+    finally:
+        client.close()
+    return time.monotonic() - started
 
 
 def verify(database_url: str, ledger: Ledger, portfolios: dict[str, Decimal]) -> tuple[list[str], int]:
@@ -591,8 +667,12 @@ def main() -> int:
         # Warm-up: shard books, the gateway and its broker, connection pools; its orders are verified too.
         asyncio.run(place_orders(url, people, ledger, seconds=args.warmup, clients=args.clients))
         warm = len(ledger.filled)
+        # Each phase starts once the event bus has caught up with the one before; how long that took
+        # after each measured phase is a figure of its own.
+        quiet = {"warmup": drained(database_url, overrides["redis_url"])}
         phase(f"single orders for {args.seconds:g} s")
         placed = asyncio.run(place_orders(url, people, ledger, seconds=args.seconds, clients=args.clients))
+        quiet["single"] = drained(database_url, overrides["redis_url"])
         # Batches: one client per investor at most, so no two batches queue on one user's lock.
         batch_clients = min(args.clients, args.investors)
         phase(f"batches of {args.batch_size} for {args.seconds:g} s")
@@ -602,11 +682,13 @@ def main() -> int:
             )
         )
         batched_rate = batched / batches.seconds if batches.seconds else 0.0
+        quiet["batches"] = drained(database_url, overrides["redis_url"])
         phase(f"{len(books)} rebalances")
         rebalances, rebalanced = asyncio.run(
             rebalance_all(url, one_call_a_book(books), ledger.record_batch, ledger, clients=args.clients)
         )
         rebalanced_rate = rebalanced / rebalances.seconds if rebalances.seconds else 0.0
+        quiet["rebalance"] = drained(database_url, overrides["redis_url"])
         calls = one_call_an_investor(together)
         phase(f"{len(together)} portfolios rebalanced in {len(calls)} calls")
         bulk, bulk_orders = asyncio.run(
@@ -614,6 +696,9 @@ def main() -> int:
         )
         bulk_rate = bulk_orders / bulk.seconds if bulk.seconds else 0.0
         still_open = settle(database_url)
+        quiet["rebalance_together"] = drained(database_url, overrides["redis_url"])
+        # Last of the platform's phases: it replaces the API's replica, and writes nothing.
+        floor = measure_floor(url, overrides, people, seconds=args.seconds, clients=args.clients)
         deposits = {pid: DEPOSIT for pid, _ in people} | {pid: BOOK_DEPOSIT for pid, _ in books + together}
         problems, late = verify(database_url, ledger, deposits)
         if rebalances.errors:
@@ -636,6 +721,7 @@ def main() -> int:
                 baseline(database_url, owners, fills, seconds=args.seconds, clients=args.clients)
             )
         ratio = placed.rate / plain.rate if plain.rate else float("nan")
+        floor_ratio = floor.rate / plain.rate if plain.rate else float("nan")
         refused = ", ".join(f"{n} {k}" for k, n in ledger.refused.most_common()) or "none"
         unfilled = Counter(ledger.unfilled.values())
         print(
@@ -667,6 +753,14 @@ def main() -> int:
             f"{plain.rate:,.0f} row-sets/s p50 {plain.p50:.1f} ms p99 {plain.p99:.1f} ms "
             f"| platform/baseline {ratio:.2f}x"
         )
+        print(
+            f"the floor under a single order x{args.clients} clients (everything but the desk: HTTP, "
+            f"token, rate limit, ownership, body, quote, one Ray call to the owning shard; nothing "
+            f"written): {floor.line('floor')} | floor/baseline {floor_ratio:.2f}x, "
+            f"orders/floor {placed.rate / floor.rate if floor.rate else float('nan'):.2f}x"
+        )
+        caught_up = (f"{seconds:.1f} s after the {name.replace('_', ' ')}" for name, seconds in quiet.items())
+        print("the event bus caught up " + ", ".join(caught_up))
         if problems:
             print("orders NOT verified: " + "; ".join(problems), file=sys.stderr)
             return 1
@@ -706,6 +800,9 @@ def main() -> int:
             "rebalance_together_p99_ms": bulk.p99,
             **plain.figures("row_sets", "baseline_"),
             "ratio": ratio,
+            **floor.figures("req", "floor_"),
+            **{f"events_drained_after_{name}_s": seconds for name, seconds in quiet.items()},
+            "floor_ratio": floor_ratio,
             "verified_answered_filled": answered,
             "verified_warmup_filled": warm,
             "verified_filled_after_answering": late,

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from _loadgen import Request, run  # noqa: E402
-from _support import bench_platform, print_figures  # noqa: E402
+from _support import bench_platform, phase, print_figures  # noqa: E402
 
 
 def _baseline_router() -> object:
@@ -121,7 +121,9 @@ def main() -> None:
         asyncio.run(
             run(url, reads, seconds=2, clients=args.clients)
         )  # warm-up: books loaded, snapshots cached
+        phase(f"reads for {args.seconds:g} s")
         read = asyncio.run(run(url, reads, seconds=args.seconds, clients=args.clients))
+        phase(f"baseline reads for {args.seconds:g} s")
         base = asyncio.run(run(url, baseline, seconds=args.seconds, clients=args.clients))
         writes: dict[int, float] = {}
         for shards in (1, 4, 16):
@@ -137,6 +139,7 @@ def main() -> None:
                 for pid, h in people
             ]
             asyncio.run(run(url, posts, seconds=1, clients=args.clients))
+            phase(f"deposits on {shards} shards for {args.seconds:g} s")
             result = asyncio.run(run(url, posts, seconds=args.seconds, clients=args.clients))
             if result.errors:
                 raise SystemExit(f"{result.errors} deposits failed with {shards} shards")
