@@ -14,6 +14,7 @@ import pytest
 
 from wealthalloc.config import Settings
 from wealthalloc.errors import ServiceError
+from wealthalloc.storage import held_writes
 from wealthalloc.storage.group_commit import GroupCommit
 from wealthalloc.storage.postgres import async_pool
 
@@ -254,3 +255,93 @@ def test_each_change_runs_in_its_own_caller_s_context_whoever_started_the_group(
 
     assert run(database_url, body, max_group=64, writers=1) == [f"request-{i}" for i in range(6)]
     assert len(set(stored(database_url, table).values())) == 1
+
+
+# Rows a change holds (wealthalloc/storage/held_writes.py) ------------------------------------------
+
+
+@pytest.fixture
+def held_table(database_url: str) -> Iterator[str]:
+    """A table whose rows say which transaction wrote them, and when each row was inserted."""
+    name = f"group_held_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            f"CREATE TABLE {name} (id int PRIMARY KEY, tx bigint NOT NULL DEFAULT txid_current(),"
+            f" at timestamptz NOT NULL DEFAULT clock_timestamp(), stage text NOT NULL)"
+        )
+    yield name
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f"DROP TABLE {name}")
+
+
+def holding(
+    table: str, row_id: int, stage: held_writes.Stage, *, then_fail: bool = False, read_back: bool = False
+) -> Any:
+    """A change that holds one row of ``stage`` in a block, as the order desk does; ``read_back``
+    counts, once the block has ended, the change's own rows that are already in the table."""
+    rows = held_writes.Insert.of(table, "id int, stage text")
+
+    async def unit(conn: psycopg.AsyncConnection[Any]) -> int:
+        async with held_writes.writes_together(conn):
+            await held_writes.write(conn, rows, (row_id, stage.name), stage=stage)
+        if read_back:
+            cur = await conn.execute(f"SELECT id FROM {table} WHERE id = %s", (row_id,))
+            if len(await cur.fetchall()) != 1:
+                raise AssertionError(f"row {row_id} not written when its change's block ended")
+        if then_fail:
+            raise ServiceError(400, "INSUFFICIENT_FUNDS", f"change {row_id} is refused")
+        return row_id
+
+    return unit
+
+
+def test_the_rows_no_change_reads_back_are_written_once_for_the_group_in_the_changes_order(
+    database_url: str, held_table: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Events, trades, cash movements, cash and holdings (the leaf stages) of every change of a group
+    go in one statement a table before the COMMIT; an order, a fill or a lot is written when its
+    change's block ends, since a later statement of the same change may read it."""
+    written: list[tuple[str, int]] = []
+    execute = held_writes._execute
+
+    async def counted(conn: Any, many: Any, rows: list[tuple[Any, ...]]) -> None:
+        written.append((rows[0][1], len(rows)))
+        await execute(conn, many, rows)
+
+    monkeypatch.setattr(held_writes, "_execute", counted)
+
+    async def body(commits: GroupCommit) -> list[int]:
+        leaves = [holding(held_table, i, held_writes.Stage.ROWS) for i in range(8)]
+        orders = [holding(held_table, 100 + i, held_writes.Stage.ORDERS, read_back=True) for i in range(3)]
+        return await asyncio.gather(*(commits.run(u) for u in leaves + orders))
+
+    answers = run(database_url, body, max_group=64, writers=1)
+
+    assert answers == [*range(8), 100, 101, 102]
+    assert written == [("ORDERS", 1), ("ORDERS", 1), ("ORDERS", 1), ("ROWS", 8)]
+    assert sorted(stored(database_url, held_table)) == [*range(8), 100, 101, 102]
+    with psycopg.connect(database_url) as conn:
+        leaf_order = [r[0] for r in conn.execute(f"SELECT id FROM {held_table} WHERE id < 100 ORDER BY at")]
+    assert leaf_order == list(range(8)), "in the order the changes ran"
+
+
+def test_a_change_that_fails_after_its_block_ended_takes_its_held_rows_with_it(
+    database_url: str, held_table: str
+) -> None:
+    async def body(commits: GroupCommit) -> list[Any]:
+        units = [holding(held_table, i, held_writes.Stage.ROWS, then_fail=(i in (2, 5))) for i in range(7)]
+        units.append(holding(held_table, 100, held_writes.Stage.ORDERS, then_fail=True))
+        return await asyncio.gather(*(commits.run(u) for u in units), return_exceptions=True)
+
+    answers = run(database_url, body, max_group=64, writers=1)
+
+    assert [a for a in answers if not isinstance(a, ServiceError)] == [0, 1, 3, 4, 6]
+    assert sorted(stored(database_url, held_table)) == [0, 1, 3, 4, 6]
+
+
+def test_a_change_alone_writes_its_held_rows_when_its_block_ends(database_url: str, held_table: str) -> None:
+    async def body(commits: GroupCommit) -> int:
+        return await commits.run(holding(held_table, 7, held_writes.Stage.ROWS, read_back=True))
+
+    assert run(database_url, body, max_group=64, writers=1) == 7
+    assert sorted(stored(database_url, held_table)) == [7]

@@ -22,6 +22,10 @@ each inside its own savepoint, and commits once.
   only gathers what queued while the database was busy.
 - A change runs in its caller's context (contextvars), not the writer's: its
   trace spans and log fields are its own request's.
+- The rows no change reads back (events, trades, cash movements, cash, holdings: see
+  :mod:`wealthalloc.storage.held_writes`) are held for the whole group and written once, one
+  statement a table, before the ``COMMIT``. Such a row cannot break a constraint its change's
+  checks did not already rule out; if one did, the group fails as a failed commit does.
 - The transaction runs in psycopg's pipeline mode: a statement whose result
   nobody reads (an event, a cash movement, the key's stored answer, the
   ``COMMIT``) is sent with the next one that is read, not waited for alone.
@@ -100,13 +104,17 @@ class GroupCommit:
                 if len(group) == 1:  # alone: no savepoint needed, its failure is the transaction's
                     outcomes.append((group[0], None, await group[0].run(conn)))
                 else:
-                    for queued in group:
-                        try:
-                            async with savepoint(conn):  # a failure undoes this change only
-                                result = await queued.run(conn)
-                            outcomes.append((queued, None, result))
-                        except Exception as exc:
-                            outcomes.append((queued, exc, None))
+                    # The rows no change reads back go once for the group, before its COMMIT.
+                    async with held_writes.group_rows(conn) as leaves:
+                        for queued in group:
+                            leaves.begin()
+                            try:
+                                async with savepoint(conn):  # a failure undoes this change only
+                                    result = await queued.run(conn)
+                                outcomes.append((queued, None, result))
+                            except Exception as exc:
+                                leaves.forget()
+                                outcomes.append((queued, exc, None))
         except BaseException as exc:
             # Nothing of the group committed: each change fails with its own refusal, or the
             # commit's error when it had none.

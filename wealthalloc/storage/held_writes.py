@@ -24,6 +24,15 @@ holding. The storage functions that read or change orders, fills and lots do so 
 a block, or with nothing held, it costs nothing. And a held row that breaks a constraint fails the
 whole block when it is written, not the call that held it: hold only rows whose values the checks
 before them already guarantee.
+
+Inside a shard's group commit (:mod:`wealthalloc.storage.group_commit`) the changes of several
+users share one transaction, and the rows nothing in a transaction reads back (:data:`LEAF_STAGES`:
+events, trades, cash movements, a portfolio's cash, the holdings' recompute) go further: each
+change's outermost block writes its orders, fills and lots when it ends, as alone, and hands its
+leaf rows to the group (:func:`group_rows`), which writes them for all its changes just before the
+``COMMIT``, one statement a table. A change that fails takes its leaf rows with it. What a later
+change reads is never among them: a change reads its own user's book, which no other change of the
+group touches (one writer a user), and a spouse's lots, which are not leaf rows.
 """
 
 from __future__ import annotations
@@ -83,13 +92,20 @@ class Stage(IntEnum):
     RECOMPUTE = 4  # statements that read the rows written before them (holdings from lots)
 
 
+LEAF_STAGES = frozenset({Stage.ROWS, Stage.RECOMPUTE})
+"""Rows no statement of a transaction reads back (see the module): a group writes them once for all
+its changes."""
+
+_Held = dict[tuple[Stage, Statement], dict[object, tuple[Any, ...]]]
+
+
 @dataclass
 class Holder:
     """The rows a block holds for its connection, by stage and by the statement that writes many of them."""
 
     conn: Conn
     outer: Holder | None = None  # the block around this one on the same connection
-    rows: dict[tuple[Stage, Statement], dict[object, tuple[Any, ...]]] = field(default_factory=dict)
+    rows: _Held = field(default_factory=dict)
 
     def add(self, many: Statement, row: tuple[Any, ...], *, replacing: object = None, stage: Stage) -> None:
         """``many`` is an :class:`Insert`, or takes one array a column (``unnest(%b::uuid[], ...)``);
@@ -104,11 +120,57 @@ class Holder:
         for statement, rows in self.rows.items():
             outer.rows.setdefault(statement, {}).update(rows)
 
-    async def write(self) -> None:
-        """Write what is held, stage by stage, and hold nothing."""
+    async def write(self, group: GroupRows | None = None) -> None:
+        """Write what is held, stage by stage, and hold nothing; with ``group``, its leaf rows are
+        handed to the group instead."""
         held, self.rows = self.rows, {}
-        for stage, many in sorted(held, key=lambda statement: statement[0]):  # stable: added order within
-            await _execute(self.conn, many, list(held[stage, many].values()))
+        if group is not None:
+            held = group.take_leaves(held)
+        await _write_all(self.conn, held)
+
+
+async def _write_all(conn: Conn, held: _Held) -> None:
+    for stage, many in sorted(held, key=lambda statement: statement[0]):  # stable: added order within
+        await _execute(conn, many, list(held[stage, many].values()))
+
+
+class GroupRows:
+    """The leaf rows of a group's changes (:data:`LEAF_STAGES`), each change's apart until the
+    group writes them, so that a change that fails can take its own back."""
+
+    def __init__(self) -> None:
+        self._changes: list[_Held] = []
+
+    def begin(self) -> None:
+        """The next change of the group starts: the leaf rows handed over from now on are its."""
+        self._changes.append({})
+
+    def forget(self) -> None:
+        """The current change failed: its leaf rows are not written."""
+        if self._changes:
+            self._changes[-1] = {}
+
+    def take_leaves(self, held: _Held) -> _Held:
+        """Keep ``held``'s leaf rows for the current change; the rest, to be written now."""
+        if not self._changes:
+            self.begin()
+        mine = self._changes[-1]
+        now: _Held = {}
+        for (stage, many), rows in held.items():
+            if stage in LEAF_STAGES:
+                mine.setdefault((stage, many), {}).update(rows)
+            else:
+                now[stage, many] = rows
+        return now
+
+    async def write(self, conn: Conn) -> None:
+        """Every change's leaf rows, in the changes' order: one statement a table."""
+        merged: _Held = {}
+        for change in self._changes:
+            for statement, rows in change.items():
+                merged.setdefault(statement, {}).update(rows)
+        self._changes = []
+        await _write_all(conn, merged)
 
 
 async def _execute(conn: Conn, many: Statement, rows: list[tuple[Any, ...]]) -> None:
@@ -120,6 +182,9 @@ async def _execute(conn: Conn, many: Statement, rows: list[tuple[Any, ...]]) -> 
 
 
 _HOLDER: ContextVar[Holder | None] = ContextVar("wealthalloc_held_writes", default=None)
+# The group a connection's transaction belongs to. By connection, not by context: a group's changes
+# run as tasks in their callers' contexts, which the group's own never reaches.
+_GROUPS: dict[int, GroupRows] = {}
 
 
 def _holder(conn: Conn) -> Holder | None:
@@ -167,4 +232,19 @@ async def writes_together(conn: Conn) -> AsyncIterator[None]:
     if outer is not None:
         held.hand_to(outer)
     else:
-        await held.write()
+        await held.write(_GROUPS.get(id(conn)))
+
+
+@asynccontextmanager
+async def group_rows(conn: Conn) -> AsyncIterator[GroupRows]:
+    """While open, the outermost blocks on ``conn`` hand their leaf rows to the group it yields
+    (whose ``begin``/``forget`` its changes' runner calls); they are written when it ends without an
+    error, which must be before the transaction's ``COMMIT``. A group on a connection is alone."""
+    if id(conn) in _GROUPS:
+        raise RuntimeError("this connection already writes for a group")
+    group = _GROUPS[id(conn)] = GroupRows()
+    try:
+        yield group
+    finally:
+        del _GROUPS[id(conn)]
+    await group.write(conn)
