@@ -126,10 +126,11 @@ def test_a_statement_answered_late_fails_its_own_change_not_the_next_one(
     assert sorted(stored(database_url, table)) == [0, 1, 2, 3]
 
 
-def test_when_the_commit_fails_no_change_of_the_group_is_applied_and_each_caller_hears_it(
+def test_when_a_constraint_fails_the_commit_each_change_runs_again_alone_and_the_culprit_fails_alone(
     database_url: str, table: str
 ) -> None:
-    """The deferred unique check runs at COMMIT: the group's transaction fails as a whole."""
+    """The deferred unique check runs at COMMIT: nothing of the group is applied then, and each
+    change runs again in a transaction of its own."""
 
     async def body(commits: GroupCommit) -> list[Any]:
         first = await commits.run(insert(table, 100))  # alone, before the others
@@ -139,8 +140,44 @@ def test_when_the_commit_fails_no_change_of_the_group_is_applied_and_each_caller
 
     answers = run(database_url, body, max_group=64, writers=1)
 
+    assert [answers[i] for i in (0, 1, 3)] == [100, 1, 3]
+    assert isinstance(answers[2], psycopg.errors.UniqueViolation)
+    rows = stored(database_url, table)
+    assert sorted(rows) == [1, 3, 100]
+    assert rows[1] != rows[3], "each alone"
+
+
+def test_when_the_commit_fails_otherwise_no_change_of_the_group_is_applied_and_each_caller_hears_it(
+    database_url: str, table: str
+) -> None:
+    """A COMMIT refused for anything but a constraint (here a deferred trigger that raises): every
+    change of the group fails with that error, and none is applied; a caller's retry applies it."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            f"""CREATE FUNCTION {table}_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN IF NEW.code = 'refused' THEN RAISE EXCEPTION 'refused at commit'; END IF;
+                RETURN NULL; END $$"""
+        )
+        conn.execute(
+            f"""CREATE CONSTRAINT TRIGGER {table}_refuse AFTER INSERT ON {table}
+                DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION {table}_refuse()"""
+        )
+
+    async def body(commits: GroupCommit) -> list[Any]:
+        first = await commits.run(insert(table, 100))  # alone, before the others
+        group = [insert(table, 1, code="refused"), insert(table, 2), insert(table, 3)]
+        rest = await asyncio.gather(*(commits.run(u) for u in group), return_exceptions=True)
+        return [first, *rest]
+
+    try:
+        answers = run(database_url, body, max_group=64, writers=1)
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(f"DROP TRIGGER {table}_refuse ON {table}")
+            conn.execute(f"DROP FUNCTION {table}_refuse()")
+
     assert answers[0] == 100
-    assert all(isinstance(a, psycopg.errors.UniqueViolation) for a in answers[1:])
+    assert all(isinstance(a, psycopg.errors.RaiseException) for a in answers[1:])
     assert sorted(stored(database_url, table)) == [100]
 
 
@@ -345,3 +382,24 @@ def test_a_change_alone_writes_its_held_rows_when_its_block_ends(database_url: s
 
     assert run(database_url, body, max_group=64, writers=1) == 7
     assert sorted(stored(database_url, held_table)) == [7]
+
+
+def test_a_held_row_refused_when_the_group_writes_it_fails_its_own_change_alone(
+    database_url: str, held_table: str
+) -> None:
+    """Whose row broke the constraint cannot be told from the group's one statement: nothing of the
+    group is applied, and each change runs again alone."""
+
+    async def body(commits: GroupCommit) -> list[Any]:
+        units = [holding(held_table, i, held_writes.Stage.ROWS) for i in (1, 2, 1, 3)]
+        units.append(holding(held_table, 4, held_writes.Stage.ROWS, then_fail=True))
+        return await asyncio.gather(*(commits.run(u) for u in units), return_exceptions=True)
+
+    answers = run(database_url, body, max_group=64, writers=1)
+
+    assert [answers[i] for i in (0, 1, 3)] == [1, 2, 3]
+    assert isinstance(answers[2], psycopg.errors.UniqueViolation)
+    assert isinstance(answers[4], ServiceError), "a change refused in the group is not run again"
+    rows = stored(database_url, held_table)
+    assert sorted(rows) == [1, 2, 3]
+    assert len(set(rows.values())) == 3, "each in a transaction of its own"

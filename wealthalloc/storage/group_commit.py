@@ -15,17 +15,20 @@ each inside its own savepoint, and commits once.
   deadlock's victim rolls back to its savepoint and runs again, alone, after
   its group committed.
 - A change is answered only after the group's ``COMMIT`` returned: nothing is
-  acknowledged that a crash could lose. If the commit itself fails, every change
-  of the group fails and was not applied; its caller's retry (same Idempotency-Key)
-  applies it once.
+  acknowledged that a crash could lose. If the commit fails for a constraint
+  (one checked at ``COMMIT``, or a row written for the whole group), no change
+  was applied and each runs again alone, so only the change that broke it
+  fails. If it fails otherwise, every change of the group fails and was not
+  applied; its caller's retry (same Idempotency-Key) applies it once.
 - Idle, a change starts at once and commits alone: grouping adds no wait, it
   only gathers what queued while the database was busy.
 - A change runs in its caller's context (contextvars), not the writer's: its
   trace spans and log fields are its own request's.
 - The rows no change reads back (events, trades, cash movements, cash, holdings: see
   :mod:`wealthalloc.storage.held_writes`) are held for the whole group and written once, one
-  statement a table, before the ``COMMIT``. Such a row cannot break a constraint its change's
-  checks did not already rule out; if one did, the group fails as a failed commit does.
+  statement a table, before the ``COMMIT``. Such a row should not break a constraint its
+  change's checks did not already rule out; if one does, no change of the group is applied and
+  each runs again alone, so the change that broke it fails alone.
 - The transaction runs in psycopg's pipeline mode: a statement whose result
   nobody reads (an event, a cash movement, the key's stored answer, the
   ``COMMIT``) is sent with the next one that is read, not waited for alone.
@@ -116,6 +119,11 @@ class GroupCommit:
                                 leaves.forget()
                                 outcomes.append((queued, exc, None))
         except BaseException as exc:
+            if isinstance(exc, errors.IntegrityError) and len(outcomes) == len(group) > 1:
+                # Every change ran, and a row written for the whole group (or a constraint checked
+                # at COMMIT) was refused: whose it was cannot be told, so each runs again alone.
+                await self._each_alone(outcomes)
+                return
             # Nothing of the group committed: each change fails with its own refusal, or the
             # commit's error when it had none.
             failed = {id(q): e for q, e, _ in outcomes if e is not None}
@@ -126,6 +134,18 @@ class GroupCommit:
             return
         for queued, error, result in outcomes:
             if isinstance(error, RUN_AGAIN):
+                try:
+                    result, error = await self._alone(queued.run), None
+                except Exception as again:
+                    error = again
+            _answer(queued.answer, error, result)
+
+    async def _each_alone(self, outcomes: list[tuple[_Queued[Any], BaseException | None, Any]]) -> None:
+        """The group's changes, each in a transaction of its own; a change refused in the group
+        keeps its refusal."""
+        for queued, error, _ in outcomes:
+            result = None
+            if error is None or isinstance(error, RUN_AGAIN):
                 try:
                     result, error = await self._alone(queued.run), None
                 except Exception as again:
