@@ -71,7 +71,7 @@ from wealthalloc.portfolios import wash_sales
 from wealthalloc.portfolios.market import Market
 from wealthalloc.portfolios.quotes import PlanQuotes
 from wealthalloc.storage import books as store
-from wealthalloc.storage import households, idempotency, lots
+from wealthalloc.storage import held_writes, households, idempotency, lots
 from wealthalloc.storage import orders as order_store
 from wealthalloc.storage import tax as tax_store
 from wealthalloc.storage.group_commit import GroupCommit
@@ -1131,7 +1131,8 @@ class BookService:
                 status, body = claimed.status or 200, claimed.body
             else:
                 status, body = await work(conn, _found(rows))
-                await idempotency.complete(conn, claimed, status=status, body=body)
+                async with held_writes.writes_together(conn):  # in a group: with the group's rows
+                    await idempotency.complete(conn, claimed, status=status, body=body)
             if then is not None:
                 await then(conn, _found(rows), body)
             return status, body

@@ -20,6 +20,8 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 
+from wealthalloc.storage import held_writes
+
 
 def request_hash(method: str, path: str, body: Any) -> str:
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
@@ -141,8 +143,13 @@ async def release(conn: AsyncConnection[DictRow], claim_ids: Iterable[uuid.UUID]
 
 
 async def complete(conn: AsyncConnection[DictRow], claim_id: uuid.UUID, *, status: int, body: Any) -> None:
-    await conn.execute(
-        """UPDATE idempotency_keys SET response_status = %s, response_body = %s, completed_at = now()
-           WHERE id = %s""",
-        (status, json.dumps(body, default=str), claim_id),
-    )
+    """Store the claim's answer. In a block of held writes it waits for the block's end, or for its
+    group's (:mod:`wealthalloc.storage.held_writes`): nothing in a transaction reads an answer
+    back, only a later request with the same key."""
+    row = (claim_id, status, json.dumps(body, default=str))
+    await held_writes.write(conn, _COMPLETE, row, replacing=claim_id)
+
+
+_COMPLETE = """UPDATE idempotency_keys k
+               SET response_status = v.status, response_body = v.body, completed_at = now()
+               FROM unnest(%b::uuid[], %b::int[], %b::jsonb[]) AS v (id, status, body) WHERE k.id = v.id"""
