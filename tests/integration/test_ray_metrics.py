@@ -116,7 +116,9 @@ def test_a_pass_replays_at_most_its_budget_and_the_next_pass_the_rest(
         waits.observe(0.05)
 
     mirror.sync()
-    first = exported_when(lambda s: total(s, f"ray_{name}_count") > 0)
+    # Ray's agent may show a pass's observations before it has all of them (a loaded machine): wait
+    # for the budget's worth; more than that would be the budget broken, since nothing else replays.
+    first = exported_when(lambda s: total(s, f"ray_{name}_count") >= 3)
     assert total(first, f"ray_{name}_count") == 3
     mirror.sync()
     exported_when(lambda s: total(s, f"ray_{name}_count") == 5)
