@@ -24,9 +24,9 @@ each inside its own savepoint, and commits once.
   only gathers what queued while the database was busy.
 - A change runs in its caller's context (contextvars), not the writer's: its
   trace spans and log fields are its own request's.
-- The rows no change reads back (events, trades, cash movements, cash, holdings: see
-  :mod:`wealthalloc.storage.held_writes`) are held for the whole group and written once, one
-  statement a table, before the ``COMMIT``. Such a row should not break a constraint its
+- The rows no change reads back (events, trades, cash movements, cash, holdings, the keys'
+  answers: see :mod:`wealthalloc.storage.held_writes`) are held for the whole group and
+  written once, one statement a table, before the ``COMMIT``. Such a row should not break a constraint its
   change's checks did not already rule out; if one does, no change of the group is applied and
   each runs again alone, so the change that broke it fails alone.
 - The transaction runs in psycopg's pipeline mode: a statement whose result

@@ -27,10 +27,10 @@ before them already guarantee.
 
 Inside a shard's group commit (:mod:`wealthalloc.storage.group_commit`) the changes of several
 users share one transaction, and the rows nothing in a transaction reads back (:data:`LEAF_STAGES`:
-events, trades, cash movements, a portfolio's cash, the holdings' recompute) go further: each
-change's outermost block writes its orders, fills and lots when it ends, as alone, and hands its
-leaf rows to the group (:func:`group_rows`), which writes them for all its changes just before the
-``COMMIT``, one statement a table. A change that fails takes its leaf rows with it. What a later
+events, trades, cash movements, a portfolio's cash, the holdings' recompute, a key's answer) go
+further: each change's outermost block writes its orders, fills and lots when it ends, as alone,
+and hands its leaf rows to the group (:func:`group_rows`), which writes them for all its changes
+just before the ``COMMIT``, one statement a table. A change that fails takes its leaf rows with it. What a later
 change reads is never among them: a change reads its own user's book, which no other change of the
 group touches (one writer a user), and a spouse's lots, which are not leaf rows.
 """
