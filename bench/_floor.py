@@ -24,9 +24,8 @@ from ray import serve
 from serve_apps.api.deps import CurrentPrincipal, ResourcesDep
 from serve_apps.api.envelope import success
 from serve_apps.api.ownership import IdempotencyKey, mutation, owner_checked, require_key
-from serve_apps.api.routes.trades import TradeBody
+from serve_apps.api.routes.trades import TradeBody, quote_seen, shard_spec
 from wealthalloc.config import Settings
-from wealthalloc.domain.quote_freshness import QuoteSeen
 
 FLOOR_PATH = "/bench/floor/trades"
 # A method no shard has: ``PortfolioShard.traced`` answers 404 before doing anything else.
@@ -47,12 +46,7 @@ def floor_router() -> APIRouter:
         owner = await owner_checked(res, principal, body.portfolio_id, write=True)
         require_key(idempotency_key)
         m = mutation(request, principal, owner, idempotency_key, body.model_dump(mode="json"))
-        found, _ = await res.quotes.quote(body.symbol)
-        spec: dict[str, Any] = body.model_dump(exclude={"portfolio_id"})
-        spec["quote"] = QuoteSeen(
-            symbol=found.symbol, as_of=found.timestamp, source=found.source, stale=found.stale
-        )
-        spec["quote_max_age_s"] = res.settings.market_data_stale_seconds
+        spec = shard_spec(res, body, await quote_seen(res, body.symbol))
         shard = res.shards.handle(owner)
         outcome = await shard.traced.remote({}, NO_SUCH_METHOD, m, body.portfolio_id, spec)
         if outcome.status != 404:

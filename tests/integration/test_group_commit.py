@@ -21,17 +21,20 @@ from wealthalloc.storage.postgres import async_pool
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def table(database_url: str) -> Iterator[str]:
-    name = f"group_commit_{uuid.uuid4().hex[:8]}"
+def scratch_table(database_url: str, prefix: str, columns: str) -> Iterator[str]:
+    """A table of ``columns`` for one test, dropped after it."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(
-            f"CREATE TABLE {name} (id int PRIMARY KEY, code text"
-            f" UNIQUE DEFERRABLE INITIALLY DEFERRED, tx bigint NOT NULL)"
-        )
+        conn.execute(f"CREATE TABLE {name} ({columns})")
     yield name
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(f"DROP TABLE {name}")
+
+
+@pytest.fixture
+def table(database_url: str) -> Iterator[str]:
+    columns = "id int PRIMARY KEY, code text UNIQUE DEFERRABLE INITIALLY DEFERRED, tx bigint NOT NULL"
+    yield from scratch_table(database_url, "group_commit", columns)
 
 
 def stored(database_url: str, table: str) -> dict[int, int]:
@@ -300,15 +303,11 @@ def test_each_change_runs_in_its_own_caller_s_context_whoever_started_the_group(
 @pytest.fixture
 def held_table(database_url: str) -> Iterator[str]:
     """A table whose rows say which transaction wrote them, and when each row was inserted."""
-    name = f"group_held_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(
-            f"CREATE TABLE {name} (id int PRIMARY KEY, tx bigint NOT NULL DEFAULT txid_current(),"
-            f" at timestamptz NOT NULL DEFAULT clock_timestamp(), stage text NOT NULL)"
-        )
-    yield name
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(f"DROP TABLE {name}")
+    columns = (
+        "id int PRIMARY KEY, tx bigint NOT NULL DEFAULT txid_current(),"
+        " at timestamptz NOT NULL DEFAULT clock_timestamp(), stage text NOT NULL"
+    )
+    yield from scratch_table(database_url, "group_held", columns)
 
 
 def holding(

@@ -75,7 +75,7 @@ class BatchBody(BaseModel):
     orders: list[OrderBody] = Field(min_length=1, max_length=MAX_BATCH_ORDERS)
 
 
-def _spec(res: Any, body: OrderBody, quote: QuoteSeen | None) -> dict[str, Any]:
+def shard_spec(res: Any, body: OrderBody, quote: QuoteSeen | None) -> dict[str, Any]:
     """The order as the shard takes it: a market order carries the quote it is judged by."""
     spec = body.model_dump(exclude={"portfolio_id"})
     if body.order_type == "market":
@@ -90,15 +90,15 @@ async def _place(
     owner = await owner_checked(res, principal, body.portfolio_id, write=True)
     require_key(key)
     m = mutation(request, principal, owner, key, body.model_dump(mode="json"))
-    quote = await _quote_seen(res, body.symbol) if body.order_type == "market" else None
-    spec = _spec(res, body, quote)
+    quote = await quote_seen(res, body.symbol) if body.order_type == "market" else None
+    spec = shard_spec(res, body, quote)
     outcome = await res.shards.outcome(owner, PortfolioShard.place_order, m, body.portfolio_id, spec)
     data = outcome.unwrap()
     res.metrics.trades.labels(body.side, body.order_type).inc()
     return success(request, data, status_code=outcome.status, links={"order": f"/api/v1/trades/{data['id']}"})
 
 
-async def _quote_seen(res: Any, symbol: str) -> QuoteSeen | None:
+async def quote_seen(res: Any, symbol: str) -> QuoteSeen | None:
     """The quote GET /quotes/{symbol} shows now, which the shard judges a market order by.
 
     None when there is no quote at all (an unknown symbol, no provider and nothing cached): the
@@ -155,9 +155,9 @@ async def place_orders(
     require_key(idempotency_key)
     m = mutation(request, principal, owner, idempotency_key, body.model_dump(mode="json"))
     markets = sorted({o.symbol for o in body.orders if o.order_type == "market"})
-    seen = await asyncio.gather(*(_quote_seen(res, symbol) for symbol in markets))
+    seen = await asyncio.gather(*(quote_seen(res, symbol) for symbol in markets))
     quotes = dict(zip(markets, seen, strict=True))
-    specs = [_spec(res, order, quotes.get(order.symbol)) for order in body.orders]
+    specs = [shard_spec(res, order, quotes.get(order.symbol)) for order in body.orders]
     outcome = await res.shards.outcome(owner, PortfolioShard.place_orders, m, portfolio_id, specs)
     data = outcome.unwrap()
     for order in data["placed"]:
