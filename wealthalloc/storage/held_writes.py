@@ -30,9 +30,9 @@ users share one transaction, and the rows nothing in a transaction reads back (:
 events, trades, cash movements, a portfolio's cash, the holdings' recompute, a key's answer) go
 further: each change's outermost block writes its orders, fills and lots when it ends, as alone,
 and hands its leaf rows to the group (:func:`group_rows`), which writes them for all its changes
-just before the ``COMMIT``, one statement a table. A change that fails takes its leaf rows with it. What a later
-change reads is never among them: a change reads its own user's book, which no other change of the
-group touches (one writer a user), and a spouse's lots, which are not leaf rows.
+just before the ``COMMIT``, one statement a table. A change that fails takes its leaf rows with
+it. What a later change reads is never among them: a change reads its own user's book, which no
+other change of the group touches (one writer a user), and a spouse's lots, which are not leaf rows.
 """
 
 from __future__ import annotations
