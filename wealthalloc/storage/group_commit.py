@@ -122,7 +122,9 @@ class GroupCommit:
             if isinstance(exc, errors.IntegrityError) and len(outcomes) == len(group) > 1:
                 # Every change ran, and a row written for the whole group (or a constraint checked
                 # at COMMIT) was refused: whose it was cannot be told, so each runs again alone.
-                await self._each_alone(outcomes)
+                await self._answer_all(
+                    outcomes, again=lambda error: error is None or isinstance(error, RUN_AGAIN)
+                )
                 return
             # Nothing of the group committed: each change fails with its own refusal, or the
             # commit's error when it had none.
@@ -132,24 +134,22 @@ class GroupCommit:
             if not isinstance(exc, Exception):
                 raise
             return
-        for queued, error, result in outcomes:
-            if isinstance(error, RUN_AGAIN):
-                try:
-                    result, error = await self._alone(queued.run), None
-                except Exception as again:
-                    error = again
-            _answer(queued.answer, error, result)
+        await self._answer_all(outcomes, again=lambda error: isinstance(error, RUN_AGAIN))
 
-    async def _each_alone(self, outcomes: list[tuple[_Queued[Any], BaseException | None, Any]]) -> None:
-        """The group's changes, each in a transaction of its own; a change refused in the group
-        keeps its refusal."""
-        for queued, error, _ in outcomes:
-            result = None
-            if error is None or isinstance(error, RUN_AGAIN):
+    async def _answer_all(
+        self,
+        outcomes: list[tuple[_Queued[Any], BaseException | None, Any]],
+        *,
+        again: Callable[[BaseException | None], bool],
+    ) -> None:
+        """Answer each change of a group: with its outcome there, or, where ``again`` says so of it,
+        with the outcome of running it once more in a transaction of its own."""
+        for queued, error, result in outcomes:
+            if again(error):
                 try:
                     result, error = await self._alone(queued.run), None
-                except Exception as again:
-                    error = again
+                except Exception as exc:
+                    result, error = None, exc
             _answer(queued.answer, error, result)
 
     async def _alone(self, unit: Unit[T]) -> T:
