@@ -204,6 +204,36 @@ def test_messages_whose_delivery_answer_was_lost_are_read_again_as_pending(event
         assert conn.execute("SELECT count(DISTINCT event_id) FROM audit_log").fetchone() == (3,)
 
 
+def test_a_message_delivered_without_the_consumer_knowing_is_handled_at_the_next_pending_check(
+    events_db: str,
+) -> None:
+    async def scenario(pool, client):  # type: ignore[no-untyped-def]
+        now = [0.0]
+        reads = _ReadsSeen(client)
+        relay = OutboxRelay(pool=pool, redis=client)
+        consumer = AuditLogger(
+            pool=pool, redis=reads, name="audit-astray", block_ms=50, pending_check_s=10, clock=lambda: now[0]
+        )
+        assert await consumer.consume_once() == 0  # its pending list read, and found empty
+        _commit_events(events_db, 2)
+        await relay.publish_once()
+        # Redis delivers both to this consumer, and no answer or error ever reaches it.
+        await client.xreadgroup("audit", "audit-astray", {stream_key("portfolio.updates"): ">"})
+        now[0] = 9.9
+        before_due = await consumer.consume_once()
+        now[0] = 10.0
+        return before_due, await consumer.consume_once(), reads.starts
+
+    before_due, handled, starts = _run(events_db, scenario)
+
+    assert before_due == 0
+    assert handled == 2
+    # Start: pending, then new; not yet due: new only; due: pending, which holds the two.
+    assert starts == ["0", ">", ">", "0"]
+    with psycopg.connect(events_db) as conn:
+        assert conn.execute("SELECT count(DISTINCT event_id) FROM audit_log").fetchone() == (2,)
+
+
 def test_a_deposit_through_the_api_reaches_the_audit_trail(http, database_url: str) -> None:  # type: ignore[no-untyped-def]
     ip = "10.9.8.7"
     email = f"events-{uuid.uuid4().hex[:8]}@example.com"

@@ -5,11 +5,20 @@ them only after handling, so a consumer that crashes mid-batch gets the
 unacknowledged messages again (its pending list is read first on restart).
 Handling is idempotent by event id: the audit trail has one row per event id
 at most (a unique index), and dropping a cache key twice is dropping it once.
+
+A message Redis delivered whose answer the consumer never acted on stays in
+the group's pending list and is not delivered again by a read for new ones. A
+failed read says so, and the next batch reads the pending list first; but a
+delivery can also go astray without any error reaching the consumer (seen
+under load: one message left pending in each of three groups at once, and no
+read had raised). So the pending list is also read every ``pending_check_s`` however
+sure the consumer is that it holds nothing, and what that finds is logged.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -17,15 +26,27 @@ import redis.exceptions
 
 from wealthalloc.events.audit_chain import AuditEntry
 from wealthalloc.events.relay import TOPICS, Event, stream_key
+from wealthalloc.logging import get_logger
 from wealthalloc.storage.audit import append_audit_many
 from wealthalloc.storage.postgres import AsyncPool
+
+log = get_logger(__name__)
+
+PENDING_CHECK_S = 10.0  # one read of the pending list every this often, per consumer, at most
 
 
 class StreamConsumer:
     group = "base"
 
     def __init__(
-        self, *, redis: aioredis.Redis, name: str, topics: Sequence[str] = TOPICS, block_ms: int = 1000
+        self,
+        *,
+        redis: aioredis.Redis,
+        name: str,
+        topics: Sequence[str] = TOPICS,
+        block_ms: int = 1000,
+        pending_check_s: float = PENDING_CHECK_S,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self._redis = redis
         self._name = name
@@ -34,8 +55,12 @@ class StreamConsumer:
         self._ready = False
         # Whether messages this consumer read and did not acknowledge may be waiting: at start (an
         # earlier process by this name may have crashed) and after a batch failed. Otherwise
-        # there are none, and asking for them would cost a round trip on every batch.
+        # none should, and asking on every batch would cost a round trip each; they are asked
+        # for every ``pending_check_s`` all the same, since a delivery can go astray unseen.
         self._may_have_pending = True
+        self._pending_check_s = pending_check_s
+        self._clock = clock
+        self._pending_read_at = clock()
 
     async def ensure_groups(self) -> None:
         for stream in self._streams:
@@ -50,6 +75,9 @@ class StreamConsumer:
         """Handle one batch: first anything left pending by an earlier crash, then new messages."""
         if not self._ready:
             await self.ensure_groups()
+        unexpected = False  # a read of the pending list only because it was due
+        if not self._may_have_pending and self._clock() - self._pending_read_at >= self._pending_check_s:
+            self._may_have_pending = unexpected = True
         for start in ("0", ">") if self._may_have_pending else (">",):
             # Redis adds what it delivers to the pending list even when its answer never arrives.
             self._may_have_pending = True
@@ -69,6 +97,8 @@ class StreamConsumer:
                 # stream; handling is idempotent by event id, so what is read twice changes nothing.
                 self._ready = False
                 return 0
+            if start == "0":
+                self._pending_read_at = self._clock()
             batches: Any = response or []
             if isinstance(batches, dict):  # RESP3 answers with a map
                 batches = list(batches.items())
@@ -76,6 +106,15 @@ class StreamConsumer:
             for stream, messages in batches:
                 if not messages:
                     continue
+                if start == "0" and unexpected:
+                    log.warning(
+                        "stream_messages_found_pending",
+                        group=self.group,
+                        consumer=self._name,
+                        stream=_text(stream),
+                        messages=len(messages),
+                        first=_text(messages[0][0]),
+                    )
                 await self.handle([Event.from_fields(fields) for _, fields in messages])
                 await self._redis.xack(stream, self.group, *[message_id for message_id, _ in messages])
                 handled += len(messages)
