@@ -104,8 +104,13 @@ def bench_platform(users: int) -> Iterator[Platform]:
     )
     import psycopg
     import ray
+    import redis
     from ray import serve
 
+    # Each run has a database of its own; the streams, consumer groups and pending lists an earlier
+    # run left in the bench's Redis database belong to a database that is gone.
+    with redis.Redis.from_url(REDIS_URL) as client:
+        client.flushdb()
     with temporary_database() as database_url:
         password_hash = hash_password(PASSWORD, rounds=4)
         with psycopg.connect(database_url) as conn:

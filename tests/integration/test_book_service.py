@@ -10,6 +10,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import psycopg
+import psycopg.rows
+import pytest
 
 from tests.rows import investor_with_portfolio
 from wealthalloc.config import Settings
@@ -202,3 +204,56 @@ def test_a_change_to_one_portfolio_reads_again_only_that_portfolio_and_the_commi
     assert len(snapshot["holdings"]) == 1  # type: ignore[arg-type]
     assert same_lots and stale_after == set()
     assert snapshot["listed"] == [str(main_id), str(other_id)]  # the list keeps its order
+
+
+def test_deposits_asked_for_together_write_their_movements_in_one_statement_and_answer_them_as_stored(
+    database_url: str, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deposit's movement is made, not read back: in a group commit the group's movements go in one
+    statement, and each answer shows its movement exactly as the row holds it."""
+    from wealthalloc.portfolios.service import Mutation
+    from wealthalloc.storage import held_writes
+
+    users = _users_with_portfolios(database_url, 6)
+    movements_written: list[int] = []
+    execute = held_writes._execute
+
+    async def counted(conn: object, many: object, rows: list[tuple[object, ...]]) -> None:
+        if isinstance(many, held_writes.Insert) and many.table == "cash_movements":
+            movements_written.append(len(rows))
+        await execute(conn, many, rows)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(held_writes, "_execute", counted)
+
+    async def scenario() -> list[dict[str, object]]:
+        service, pool = _service(database_url, data_dir, commit_group=64)
+        await pool.open()  # type: ignore[attr-defined]
+        try:
+
+            async def deposit(i: int, user: uuid.UUID) -> dict[str, object]:
+                portfolio_id = uuid.UUID(str((await service.portfolios(user))[0]["id"]))
+                amount = Decimal(f"{i + 1}.25")
+                m = Mutation(user, user, f"deposit-{i}", "POST", "/cash", {"amount": str(amount)})
+                _, body = await service.move_cash(m, portfolio_id, amount, f"deposit {i}")
+                return body["movement"]  # type: ignore[no-any-return]
+
+            return list(await asyncio.gather(*(deposit(i, user) for i, user in enumerate(users))))
+        finally:
+            await pool.close()  # type: ignore[attr-defined]
+
+    answered = asyncio.run(scenario())
+
+    assert sum(movements_written) == 6
+    assert max(movements_written) > 1, "the deposits of a group share one statement"
+    with psycopg.connect(database_url, row_factory=psycopg.rows.dict_row) as conn:
+        for i, movement in enumerate(answered):
+            row = conn.execute(
+                "SELECT m.id, m.amount, m.kind, m.description, m.balance_after, m.created_at, p.cash_balance"
+                " FROM cash_movements m JOIN portfolios p ON p.id = m.portfolio_id WHERE m.id = %s",
+                (uuid.UUID(str(movement["id"])),),
+            ).fetchone()
+            assert row is not None
+            assert str(row["amount"]) == movement["amount"] == f"{i + 1}.2500"
+            assert str(row["balance_after"]) == movement["balance_after"] == str(row["cash_balance"])
+            assert row["created_at"].isoformat() == movement["created_at"]
+            assert (row["kind"], row["description"]) == ("deposit", f"deposit {i}")

@@ -234,6 +234,97 @@ def test_a_message_delivered_without_the_consumer_knowing_is_handled_at_the_next
         assert conn.execute("SELECT count(DISTINCT event_id) FROM audit_log").fetchone() == (2,)
 
 
+class _Refusing(AuditLogger):
+    """An audit logger that cannot handle the event whose payload has ``n`` in ``refused``, nor any
+    event while ``down`` (its database unreachable)."""
+
+    refused: frozenset[int] = frozenset()
+    down = False
+
+    async def handle(self, events: list[Event]) -> None:
+        if self.down:
+            raise psycopg.OperationalError("the database is unreachable")
+        bad = [e for e in events if e.payload.get("n") in self.refused]
+        if bad:
+            raise ValueError(f"event {bad[0].id} cannot be handled")
+        await super().handle(events)
+
+
+def _dead_letters() -> list[dict[bytes, bytes]]:
+    client = redis.Redis.from_url(EVENTS_REDIS_URL)
+    try:
+        return [fields for _, fields in client.xrange("stream:dead-letters")]
+    finally:
+        client.close()
+
+
+def test_a_message_that_cannot_be_handled_holds_up_no_other_and_goes_to_the_dead_letters(
+    events_db: str,
+) -> None:
+    poison = _commit_events(events_db, 5)[2]  # the third of the first five (n = 2)
+
+    async def scenario(pool, client):  # type: ignore[no-untyped-def]
+        relay = OutboxRelay(pool=pool, redis=client)
+        consumer = _Refusing(pool=pool, redis=client, name="audit-poisoned", block_ms=50)
+        consumer.refused = frozenset({2})
+        await relay.publish_once()
+        with pytest.raises(ValueError):
+            await consumer.consume_once()  # the five together: the batch fails
+        for _ in range(6):  # one new event each time, handled while the bad one waits
+            with psycopg.connect(events_db) as conn:
+                conn.execute(
+                    "INSERT INTO events (topic, event_type, user_id, aggregate_id, payload)"
+                    " VALUES ('portfolio.updates', 'portfolio.cash_moved', %s, %s, '{\"n\": 100}')",
+                    (uuid.uuid4(), uuid.uuid4()),
+                )
+            await relay.publish_once()
+            await consumer.consume_once()
+        return await client.xpending(stream_key("portfolio.updates"), "audit")
+
+    pending = _run(events_db, scenario)
+
+    assert pending["pending"] == 0
+    with psycopg.connect(events_db) as conn:
+        audited = {r[0] for r in conn.execute("SELECT event_id FROM audit_log")}
+    assert len(audited) == 4 + 6 and poison not in audited
+    [letter] = _dead_letters()
+    assert letter[b"group"] == b"audit"
+    assert letter[b"stream"] == stream_key("portfolio.updates").encode()
+    assert letter[b"field:event_id"] == str(poison).encode()
+    assert b"cannot be handled" in letter[b"error"]
+
+
+def test_during_an_outage_nothing_goes_to_the_dead_letters_and_all_is_handled_after_it(
+    events_db: str,
+) -> None:
+    async def scenario(pool, client):  # type: ignore[no-untyped-def]
+        relay = OutboxRelay(pool=pool, redis=client)
+        consumer = _Refusing(pool=pool, redis=client, name="audit-outage", block_ms=20)
+        consumer.down = True
+        _commit_events(events_db, 3)
+        await relay.publish_once()
+        with pytest.raises(psycopg.OperationalError):
+            await consumer.consume_once()
+        for _ in range(8):  # far more tries than MAX_DELIVERIES, some with new events failing too
+            if _ % 2:
+                _commit_events(events_db, 1)
+                await relay.publish_once()
+            try:
+                await consumer.consume_once()
+            except psycopg.OperationalError:
+                pass
+        consumer.down = False
+        handled = 0
+        for _ in range(3):
+            handled += await consumer.consume_once()
+        return handled
+
+    assert _run(events_db, scenario) == 3 + 4
+    assert _dead_letters() == []
+    with psycopg.connect(events_db) as conn:
+        assert conn.execute("SELECT count(DISTINCT event_id) FROM audit_log").fetchone() == (7,)
+
+
 def test_a_deposit_through_the_api_reaches_the_audit_trail(http, database_url: str) -> None:  # type: ignore[no-untyped-def]
     ip = "10.9.8.7"
     email = f"events-{uuid.uuid4().hex[:8]}@example.com"

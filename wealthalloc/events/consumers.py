@@ -6,19 +6,29 @@ unacknowledged messages again (its pending list is read first on restart).
 Handling is idempotent by event id: the audit trail has one row per event id
 at most (a unique index), and dropping a cache key twice is dropping it once.
 
-A message Redis delivered whose answer the consumer never acted on stays in
-the group's pending list and is not delivered again by a read for new ones. A
-failed read says so, and the next batch reads the pending list first; but a
-delivery can also go astray without any error reaching the consumer (seen
-under load: one message left pending in each of three groups at once, and no
-read had raised). So the pending list is also read every ``pending_check_s`` however
-sure the consumer is that it holds nothing, and what that finds is logged.
+A message Redis delivered stays in the group's pending list until it is
+acknowledged, and a read for new messages never delivers it again. A failed
+read or batch says so, and the next batch reads the pending list first. A
+delivery can also leave no trace in the consumer that got it: a second
+process with the same consumer name (a second platform on the same Redis
+database, an old event-bus process still running beside its replacement)
+reads messages it may not handle. So the pending list is also read every
+``pending_check_s``, however sure the consumer is that it holds none, and
+what that finds is logged.
+
+A pending batch that fails is handled again one message at a time, and new
+messages are read all the same: a message that cannot be handled (its user
+gone, a payload the code cannot read) holds up no other. Once it has failed
+``MAX_DELIVERIES`` times, while newer messages were handled (so the fault is
+the message's, not an outage's), it moves to the ``stream:dead-letters``
+stream with its group, stream, id and last error, and is acknowledged.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -33,6 +43,19 @@ from wealthalloc.storage.postgres import AsyncPool
 log = get_logger(__name__)
 
 PENDING_CHECK_S = 10.0  # one read of the pending list every this often, per consumer, at most
+# A message that fails alone this many times, while newer ones are handled, goes to the dead letters.
+MAX_DELIVERIES = 5
+DEAD_LETTERS = "stream:dead-letters"
+DEAD_LETTERS_MAX = 10_000
+
+
+@dataclass(frozen=True)
+class _Stuck:
+    """A pending message its group failed to handle even alone."""
+
+    stream: Any
+    id: Any
+    fields: dict[Any, Any] | None  # None: trimmed from its stream while it was pending
 
 
 class StreamConsumer:
@@ -72,57 +95,128 @@ class StreamConsumer:
         self._ready = True
 
     async def consume_once(self, count: int = 200) -> int:
-        """Handle one batch: first anything left pending by an earlier crash, then new messages."""
+        """Handle one batch: what is pending first when some may be, then new messages."""
         if not self._ready:
             await self.ensure_groups()
-        unexpected = False  # a read of the pending list only because it was due
-        if not self._may_have_pending and self._clock() - self._pending_read_at >= self._pending_check_s:
-            self._may_have_pending = unexpected = True
-        for start in ("0", ">") if self._may_have_pending else (">",):
-            # Redis adds what it delivers to the pending list even when its answer never arrives.
-            self._may_have_pending = True
-            try:
-                response = await self._redis.xreadgroup(
-                    self.group,
-                    self._name,
-                    dict.fromkeys(self._streams, start),
-                    count=count,
-                    block=None if start == "0" else self._block_ms,
-                )
-            except redis.exceptions.ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                # Redis lost its data (a restart without persistence, a flush): the relay refills
-                # the streams from the outbox, and the groups are made again from the start of each
-                # stream; handling is idempotent by event id, so what is read twice changes nothing.
-                self._ready = False
+        due = not self._may_have_pending and self._clock() - self._pending_read_at >= self._pending_check_s
+        handled = 0
+        stuck: list[_Stuck] = []
+        if self._may_have_pending or due:
+            pending = await self._read("0", count)
+            if pending is None:
                 return 0
-            if start == "0":
-                self._pending_read_at = self._clock()
-            batches: Any = response or []
-            if isinstance(batches, dict):  # RESP3 answers with a map
-                batches = list(batches.items())
-            handled = 0
-            for stream, messages in batches:
-                if not messages:
-                    continue
-                if start == "0" and unexpected:
-                    log.warning(
-                        "stream_messages_found_pending",
-                        group=self.group,
-                        consumer=self._name,
-                        stream=_text(stream),
-                        messages=len(messages),
-                        first=_text(messages[0][0]),
-                    )
-                await self.handle([Event.from_fields(fields) for _, fields in messages])
-                await self._redis.xack(stream, self.group, *[message_id for message_id, _ in messages])
-                handled += len(messages)
-            # New messages all acknowledged, or no pending ones found: none wait for this consumer.
-            self._may_have_pending = start == "0" and handled > 0
-            if handled:
-                return handled
-        return 0
+            self._pending_read_at = self._clock()
+            if due and pending:
+                log.warning(
+                    "stream_messages_found_pending",
+                    group=self.group,
+                    consumer=self._name,
+                    messages={_text(stream): len(messages) for stream, messages in pending},
+                )
+            for stream, messages in pending:
+                done, failed = await self._handle_pending(stream, messages)
+                handled += done
+                stuck += failed
+            if not stuck:
+                self._may_have_pending = handled > 0  # a full page of them may have more behind it
+                if handled:
+                    return handled
+            # Otherwise some fail even alone: new messages are read all the same, so one message
+            # that cannot be handled holds up no other.
+        # Redis adds what it delivers to the pending list even when its answer never arrives.
+        self._may_have_pending = True
+        fresh = await self._read(">", count)
+        if fresh is None:
+            return handled
+        for stream, messages in fresh:
+            await self._handle_and_ack(stream, messages)
+            handled += len(messages)
+        if stuck and fresh:
+            # New messages were handled: what keeps failing fails for what it is, not for an outage.
+            await self._dead_letter(stuck)
+        elif not stuck:
+            self._may_have_pending = False  # the new ones all acknowledged: none wait
+        return handled
+
+    async def _read(self, start: str, count: int) -> list[tuple[Any, list[Any]]] | None:
+        """The group's messages from ``start`` ("0": this consumer's pending ones, ">": new ones),
+        by stream, leaving out streams with none; ``None`` when the groups are gone."""
+        try:
+            response = await self._redis.xreadgroup(
+                self.group,
+                self._name,
+                dict.fromkeys(self._streams, start),
+                count=count,
+                block=None if start == "0" else self._block_ms,
+            )
+        except redis.exceptions.ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            # Redis lost its data (a restart without persistence, a flush): the relay refills
+            # the streams from the outbox, and the groups are made again from the start of each
+            # stream; handling is idempotent by event id, so what is read twice changes nothing.
+            self._ready = False
+            return None
+        batches: Any = response or []
+        if isinstance(batches, dict):  # RESP3 answers with a map
+            batches = list(batches.items())
+        return [(stream, messages) for stream, messages in batches if messages]
+
+    async def _handle_pending(self, stream: Any, messages: list[Any]) -> tuple[int, list[_Stuck]]:
+        """Pending messages handled together, or, when that fails, one by one: the number
+        handled, and those that failed alone."""
+        try:
+            await self._handle_and_ack(stream, messages)
+            return len(messages), []
+        except Exception as exc:
+            log.warning("stream_batch_failed_handling_one_by_one", group=self.group, error=str(exc))
+        done, stuck = 0, []
+        for message in messages:
+            try:
+                await self._handle_and_ack(stream, [message])
+                done += 1
+            except Exception as exc:
+                log.warning(
+                    "stream_message_failed", group=self.group, message_id=_text(message[0]), error=repr(exc)
+                )
+                stuck.append(_Stuck(stream, message[0], message[1]))
+        return done, stuck
+
+    async def _handle_and_ack(self, stream: Any, messages: list[Any]) -> None:
+        await self.handle([Event.from_fields(fields) for _, fields in messages])
+        await self._redis.xack(stream, self.group, *[message_id for message_id, _ in messages])
+
+    async def _dead_letter(self, stuck: list[_Stuck]) -> None:
+        """Move each message that failed alone ``MAX_DELIVERIES`` times to the dead-letter stream, with
+        its group, stream, id and last error, and acknowledge it; fewer times, it stays pending."""
+        for message in stuck:
+            [entry] = await self._redis.xpending_range(
+                message.stream, self.group, min=message.id, max=message.id, count=1
+            ) or [{"times_delivered": 0}]
+            if int(entry["times_delivered"]) < MAX_DELIVERIES:
+                continue
+            try:  # once more, now that newer ones were handled: an outage may have just ended
+                await self._handle_and_ack(message.stream, [(message.id, message.fields)])
+                continue
+            except Exception as exc:
+                error = repr(exc)
+            fields: dict[Any, Any] = {
+                b"group": self.group,
+                b"stream": message.stream,
+                b"message_id": message.id,
+                b"error": error[:2000],
+                **{b"field:" + _bytes(k): v for k, v in (message.fields or {}).items()},
+            }
+            await self._redis.xadd(DEAD_LETTERS, fields, maxlen=DEAD_LETTERS_MAX, approximate=True)
+            await self._redis.xack(message.stream, self.group, message.id)
+            log.error(
+                "stream_message_dead_lettered",
+                group=self.group,
+                stream=_text(message.stream),
+                message_id=_text(message.id),
+                deliveries=int(entry["times_delivered"]),
+                error=error,
+            )
 
     async def handle(self, events: list[Event]) -> None:
         raise NotImplementedError
@@ -144,6 +238,10 @@ async def group_lags(client: aioredis.Redis, topics: Sequence[str] = TOPICS) -> 
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _bytes(value: Any) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode()
 
 
 class AuditLogger(StreamConsumer):

@@ -934,29 +934,31 @@ class BookService:
                     f" buy orders and {figures['unsettled_cash']} is sale proceeds that have not settled.",
                     {**jsonable(figures), "available": str(exc.available), "requested": str(-amount)},
                 ) from exc
-        await store.set_cash(conn, row["id"], balance)
-        movement = await store.insert_cash_movement(
-            conn,
-            portfolio_id=row["id"],
-            amount=amount,
-            kind="deposit" if amount > 0 else "withdrawal",
-            idempotency_key=m.idempotency_key,
-            description=description,
-            balance_after=balance,
-        )
-        await add_event(
-            conn,
-            topic=TOPIC,
-            event_type="portfolio.cash_moved",
-            user_id=m.user_id,
-            aggregate_id=row["id"],
-            payload={
-                "portfolio_id": row["id"],
-                "movement_id": movement["id"],
-                "amount": amount,
-                "balance": balance,
-            },
-        )
+        # Nothing of the change reads these back: in a group commit they go with the group's rows.
+        async with held_writes.writes_together(conn):
+            await store.set_cash(conn, row["id"], balance)
+            movement = await store.record_cash_movement(
+                conn,
+                portfolio_id=row["id"],
+                amount=amount,
+                kind="deposit" if amount > 0 else "withdrawal",
+                idempotency_key=m.idempotency_key,
+                description=description,
+                balance_after=balance,
+            )
+            await add_event(
+                conn,
+                topic=TOPIC,
+                event_type="portfolio.cash_moved",
+                user_id=m.user_id,
+                aggregate_id=row["id"],
+                payload={
+                    "portfolio_id": row["id"],
+                    "movement_id": movement["id"],
+                    "amount": amount,
+                    "balance": balance,
+                },
+            )
         return 201, jsonable(
             {
                 "portfolio_id": row["id"],

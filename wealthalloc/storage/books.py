@@ -6,7 +6,7 @@ import json
 import uuid
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -220,12 +220,10 @@ _SET_CASH = """UPDATE portfolios p SET cash_balance = v.cash, version = p.versio
                FROM unnest(%b::uuid[], %b::numeric[]) AS v (id, cash) WHERE p.id = v.id"""
 
 
-_CASH_MOVEMENT = """INSERT INTO cash_movements (portfolio_id, amount, kind, idempotency_key, reference_id,
-                                                 description, balance_after)
-                    VALUES (%s, %s, %s, %s, %s, %s, %s)"""
+_STORED_PLACES = Decimal("0.0001")  # cash_movements' NUMERIC(20,4): the figures as they read back
 
 
-async def insert_cash_movement(
+async def record_cash_movement(
     conn: Conn,
     *,
     portfolio_id: uuid.UUID,
@@ -234,16 +232,42 @@ async def insert_cash_movement(
     idempotency_key: str | None,
     description: str | None,
     balance_after: Decimal,
-    reference_id: uuid.UUID | None = None,
 ) -> Row:
-    """The movement as stored, for an answer that shows it (a deposit's)."""
-    cur = await conn.execute(
-        _CASH_MOVEMENT + " RETURNING id, portfolio_id, amount, kind, description, balance_after, created_at",
-        (portfolio_id, amount, kind, idempotency_key, reference_id, description, balance_after),
+    """The movement as it is stored, for an answer that shows it (a deposit's).
+
+    Its id and time are made here, not read back: nothing returned means nothing waited for, so in
+    a group commit the movement is written with the group's other rows (one statement for all the
+    deposits of a group) and alone it travels in the pipeline with the next statement. The time is
+    the shard's clock where it was PostgreSQL's ``now()``; only the order of a portfolio's
+    movements (``seq``) is read as an order."""
+    movement = {
+        "id": uuid.uuid4(),
+        "portfolio_id": portfolio_id,
+        "amount": amount.quantize(_STORED_PLACES),
+        "kind": kind,
+        "description": description,
+        "balance_after": balance_after.quantize(_STORED_PLACES),
+        "created_at": datetime.now(UTC),
+    }
+    row = (
+        movement["id"],
+        portfolio_id,
+        movement["amount"],
+        kind,
+        idempotency_key,
+        description,
+        movement["balance_after"],
+        movement["created_at"],
     )
-    row = await cur.fetchone()
-    assert row is not None
-    return row
+    await held_writes.write(conn, _CASH_MOVEMENTS_MADE, row)
+    return movement
+
+
+_CASH_MOVEMENTS_MADE = held_writes.Insert.of(
+    "cash_movements",
+    """id uuid, portfolio_id uuid, amount numeric, kind text, idempotency_key text, description text,
+       balance_after numeric, created_at timestamptz""",
+)
 
 
 async def add_cash_movement(
