@@ -33,6 +33,7 @@ from serve_apps.api.envelope import ApiError, success
 from serve_apps.api.resources import Resources
 from wealthalloc.config import VERSION
 from wealthalloc.domain.sharding import shard_name
+from wealthalloc.events.consumers import DEAD_LETTERS
 from wealthalloc.events.relay import TOPICS, stream_key
 from wealthalloc.logging import get_logger
 from wealthalloc.marketdata import MarketDataError
@@ -118,7 +119,14 @@ async def check_event_bus(res: Resources) -> dict[str, Any]:
     for group, (undelivered, unacked) in groups.items():
         res.metrics.consumer_backlog(group, undelivered=undelivered, pending=unacked)
     lags = {group: undelivered + unacked for group, (undelivered, unacked) in groups.items()}
-    return {"outbox_backlog": row["backlog"], "outbox_lag_seconds": round(lag, 3), "consumer_lag": lags}
+    dead = int(await res.redis.xlen(DEAD_LETTERS))
+    res.metrics.dead_letters.set(dead)
+    return {
+        "outbox_backlog": row["backlog"],
+        "outbox_lag_seconds": round(lag, 3),
+        "consumer_lag": lags,
+        "dead_letters": dead,
+    }
 
 
 async def group_backlogs(client: Any, topics: Sequence[str] = TOPICS) -> dict[str, tuple[int, int]]:

@@ -83,6 +83,12 @@ class ApiMetrics:
             ["group"],
             registry=self.registry,
         )
+        self.dead_letters = Gauge(
+            "wealthalloc_event_dead_letters",
+            "Events a consumer group could not handle, even alone, moved to the dead-letter stream"
+            " (its length), at the last /health.",
+            registry=self.registry,
+        )
         self.broker_connected = Gauge(
             "wealthalloc_broker_connected",
             "1 when the broker gateway had a live connection to its broker at the last health check.",

@@ -369,7 +369,10 @@ def test_a_deposit_through_the_api_reaches_the_audit_trail(http, database_url: s
             break
         time.sleep(0.3)
     assert bus["consumer_lag"] == {"alerts": 0, "audit": 0, "cache": 0, "notifications": 0, "webhooks": 0}
-    assert 'wealthalloc_event_consumer_lag{group="audit"} 0.0' in http.get("/metrics", headers=OPERATOR).text
+    assert bus["dead_letters"] == 0
+    scrape = http.get("/metrics", headers=OPERATOR).text
+    assert 'wealthalloc_event_consumer_lag{group="audit"} 0.0' in scrape
+    assert "wealthalloc_event_dead_letters 0.0" in scrape
 
 
 def test_killing_the_event_bus_mid_stream_loses_no_event_and_audits_each_once_in_sequence(

@@ -32,10 +32,12 @@ SEED_ALERTS = {
     "WealthAllocConsumerLagHigh": "warning",
     "WealthAllocCacheMissRateHigh": "warning",
 }
-# Beyond the seed's list: a breaker that keeps IBKR orders pending, events a consumer never acknowledges.
+# Beyond the seed's list: a breaker that keeps IBKR orders pending, events a consumer never acknowledges,
+# events a consumer could not handle and moved aside.
 FURTHER_ALERTS = {
     "WealthAllocIbkrBreakerOpen": "warning",
     "WealthAllocConsumerPendingStuck": "warning",
+    "WealthAllocEventsDeadLettered": "warning",
 }
 
 
