@@ -164,12 +164,14 @@ class StreamConsumer:
 
     async def _handle_pending(self, stream: Any, messages: list[Any]) -> tuple[int, list[_Stuck]]:
         """Pending messages handled together, or, when that fails, one by one: the number
-        handled, and those that failed alone."""
-        try:
-            await self._handle_and_ack(stream, messages)
-            return len(messages), []
-        except Exception as exc:
-            log.warning("stream_batch_failed_handling_one_by_one", group=self.group, error=str(exc))
+        handled, and those that failed alone. A lone message is tried once, not as a batch and
+        then again alone."""
+        if len(messages) > 1:
+            try:
+                await self._handle_and_ack(stream, messages)
+                return len(messages), []
+            except Exception as exc:
+                log.warning("stream_batch_failed_handling_one_by_one", group=self.group, error=str(exc))
         done, stuck = 0, []
         for message in messages:
             try:
